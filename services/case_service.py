@@ -1,0 +1,174 @@
+"""The application service for fraud cases: load, decide, append, retry.
+
+Every case command travels the same short path: load the case (from a
+version-checked cache plus whatever the stream gained since), check the caller
+may act on it, run the domain decision, append its events with the expected
+version, and on a lost race run the decision again on fresh state.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from casedesk.domain.case import FraudCase, replay
+from casedesk.domain.events import CaseEvent
+from casedesk.domain.values import Actor
+from casedesk.services.case_access import acting_department, check_may_change
+from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.event_store import EventStore, IdempotencyRecord, StreamConflictError
+from casedesk.services.tokens import Principal
+
+MAX_ATTEMPTS = 5
+
+
+class Decision(Protocol):
+    def __call__(self, case: FraudCase, *, actor: Actor, at: datetime) -> list[CaseEvent]: ...
+
+
+class Opening(Protocol):
+    def __call__(self, *, actor: Actor, at: datetime) -> list[CaseEvent]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a command did: the case after it, the events and their positions."""
+
+    case: FraudCase
+    events: list[CaseEvent]
+    positions: list[int]
+
+    @property
+    def version(self) -> int:
+        return self.case.version
+
+    @property
+    def position(self) -> int | None:
+        return self.positions[-1] if self.positions else None
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """The caller's Idempotency-Key and a digest of what it was sent with."""
+
+    principal: str
+    key: str
+    request_hash: bytes
+
+
+Respond = Callable[[Outcome], tuple[int, bytes]]
+
+
+class CaseNotFoundError(LookupError):
+    """No case has this id."""
+
+
+class VersionMismatchError(Exception):
+    """If-Match named another version than the case is at."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the case is at version {current}")
+        self.current = current
+
+
+def actor_of(principal: Principal, department: str) -> Actor:
+    return Actor(id=principal.sub, name=principal.name, role=principal.role, department=department)
+
+
+class CaseService:
+    """Runs case commands against the event store."""
+
+    def __init__(self, store: EventStore, mapper: CaseEventMapper, cache_size: int = 50_000) -> None:
+        self.store = store
+        self.mapper = mapper
+        self._cache: OrderedDict[UUID, FraudCase] = OrderedDict()
+        self._cache_size = cache_size
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def load(self, case_id: UUID) -> FraudCase:
+        """The case as it stands now; one query whatever the stream's length."""
+        cached = self._cache.get(case_id)
+        stored = await self.store.read_stream(case_id, gt=cached.version if cached else None)
+        events = [self.mapper.to_domain_event(s) for s in stored]
+        case = replay(events, cached) if events else cached
+        if case is None:
+            raise CaseNotFoundError(str(case_id))
+        self._remember(case)
+        return case
+
+    async def open(
+        self,
+        principal: Principal,
+        decide: Opening,
+        idempotency: Idempotency | None = None,
+        respond: Respond | None = None,
+    ) -> Outcome:
+        actor = actor_of(principal, "fraud")
+        events = decide(actor=actor, at=self.clock())
+        case = replay(events)
+        assert case is not None
+        return await self._append(case, events, idempotency, respond)
+
+    async def change(
+        self,
+        principal: Principal,
+        case_id: UUID,
+        decide: Decision,
+        *,
+        expected_version: int | None = None,
+        idempotency: Idempotency | None = None,
+        respond: Respond | None = None,
+    ) -> Outcome:
+        """Run one command; re-run it on fresh state when another command won the race."""
+        for attempt in range(MAX_ATTEMPTS):
+            case = await self.load(case_id)
+            check_may_change(principal, case)
+            if expected_version is not None and case.version != expected_version:
+                raise VersionMismatchError(case.version)
+            actor = actor_of(principal, acting_department(principal, case))
+            events = decide(case, actor=actor, at=self.clock())
+            try:
+                return await self._append(replay(events, case) or case, events, idempotency, respond)
+            except StreamConflictError:
+                self._cache.pop(case_id, None)
+                if attempt == MAX_ATTEMPTS - 1 or expected_version is not None:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _append(
+        self,
+        case: FraudCase,
+        events: list[CaseEvent],
+        idempotency: Idempotency | None,
+        respond: Respond | None,
+    ) -> Outcome:
+        record = None
+        if idempotency is not None and respond is not None:
+            def render(positions: list[int]) -> tuple[int, bytes]:
+                return respond(Outcome(case, events, positions))
+
+            record = IdempotencyRecord(
+                idempotency.principal, idempotency.key, idempotency.request_hash, render
+            )
+        stored = [self.mapper.to_stored_event(e) for e in events]
+        positions = await self.store.append(stored, record)
+        if events:
+            self._remember(case)
+        return Outcome(case, events, positions)
+
+    def _remember(self, case: FraudCase) -> None:
+        self._cache[case.id] = case
+        self._cache.move_to_end(case.id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, case_id: UUID) -> None:
+        self._cache.pop(case_id, None)
+
+
+def no_events(*_: Any, **__: Any) -> list[CaseEvent]:
+    return []

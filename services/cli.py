@@ -1,0 +1,94 @@
+"""The `casedesk` command: serve, migrate, token (and more as they land)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from casedesk.services.settings import load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from casedesk.services.http.app import create_app
+    from casedesk.services.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # uvloop is optional (not on Windows)
+        pass
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(f"casedesk serving on http://{host}:{port}  (dashboard: /dashboard)", file=sys.stderr)
+    web.run_app(create_app(settings), host=host, port=port, print=None, shutdown_timeout=10)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from casedesk.services.database import database_url
+    from casedesk.services.migrations import migrate
+
+    async def run() -> list[str]:
+        conn = await asyncpg.connect(database_url(load_settings()))
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    applied = asyncio.run(run())
+    print("applied: " + (", ".join(applied) if applied else "nothing, the schema is current"))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from casedesk.services.tokens import issue_token
+
+    departments = [d for d in args.departments.split(",") if d]
+    print(issue_token(load_settings().token_secret, sub=args.sub, name=args.name or args.sub,
+                      role=args.role, departments=departments, ttl=args.ttl))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="casedesk",
+        description="Fraud-case backend for a card issuer's call center.",
+        epilog="Settings come from the environment; see README.md (DATABASE_URL unset: "
+        "an embedded PostgreSQL in $CASEDESK_DATA_DIR, default ./.casedesk).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="migrate, start projections, serve the API and dashboard")
+    serve.add_argument("--host", help="listen address (default $CASEDESK_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default $CASEDESK_PORT or 8080)")
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply the SQL migrations that have not run yet")
+    migrate.set_defaults(run=_migrate)
+
+    token = commands.add_parser("token", help="print a bearer token signed with the configured secret")
+    token.add_argument("--sub", required=True, help="agent id")
+    token.add_argument("--name", help="display name (default: the agent id)")
+    token.add_argument("--role", required=True, choices=["agent", "supervisor", "auditor", "admin"])
+    token.add_argument("--departments", default="fraud", help="comma-separated, e.g. fraud,credit_management")
+    token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds until it expires (default 8 h)")
+    token.set_defaults(run=_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

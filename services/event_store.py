@@ -1,0 +1,333 @@
+"""The event store: casedesk's case streams in PostgreSQL, through asyncpg.
+
+Rows keep the eventsourcing library's layout (`case_events`: originator_id,
+originator_version, topic, state, notification_id), so the library's recorders
+read what casedesk writes and the other way round.
+
+Ordering guarantee. A projection tails the log by notification id; if a
+transaction that drew a lower id committed after one that drew a higher id, the
+projection would already have passed it and never see it. Like the library,
+every append takes `LOCK TABLE case_events IN EXCLUSIVE MODE` (readers are not
+blocked), so ids are drawn and committed one transaction at a time. What makes
+it fast is that casedesk does not pay that serialisation per command: the
+`AppendWriter` gathers the appends of all concurrent requests into one
+transaction (group commit), checks each command's optimistic-concurrency
+expectation separately, and answers each caller with its own outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
+
+CHANNEL = "case_events"
+MAX_BATCH_ITEMS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A POST's Idempotency-Key, stored with the events the POST wrote.
+
+    `render` turns the notification ids the events got into the (status, body)
+    the first request answered, so a repeat gets exactly that answer.
+    """
+
+    principal: str
+    key: str
+    request_hash: bytes
+    render: Callable[[list[int]], tuple[int, bytes]]
+
+
+class StreamConflictError(IntegrityError):
+    """Another command already wrote one of these versions of the stream."""
+
+
+class IdempotencyRaceError(IntegrityError):
+    """A concurrent request with the same Idempotency-Key won."""
+
+
+@dataclass(slots=True)
+class _Append:
+    events: Sequence[StoredEvent]
+    idempotency: IdempotencyRecord | None
+    done: asyncio.Future[list[int]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class _RetryWithout(Exception):
+    """Rolled back because some appends half-applied; retry the clean ones."""
+
+
+class AppendWriter:
+    """Group commit: one writer task turns queued appends into batch transactions."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._queue: list[_Append] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def append(
+        self, events: Sequence[StoredEvent], idempotency: IdempotencyRecord | None = None
+    ) -> list[int]:
+        item = _Append(events, idempotency)
+        self._queue.append(item)
+        self._wakeup.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="casedesk-append-writer")
+        return await item.done
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch, self._queue = self._queue[:MAX_BATCH_ITEMS], self._queue[MAX_BATCH_ITEMS:]
+            try:
+                await self._write(batch)
+            except Exception as error:  # the database failed the whole batch
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(error)
+
+    async def _write(self, batch: list[_Append]) -> None:
+        pending = [i for i in batch if not i.done.cancelled()]
+        async with self._pool.acquire() as conn:
+            while pending:
+                try:
+                    async with conn.transaction():
+                        await conn.execute(f"LOCK TABLE case_events IN EXCLUSIVE MODE; NOTIFY {CHANNEL}")
+                        results = await _insert(conn, pending)
+                except _RetryWithout as retry:
+                    pending = [i for i in pending if i not in retry.args[0]]
+                    continue
+                for item, outcome in zip(pending, results, strict=True):
+                    if isinstance(outcome, Exception):
+                        item.done.set_exception(outcome)
+                    else:
+                        item.done.set_result(outcome)
+                return
+
+
+async def _insert(conn: asyncpg.Connection, items: list[_Append]) -> list[list[int] | Exception]:
+    """Insert every item's rows; fail the ones that conflict, all or nothing each."""
+    events = [e for item in items for e in item.events]
+    rows = await conn.fetch(
+        "INSERT INTO case_events (originator_id, originator_version, topic, state)"
+        " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bytea[])"
+        " ON CONFLICT DO NOTHING RETURNING originator_id, originator_version, notification_id",
+        [e.originator_id for e in events],
+        [e.originator_version for e in events],
+        [e.topic for e in events],
+        [e.state for e in events],
+    )
+    written = {(r[0], r[1]): r[2] for r in rows}
+    results: list[list[int] | Exception] = []
+    half_written: list[_Append] = []
+    claimed: set[tuple[Any, int]] = set()
+    for item in items:
+        item_keys = [(_uuid(e.originator_id), e.originator_version) for e in item.events]
+        # A key seen twice in one batch was written for its first claimant only.
+        mine = {k for k in item_keys if k not in claimed and k in written}
+        claimed.update(item_keys)
+        if len(mine) != len(item_keys) or len(set(item_keys)) != len(item_keys):
+            results.append(StreamConflictError(f"stream {item_keys[0][0]} moved on"))
+            if mine:
+                half_written.append(item)
+        else:
+            results.append([written[k] for k in item_keys])
+    if not half_written:
+        await _keep_idempotency_keys(conn, items, results, half_written)
+    if half_written:
+        # Some rows of a failed command went in: undo the batch, redo without it.
+        for item, outcome in zip(items, results, strict=True):
+            if isinstance(outcome, Exception):
+                item.done.set_exception(outcome)
+        raise _RetryWithout([i for i, o in zip(items, results, strict=True) if isinstance(o, Exception)])
+    return results
+
+
+async def _keep_idempotency_keys(
+    conn: asyncpg.Connection,
+    items: list[_Append],
+    results: list[list[int] | Exception],
+    half_written: list[_Append],
+) -> None:
+    """Store the answer of every successful command that carries a key."""
+    keyed = [
+        (n, item.idempotency, *item.idempotency.render(ids))
+        for n, (item, ids) in enumerate(zip(items, results, strict=True))
+        if item.idempotency is not None and isinstance(ids, list)
+    ]
+    if not keyed:
+        return
+    kept = {
+        (r[0], r[1])
+        for r in await conn.fetch(
+            "INSERT INTO idempotency_keys (principal, key, request_hash, status, response)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::bytea[])"
+            " ON CONFLICT DO NOTHING RETURNING principal, key",
+            [k.principal for _, k, _, _ in keyed],
+            [k.key for _, k, _, _ in keyed],
+            [k.request_hash for _, k, _, _ in keyed],
+            [status for _, _, status, _ in keyed],
+            [body for _, _, _, body in keyed],
+        )
+    }
+    for n, record, _, _ in keyed:
+        if (record.principal, record.key) in kept:
+            kept.discard((record.principal, record.key))  # a twin later in the batch lost
+        else:
+            results[n] = IdempotencyRaceError("the same Idempotency-Key is in use")
+            if items[n].events:
+                half_written.append(items[n])
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def _stored(row: asyncpg.Record) -> StoredEvent:
+    return StoredEvent(
+        originator_id=row["originator_id"],
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )
+
+
+class EventStore:
+    """Appends to and reads from the case streams and the notification log."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.writer = AppendWriter(pool)
+
+    async def append(
+        self, events: Sequence[StoredEvent], idempotency: IdempotencyRecord | None = None
+    ) -> list[int]:
+        """Write one command's events atomically; return their notification ids.
+
+        Raises StreamConflictError when another command already wrote one of
+        these versions (the optimistic-concurrency check).
+        """
+        if not events and idempotency is None:
+            return []
+        return await self.writer.append(events, idempotency)
+
+    async def read_stream(
+        self,
+        originator_id: UUID,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        rows = await self.pool.fetch(
+            "SELECT originator_id, originator_version, topic, state FROM case_events"
+            " WHERE originator_id = $1 AND originator_version > $2 AND originator_version <= $3"
+            f" ORDER BY originator_version {'DESC' if desc else 'ASC'} LIMIT $4",
+            originator_id,
+            -1 if gt is None else gt,
+            2**62 if lte is None else lte,
+            limit,
+        )
+        return [_stored(r) for r in rows]
+
+    async def read_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[Notification]:
+        after = 0 if start is None else (start - 1 if inclusive_of_start else start)
+        rows = await self.pool.fetch(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM case_events WHERE notification_id > $1 AND notification_id <= $2"
+            " AND (cardinality($3::text[]) = 0 OR topic = ANY($3::text[]))"
+            " ORDER BY notification_id LIMIT $4",
+            after,
+            2**62 if stop is None else stop,
+            list(topics),
+            limit,
+        )
+        return [
+            Notification(
+                id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4])
+            )
+            for r in rows
+        ]
+
+    async def max_notification_id(self) -> int | None:
+        value: int | None = await self.pool.fetchval("SELECT max(notification_id) FROM case_events")
+        return value
+
+    async def append_with_tracking(
+        self, events: Sequence[StoredEvent], tracking_name: str, notification_id: int
+    ) -> list[int]:
+        """Write events and a reader's new position in one transaction.
+
+        For process-style readers that turn what they read into new events;
+        not batched, since the tracking row is that reader's own.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await record_position(conn, tracking_name, notification_id)
+            if not events:
+                return []
+            await conn.execute(f"LOCK TABLE case_events IN EXCLUSIVE MODE; NOTIFY {CHANNEL}")
+            try:
+                rows = await conn.fetch(
+                    "INSERT INTO case_events (originator_id, originator_version, topic, state)"
+                    " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bytea[])"
+                    " RETURNING notification_id",
+                    [e.originator_id for e in events],
+                    [e.originator_version for e in events],
+                    [e.topic for e in events],
+                    [e.state for e in events],
+                )
+            except asyncpg.UniqueViolationError as error:
+                raise StreamConflictError(str(error)) from error
+            return [r[0] for r in rows]
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+
+async def record_position(conn: asyncpg.Connection, name: str, notification_id: int) -> None:
+    """Move a reader's tracking position forward, in the caller's transaction.
+
+    Single-row tracking like the library's: refusing to go backwards or stand
+    still is what makes a replayed batch fail instead of applying twice.
+    """
+    moved = await conn.fetchval(
+        "INSERT INTO projection_tracking (application_name, notification_id) VALUES ($1, $2)"
+        " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id"
+        " WHERE projection_tracking.notification_id < excluded.notification_id"
+        " RETURNING notification_id",
+        name,
+        notification_id,
+    )
+    if moved is None:
+        raise IntegrityError(f"{name} is already at or past notification {notification_id}")
+
+
+async def read_position(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> int | None:
+    """The last notification id a reader has applied, or None."""
+    value: int | None = await conn.fetchval(
+        "SELECT notification_id FROM projection_tracking WHERE application_name = $1", name
+    )
+    return value

@@ -1,0 +1,19 @@
+"""Typed keys for what the composition root puts on the aiohttp application."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+
+from casedesk.services.settings import Settings
+
+if TYPE_CHECKING:
+    from casedesk.services.case_service import CaseService
+    from casedesk.services.event_store import EventStore
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+STORE = web.AppKey("store", "EventStore")
+CASES = web.AppKey("cases", "CaseService")

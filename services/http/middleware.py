@@ -1,0 +1,124 @@
+"""Middlewares: request id and access log, problem details, bearer auth."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from casedesk.domain.errors import RuleViolation
+from casedesk.services.case_access import AccessDeniedError
+from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
+from casedesk.services.event_store import IdempotencyRaceError, StreamConflictError
+from casedesk.services.http.app_keys import SETTINGS
+from casedesk.services.http.problems import CONTENT_TYPE, Problem, as_json
+from casedesk.services.tokens import InvalidTokenError, Principal, read_token
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = structlog.get_logger("casedesk.http")
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+# Which roles may call a route, keyed by (method, canonical path); None = public.
+ALLOWED_ROLES = web.AppKey("allowed_roles", dict)
+
+
+def problem_response(problem: Problem) -> web.Response:
+    return web.Response(
+        body=as_json(problem.body),
+        status=problem.status,
+        content_type=CONTENT_TYPE,
+        headers=problem.headers,
+    )
+
+
+def service_problem(error: Exception) -> Problem:
+    """The answer for each refusal of the application service."""
+    if isinstance(error, AccessDeniedError):
+        return Problem(403, "forbidden", "Not allowed", str(error))
+    if isinstance(error, CaseNotFoundError):
+        return Problem(404, "not-found", "No such case", f"case {error} does not exist")
+    if isinstance(error, VersionMismatchError):
+        return Problem(412, "version-mismatch", "The case has changed", str(error),
+                       current_version=error.current)
+    if isinstance(error, IdempotencyRaceError):
+        return Problem(409, "idempotency-key-in-use", "A request with this key is in flight",
+                       "retry later to get its answer")
+    return Problem(409, "concurrent-change", "The case kept changing", "retry the command")
+
+
+_HTTP_KINDS = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Request body is larger than 64 KiB"),
+}
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id, answer every error as problem+json, log one line per request."""
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except Problem as problem:
+        response = problem_response(problem)
+    except RuleViolation as violation:
+        response = problem_response(
+            Problem(409, violation.rule, "Refused by a rule of the case", violation.detail, rule=True)
+        )
+    except (AccessDeniedError, CaseNotFoundError, VersionMismatchError, StreamConflictError,
+            IdempotencyRaceError) as error:
+        response = problem_response(service_problem(error))
+    except web.HTTPException as http:
+        if http.status < 400:
+            raise
+        kind, title = _HTTP_KINDS.get(http.status, ("http-error", http.reason))
+        response = problem_response(Problem(http.status, kind, title, http.text or ""))
+    except Exception:
+        log.exception("unhandled_error", path=request.path)
+        response = problem_response(Problem(500, "internal", "Internal error", "see the server log"))
+    response.headers["X-Request-Id"] = request_id
+    log.info(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return response
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip()
+    return request.query.get("access_token")
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """401 without a valid token, 403 when the route does not admit the role."""
+    route = request.match_info.route
+    roles = request.app[ALLOWED_ROLES].get((route.method, route.resource.canonical if route.resource else ""))
+    if roles is None:
+        return await handler(request)
+    token = _bearer(request)
+    if not token:
+        raise Problem(401, "unauthorized", "A bearer token is required",
+                      headers={"WWW-Authenticate": "Bearer"})
+    try:
+        principal = read_token(request.app[SETTINGS].token_secret, token)
+    except InvalidTokenError as error:
+        raise Problem(401, "unauthorized", "The bearer token is not valid", str(error),
+                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from error
+    if principal.role not in roles:
+        raise Problem(403, "forbidden", "Your role may not do this",
+                      f"role {principal.role} is not allowed here")
+    request[PRINCIPAL] = principal
+    structlog.contextvars.bind_contextvars(agent=principal.sub)
+    return await handler(request)

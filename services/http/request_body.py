@@ -1,0 +1,116 @@
+"""Turning a request body into a request Struct, or a clear 4xx.
+
+400 for malformed JSON, 415 for a body that is not JSON, 422 with one entry
+per field for unknown, missing, mistyped or card-data-bearing fields.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from casedesk.domain.card_data import looks_like_pan
+from casedesk.services.http.problems import FieldError, Problem, validation_problem
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+# Free text is redacted by the domain; every other string is a structured field,
+# where a full card number is refused outright.
+FREE_TEXT = frozenset(
+    {"summary", "text", "note", "reason", "detail", "resolution", "purpose", "notes"}
+)
+SECURITY_CODE_NAMES = re.compile(r"(cvv|cvc|cvv2|cid|security_?code)", re.IGNORECASE)
+_PATH = re.compile(r"`\$((?:\.[A-Za-z_0-9]+|\[\d+\])*)`")
+
+
+async def read_json(request: web.Request) -> Any:
+    if not request.body_exists:
+        raise validation_problem([FieldError("body", "a JSON object is required")])
+    if request.content_type != "application/json":
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      f"send application/json, not {request.content_type}")
+    raw = await request.read()
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError as error:
+        raise Problem(400, "malformed-json", "Malformed JSON", str(error)) from error
+
+
+def _field_problems(value: Any, kind: type[msgspec.Struct], prefix: str) -> list[FieldError]:
+    """Unknown and missing fields, all at once (msgspec stops at the first)."""
+    if not isinstance(value, dict):
+        return [FieldError(prefix or "body", "must be a JSON object")]
+    info = msgspec.inspect.type_info(kind)
+    assert isinstance(info, msgspec.inspect.StructType)
+    names = {f.encode_name: f for f in info.fields}
+    errors = [FieldError(f"{prefix}{k}", "unknown field") for k in value if k not in names]
+    errors += [
+        FieldError(f"{prefix}{f.encode_name}", "is required")
+        for f in info.fields
+        if f.required and f.encode_name not in value
+    ]
+    for name, item in value.items():
+        field = names.get(name)
+        if field is None:
+            continue
+        nested = _struct_of(field.type)
+        if nested is not None and isinstance(item, dict):
+            errors += _field_problems(item, nested, f"{prefix}{name}.")
+        elif nested is not None and isinstance(item, list):
+            for n, element in enumerate(item):
+                errors += _field_problems(element, nested, f"{prefix}{name}[{n}].")
+    return errors
+
+
+def _struct_of(t: msgspec.inspect.Type) -> type[msgspec.Struct] | None:
+    if isinstance(t, msgspec.inspect.StructType):
+        return t.cls
+    if isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType)):
+        return _struct_of(t.item_type)
+    if isinstance(t, msgspec.inspect.UnionType):
+        for option in t.types:
+            found = _struct_of(option)
+            if found is not None:
+                return found
+    return None
+
+
+def _card_data_problems(value: Any, path: str) -> list[FieldError]:
+    """A full card number or a security code in a structured field is refused."""
+    if isinstance(value, dict):
+        found: list[FieldError] = []
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if SECURITY_CODE_NAMES.fullmatch(str(key)):
+                found.append(FieldError(child, "security codes are never accepted"))
+            elif key not in FREE_TEXT:
+                found += _card_data_problems(item, child)
+        return found
+    if isinstance(value, list):
+        return [e for n, item in enumerate(value) for e in _card_data_problems(item, f"{path}[{n}]")]
+    if isinstance(value, str) and looks_like_pan(value):
+        return [FieldError(path, "a full card number is never accepted here")]
+    return []
+
+
+def convert(value: Any, kind: type[T]) -> T:
+    """Check and convert an already parsed JSON value into a request Struct."""
+    errors = _card_data_problems(value, "") + _field_problems(value, kind, "")
+    if errors:
+        raise validation_problem(errors)
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as error:
+        message = str(error)
+        match = _PATH.search(message)
+        field = match.group(1).lstrip(".") if match else "body"
+        text = _PATH.sub("", message).replace(" - at ", "").strip(" -") or "is not valid"
+        raise validation_problem([FieldError(field or "body", text)]) from error
+
+
+async def decode(request: web.Request, kind: type[T]) -> T:
+    """Read, parse, check and convert a JSON body into a request Struct."""
+    return convert(await read_json(request), kind)

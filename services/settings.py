@@ -1,0 +1,77 @@
+"""Settings: the one module that reads the environment.
+
+Every knob casedesk has is a field here, with its default; README.md and
+deploy/casedesk.env.example list the same variables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """What a casedesk process is configured with."""
+
+    database_url: str | None = None
+    database_read_url: str | None = None
+    data_dir: Path = Path(".casedesk")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token_secret: str = ""
+    pii_key: str = ""
+    log_format: str = "json"
+    log_level: str = "info"
+    pool_min: int = 2
+    pool_max: int = 10
+    projections: bool = True
+    readiness_max_lag: int = 1000
+    statement_cache: bool = True
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+
+def _secret_in(data_dir: Path, name: str) -> str:
+    """Read a generated secret from the data directory, creating it once."""
+    path = data_dir / name
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(value)
+    return value
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment (or a given mapping, for tests)."""
+    env = os.environ if environ is None else environ
+    data_dir = Path(env.get("CASEDESK_DATA_DIR") or ".casedesk").resolve()
+    return Settings(
+        database_url=env.get("DATABASE_URL") or None,
+        database_read_url=env.get("DATABASE_READ_URL") or None,
+        data_dir=data_dir,
+        host=env.get("CASEDESK_HOST") or "127.0.0.1",
+        port=int(env.get("CASEDESK_PORT") or 8080),
+        token_secret=env.get("CASEDESK_TOKEN_SECRET") or _secret_in(data_dir, "token_secret"),
+        pii_key=env.get("CASEDESK_PII_KEY") or _secret_in(data_dir, "pii_key"),
+        log_format=env.get("CASEDESK_LOG_FORMAT") or "json",
+        log_level=env.get("CASEDESK_LOG_LEVEL") or "info",
+        pool_min=int(env.get("CASEDESK_POOL_MIN") or 2),
+        pool_max=int(env.get("CASEDESK_POOL_MAX") or 10),
+        projections=_flag(env.get("CASEDESK_PROJECTIONS"), True),
+        readiness_max_lag=int(env.get("CASEDESK_READY_MAX_LAG") or 1000),
+        statement_cache=_flag(env.get("CASEDESK_STATEMENT_CACHE"), True),
+    )

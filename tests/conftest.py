@@ -1,0 +1,69 @@
+"""Shared fixtures: a real PostgreSQL for every test that needs one.
+
+DATABASE_URL when set (CI's PostgreSQL), else one embedded server for the
+whole run. Tests isolate by random ids; the few that need an empty log (the
+library's recorder cases) get a schema of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from casedesk.services.database import create_pool
+from casedesk.services.embedded_postgres import start_embedded_postgres
+from casedesk.services.migrations import migrate
+
+
+@pytest.fixture(scope="session")
+def database_dsn() -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="casedesk-test-pg-") as folder:
+        yield start_embedded_postgres(Path(folder))
+
+
+async def new_schema(dsn: str) -> str:
+    """A fresh, migrated schema; return its name."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        await conn.execute(f"SET search_path TO {schema}")
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return schema
+
+
+@pytest.fixture(scope="session")
+async def shared_schema(database_dsn: str) -> str:
+    """One migrated schema the whole run shares (isolation by random ids)."""
+    return await new_schema(database_dsn)
+
+
+@pytest.fixture
+async def pool(database_dsn: str, shared_schema: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_dsn, schema=shared_schema, min_size=1, max_size=20)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def empty_pool(database_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a schema of its own, for tests that need an empty log."""
+    schema = await new_schema(database_dsn)
+    pool = await create_pool(database_dsn, schema=schema, min_size=1, max_size=20)
+    yield pool
+    await pool.close()
+    conn = await asyncpg.connect(database_dsn)
+    await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    await conn.close()
