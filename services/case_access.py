@@ -14,15 +14,18 @@ class AccessDeniedError(PermissionError):
     """The caller's role or departments do not admit this case."""
 
 
-def _agent_may_touch(principal: Principal, case: FraudCase) -> bool:
-    return bool(set(principal.departments) & set(case.departments)) or case.assignee == principal.sub
+def check_may_read_parts(principal: Principal, departments: list[str] | tuple[str, ...],
+                         assignee_id: str | None) -> None:
+    """Agents read the cases of their departments and those assigned to them."""
+    if principal.role in ("supervisor", "admin", "auditor"):
+        return
+    if not (set(principal.departments) & set(departments)) and assignee_id != principal.sub:
+        raise AccessDeniedError("the case is not in your departments nor assigned to you")
 
 
 def check_may_read(principal: Principal, case: FraudCase) -> None:
-    if principal.role in ("supervisor", "admin", "auditor"):
-        return
-    if not _agent_may_touch(principal, case):
-        raise AccessDeniedError("the case is not in your departments nor assigned to you")
+    assignee = case.assignee.agent_id if case.assignee else None
+    check_may_read_parts(principal, case.departments, assignee)
 
 
 def check_may_change(principal: Principal, case: FraudCase) -> None:

@@ -31,6 +31,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     projections: bool = True
     readiness_max_lag: int = 1000
     statement_cache: bool = True
+    timezone: str = "UTC"
 
     @property
     def embedded(self) -> bool:
@@ -74,4 +75,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         projections=_flag(env.get("CASEDESK_PROJECTIONS"), True),
         readiness_max_lag=int(env.get("CASEDESK_READY_MAX_LAG") or 1000),
         statement_cache=_flag(env.get("CASEDESK_STATEMENT_CACHE"), True),
+        timezone=env.get("CASEDESK_TIMEZONE") or "UTC",
     )

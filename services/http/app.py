@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from zoneinfo import ZoneInfo
+
 from aiohttp import web
 
 from casedesk.services.case_service import CaseService
 from casedesk.services.database import create_pool, database_url
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
-from casedesk.services.http.app_keys import CASES, POOL, SETTINGS, STORE
+from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL, SETTINGS, STORE, ZONE
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
 from casedesk.services.http.routes import add_routes
 from casedesk.services.migrations import migrate
+from casedesk.services.personal_data import PersonalData
 from casedesk.services.settings import Settings
 
 MAX_BODY = 64 * 1024
@@ -29,6 +32,8 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
     app = web.Application(middlewares=[request_context, bearer_auth], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[ALLOWED_ROLES] = {}
+    app[PERSONAL_DATA] = PersonalData(settings.pii_key)
+    app[ZONE] = ZoneInfo(settings.timezone)
     add_routes(app)
 
     async def database(app: web.Application) -> AsyncIterator[None]:

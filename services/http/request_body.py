@@ -28,7 +28,7 @@ _PATH = re.compile(r"`\$((?:\.[A-Za-z_0-9]+|\[\d+\])*)`")
 
 async def read_json(request: web.Request) -> Any:
     if not request.body_exists:
-        raise validation_problem([FieldError("body", "a JSON object is required")])
+        return {}  # then every required field is reported missing, by name
     if request.content_type != "application/json":
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
                       f"send application/json, not {request.content_type}")

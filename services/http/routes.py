@@ -1,28 +1,104 @@
-"""One table of every URL casedesk answers, with the roles each admits."""
+"""One table of every URL casedesk answers, with the roles each admits.
+
+Case-level access (an agent's departments, the assignee) is checked by the
+application service once the case is loaded; this table is the role gate.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
+import msgspec
 from aiohttp import web
 
-from casedesk.services.http import health
+from casedesk.projections.case_view import CaseView
+from casedesk.services.http import case_handlers as cmd
+from casedesk.services.http import case_queries as q
+from casedesk.services.http import case_requests as rq
+from casedesk.services.http import health, openapi
+from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
 from casedesk.services.http.middleware import ALLOWED_ROLES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC: None = None
-AGENTS = ("agent", "supervisor", "admin")
-READERS = ("agent", "supervisor", "auditor", "admin")
-SUPERVISORS = ("supervisor", "admin")
-AUDITORS = ("auditor", "supervisor", "admin")
+Roles = tuple[str, ...] | None
+PUBLIC: Roles = None
+AGENTS: Roles = ("agent", "supervisor", "admin")
+READERS: Roles = ("agent", "supervisor", "auditor", "admin")
+SUPERVISORS: Roles = ("supervisor", "admin")
+AUDITORS: Roles = ("auditor", "supervisor", "admin")
 
-ROUTES: list[tuple[str, str, Handler, tuple[str, ...] | None]] = [
-    ("GET", "/healthz", health.healthz, PUBLIC),
-    ("GET", "/readyz", health.readyz, PUBLIC),
+CASE = "/v1/cases/{case_id}"
+
+class Route(NamedTuple):
+    """One URL: who may call it, what it takes and what it answers."""
+
+    method: str
+    path: str
+    handler: Handler
+    roles: Roles
+    summary: str
+    body: type | None = None
+    answer: Any = CommandAnswer
+    status: int = 200
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/healthz", health.healthz, PUBLIC, "Liveness", answer=Health),
+    Route("GET", "/readyz", health.readyz, PUBLIC, "Readiness: database reachable", answer=Health),
+    Route("POST", "/v1/cases", cmd.open_case, AGENTS, "Open a case", rq.OpenCase, status=201),
+    Route("GET", CASE, q.get_case, READERS, "The case view with its handoff summary", answer=CaseView),
+    Route("GET", f"{CASE}/timeline", q.get_timeline, READERS, "The handoff timeline",
+          answer=TimelineAnswer),
+    Route("POST", f"{CASE}/contacts", cmd.start_contact, AGENTS, "Start a contact", rq.StartContact,
+          status=201),
+    Route("POST", f"{CASE}/contacts/{{contact_id}}/end", cmd.end_contact, AGENTS, "End a contact",
+          rq.EndContact),
+    Route("POST", f"{CASE}/identity-checks", cmd.check_identity, AGENTS, "Record an identity check",
+          rq.CheckIdentity),
+    Route("POST", f"{CASE}/identity-unlock", cmd.unlock_identity, SUPERVISORS,
+          "Unlock identity checks", rq.UnlockIdentity),
+    Route("POST", f"{CASE}/transactions/reviewed", cmd.review_transactions, AGENTS,
+          "Record transactions reviewed with the customer", rq.ReviewTransactions),
+    Route("POST", f"{CASE}/disputes", cmd.dispute_charge, AGENTS, "Dispute a charge",
+          rq.DisputeCharge, status=201),
+    Route("POST", f"{CASE}/disputes/{{dispute_id}}/resolve", cmd.resolve_dispute, AGENTS,
+          "Resolve a dispute", rq.ResolveDispute),
+    Route("POST", f"{CASE}/liability-waivers", cmd.waive_liability, AGENTS,
+          "Waive the customer's liability", rq.WaiveLiability),
+    Route("POST", f"{CASE}/payment-stops", cmd.stop_payments, AGENTS, "Stop payments",
+          rq.StopPayments),
+    Route("POST", f"{CASE}/cards/{{card_id}}/suspend", cmd.suspend_card, AGENTS, "Suspend a card",
+          rq.SuspendCard),
+    Route("POST", f"{CASE}/cards/{{card_id}}/reissue", cmd.reissue_card, AGENTS,
+          "Issue a replacement card", rq.ReissueCard),
+    Route("POST", f"{CASE}/cards/{{card_id}}/destroyed", cmd.record_card_destroyed, AGENTS,
+          "Record the old card destroyed at a branch", rq.RecordCardDestroyed),
+    Route("POST", f"{CASE}/online-access/suspend", cmd.suspend_online_access, AGENTS,
+          "Suspend online account access", rq.SuspendOnlineAccess),
+    Route("POST", f"{CASE}/compromise", cmd.record_compromise, AGENTS,
+          "Record where the card data probably leaked", rq.RecordCompromise),
+    Route("POST", f"{CASE}/contact-details", cmd.record_contact_details, AGENTS,
+          "Record a daytime phone for follow-up", rq.RecordContactDetails),
+    Route("POST", f"{CASE}/notes", cmd.add_note, AGENTS, "Add a handoff note", rq.AddNote,
+          status=201),
+    Route("POST", f"{CASE}/escalations", cmd.escalate, AGENTS, "Escalate to a department",
+          rq.Escalate),
+    Route("POST", f"{CASE}/callbacks", cmd.schedule_callback, AGENTS, "Promise a callback",
+          rq.ScheduleCallback, status=201),
+    Route("POST", f"{CASE}/callbacks/{{callback_id}}/complete", cmd.complete_callback, AGENTS,
+          "Record a callback made", rq.CloseCallback),
+    Route("POST", f"{CASE}/callbacks/{{callback_id}}/missed", cmd.miss_callback, AGENTS,
+          "Record a callback missed", rq.CloseCallback),
+    Route("POST", f"{CASE}/release", cmd.release, AGENTS, "Release the case", rq.Release),
+    Route("POST", f"{CASE}/resolve", cmd.resolve_case, AGENTS, "Resolve the case", rq.ResolveCase),
+    Route("POST", f"{CASE}/reopen", cmd.reopen_case, AGENTS, "Reopen the case", rq.ReopenCase),
+    Route("GET", "/v1/openapi.json", openapi.serve, PUBLIC, "This document", answer=Anything),
 ]
 
 
 def add_routes(app: web.Application) -> None:
-    for method, path, handler, roles in ROUTES:
-        route = app.router.add_route(method, path, handler)
-        app[ALLOWED_ROLES][(method, route.resource.canonical)] = roles
+    for r in ROUTES:
+        route = app.router.add_route(r.method, r.path, r.handler)
+        app[ALLOWED_ROLES][(r.method, route.resource.canonical)] = r.roles
+    app[openapi.DOCUMENT] = msgspec.json.encode(openapi.build_document(ROUTES))

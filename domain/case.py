@@ -1,0 +1,320 @@
+"""The fraud case's state, and how each event changes it.
+
+`FraudCase` holds only what the rules need (plus a few obvious facts); the
+case view, timeline and queues are projections. State changes in exactly one
+place: `evolve`, one small applier per event. Everything here is msgspec
+encodable, so a case can be snapshotted with `msgspec.json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+import msgspec
+from msgspec.structs import replace
+
+from . import events as ev
+from .case_parts import (
+    Assignee,
+    CallbackState,
+    CardState,
+    ContactState,
+    DisputeState,
+    PaymentStop,
+)
+from .values import CallbackStatus, CaseReason, CaseStatus, Customer, Money, PhoneNumber
+
+__all__ = [
+    "Assignee",
+    "CallbackState",
+    "CardState",
+    "ContactState",
+    "DisputeState",
+    "FraudCase",
+    "PaymentStop",
+    "evolve",
+    "replay",
+]
+
+FAILURE_WINDOW = timedelta(hours=24)
+HOME_DEPARTMENT = "fraud"
+
+
+class FraudCase(msgspec.Struct, frozen=True, kw_only=True):
+    """One fraud case as its events have made it. Dict keys are ids as strings."""
+
+    id: UUID
+    version: int
+    status: CaseStatus
+    reason: CaseReason
+    opened_at: datetime
+    customer: Customer
+    amount_at_risk: Money | None
+    cards: dict[str, CardState]
+    contacts: dict[str, ContactState] = {}
+    open_contact_id: UUID | None = None
+    identity_locked: bool = False
+    recent_failures: tuple[datetime, ...] = ()
+    disputes: dict[str, DisputeState] = {}
+    disputed_transactions: dict[str, str] = {}
+    case_liability_waived: bool = False
+    payment_stops: tuple[PaymentStop, ...] = ()
+    online_access_suspended: bool = False
+    daytime_phone: PhoneNumber | None = None
+    callbacks: dict[str, CallbackState] = {}
+    departments: tuple[str, ...] = (HOME_DEPARTMENT,)
+    priority: int | None = None
+    assignee: Assignee | None = None
+
+    def contact(self, contact_id: UUID) -> ContactState | None:
+        return self.contacts.get(str(contact_id))
+
+
+def evolve(case: FraudCase | None, event: ev.CaseEvent) -> FraudCase:
+    """The case after `event`; refuses events out of order or for another case."""
+    if isinstance(event, ev.CaseOpened):
+        if case is not None:
+            raise ValueError(f"case {case.id} is already open")
+        return _opened(event)
+    if case is None:
+        raise ValueError(f"{type(event).__name__} before CaseOpened")
+    if event.originator_id != case.id or event.originator_version != case.version + 1:
+        raise ValueError(
+            f"{type(event).__name__} v{event.originator_version} does not follow "
+            f"case {case.id} v{case.version}"
+        )
+    changed = _APPLIERS[type(event)](case, event)
+    return replace(changed, version=event.originator_version)
+
+
+def replay(events: Iterable[ev.CaseEvent], case: FraudCase | None = None) -> FraudCase | None:
+    """Fold events onto a case (or onto nothing, for a whole stream)."""
+    for event in events:
+        case = evolve(case, event)
+    return case
+
+
+_E = TypeVar("_E", bound=ev.CaseEvent)
+_Applier = Callable[[FraudCase, _E], FraudCase]
+_APPLIERS: dict[type[ev.CaseEvent], Callable[[FraudCase, Any], FraudCase]] = {}
+
+
+def _applies(event_type: type[_E]) -> Callable[[_Applier[_E]], _Applier[_E]]:
+    def register(applier: _Applier[_E]) -> _Applier[_E]:
+        _APPLIERS[event_type] = applier
+        return applier
+
+    return register
+
+
+def _opened(event: ev.CaseOpened) -> FraudCase:
+    cards = {
+        c.card_id: CardState(
+            last4=c.last4, network=c.network, kind=c.kind, primary_card_id=c.primary_card_id
+        )
+        for c in event.cards
+    }
+    return FraudCase(
+        id=event.originator_id,
+        version=event.originator_version,
+        status="open",
+        reason=event.reason,
+        opened_at=event.timestamp,
+        customer=event.customer,
+        amount_at_risk=event.amount_at_risk,
+        cards=cards,
+    )
+
+
+def _with_contact(case: FraudCase, contact_id: UUID | None, **changes: Any) -> FraudCase:
+    key = str(contact_id)
+    contacts = {**case.contacts, key: replace(case.contacts[key], **changes)}
+    return replace(case, contacts=contacts)
+
+
+def _with_card(case: FraudCase, card_id: str, **changes: Any) -> FraudCase:
+    return replace(case, cards={**case.cards, card_id: replace(case.cards[card_id], **changes)})
+
+
+def _with_dispute(case: FraudCase, dispute_id: UUID, **changes: Any) -> FraudCase:
+    key = str(dispute_id)
+    disputes = {**case.disputes, key: replace(case.disputes[key], **changes)}
+    return replace(case, disputes=disputes)
+
+
+def _with_callback(case: FraudCase, callback_id: UUID, status: CallbackStatus) -> FraudCase:
+    key = str(callback_id)
+    callbacks = {**case.callbacks, key: replace(case.callbacks[key], status=status)}
+    return replace(case, callbacks=callbacks)
+
+
+def _unchanged(case: FraudCase, _: ev.CaseEvent) -> FraudCase:
+    return case
+
+
+for _recorded_only in (
+    ev.TransactionReviewed,
+    ev.CompromiseSuspected,
+    ev.HandoffNoteAdded,
+):
+    _APPLIERS[_recorded_only] = _unchanged
+
+
+@_applies(ev.ContactStarted)
+def _contact_started(case: FraudCase, e: ev.ContactStarted) -> FraudCase:
+    contact = ContactState(
+        direction=e.direction,
+        channel=e.channel,
+        to_registered_number=e.to_registered_number,
+        department=e.department,
+        started_at=e.timestamp,
+    )
+    contacts = {**case.contacts, str(e.contact_id): contact}
+    return replace(case, contacts=contacts, open_contact_id=e.contact_id)
+
+
+@_applies(ev.ContactEnded)
+def _contact_ended(case: FraudCase, e: ev.ContactEnded) -> FraudCase:
+    case = _with_contact(case, e.contact_id, ended=True)
+    still_open = None if case.open_contact_id == e.contact_id else case.open_contact_id
+    return replace(case, open_contact_id=still_open)
+
+
+@_applies(ev.IdentityVerified)
+def _identity_verified(case: FraudCase, e: ev.IdentityVerified) -> FraudCase:
+    return _with_contact(case, e.contact_id, verified_by=e.method)
+
+
+@_applies(ev.IdentityVerificationFailed)
+def _identity_failed(case: FraudCase, e: ev.IdentityVerificationFailed) -> FraudCase:
+    # The latest check in a contact decides: a failure withdraws an earlier pass.
+    case = _with_contact(case, e.contact_id, verified_by=None)
+    since = e.timestamp - FAILURE_WINDOW
+    failures = (*(t for t in case.recent_failures if t > since), e.timestamp)
+    return replace(case, recent_failures=failures)
+
+
+@_applies(ev.IdentityLocked)
+def _identity_locked(case: FraudCase, _: ev.IdentityLocked) -> FraudCase:
+    return replace(case, identity_locked=True)
+
+
+@_applies(ev.IdentityUnlocked)
+def _identity_unlocked(case: FraudCase, _: ev.IdentityUnlocked) -> FraudCase:
+    # A supervisor's unlock gives a fresh set of attempts.
+    return replace(case, identity_locked=False, recent_failures=())
+
+
+@_applies(ev.ChargeDisputed)
+def _charge_disputed(case: FraudCase, e: ev.ChargeDisputed) -> FraudCase:
+    dispute = DisputeState(transaction_id=e.transaction_id, merchant=e.merchant, amount=e.amount)
+    key = str(e.dispute_id)
+    return replace(
+        case,
+        disputes={**case.disputes, key: dispute},
+        disputed_transactions={**case.disputed_transactions, e.transaction_id: key},
+    )
+
+
+@_applies(ev.DisputeResolved)
+def _dispute_resolved(case: FraudCase, e: ev.DisputeResolved) -> FraudCase:
+    return _with_dispute(case, e.dispute_id, outcome=e.outcome)
+
+
+@_applies(ev.CustomerLiabilityWaived)
+def _liability_waived(case: FraudCase, e: ev.CustomerLiabilityWaived) -> FraudCase:
+    if e.dispute_id is None:
+        return replace(case, case_liability_waived=True)
+    return _with_dispute(case, e.dispute_id, liability_waived=True)
+
+
+@_applies(ev.PaymentStopped)
+def _payment_stopped(case: FraudCase, e: ev.PaymentStopped) -> FraudCase:
+    stop = PaymentStop(scope=e.scope, merchant=e.merchant)
+    return replace(case, payment_stops=(*case.payment_stops, stop))
+
+
+@_applies(ev.CardSuspended)
+def _card_suspended(case: FraudCase, e: ev.CardSuspended) -> FraudCase:
+    return _with_card(case, e.card_id, state="suspended")
+
+
+@_applies(ev.OnlineAccessSuspended)
+def _online_access_suspended(case: FraudCase, _: ev.OnlineAccessSuspended) -> FraudCase:
+    return replace(case, online_access_suspended=True)
+
+
+@_applies(ev.ReplacementCardIssued)
+def _replacement_issued(case: FraudCase, e: ev.ReplacementCardIssued) -> FraudCase:
+    old = case.cards[e.old_card_id]
+    new = replace(old, last4=e.new_last4, state="active", replaced_by=None)
+    cards = {
+        # Family cards follow their primary to its new number.
+        card_id: replace(card, primary_card_id=e.new_card_id)
+        if card.primary_card_id == e.old_card_id
+        else card
+        for card_id, card in case.cards.items()
+    }
+    cards[e.old_card_id] = replace(old, state="replaced", replaced_by=e.new_card_id)
+    cards[e.new_card_id] = new
+    return replace(case, cards=cards)
+
+
+@_applies(ev.CardDestroyed)
+def _card_destroyed(case: FraudCase, e: ev.CardDestroyed) -> FraudCase:
+    return _with_card(case, e.card_id, state="destroyed")
+
+
+@_applies(ev.ContactDetailsRecorded)
+def _contact_details(case: FraudCase, e: ev.ContactDetailsRecorded) -> FraudCase:
+    return replace(case, daytime_phone=e.daytime_phone)
+
+
+@_applies(ev.CaseEscalated)
+def _escalated(case: FraudCase, e: ev.CaseEscalated) -> FraudCase:
+    departments = case.departments
+    if e.to_department not in departments:
+        departments = (*departments, e.to_department)
+    return replace(case, departments=departments, priority=e.priority)
+
+
+@_applies(ev.CallbackScheduled)
+def _callback_scheduled(case: FraudCase, e: ev.CallbackScheduled) -> FraudCase:
+    callback = CallbackState(
+        due_at=e.due_at, to_registered_number=e.to_registered_number, department=e.department
+    )
+    return replace(case, callbacks={**case.callbacks, str(e.callback_id): callback})
+
+
+@_applies(ev.CallbackCompleted)
+def _callback_completed(case: FraudCase, e: ev.CallbackCompleted) -> FraudCase:
+    return _with_callback(case, e.callback_id, "completed")
+
+
+@_applies(ev.CallbackMissed)
+def _callback_missed(case: FraudCase, e: ev.CallbackMissed) -> FraudCase:
+    return _with_callback(case, e.callback_id, "missed")
+
+
+@_applies(ev.CaseAssigned)
+def _assigned(case: FraudCase, e: ev.CaseAssigned) -> FraudCase:
+    return replace(case, assignee=Assignee(agent_id=e.agent_id, agent_name=e.agent_name))
+
+
+@_applies(ev.CaseReleased)
+def _released(case: FraudCase, _: ev.CaseReleased) -> FraudCase:
+    return replace(case, assignee=None)
+
+
+@_applies(ev.CaseResolved)
+def _resolved(case: FraudCase, _: ev.CaseResolved) -> FraudCase:
+    # A resolved case sits in no one's hands (queues and dashboards agree).
+    return replace(case, status="resolved", assignee=None)
+
+
+@_applies(ev.CaseReopened)
+def _reopened(case: FraudCase, _: ev.CaseReopened) -> FraudCase:
+    return replace(case, status="open")

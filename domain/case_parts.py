@@ -1,0 +1,78 @@
+"""The parts a fraud case's state is made of: cards, contacts, disputes, callbacks.
+
+Frozen msgspec Structs, replaced (never mutated) by `case.evolve`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from .values import (
+    CallbackStatus,
+    CardKind,
+    CardStatus,
+    ContactChannel,
+    ContactDirection,
+    DisputeOutcome,
+    IdentityMethod,
+    Money,
+    StopScope,
+)
+
+
+class CardState(msgspec.Struct, frozen=True, kw_only=True):
+    """A card on the case and where it stands."""
+
+    last4: str
+    network: str
+    kind: CardKind
+    primary_card_id: str | None
+    state: CardStatus = "active"
+    replaced_by: str | None = None
+
+
+class ContactState(msgspec.Struct, frozen=True, kw_only=True):
+    """A contact, and whether the customer's identity currently stands verified in it."""
+
+    direction: ContactDirection
+    channel: ContactChannel
+    to_registered_number: bool
+    department: str
+    started_at: datetime
+    ended: bool = False
+    verified_by: IdentityMethod | None = None
+
+
+class DisputeState(msgspec.Struct, frozen=True, kw_only=True):
+    """A disputed charge and its outcome (None while open)."""
+
+    transaction_id: str
+    merchant: str
+    amount: Money
+    outcome: DisputeOutcome | None = None
+    liability_waived: bool = False
+
+
+class CallbackState(msgspec.Struct, frozen=True, kw_only=True):
+    """A promised callback."""
+
+    due_at: datetime
+    to_registered_number: bool
+    department: str
+    status: CallbackStatus = "scheduled"
+
+
+class PaymentStop(msgspec.Struct, frozen=True, kw_only=True):
+    """A standing stop on charges."""
+
+    scope: StopScope
+    merchant: str | None
+
+
+class Assignee(msgspec.Struct, frozen=True, kw_only=True):
+    """The agent holding the case."""
+
+    agent_id: str
+    agent_name: str

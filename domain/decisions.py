@@ -1,0 +1,73 @@
+"""Every command on a fraud case, one decision function each.
+
+A decision takes the current `FraudCase` and the command's arguments (always
+`actor` and `at`), checks the rules and returns the new events, or raises
+`RuleViolation` naming the broken rule. It never changes state itself; the
+events do, through `case.evolve`. The decisions live by concern in
+`decisions_case`, `decisions_contacts`, `decisions_cards` and
+`decisions_charges`; this module gathers them in one place.
+"""
+
+from __future__ import annotations
+
+from .decisions_cards import (
+    record_card_destroyed,
+    record_compromise,
+    reissue_card,
+    suspend_card,
+    suspend_online_access,
+)
+from .decisions_case import (
+    add_handoff_note,
+    assign,
+    escalate,
+    open_case,
+    release,
+    reopen_case,
+    resolve_case,
+)
+from .decisions_charges import (
+    dispute_charge,
+    resolve_dispute,
+    review_transactions,
+    stop_payments,
+    waive_liability,
+)
+from .decisions_contacts import (
+    check_identity,
+    complete_callback,
+    end_contact,
+    miss_callback,
+    record_contact_details,
+    schedule_callback,
+    start_contact,
+    unlock_identity,
+)
+
+__all__ = [
+    "add_handoff_note",
+    "assign",
+    "check_identity",
+    "complete_callback",
+    "dispute_charge",
+    "end_contact",
+    "escalate",
+    "miss_callback",
+    "open_case",
+    "record_card_destroyed",
+    "record_compromise",
+    "record_contact_details",
+    "reissue_card",
+    "release",
+    "reopen_case",
+    "resolve_case",
+    "resolve_dispute",
+    "review_transactions",
+    "schedule_callback",
+    "start_contact",
+    "stop_payments",
+    "suspend_card",
+    "suspend_online_access",
+    "unlock_identity",
+    "waive_liability",
+]

@@ -1,0 +1,157 @@
+"""Decisions about the cards: suspend, replace, destroy, and where their data leaked."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from . import events as ev
+from .card_data import redact_card_numbers as redact
+from .case import FraudCase
+from .errors import RuleViolation
+from .guards import known_card, no_card_data, stamps, still_open, verified_contact
+from .values import Actor, CompromiseSource, Delivery, Fee, is_last4
+
+
+def suspend_card(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    card_id: str,
+    reason: str,
+    include_linked: bool,
+) -> list[ev.CaseEvent]:
+    """Suspend a card, and with `include_linked` its primary/family cards too.
+
+    Protective, so no identity check is needed. Linked cards that are no
+    longer active are skipped; the named card itself must be active.
+    """
+    still_open(case)
+    card = known_card(case, card_id)
+    if card.state == "suspended":
+        raise RuleViolation("card-already-suspended", f"card {card_id} is already suspended")
+    if card.state != "active":
+        raise RuleViolation("card-not-active", f"card {card_id} is {card.state}")
+    linked = _linked_cards(case, card_id) if include_linked else []
+    stamp, why = stamps(case, actor, at), redact(reason)
+    return [
+        ev.CardSuspended(**stamp.next(), card_id=cid, reason=why, linked=cid != card_id)
+        for cid in [card_id, *linked]
+    ]
+
+
+def _linked_cards(case: FraudCase, card_id: str) -> list[str]:
+    """Active cards sharing the named card's primary (primary <-> family, both ways)."""
+    card = case.cards[card_id]
+    primary = card_id if card.kind == "primary" else card.primary_card_id
+    if primary is None:
+        return []
+    return [
+        cid
+        for cid, other in case.cards.items()
+        if cid != card_id
+        and other.state == "active"
+        and (cid == primary or other.primary_card_id == primary)
+    ]
+
+
+def suspend_online_access(
+    case: FraudCase, *, actor: Actor, at: datetime, reason: str
+) -> list[ev.CaseEvent]:
+    """Protective, so no identity check is needed."""
+    still_open(case)
+    if case.online_access_suspended:
+        raise RuleViolation("online-access-already-suspended", "online access is suspended")
+    return [ev.OnlineAccessSuspended(**stamps(case, actor, at).next(), reason=redact(reason))]
+
+
+def reissue_card(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    contact_id: UUID,
+    card_id: str,
+    new_card_id: str,
+    new_last4: str,
+    delivery: Delivery,
+    expedite: bool,
+    fee: Fee,
+) -> list[ev.CaseEvent]:
+    """Issue a replacement for a suspended card (a sensitive action)."""
+    still_open(case)
+    verified_contact(case, contact_id)
+    card = known_card(case, card_id)
+    if card.state != "suspended":
+        raise RuleViolation(
+            "card-not-suspended", f"card {card_id} is {card.state}; only a suspended card"
+        )
+    no_card_data(new_card_id=new_card_id, fee_merchant=fee.merchant)
+    if new_card_id in case.cards:
+        raise RuleViolation("duplicate-card", f"card {new_card_id} is already on this case")
+    if not is_last4(new_last4):
+        raise RuleViolation("invalid-last4", "last4 is four digits")
+    if fee.amount.decimal() < 0:
+        raise RuleViolation("invalid-amount", "a fee is never negative")
+    if (fee.bearer == "merchant") != bool(fee.merchant):
+        raise RuleViolation(
+            "fee-merchant-mismatch", "a merchant is named exactly when a merchant pays the fee"
+        )
+    return [
+        ev.ReplacementCardIssued(
+            **stamps(case, actor, at, contact_id).next(),
+            old_card_id=card_id,
+            new_card_id=new_card_id,
+            new_last4=new_last4,
+            delivery=delivery,
+            expedited=expedite,
+            fee=fee,
+        )
+    ]
+
+
+def record_card_destroyed(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    card_id: str,
+    branch: str,
+    certificate_id: str,
+) -> list[ev.CaseEvent]:
+    """A branch destroyed an old card; only a card already replaced is handed in."""
+    still_open(case)
+    card = known_card(case, card_id)
+    if card.state == "destroyed":
+        raise RuleViolation("card-already-destroyed", f"card {card_id} is already destroyed")
+    if card.state != "replaced":
+        raise RuleViolation("card-not-replaced", f"card {card_id} is {card.state}, not replaced")
+    no_card_data(branch=branch, certificate_id=certificate_id)
+    stamp = stamps(case, actor, at).next()
+    return [
+        ev.CardDestroyed(**stamp, card_id=card_id, branch=branch, certificate_id=certificate_id)
+    ]
+
+
+def record_compromise(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    source: CompromiseSource,
+    detail: str,
+    domain: str | None = None,
+    breach_id: UUID | None = None,
+) -> list[ev.CaseEvent]:
+    still_open(case)
+    no_card_data(domain=domain)
+    return [
+        ev.CompromiseSuspected(
+            **stamps(case, actor, at).next(),
+            source=source,
+            detail=redact(detail),
+            domain=domain,
+            breach_id=breach_id,
+        )
+    ]

@@ -1,0 +1,155 @@
+"""Decisions about charges: transaction review, disputes, liability, payment stops."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from . import events as ev
+from .card_data import redact_card_numbers as redact
+from .case import FraudCase
+from .errors import RuleViolation
+from .guards import no_card_data, stamps, still_open, verified_contact
+from .values import Actor, DisputeOutcome, Money, ReviewedTransaction, StopScope
+
+
+def review_transactions(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    contact_id: UUID,
+    transactions: Sequence[ReviewedTransaction],
+) -> list[ev.CaseEvent]:
+    """Record the customer's answer for each transaction walked through.
+
+    Reading transactions out discloses account data, so like the sensitive
+    actions it needs a passed identity check in the open contact.
+    """
+    still_open(case)
+    verified_contact(case, contact_id)
+    if not transactions:
+        raise RuleViolation("no-transactions", "name at least one reviewed transaction")
+    for t in transactions:
+        no_card_data(transaction_id=t.transaction_id, merchant=t.merchant)
+    ids = [t.transaction_id for t in transactions]
+    if len(set(ids)) != len(ids):
+        raise RuleViolation("duplicate-transaction", "each transaction is reviewed once a call")
+    stamp = stamps(case, actor, at, contact_id)
+    return [ev.TransactionReviewed(**stamp.next(), transaction=t) for t in transactions]
+
+
+def dispute_charge(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    contact_id: UUID,
+    dispute_id: UUID,
+    transaction_id: str,
+    merchant: str,
+    amount: Money,
+    reason_code: str,
+    network: str,
+) -> list[ev.CaseEvent]:
+    """Dispute a charge with the network (sensitive); one dispute per transaction."""
+    still_open(case)
+    verified_contact(case, contact_id)
+    no_card_data(
+        transaction_id=transaction_id, merchant=merchant, reason_code=reason_code, network=network
+    )
+    if transaction_id in case.disputed_transactions:
+        raise RuleViolation(
+            "duplicate-dispute", f"transaction {transaction_id} is already disputed"
+        )
+    if str(dispute_id) in case.disputes:
+        raise RuleViolation("duplicate-dispute", f"dispute {dispute_id} already exists")
+    if amount.decimal() <= 0:
+        raise RuleViolation("invalid-amount", "a disputed amount is positive")
+    return [
+        ev.ChargeDisputed(
+            **stamps(case, actor, at, contact_id).next(),
+            dispute_id=dispute_id,
+            transaction_id=transaction_id,
+            merchant=merchant,
+            amount=amount,
+            reason_code=reason_code,
+            network=network,
+        )
+    ]
+
+
+def resolve_dispute(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    dispute_id: UUID,
+    outcome: DisputeOutcome,
+    note: str,
+) -> list[ev.CaseEvent]:
+    still_open(case)
+    _known_dispute(case, dispute_id)
+    if case.disputes[str(dispute_id)].outcome is not None:
+        raise RuleViolation("dispute-already-resolved", f"dispute {dispute_id} is resolved")
+    stamp = stamps(case, actor, at).next()
+    return [ev.DisputeResolved(**stamp, dispute_id=dispute_id, outcome=outcome, note=redact(note))]
+
+
+def waive_liability(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    contact_id: UUID,
+    dispute_id: UUID | None,
+    note: str,
+) -> list[ev.CaseEvent]:
+    """Tell the customer they owe nothing, for one dispute or (None) the whole case."""
+    still_open(case)
+    verified_contact(case, contact_id)
+    if dispute_id is None:
+        waived = case.case_liability_waived
+    else:
+        _known_dispute(case, dispute_id)
+        waived = case.disputes[str(dispute_id)].liability_waived
+    if waived:
+        raise RuleViolation("liability-already-waived", "the customer's liability is waived")
+    stamp = stamps(case, actor, at, contact_id).next()
+    return [ev.CustomerLiabilityWaived(**stamp, dispute_id=dispute_id, note=redact(note))]
+
+
+def stop_payments(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    contact_id: UUID,
+    scope: StopScope,
+    merchant: str | None = None,
+) -> list[ev.CaseEvent]:
+    """Stop charges from one merchant, all overseas, or all (sensitive)."""
+    still_open(case)
+    verified_contact(case, contact_id)
+    no_card_data(merchant=merchant)
+    if scope == "merchant" and not (merchant and merchant.strip()):
+        raise RuleViolation("payment-stop-needs-merchant", "name the merchant to stop")
+    if scope != "merchant" and merchant is not None:
+        raise RuleViolation(
+            "payment-stop-merchant-unexpected", f"a stop of {scope} charges names no merchant"
+        )
+    if any(s.scope == scope and _same_merchant(s.merchant, merchant) for s in case.payment_stops):
+        raise RuleViolation("duplicate-payment-stop", "that payment stop is already in place")
+    stamp = stamps(case, actor, at, contact_id).next()
+    return [ev.PaymentStopped(**stamp, scope=scope, merchant=merchant)]
+
+
+def _same_merchant(a: str | None, b: str | None) -> bool:
+    # Descriptors differ in case and spacing between statements.
+    return (a or "").strip().casefold() == (b or "").strip().casefold()
+
+
+def _known_dispute(case: FraudCase, dispute_id: UUID) -> None:
+    if str(dispute_id) not in case.disputes:
+        raise RuleViolation("unknown-dispute", f"dispute {dispute_id} is not on this case")

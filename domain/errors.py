@@ -1,0 +1,29 @@
+"""Refusals: every rule the fraud case enforces has a stable kebab-case name.
+
+The HTTP layer turns a `RuleViolation` into a 409 problem whose `type` ends in
+the rule's name, so clients can branch on it without parsing prose.
+"""
+
+from __future__ import annotations
+
+
+class RuleViolation(Exception):
+    """A command broke a rule of the case; nothing was recorded."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{rule}: {detail}")
+        self.rule = rule
+        self.detail = detail
+
+
+class CardDataRefused(RuleViolation, ValueError):
+    """A structured field holds a full card number or a security code.
+
+    It is a `ValueError` (bad input, 422 naming `.field`) and a
+    `RuleViolation` (rule `card-data-refused`) at once, so either kind of
+    handler refuses it without storing the value.
+    """
+
+    def __init__(self, field: str) -> None:
+        super().__init__("card-data-refused", f"{field} looks like card data; it is never stored")
+        self.field = field

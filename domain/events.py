@@ -1,0 +1,294 @@
+"""The fraud case's events: facts in the past tense, one stream per case.
+
+Each event is a frozen, kw-only msgspec Struct. Its import path is its stored
+topic, so never move or rename one; add fields only with defaults. Every event
+says who acted (`actor`), when (`timestamp`) and in which contact, if any.
+Free text in events has already been through card-number redaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import msgspec
+
+from .values import (
+    Actor,
+    Card,
+    CaseReason,
+    CompromiseSource,
+    ContactChannel,
+    ContactDirection,
+    ContactOutcome,
+    Customer,
+    Delivery,
+    DisputeOutcome,
+    Fee,
+    IdentityMethod,
+    Money,
+    PhoneNumber,
+    ReviewedTransaction,
+    StopScope,
+)
+
+if TYPE_CHECKING:
+    from eventsourcing.domain import DomainEventProtocol
+
+
+class CaseEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """What every case event carries: stream position, time, actor and contact."""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    actor: Actor
+    contact_id: UUID | None = None
+
+
+class CaseOpened(CaseEvent, frozen=True, kw_only=True):
+    """A case was opened for a customer's cards (masked snapshot)."""
+
+    customer: Customer
+    cards: tuple[Card, ...]
+    reason: CaseReason
+    channel: ContactChannel
+    summary: str
+    amount_at_risk: Money | None = None
+
+
+class ContactStarted(CaseEvent, frozen=True, kw_only=True):
+    """A call, chat, branch visit or email began; `contact_id` names it."""
+
+    direction: ContactDirection
+    channel: ContactChannel
+    phone: PhoneNumber | None
+    department: str
+    purpose: str | None
+    to_registered_number: bool
+
+
+class ContactEnded(CaseEvent, frozen=True, kw_only=True):
+    """A contact ended, with how it went and what was said."""
+
+    outcome: ContactOutcome
+    summary: str
+
+
+class IdentityVerified(CaseEvent, frozen=True, kw_only=True):
+    """The customer's identity passed a check in this contact (factor names, never values)."""
+
+    method: IdentityMethod
+    factors: tuple[str, ...]
+
+
+class IdentityVerificationFailed(CaseEvent, frozen=True, kw_only=True):
+    """An identity check failed; `failures_in_24h` counts this one."""
+
+    method: IdentityMethod
+    factors: tuple[str, ...]
+    failures_in_24h: int
+
+
+class IdentityLocked(CaseEvent, frozen=True, kw_only=True):
+    """Too many failed checks: no more checks until a supervisor unlocks."""
+
+    failures_in_24h: int
+
+
+class IdentityUnlocked(CaseEvent, frozen=True, kw_only=True):
+    """A supervisor allowed identity checks again (failure count starts afresh)."""
+
+    reason: str
+
+
+class TransactionReviewed(CaseEvent, frozen=True, kw_only=True):
+    """One transaction was walked through and the customer answered."""
+
+    transaction: ReviewedTransaction
+
+
+class ChargeDisputed(CaseEvent, frozen=True, kw_only=True):
+    """A charge was disputed with the card network."""
+
+    dispute_id: UUID
+    transaction_id: str
+    merchant: str
+    amount: Money
+    reason_code: str
+    network: str
+
+
+class DisputeResolved(CaseEvent, frozen=True, kw_only=True):
+    """A dispute reached its outcome."""
+
+    dispute_id: UUID
+    outcome: DisputeOutcome
+    note: str
+
+
+class CustomerLiabilityWaived(CaseEvent, frozen=True, kw_only=True):
+    """The customer pays nothing for a dispute, or (dispute_id None) for the whole case."""
+
+    dispute_id: UUID | None
+    note: str
+
+
+class PaymentStopped(CaseEvent, frozen=True, kw_only=True):
+    """Charges are stopped: from one merchant, all overseas, or all."""
+
+    scope: StopScope
+    merchant: str | None
+
+
+class CardSuspended(CaseEvent, frozen=True, kw_only=True):
+    """A card was suspended; `linked` when it went with a linked card."""
+
+    card_id: str
+    reason: str
+    linked: bool
+
+
+class OnlineAccessSuspended(CaseEvent, frozen=True, kw_only=True):
+    """The cardholder's online account access was suspended."""
+
+    reason: str
+
+
+class ReplacementCardIssued(CaseEvent, frozen=True, kw_only=True):
+    """A new card replaces a suspended one."""
+
+    old_card_id: str
+    new_card_id: str
+    new_last4: str
+    delivery: Delivery
+    expedited: bool
+    fee: Fee
+
+
+class CardDestroyed(CaseEvent, frozen=True, kw_only=True):
+    """A replaced card was physically destroyed at a branch against a certificate."""
+
+    card_id: str
+    branch: str
+    certificate_id: str
+
+
+class CompromiseSuspected(CaseEvent, frozen=True, kw_only=True):
+    """Where the card data probably leaked."""
+
+    source: CompromiseSource
+    detail: str
+    domain: str | None
+    breach_id: UUID | None
+
+
+class ContactDetailsRecorded(CaseEvent, frozen=True, kw_only=True):
+    """The customer gave a daytime phone for follow-up."""
+
+    daytime_phone: PhoneNumber
+
+
+class HandoffNoteAdded(CaseEvent, frozen=True, kw_only=True):
+    """A note for whoever picks the case up next."""
+
+    note_id: UUID
+    text: str
+    for_department: str | None
+    pinned: bool
+
+
+class CaseEscalated(CaseEvent, frozen=True, kw_only=True):
+    """The case went to a department's queue; priority 1 is the highest."""
+
+    to_department: str
+    reason: str
+    priority: int
+
+
+class CallbackScheduled(CaseEvent, frozen=True, kw_only=True):
+    """A callback was promised; `phone` None means the registered number."""
+
+    callback_id: UUID
+    due_at: datetime
+    phone: PhoneNumber | None
+    to_registered_number: bool
+    reason: str
+    department: str
+
+
+class CallbackCompleted(CaseEvent, frozen=True, kw_only=True):
+    """A promised callback was made."""
+
+    callback_id: UUID
+    note: str
+
+
+class CallbackMissed(CaseEvent, frozen=True, kw_only=True):
+    """A promised callback could not be made (or reached no one)."""
+
+    callback_id: UUID
+    note: str
+
+
+class CaseAssigned(CaseEvent, frozen=True, kw_only=True):
+    """An agent now holds the case."""
+
+    agent_id: str
+    agent_name: str
+
+
+class CaseReleased(CaseEvent, frozen=True, kw_only=True):
+    """The agent holding the case let it go."""
+
+    agent_id: str
+    note: str
+
+
+class CaseResolved(CaseEvent, frozen=True, kw_only=True):
+    """The case is done; nobody holds it any more."""
+
+    resolution: str
+    summary: str
+
+
+class CaseReopened(CaseEvent, frozen=True, kw_only=True):
+    """A resolved case was opened again."""
+
+    reason: str
+
+
+EVENT_TYPES: tuple[type[CaseEvent], ...] = (
+    CaseOpened,
+    ContactStarted,
+    ContactEnded,
+    IdentityVerified,
+    IdentityVerificationFailed,
+    IdentityLocked,
+    IdentityUnlocked,
+    TransactionReviewed,
+    ChargeDisputed,
+    DisputeResolved,
+    CustomerLiabilityWaived,
+    PaymentStopped,
+    CardSuspended,
+    OnlineAccessSuspended,
+    ReplacementCardIssued,
+    CardDestroyed,
+    CompromiseSuspected,
+    ContactDetailsRecorded,
+    HandoffNoteAdded,
+    CaseEscalated,
+    CallbackScheduled,
+    CallbackCompleted,
+    CallbackMissed,
+    CaseAssigned,
+    CaseReleased,
+    CaseResolved,
+    CaseReopened,
+)
+
+if TYPE_CHECKING:
+    # mypy proves the events fit the library's protocol structurally.
+    _fits_library: type[DomainEventProtocol[UUID]] = CaseEvent

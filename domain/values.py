@@ -1,0 +1,135 @@
+"""Values the fraud case is made of: who acted, money, phones, customer, cards.
+
+All are frozen msgspec Structs, so they travel inside events and snapshots as
+they are. Personal data arrives masked (and as opaque keys for comparison):
+the domain never needs the clear value to apply its rules.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+CaseReason = Literal["unrecognized_charge", "fraud_alert", "data_breach", "lost_or_stolen"]
+CaseStatus = Literal["open", "resolved"]
+ContactDirection = Literal["inbound", "outbound", "callback"]
+ContactChannel = Literal["phone", "chat", "branch", "email"]
+ContactOutcome = Literal["connected", "no_answer", "voicemail", "dropped"]
+IdentityMethod = Literal[
+    "knowledge_based",
+    "callback_to_registered_number",
+    "id_document_at_branch",
+    "one_time_passcode",
+]
+TransactionAnswer = Literal["recognized", "unrecognized", "unsure"]
+DisputeOutcome = Literal["upheld", "rejected", "withdrawn"]
+StopScope = Literal["merchant", "all_overseas", "all"]
+Delivery = Literal["mail", "branch_pickup"]
+FeeBearer = Literal["issuer", "customer", "merchant"]
+CompromiseSource = Literal["merchant_site", "data_breach", "skimming", "unknown"]
+CardKind = Literal["primary", "family"]
+CardStatus = Literal["active", "suspended", "replaced", "destroyed"]
+CallbackStatus = Literal["scheduled", "completed", "missed"]
+
+_AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_LAST4 = re.compile(r"[0-9]{4}")
+
+
+def is_last4(value: str) -> bool:
+    """Four ASCII digits, as card last-4s are written."""
+    return _LAST4.fullmatch(value) is not None
+
+
+class Actor(msgspec.Struct, frozen=True, kw_only=True):
+    """Who did something: agent id and name, role, acting department ("" if none)."""
+
+    id: str
+    name: str
+    role: str
+    department: str
+
+
+class Money(msgspec.Struct, frozen=True, kw_only=True):
+    """An amount in the currency's major unit, kept as a decimal string (no float drift)."""
+
+    amount: str
+    currency: str
+
+    def __post_init__(self) -> None:
+        if not _AMOUNT.fullmatch(self.amount):
+            raise ValueError(f"amount must be a decimal string, not {self.amount!r}")
+        if not _CURRENCY.fullmatch(self.currency):
+            raise ValueError(f"currency must be three capital letters, not {self.currency!r}")
+
+    def decimal(self) -> Decimal:
+        return Decimal(self.amount)
+
+
+class PhoneNumber(msgspec.Struct, frozen=True, kw_only=True):
+    """A phone as the domain sees it: masked for people, a digest key for comparison.
+
+    `number` is kept only where the issuer must dial it later (a daytime
+    follow-up phone); elsewhere it stays None.
+    """
+
+    masked: str
+    key: str
+    number: str | None = None
+
+
+class Customer(msgspec.Struct, frozen=True, kw_only=True):
+    """The cardholder as the case records them: masked name and registered phone."""
+
+    customer_id: str
+    name_masked: str
+    name_key: str
+    phone: PhoneNumber
+
+
+class Card(msgspec.Struct, frozen=True, kw_only=True):
+    """A card on the case; a family card points at its primary card."""
+
+    card_id: str
+    last4: str
+    network: str
+    kind: CardKind
+    primary_card_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not is_last4(self.last4):
+            raise ValueError(f"last4 must be four digits, not {self.last4!r}")
+
+
+class ReviewedTransaction(msgspec.Struct, frozen=True, kw_only=True):
+    """One transaction walked through with the customer, and their answer."""
+
+    transaction_id: str
+    merchant: str
+    amount: Money
+    occurred_at: datetime
+    answer: TransactionAnswer
+
+
+class Fee(msgspec.Struct, frozen=True, kw_only=True):
+    """A reissue fee and who bears it; a breached merchant is named when it pays."""
+
+    amount: Money
+    bearer: FeeBearer
+    merchant: str | None = None
+
+
+class ContactStart(msgspec.Struct, frozen=True, kw_only=True):
+    """The contact to start together with a new case (`open_case(contact=...)`)."""
+
+    contact_id: UUID
+    direction: ContactDirection
+    channel: ContactChannel
+    phone: PhoneNumber | None
+    department: str
+    purpose: str | None = None

@@ -1,0 +1,79 @@
+"""Folding a case's events into its case file: the view plus the timeline.
+
+The same fold serves the live projection (which stores the result per case)
+and audit history (which folds a prefix of the stream), so what an agent saw
+and what an auditor replays cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, tzinfo
+
+from casedesk.domain import events as ev
+from casedesk.projections.case_view import (
+    CardView,
+    CaseFile,
+    CaseView,
+    CustomerView,
+    TimelineEntry,
+    person,
+)
+from casedesk.projections.case_view_changes import change_view
+from casedesk.projections.handoff import refresh_handoff
+from casedesk.projections.timeline_text import KIND, sentence
+
+
+def open_file(event: ev.CaseOpened) -> CaseFile:
+    c = event.customer
+    view = CaseView(
+        case_id=event.originator_id,
+        version=event.originator_version,
+        status="open",
+        reason=event.reason,
+        opened_at=event.timestamp,
+        summary=event.summary,
+        customer=CustomerView(
+            customer_id=c.customer_id, name=c.name_masked, registered_phone=c.phone.masked
+        ),
+        cards=[
+            CardView(card_id=k.card_id, last4=k.last4, network=k.network, kind=k.kind,
+                     primary_card_id=k.primary_card_id)
+            for k in event.cards
+        ],
+        amount_at_risk=event.amount_at_risk,
+        departments=["fraud"],
+    )
+    return CaseFile(view=view)
+
+
+def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC) -> CaseFile:
+    """Fold one event into the case file (in place) and return it."""
+    if file is None:
+        if not isinstance(event, ev.CaseOpened):
+            raise ValueError(f"case {event.originator_id} does not start with CaseOpened")
+        file = open_file(event)
+    else:
+        change_view(event, file)
+    if isinstance(event, ev.ContactStarted):
+        file.started[str(event.contact_id)] = event
+    file.view.version = event.originator_version
+    file.view.updated_at = event.timestamp
+    file.timeline.append(
+        TimelineEntry(
+            at=event.timestamp,
+            kind=KIND[type(event)],
+            actor=person(event.actor),
+            contact_id=event.contact_id,
+            text=sentence(event, file.started, zone),
+            version=event.originator_version,
+        )
+    )
+    refresh_handoff(file.view)
+    return file
+
+
+def fold(events: Iterable[ev.CaseEvent], file: CaseFile | None = None, zone: tzinfo = UTC) -> CaseFile | None:
+    for event in events:
+        file = apply(file, event, zone)
+    return file

@@ -1,0 +1,175 @@
+"""The shapes of the case view and the handoff timeline (GET /v1/cases/{id}, /timeline).
+
+Mutable Structs on purpose: case_file.py folds events into them in place, which
+keeps a 1,000-event replay linear.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from casedesk.domain import events as ev
+from casedesk.domain.values import Actor, Money
+
+
+class Person(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    department: str
+
+
+class CustomerView(msgspec.Struct, kw_only=True):
+    customer_id: str
+    name: str
+    registered_phone: str
+
+
+class CardView(msgspec.Struct, kw_only=True):
+    card_id: str
+    last4: str
+    network: str
+    kind: str
+    primary_card_id: str | None
+    state: str = "active"
+    replaced_by: str | None = None
+    suspended_reason: str | None = None
+
+
+class DisputeView(msgspec.Struct, kw_only=True):
+    dispute_id: UUID
+    transaction_id: str
+    merchant: str
+    amount: Money
+    reason_code: str
+    network: str
+    status: str = "open"
+    outcome: str | None = None
+    liability_waived: bool = False
+    opened_at: datetime | None = None
+
+
+class PaymentStopView(msgspec.Struct, kw_only=True):
+    scope: str
+    merchant: str | None
+    at: datetime
+    by: Person
+
+
+class CallbackView(msgspec.Struct, kw_only=True):
+    callback_id: UUID
+    due_at: datetime
+    phone: str
+    reason: str
+    department: str
+    status: str = "scheduled"
+
+
+class NoteView(msgspec.Struct, kw_only=True):
+    note_id: UUID
+    text: str
+    for_department: str | None
+    at: datetime
+    by: Person
+
+
+class ContactView(msgspec.Struct, kw_only=True):
+    contact_id: UUID
+    direction: str
+    channel: str
+    phone: str | None
+    department: str
+    purpose: str | None
+    started_at: datetime
+    by: Person
+    to_registered_number: bool
+    outcome: str | None = None
+    summary: str | None = None
+    ended_at: datetime | None = None
+
+
+class IdentityView(msgspec.Struct, kw_only=True):
+    verified_in_contact: UUID | None = None
+    locked: bool = False
+
+
+class LastContact(msgspec.Struct, kw_only=True):
+    contact_id: UUID
+    at: datetime
+    by: Person
+    channel: str
+    direction: str
+    outcome: str | None
+    summary: str | None
+
+
+class Verified(msgspec.Struct, kw_only=True):
+    method: str
+    contact_id: UUID | None
+    at: datetime
+    by: Person
+
+
+class HandoffItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    kind: str
+    text: str
+    due_at: datetime | None = None
+
+
+class Handoff(msgspec.Struct, kw_only=True):
+    last_contact: LastContact | None = None
+    verified: Verified | None = None
+    promised: list[HandoffItem] = []
+    pending: list[HandoffItem] = []
+
+
+class CaseView(msgspec.Struct, kw_only=True):
+    """GET /v1/cases/{id}: the case as the next agent needs it."""
+
+    case_id: UUID
+    version: int
+    status: str
+    reason: str
+    opened_at: datetime
+    summary: str
+    customer: CustomerView
+    cards: list[CardView]
+    amount_at_risk: Money | None
+    departments: list[str]
+    priority: int | None = None
+    disputes: list[DisputeView] = []
+    payment_stops: list[PaymentStopView] = []
+    callbacks: list[CallbackView] = []
+    contacts: list[ContactView] = []
+    assignee: Person | None = None
+    pinned_note: NoteView | None = None
+    identity: IdentityView = msgspec.field(default_factory=IdentityView)
+    online_access_suspended: bool = False
+    daytime_phone: str | None = None
+    compromise: list[str] = []
+    resolution: str | None = None
+    handoff: Handoff = msgspec.field(default_factory=Handoff)
+    updated_at: datetime | None = None
+
+
+class TimelineEntry(msgspec.Struct, kw_only=True):
+    at: datetime
+    kind: str
+    actor: Person
+    contact_id: UUID | None
+    text: str
+    version: int
+
+
+class CaseFile(msgspec.Struct, kw_only=True):
+    """The view and timeline of one case, folded together."""
+
+    view: CaseView
+    timeline: list[TimelineEntry] = []
+    started: dict[str, ev.ContactStarted] = {}
+
+
+def person(actor: Actor) -> Person:
+    return Person(id=actor.id, name=actor.name, department=actor.department)

@@ -1,0 +1,198 @@
+"""How each event changes the case view (the timeline line is added by case_file)."""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+from casedesk.domain import events as ev
+from casedesk.projections.case_view import (
+    CallbackView,
+    CardView,
+    CaseFile,
+    ContactView,
+    DisputeView,
+    NoteView,
+    PaymentStopView,
+    Person,
+    Verified,
+    person,
+)
+
+
+@singledispatch
+def change_view(event: ev.CaseEvent, file: CaseFile) -> None:
+    """Events that only add a timeline line change nothing else."""
+
+
+def _card(file: CaseFile, card_id: str) -> CardView:
+    return next(c for c in file.view.cards if c.card_id == card_id)
+
+
+def _dispute(file: CaseFile, dispute_id: object) -> DisputeView:
+    return next(d for d in file.view.disputes if d.dispute_id == dispute_id)
+
+
+def _callback(file: CaseFile, callback_id: object) -> CallbackView:
+    return next(c for c in file.view.callbacks if c.callback_id == callback_id)
+
+
+def _contact(file: CaseFile, contact_id: object) -> ContactView | None:
+    return next((c for c in file.view.contacts if c.contact_id == contact_id), None)
+
+
+@change_view.register
+def _(event: ev.ContactStarted, file: CaseFile) -> None:
+    assert event.contact_id is not None
+    file.view.contacts.append(ContactView(
+        contact_id=event.contact_id, direction=event.direction, channel=event.channel,
+        phone=event.phone.masked if event.phone else None, department=event.department,
+        purpose=event.purpose, started_at=event.timestamp, by=person(event.actor),
+        to_registered_number=event.to_registered_number,
+    ))
+    file.view.identity.verified_in_contact = None
+
+
+@change_view.register
+def _(event: ev.ContactEnded, file: CaseFile) -> None:
+    contact = _contact(file, event.contact_id)
+    if contact is not None:
+        contact.outcome, contact.summary, contact.ended_at = event.outcome, event.summary, event.timestamp
+    if file.view.identity.verified_in_contact == event.contact_id:
+        file.view.identity.verified_in_contact = None
+
+
+@change_view.register
+def _(event: ev.IdentityVerified, file: CaseFile) -> None:
+    file.view.identity.verified_in_contact = event.contact_id
+    file.view.handoff.verified = Verified(
+        method=event.method, contact_id=event.contact_id, at=event.timestamp, by=person(event.actor))
+
+
+@change_view.register
+def _(event: ev.IdentityLocked, file: CaseFile) -> None:
+    file.view.identity.locked = True
+
+
+@change_view.register
+def _(event: ev.IdentityUnlocked, file: CaseFile) -> None:
+    file.view.identity.locked = False
+
+
+@change_view.register
+def _(event: ev.ChargeDisputed, file: CaseFile) -> None:
+    file.view.disputes.append(DisputeView(
+        dispute_id=event.dispute_id, transaction_id=event.transaction_id, merchant=event.merchant,
+        amount=event.amount, reason_code=event.reason_code, network=event.network,
+        opened_at=event.timestamp,
+    ))
+
+
+@change_view.register
+def _(event: ev.DisputeResolved, file: CaseFile) -> None:
+    dispute = _dispute(file, event.dispute_id)
+    dispute.status, dispute.outcome = "resolved", event.outcome
+
+
+@change_view.register
+def _(event: ev.CustomerLiabilityWaived, file: CaseFile) -> None:
+    for dispute in file.view.disputes:
+        if event.dispute_id is None or dispute.dispute_id == event.dispute_id:
+            dispute.liability_waived = True
+
+
+@change_view.register
+def _(event: ev.PaymentStopped, file: CaseFile) -> None:
+    file.view.payment_stops.append(PaymentStopView(
+        scope=event.scope, merchant=event.merchant, at=event.timestamp, by=person(event.actor)))
+
+
+@change_view.register
+def _(event: ev.CardSuspended, file: CaseFile) -> None:
+    card = _card(file, event.card_id)
+    card.state, card.suspended_reason = "suspended", event.reason
+
+
+@change_view.register
+def _(event: ev.OnlineAccessSuspended, file: CaseFile) -> None:
+    file.view.online_access_suspended = True
+
+
+@change_view.register
+def _(event: ev.ReplacementCardIssued, file: CaseFile) -> None:
+    old = _card(file, event.old_card_id)
+    old.state, old.replaced_by = "replaced", event.new_card_id
+    file.view.cards.append(CardView(
+        card_id=event.new_card_id, last4=event.new_last4, network=old.network, kind=old.kind,
+        primary_card_id=old.primary_card_id))
+
+
+@change_view.register
+def _(event: ev.CardDestroyed, file: CaseFile) -> None:
+    _card(file, event.card_id).state = "destroyed"
+
+
+@change_view.register
+def _(event: ev.CompromiseSuspected, file: CaseFile) -> None:
+    where = event.domain or (str(event.breach_id) if event.breach_id else event.detail)
+    file.view.compromise.append(f"{event.source}: {where}")
+
+
+@change_view.register
+def _(event: ev.ContactDetailsRecorded, file: CaseFile) -> None:
+    file.view.daytime_phone = event.daytime_phone.masked
+
+
+@change_view.register
+def _(event: ev.HandoffNoteAdded, file: CaseFile) -> None:
+    if event.pinned:
+        file.view.pinned_note = NoteView(
+            note_id=event.note_id, text=event.text, for_department=event.for_department,
+            at=event.timestamp, by=person(event.actor))
+
+
+@change_view.register
+def _(event: ev.CaseEscalated, file: CaseFile) -> None:
+    if event.to_department not in file.view.departments:
+        file.view.departments.append(event.to_department)
+    current = file.view.priority
+    file.view.priority = event.priority if current is None else min(current, event.priority)
+
+
+@change_view.register
+def _(event: ev.CallbackScheduled, file: CaseFile) -> None:
+    file.view.callbacks.append(CallbackView(
+        callback_id=event.callback_id, due_at=event.due_at,
+        phone="registered" if event.to_registered_number or event.phone is None else event.phone.masked,
+        reason=event.reason, department=event.department))
+
+
+@change_view.register
+def _(event: ev.CallbackCompleted, file: CaseFile) -> None:
+    _callback(file, event.callback_id).status = "completed"
+
+
+@change_view.register
+def _(event: ev.CallbackMissed, file: CaseFile) -> None:
+    _callback(file, event.callback_id).status = "missed"
+
+
+@change_view.register
+def _(event: ev.CaseAssigned, file: CaseFile) -> None:
+    file.view.assignee = Person(id=event.agent_id, name=event.agent_name,
+                                department=event.actor.department)
+
+
+@change_view.register
+def _(event: ev.CaseReleased, file: CaseFile) -> None:
+    file.view.assignee = None
+
+
+@change_view.register
+def _(event: ev.CaseResolved, file: CaseFile) -> None:
+    file.view.status, file.view.resolution = "resolved", event.resolution
+    file.view.assignee = None
+
+
+@change_view.register
+def _(event: ev.CaseReopened, file: CaseFile) -> None:
+    file.view.status, file.view.resolution = "open", None

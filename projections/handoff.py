@@ -1,0 +1,64 @@
+"""The handoff summary: derived from the case view, so no free text is needed to continue.
+
+`last_contact` (when, who, channel, outcome, summary), `verified` (the last passed
+check), `promised` (what the customer was told) and `pending` (what is not done).
+"""
+
+from __future__ import annotations
+
+from casedesk.projections.case_view import CaseView, HandoffItem, LastContact
+
+
+def refresh_handoff(view: CaseView) -> None:
+    handoff = view.handoff
+    if view.contacts:
+        c = view.contacts[-1]
+        handoff.last_contact = LastContact(
+            contact_id=c.contact_id, at=c.ended_at or c.started_at, by=c.by, channel=c.channel,
+            direction=c.direction, outcome=c.outcome, summary=c.summary)
+    handoff.promised = _promised(view)
+    handoff.pending = _pending(view)
+
+
+def _promised(view: CaseView) -> list[HandoffItem]:
+    items = [
+        HandoffItem(kind="callback", due_at=cb.due_at,
+                    text=f"Callback by {cb.department.replace('_', ' ')} ({cb.reason})")
+        for cb in view.callbacks if cb.status == "scheduled"
+    ]
+    items += [
+        HandoffItem(kind="liability_waiver",
+                    text=f"Customer owes nothing for {d.merchant} {d.amount.currency} {d.amount.amount}")
+        for d in view.disputes if d.liability_waived
+    ]
+    items += [
+        HandoffItem(kind="reissue", text=f"New card •••• {c.last4} on its way (replaces {_old(view, c.card_id)})")
+        for c in view.cards if c.state == "active" and _old(view, c.card_id)
+    ]
+    items += [
+        HandoffItem(kind="payment_stop",
+                    text=f"Charges stopped: {s.merchant if s.scope == 'merchant' else s.scope.replace('_', ' ')}")
+        for s in view.payment_stops
+    ]
+    return items
+
+
+def _old(view: CaseView, new_card_id: str) -> str | None:
+    return next((c.card_id for c in view.cards if c.replaced_by == new_card_id), None)
+
+
+def _pending(view: CaseView) -> list[HandoffItem]:
+    items = [
+        HandoffItem(kind="dispute", text=f"Dispute open: {d.merchant} {d.amount.currency} {d.amount.amount}")
+        for d in view.disputes if d.status == "open"
+    ]
+    items += [
+        HandoffItem(kind="card_not_replaced", text=f"Card •••• {c.last4} suspended, not yet replaced")
+        for c in view.cards if c.state == "suspended"
+    ]
+    items += [
+        HandoffItem(kind="callback_due", due_at=cb.due_at,
+                    text=f"Callback due by {cb.department.replace('_', ' ')}: {cb.reason}")
+        for cb in view.callbacks if cb.status == "scheduled"
+    ]
+    return items

@@ -1,0 +1,205 @@
+"""Handlers of the case commands: decode, name the decision, run it. No business ifs."""
+
+from __future__ import annotations
+
+import secrets
+from functools import partial
+from uuid import uuid4
+
+from aiohttp import web
+
+from casedesk.domain import decisions as d
+from casedesk.domain.values import Card, ContactStart, Customer, Fee, ReviewedTransaction
+from casedesk.services.http import case_requests as rq
+from casedesk.services.http.app_keys import PERSONAL_DATA
+from casedesk.services.http.commands import path_uuid, run
+from casedesk.services.http.request_body import decode
+
+
+async def open_case(request: web.Request) -> web.Response:
+    body = await decode(request, rq.OpenCase)
+    pii = request.app[PERSONAL_DATA]
+    c = body.customer
+    customer = Customer(customer_id=c.customer_id, name_masked=pii.name_masked(c.name),
+                        name_key=pii.name_key(c.name), phone=pii.phone(c.registered_phone))
+    contact = None
+    if body.contact is not None:
+        k = body.contact
+        contact = ContactStart(contact_id=uuid4(), direction=k.direction, channel=k.channel,
+                               phone=pii.phone(k.phone) if k.phone else None,
+                               department=k.department, purpose=k.purpose)
+    cards = tuple(Card(card_id=x.card_id, last4=x.last4, network=x.network, kind=x.kind,
+                       primary_card_id=x.primary_card_id) for x in body.cards)
+    decide = partial(d.open_case, case_id=uuid4(), customer=customer, cards=cards, reason=body.reason,
+                     channel=body.channel, summary=body.summary, amount_at_risk=body.amount_at_risk,
+                     contact=contact)
+    extra = {"contact_id": str(contact.contact_id)} if contact else {}
+    return await run(request, None, decide, status=201, extra=lambda _: extra)
+
+
+async def start_contact(request: web.Request) -> web.Response:
+    body = await decode(request, rq.StartContact)
+    contact_id, pii = uuid4(), request.app[PERSONAL_DATA]
+    decide = partial(d.start_contact, contact_id=contact_id, direction=body.direction,
+                     channel=body.channel, phone=pii.phone(body.phone) if body.phone else None,
+                     department=body.department, purpose=body.purpose)
+    return await run(request, path_uuid(request, "case_id"), decide, status=201,
+                     extra=lambda _: {"contact_id": str(contact_id)})
+
+
+async def end_contact(request: web.Request) -> web.Response:
+    body = await decode(request, rq.EndContact)
+    decide = partial(d.end_contact, contact_id=path_uuid(request, "contact_id"),
+                     outcome=body.outcome, summary=body.summary)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def check_identity(request: web.Request) -> web.Response:
+    body = await decode(request, rq.CheckIdentity)
+    decide = partial(d.check_identity, contact_id=body.contact_id, method=body.method,
+                     passed=body.passed, factors=tuple(body.factors))
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def unlock_identity(request: web.Request) -> web.Response:
+    body = await decode(request, rq.UnlockIdentity)
+    return await run(request, path_uuid(request, "case_id"), partial(d.unlock_identity, reason=body.reason))
+
+
+async def review_transactions(request: web.Request) -> web.Response:
+    body = await decode(request, rq.ReviewTransactions)
+    reviewed = tuple(ReviewedTransaction(transaction_id=t.transaction_id, merchant=t.merchant,
+                                         amount=t.amount, occurred_at=t.occurred_at, answer=t.answer)
+                     for t in body.transactions)
+    decide = partial(d.review_transactions, contact_id=body.contact_id, transactions=reviewed)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def dispute_charge(request: web.Request) -> web.Response:
+    body = await decode(request, rq.DisputeCharge)
+    dispute_id = uuid4()
+    decide = partial(d.dispute_charge, contact_id=body.contact_id, dispute_id=dispute_id,
+                     transaction_id=body.transaction_id, merchant=body.merchant, amount=body.amount,
+                     reason_code=body.reason_code, network=body.network)
+    return await run(request, path_uuid(request, "case_id"), decide, status=201,
+                     extra=lambda _: {"dispute_id": str(dispute_id)})
+
+
+async def resolve_dispute(request: web.Request) -> web.Response:
+    body = await decode(request, rq.ResolveDispute)
+    decide = partial(d.resolve_dispute, dispute_id=path_uuid(request, "dispute_id"),
+                     outcome=body.outcome, note=body.note)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def waive_liability(request: web.Request) -> web.Response:
+    body = await decode(request, rq.WaiveLiability)
+    decide = partial(d.waive_liability, contact_id=body.contact_id, dispute_id=body.dispute_id,
+                     note=body.note)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def stop_payments(request: web.Request) -> web.Response:
+    body = await decode(request, rq.StopPayments)
+    decide = partial(d.stop_payments, contact_id=body.contact_id, scope=body.scope, merchant=body.merchant)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def suspend_card(request: web.Request) -> web.Response:
+    body = await decode(request, rq.SuspendCard)
+    decide = partial(d.suspend_card, card_id=request.match_info["card_id"], reason=body.reason,
+                     include_linked=body.include_linked)
+    return await run(request, path_uuid(request, "case_id"), decide,
+                     extra=lambda o: {"suspended": [e.card_id for e in o.events]})  # type: ignore[attr-defined]
+
+
+async def reissue_card(request: web.Request) -> web.Response:
+    body = await decode(request, rq.ReissueCard)
+    new_card_id, new_last4 = f"card-{uuid4().hex[:12]}", f"{secrets.randbelow(10_000):04d}"
+    fee = Fee(amount=body.fee.amount, bearer=body.fee.bearer, merchant=body.fee.merchant)
+    decide = partial(d.reissue_card, contact_id=body.contact_id, card_id=request.match_info["card_id"],
+                     new_card_id=new_card_id, new_last4=new_last4, delivery=body.delivery,
+                     expedite=body.expedite, fee=fee)
+    return await run(request, path_uuid(request, "case_id"), decide,
+                     extra=lambda _: {"new_card": {"card_id": new_card_id, "last4": new_last4}})
+
+
+async def record_card_destroyed(request: web.Request) -> web.Response:
+    body = await decode(request, rq.RecordCardDestroyed)
+    decide = partial(d.record_card_destroyed, card_id=request.match_info["card_id"],
+                     branch=body.branch, certificate_id=body.certificate_id)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def suspend_online_access(request: web.Request) -> web.Response:
+    body = await decode(request, rq.SuspendOnlineAccess)
+    return await run(request, path_uuid(request, "case_id"),
+                     partial(d.suspend_online_access, reason=body.reason))
+
+
+async def record_compromise(request: web.Request) -> web.Response:
+    body = await decode(request, rq.RecordCompromise)
+    decide = partial(d.record_compromise, source=body.source, detail=body.detail,
+                     domain=body.domain, breach_id=body.breach_id)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def record_contact_details(request: web.Request) -> web.Response:
+    body = await decode(request, rq.RecordContactDetails)
+    phone = request.app[PERSONAL_DATA].phone(body.daytime_phone, keep_number=True)
+    decide = partial(d.record_contact_details, contact_id=body.contact_id, daytime_phone=phone)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def add_note(request: web.Request) -> web.Response:
+    body = await decode(request, rq.AddNote)
+    note_id = uuid4()
+    decide = partial(d.add_handoff_note, note_id=note_id, text=body.text,
+                     for_department=body.for_department, pinned=body.pinned)
+    return await run(request, path_uuid(request, "case_id"), decide, status=201,
+                     extra=lambda o: {"note_id": str(note_id), "text": o.events[-1].text})  # type: ignore[attr-defined]
+
+
+async def escalate(request: web.Request) -> web.Response:
+    body = await decode(request, rq.Escalate)
+    decide = partial(d.escalate, to_department=body.to_department, reason=body.reason,
+                     priority=body.priority)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def schedule_callback(request: web.Request) -> web.Response:
+    body = await decode(request, rq.ScheduleCallback)
+    callback_id = uuid4()
+    phone = None if body.phone == "registered" else request.app[PERSONAL_DATA].phone(body.phone, keep_number=True)
+    decide = partial(d.schedule_callback, callback_id=callback_id, due_at=body.due_at, phone=phone,
+                     reason=body.reason, department=body.department)
+    return await run(request, path_uuid(request, "case_id"), decide, status=201,
+                     extra=lambda _: {"callback_id": str(callback_id)})
+
+
+async def complete_callback(request: web.Request) -> web.Response:
+    body = await decode(request, rq.CloseCallback)
+    decide = partial(d.complete_callback, callback_id=path_uuid(request, "callback_id"), note=body.note or "")
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def miss_callback(request: web.Request) -> web.Response:
+    body = await decode(request, rq.CloseCallback)
+    decide = partial(d.miss_callback, callback_id=path_uuid(request, "callback_id"), note=body.note or "")
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def release(request: web.Request) -> web.Response:
+    body = await decode(request, rq.Release)
+    return await run(request, path_uuid(request, "case_id"), partial(d.release, note=body.note or ""))
+
+
+async def resolve_case(request: web.Request) -> web.Response:
+    body = await decode(request, rq.ResolveCase)
+    decide = partial(d.resolve_case, resolution=body.resolution, summary=body.summary)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def reopen_case(request: web.Request) -> web.Response:
+    body = await decode(request, rq.ReopenCase)
+    return await run(request, path_uuid(request, "case_id"), partial(d.reopen_case, reason=body.reason))

@@ -1,0 +1,206 @@
+"""Request bodies of the case routes, field for field as CONTRACT.md names them.
+
+Frozen Structs that refuse unknown fields; they are the API's schema (and the
+OpenAPI document's), converted into domain values at the edge.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+from casedesk.domain.values import (
+    CaseReason,
+    CompromiseSource,
+    ContactChannel,
+    ContactDirection,
+    ContactOutcome,
+    Delivery,
+    DisputeOutcome,
+    FeeBearer,
+    IdentityMethod,
+    Money,
+    StopScope,
+    TransactionAnswer,
+)
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Short = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9][0-9 ()-]{5,24}$")]
+Last4 = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}$")]
+Department = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,62}$")]
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every request body."""
+
+
+class CustomerIn(Request, kw_only=True):
+    customer_id: Short
+    name: Name
+    registered_phone: Phone
+    date_of_birth: str | None = None
+
+
+class CardIn(Request, kw_only=True):
+    card_id: Short
+    last4: Last4
+    network: Short
+    kind: Literal["primary", "family"]
+    primary_card_id: Short | None = None
+
+
+class ContactIn(Request, kw_only=True):
+    direction: ContactDirection
+    channel: ContactChannel
+    phone: Phone | None = None
+    department: Department
+    purpose: Text | None = None
+
+
+class OpenCase(Request, kw_only=True):
+    customer: CustomerIn
+    cards: Annotated[list[CardIn], msgspec.Meta(min_length=1, max_length=20)]
+    reason: CaseReason
+    channel: ContactChannel
+    summary: Text
+    amount_at_risk: Money | None = None
+    contact: ContactIn | None = None
+
+
+class StartContact(ContactIn, kw_only=True):
+    pass
+
+
+class EndContact(Request, kw_only=True):
+    outcome: ContactOutcome
+    summary: Text
+
+
+class CheckIdentity(Request, kw_only=True):
+    contact_id: UUID
+    method: IdentityMethod
+    passed: bool
+    factors: Annotated[list[Short], msgspec.Meta(max_length=20)]
+
+
+class UnlockIdentity(Request, kw_only=True):
+    reason: Text
+
+
+class TransactionIn(Request, kw_only=True):
+    transaction_id: Short
+    merchant: Short
+    amount: Money
+    occurred_at: datetime
+    answer: TransactionAnswer
+
+
+class ReviewTransactions(Request, kw_only=True):
+    contact_id: UUID
+    transactions: Annotated[list[TransactionIn], msgspec.Meta(min_length=1, max_length=200)]
+
+
+class DisputeCharge(Request, kw_only=True):
+    contact_id: UUID
+    transaction_id: Short
+    merchant: Short
+    amount: Money
+    reason_code: Short
+    network: Short
+
+
+class ResolveDispute(Request, kw_only=True):
+    outcome: DisputeOutcome
+    note: Text
+
+
+class WaiveLiability(Request, kw_only=True):
+    contact_id: UUID
+    dispute_id: UUID | None = None
+    note: Text
+
+
+class StopPayments(Request, kw_only=True):
+    contact_id: UUID
+    scope: StopScope
+    merchant: Short | None = None
+
+
+class SuspendCard(Request, kw_only=True):
+    reason: Text
+    include_linked: bool = False
+
+
+class FeeIn(Request, kw_only=True):
+    amount: Money
+    bearer: FeeBearer
+    merchant: Short | None = None
+
+
+class ReissueCard(Request, kw_only=True):
+    contact_id: UUID
+    delivery: Delivery
+    expedite: bool = False
+    fee: FeeIn
+
+
+class RecordCardDestroyed(Request, kw_only=True):
+    branch: Short
+    certificate_id: Short
+
+
+class SuspendOnlineAccess(Request, kw_only=True):
+    reason: Text
+
+
+class RecordCompromise(Request, kw_only=True):
+    source: CompromiseSource
+    detail: Text
+    domain: Short | None = None
+    breach_id: UUID | None = None
+
+
+class RecordContactDetails(Request, kw_only=True):
+    contact_id: UUID
+    daytime_phone: Phone
+
+
+class AddNote(Request, kw_only=True):
+    text: Text
+    for_department: Department | None = None
+    pinned: bool = False
+
+
+class Escalate(Request, kw_only=True):
+    to_department: Department
+    reason: Text
+    priority: Annotated[int, msgspec.Meta(ge=1, le=5)]
+
+
+class ScheduleCallback(Request, kw_only=True):
+    due_at: datetime
+    phone: Annotated[str, msgspec.Meta(pattern=r"^(registered|\+?[0-9][0-9 ()-]{5,24})$")]
+    reason: Text
+    department: Department
+
+
+class CloseCallback(Request, kw_only=True):
+    note: Text | None = None
+
+
+class Release(Request, kw_only=True):
+    note: Text | None = None
+
+
+class ResolveCase(Request, kw_only=True):
+    resolution: Short
+    summary: Text
+
+
+class ReopenCase(Request, kw_only=True):
+    reason: Text

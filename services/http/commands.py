@@ -1,0 +1,117 @@
+"""The one path every case command takes over HTTP.
+
+Parse the case id and If-Match, replay an Idempotency-Key already answered,
+hand the decision to the application service, and answer with the command
+response CONTRACT.md describes (`case_id`, `version`, `position`, `events`)
+and the case's ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from aiohttp import web
+
+from casedesk.services.case_service import Decision, Idempotency, Opening, Outcome
+from casedesk.services.event_store import IdempotencyRaceError
+from casedesk.services.http.app_keys import CASES, POOL
+from casedesk.services.http.middleware import PRINCIPAL
+from casedesk.services.http.problems import FieldError, Problem, validation_problem
+
+Extra = Callable[[Outcome], dict[str, Any]]
+_encoder = msgspec.json.Encoder()
+
+
+def path_uuid(request: web.Request, name: str) -> UUID:
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise Problem(404, "not-found", "Not found", f"{name} {request.match_info[name]!r} is not a known id") from None
+
+
+def if_match(request: web.Request) -> int | None:
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    try:
+        return int(header.strip().removeprefix("W/").strip('"'))
+    except ValueError:
+        raise validation_problem([FieldError("If-Match", 'must be a case version like "7"')]) from None
+
+
+def command_body(outcome: Outcome, extra: Extra | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "case_id": str(outcome.case.id),
+        "version": outcome.version,
+        "position": outcome.position,
+        "events": [{"type": type(e).__name__, "version": e.originator_version} for e in outcome.events],
+    }
+    if extra is not None:
+        body.update(extra(outcome))
+    return body
+
+
+def _json(status: int, body: bytes, version: int | None) -> web.Response:
+    headers = {"ETag": f'"{version}"'} if version is not None else {}
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+async def idempotency_of(request: web.Request) -> Idempotency | web.Response | None:
+    """The request's Idempotency-Key; or the first answer, if this key was answered."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 200:
+        raise validation_problem([FieldError("Idempotency-Key", "must be 1 to 200 characters")])
+    principal = request[PRINCIPAL].sub
+    digest = hashlib.sha256(request.method.encode() + request.path.encode() + await request.read()).digest()
+    row = await request.app[POOL].fetchrow(
+        "SELECT request_hash, status, response FROM idempotency_keys"
+        " WHERE principal = $1 AND key = $2 AND created_at > now() - interval '24 hours'",
+        principal, key,
+    )
+    if row is None:
+        return Idempotency(principal, key, digest)
+    if bytes(row["request_hash"]) != digest:
+        raise validation_problem([FieldError("Idempotency-Key", "was already used with another request")])
+    stored = bytes(row["response"])
+    return _json(row["status"], stored, msgspec.json.decode(stored).get("version"))
+
+
+async def run(
+    request: web.Request,
+    case_id: UUID | None,
+    decide: Decision | Opening,
+    *,
+    status: int = 200,
+    extra: Extra | None = None,
+) -> web.Response:
+    """Run a command (a new case when case_id is None) and answer it."""
+    idempotency = await idempotency_of(request)
+    if isinstance(idempotency, web.Response):
+        return idempotency
+
+    def respond(outcome: Outcome) -> tuple[int, bytes]:
+        return status, _encoder.encode(command_body(outcome, extra))
+
+    cases = request.app[CASES]
+    principal = request[PRINCIPAL]
+    try:
+        if case_id is None:
+            outcome = await cases.open(principal, decide, idempotency, respond)  # type: ignore[arg-type]
+        else:
+            outcome = await cases.change(principal, case_id, decide, expected_version=if_match(request),  # type: ignore[arg-type]
+                                         idempotency=idempotency, respond=respond)
+    except IdempotencyRaceError:
+        replay = await idempotency_of(request)
+        if isinstance(replay, web.Response):
+            return replay
+        raise
+    response = _json(*respond(outcome), outcome.version)
+    if case_id is None:
+        response.headers["Location"] = f"/v1/cases/{outcome.case.id}"
+    return response

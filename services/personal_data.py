@@ -1,0 +1,61 @@
+"""Personal data at the edge: phones and names become masked text plus a keyed digest.
+
+The domain compares numbers and names by digest (HMAC-SHA256 under
+CASEDESK_PII_KEY), so events never need the clear registered phone or name;
+the digests let lookup find a customer by name + phone without storing either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+
+from casedesk.domain.values import PhoneNumber
+
+_NOT_DIGIT = re.compile(r"\D")
+
+
+def phone_digits(raw: str) -> str:
+    return _NOT_DIGIT.sub("", raw)
+
+
+def mask_phone(raw: str) -> str:
+    return "•••• " + phone_digits(raw)[-4:]
+
+
+def mask_name(name: str) -> str:
+    """Keep each part's first letter: 'Taro Yamada' -> 'T••• Y•••••'."""
+    return " ".join(part[0] + "•" * (len(part) - 1) for part in name.split())
+
+
+def _normal_name(name: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+class PersonalData:
+    """Masks and digests personal data with the deployment's key."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key.encode()
+
+    def digest(self, kind: str, value: str) -> str:
+        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def phone(self, raw: str, *, keep_number: bool = False) -> PhoneNumber:
+        digits = phone_digits(raw)
+        return PhoneNumber(
+            masked=mask_phone(raw),
+            key=self.digest("phone", digits),
+            number=digits if keep_number else None,
+        )
+
+    def phone_key(self, raw: str) -> str:
+        return self.digest("phone", phone_digits(raw))
+
+    def name_masked(self, name: str) -> str:
+        return mask_name(name)
+
+    def name_key(self, name: str) -> str:
+        return self.digest("name", _normal_name(name))

@@ -1,0 +1,103 @@
+"""Charges: one dispute per transaction, dispute outcomes, waivers, payment stops."""
+
+import msgspec
+from casedesk.domain.decisions import (
+    dispute_charge,
+    resolve_dispute,
+    review_transactions,
+    stop_payments,
+    waive_liability,
+)
+from casedesk.domain.events import (
+    ChargeDisputed,
+    CustomerLiabilityWaived,
+    DisputeResolved,
+    PaymentStopped,
+    TransactionReviewed,
+)
+
+from .story import (
+    CALL,
+    DISPUTE,
+    DISPUTE_ARGS,
+    STOP_ARGS,
+    TRANSACTION,
+    VERIFIED_CALL,
+    disputed,
+    given,
+    jpy,
+)
+
+
+def test_one_dispute_per_transaction() -> None:
+    given(*VERIFIED_CALL, disputed("tx-1")).when(
+        dispute_charge, **{**DISPUTE_ARGS, "dispute_id": CALL}
+    ).refused("duplicate-dispute")
+
+
+def test_disputes_on_different_transactions_are_fine() -> None:
+    args = {**DISPUTE_ARGS, "dispute_id": CALL, "transaction_id": "tx-2"}
+    given(*VERIFIED_CALL, disputed("tx-1")).when(dispute_charge, **args).then(ChargeDisputed)
+
+
+def test_disputed_amount_is_positive() -> None:
+    given(*VERIFIED_CALL).when(dispute_charge, **{**DISPUTE_ARGS, "amount": jpy("0")}).refused(
+        "invalid-amount"
+    )
+
+
+def test_each_reviewed_transaction_is_its_own_event() -> None:
+    second = msgspec.structs.replace(TRANSACTION, transaction_id="tx-2")
+    given(*VERIFIED_CALL).when(
+        review_transactions, contact_id=CALL, transactions=[TRANSACTION, second]
+    ).then(TransactionReviewed, TransactionReviewed)
+
+
+def test_resolving_an_unknown_dispute_is_refused() -> None:
+    given(*VERIFIED_CALL).when(
+        resolve_dispute, dispute_id=DISPUTE, outcome="upheld", note=""
+    ).refused("unknown-dispute")
+
+
+def test_a_dispute_is_resolved_once() -> None:
+    story = given(*VERIFIED_CALL, disputed())
+    outcome = story.when(resolve_dispute, dispute_id=DISPUTE, outcome="upheld", note="won")
+    given(*story.history, *outcome.then(DisputeResolved)).when(
+        resolve_dispute, dispute_id=DISPUTE, outcome="rejected", note=""
+    ).refused("dispute-already-resolved")
+
+
+def test_liability_is_waived_once_per_dispute() -> None:
+    args = dict(contact_id=CALL, dispute_id=DISPUTE, note="pending investigation")
+    story = given(*VERIFIED_CALL, disputed())
+    [waiver] = story.when(waive_liability, **args).then(CustomerLiabilityWaived)
+    given(*story.history, waiver).when(waive_liability, **args).refused("liability-already-waived")
+
+
+def test_waiver_for_an_unknown_dispute_is_refused() -> None:
+    given(*VERIFIED_CALL).when(
+        waive_liability, contact_id=CALL, dispute_id=DISPUTE, note=""
+    ).refused("unknown-dispute")
+
+
+def test_payment_stop_for_a_merchant_needs_the_merchant() -> None:
+    given(*VERIFIED_CALL).when(stop_payments, contact_id=CALL, scope="merchant").refused(
+        "payment-stop-needs-merchant"
+    )
+
+
+def test_an_overseas_stop_names_no_merchant() -> None:
+    given(*VERIFIED_CALL).when(
+        stop_payments, contact_id=CALL, scope="all_overseas", merchant="WEBTEL"
+    ).refused("payment-stop-merchant-unexpected")
+    given(*VERIFIED_CALL).when(stop_payments, contact_id=CALL, scope="all_overseas").then(
+        PaymentStopped
+    )
+
+
+def test_the_same_payment_stop_is_not_placed_twice() -> None:
+    story = given(*VERIFIED_CALL)
+    [stop] = story.when(stop_payments, **STOP_ARGS).then(PaymentStopped)
+    given(*story.history, stop).when(
+        stop_payments, **{**STOP_ARGS, "merchant": " webtel "}
+    ).refused("duplicate-payment-stop")
