@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -25,7 +25,7 @@ from .case_parts import (
     DisputeState,
     PaymentStop,
 )
-from .values import CallbackStatus, CaseReason, CaseStatus, Customer, Money, PhoneNumber
+from .values import CaseReason, CaseStatus, Customer, Money, PhoneNumber
 
 __all__ = [
     "Assignee",
@@ -38,6 +38,9 @@ __all__ = [
     "evolve",
     "replay",
 ]
+
+if TYPE_CHECKING:
+    from eventsourcing.domain import ImmutableAggregateProtocol
 
 FAILURE_WINDOW = timedelta(hours=24)
 HOME_DEPARTMENT = "fraud"
@@ -71,6 +74,11 @@ class FraudCase(msgspec.Struct, frozen=True, kw_only=True):
 
     def contact(self, contact_id: UUID) -> ContactState | None:
         return self.contacts.get(str(contact_id))
+
+
+if TYPE_CHECKING:
+    # mypy proves the state fits the library's immutable-aggregate protocol.
+    _fits_library: type[ImmutableAggregateProtocol[UUID]] = FraudCase
 
 
 def evolve(case: FraudCase | None, event: ev.CaseEvent) -> FraudCase:
@@ -129,26 +137,10 @@ def _opened(event: ev.CaseOpened) -> FraudCase:
     )
 
 
-def _with_contact(case: FraudCase, contact_id: UUID | None, **changes: Any) -> FraudCase:
-    key = str(contact_id)
-    contacts = {**case.contacts, key: replace(case.contacts[key], **changes)}
-    return replace(case, contacts=contacts)
-
-
-def _with_card(case: FraudCase, card_id: str, **changes: Any) -> FraudCase:
-    return replace(case, cards={**case.cards, card_id: replace(case.cards[card_id], **changes)})
-
-
-def _with_dispute(case: FraudCase, dispute_id: UUID, **changes: Any) -> FraudCase:
-    key = str(dispute_id)
-    disputes = {**case.disputes, key: replace(case.disputes[key], **changes)}
-    return replace(case, disputes=disputes)
-
-
-def _with_callback(case: FraudCase, callback_id: UUID, status: CallbackStatus) -> FraudCase:
-    key = str(callback_id)
-    callbacks = {**case.callbacks, key: replace(case.callbacks[key], status=status)}
-    return replace(case, callbacks=callbacks)
+def _with(case: FraudCase, table: str, key: object, **changes: Any) -> FraudCase:
+    """The case with one entry of a table (cards, contacts...) changed."""
+    rows = getattr(case, table)
+    return replace(case, **{table: {**rows, str(key): replace(rows[str(key)], **changes)}})
 
 
 def _unchanged(case: FraudCase, _: ev.CaseEvent) -> FraudCase:
@@ -178,20 +170,20 @@ def _contact_started(case: FraudCase, e: ev.ContactStarted) -> FraudCase:
 
 @_applies(ev.ContactEnded)
 def _contact_ended(case: FraudCase, e: ev.ContactEnded) -> FraudCase:
-    case = _with_contact(case, e.contact_id, ended=True)
+    case = _with(case, "contacts", e.contact_id, ended=True)
     still_open = None if case.open_contact_id == e.contact_id else case.open_contact_id
     return replace(case, open_contact_id=still_open)
 
 
 @_applies(ev.IdentityVerified)
 def _identity_verified(case: FraudCase, e: ev.IdentityVerified) -> FraudCase:
-    return _with_contact(case, e.contact_id, verified_by=e.method)
+    return _with(case, "contacts", e.contact_id, verified_by=e.method)
 
 
 @_applies(ev.IdentityVerificationFailed)
 def _identity_failed(case: FraudCase, e: ev.IdentityVerificationFailed) -> FraudCase:
     # The latest check in a contact decides: a failure withdraws an earlier pass.
-    case = _with_contact(case, e.contact_id, verified_by=None)
+    case = _with(case, "contacts", e.contact_id, verified_by=None)
     since = e.timestamp - FAILURE_WINDOW
     failures = (*(t for t in case.recent_failures if t > since), e.timestamp)
     return replace(case, recent_failures=failures)
@@ -221,14 +213,14 @@ def _charge_disputed(case: FraudCase, e: ev.ChargeDisputed) -> FraudCase:
 
 @_applies(ev.DisputeResolved)
 def _dispute_resolved(case: FraudCase, e: ev.DisputeResolved) -> FraudCase:
-    return _with_dispute(case, e.dispute_id, outcome=e.outcome)
+    return _with(case, "disputes", e.dispute_id, outcome=e.outcome)
 
 
 @_applies(ev.CustomerLiabilityWaived)
 def _liability_waived(case: FraudCase, e: ev.CustomerLiabilityWaived) -> FraudCase:
     if e.dispute_id is None:
         return replace(case, case_liability_waived=True)
-    return _with_dispute(case, e.dispute_id, liability_waived=True)
+    return _with(case, "disputes", e.dispute_id, liability_waived=True)
 
 
 @_applies(ev.PaymentStopped)
@@ -239,7 +231,7 @@ def _payment_stopped(case: FraudCase, e: ev.PaymentStopped) -> FraudCase:
 
 @_applies(ev.CardSuspended)
 def _card_suspended(case: FraudCase, e: ev.CardSuspended) -> FraudCase:
-    return _with_card(case, e.card_id, state="suspended")
+    return _with(case, "cards", e.card_id, state="suspended")
 
 
 @_applies(ev.OnlineAccessSuspended)
@@ -265,7 +257,7 @@ def _replacement_issued(case: FraudCase, e: ev.ReplacementCardIssued) -> FraudCa
 
 @_applies(ev.CardDestroyed)
 def _card_destroyed(case: FraudCase, e: ev.CardDestroyed) -> FraudCase:
-    return _with_card(case, e.card_id, state="destroyed")
+    return _with(case, "cards", e.card_id, state="destroyed")
 
 
 @_applies(ev.ContactDetailsRecorded)
@@ -291,12 +283,12 @@ def _callback_scheduled(case: FraudCase, e: ev.CallbackScheduled) -> FraudCase:
 
 @_applies(ev.CallbackCompleted)
 def _callback_completed(case: FraudCase, e: ev.CallbackCompleted) -> FraudCase:
-    return _with_callback(case, e.callback_id, "completed")
+    return _with(case, "callbacks", e.callback_id, status="completed")
 
 
 @_applies(ev.CallbackMissed)
 def _callback_missed(case: FraudCase, e: ev.CallbackMissed) -> FraudCase:
-    return _with_callback(case, e.callback_id, "missed")
+    return _with(case, "callbacks", e.callback_id, status="missed")
 
 
 @_applies(ev.CaseAssigned)

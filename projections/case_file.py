@@ -16,6 +16,7 @@ from casedesk.projections.case_view import (
     CaseFile,
     CaseView,
     CustomerView,
+    TimelineAnswer,
     TimelineEntry,
     person,
 )
@@ -77,3 +78,12 @@ def fold(events: Iterable[ev.CaseEvent], file: CaseFile | None = None, zone: tzi
     for event in events:
         file = apply(file, event, zone)
     return file
+
+
+def timeline_of(file: CaseFile) -> TimelineAnswer:
+    """The timeline answer: the pinned handoff note's entry first, then all in order."""
+    note = file.view.pinned_note
+    pinned = [e for e in file.timeline if note is not None and e.kind == "handoff_note_added"
+              and e.at == note.at and e.actor.id == note.by.id][-1:]
+    return TimelineAnswer(case_id=file.view.case_id, version=file.view.version,
+                          pinned_note=note, entries=pinned + file.timeline)

@@ -10,7 +10,6 @@ from datetime import datetime
 from uuid import UUID
 
 import msgspec
-
 from casedesk.domain import events as ev
 from casedesk.domain.values import Actor, Money
 
@@ -161,6 +160,15 @@ class TimelineEntry(msgspec.Struct, kw_only=True):
     contact_id: UUID | None
     text: str
     version: int
+
+
+class TimelineAnswer(msgspec.Struct, kw_only=True):
+    """GET /v1/cases/{id}/timeline: the pinned note first, then every entry in order."""
+
+    case_id: UUID
+    version: int
+    pinned_note: NoteView | None
+    entries: list[TimelineEntry]
 
 
 class CaseFile(msgspec.Struct, kw_only=True):

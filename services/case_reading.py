@@ -1,25 +1,62 @@
 """Reading a case file (view + timeline) for the query routes and audit history.
 
-Until a read model serves it, the case file is folded from the stream; with
-`upto_version` it is the case as it stood then.
+The case_files read model answers; if the projection has not yet folded the
+case's newest events, they are read from the stream and folded on the spot,
+so an agent never reads a case older than its last acknowledged command. With
+`upto_version` the file is folded from the stream as the case stood then.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import tzinfo
 from uuid import UUID
 
-from casedesk.projections.case_file import fold
+import msgspec
+from casedesk.projections.case_file import fold, timeline_of
 from casedesk.projections.case_view import CaseFile
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
 
+_decode_file = msgspec.json.Decoder(CaseFile).decode
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRead:
+    """What a case read needs: who may see it, its version, and the bytes to send."""
+
+    departments: list[str]
+    assignee: str | None
+    version: int
+    view: bytes
+    timeline: bytes
+
+
+async def read_case(store: EventStore, mapper: CaseEventMapper, case_id: UUID, zone: tzinfo) -> CaseRead:
+    row = await store.pool.fetchrow(
+        "SELECT version, departments, assignee, view, timeline FROM case_files WHERE case_id = $1", case_id
+    )
+    tail = await store.read_stream(case_id, gt=row["version"] if row else None)
+    if not tail and row is not None:
+        return CaseRead(list(row["departments"]), row["assignee"], row["version"], row["view"], row["timeline"])
+    file = None
+    if row is not None:
+        stored = await store.pool.fetchval("SELECT file FROM case_files WHERE case_id = $1", case_id)
+        file = _decode_file(stored)
+    file = fold((mapper.to_domain_event(s) for s in tail), file, zone)
+    if file is None:
+        raise CaseNotFoundError(str(case_id))
+    view = file.view
+    return CaseRead(list(view.departments), view.assignee.id if view.assignee else None, view.version,
+                    _encode(view), _encode(timeline_of(file)))
+
 
 async def read_case_file(
-    store: EventStore, mapper: CaseEventMapper, case_id: UUID, zone: tzinfo,
-    upto_version: int | None = None,
+    store: EventStore, mapper: CaseEventMapper, case_id: UUID, zone: tzinfo, upto_version: int | None = None
 ) -> CaseFile:
+    """The case file folded from the stream, up to a version if given (audit history)."""
     stored = await store.read_stream(case_id, lte=upto_version)
     file = fold((mapper.to_domain_event(s) for s in stored), zone=zone)
     if file is None:

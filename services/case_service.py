@@ -8,8 +8,10 @@ version, and on a lost race run the decision again on fresh state.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -79,6 +81,16 @@ def actor_of(principal: Principal, department: str) -> Actor:
     return Actor(id=principal.sub, name=principal.name, role=principal.role, department=department)
 
 
+class _Turn:
+    """A case's queue of commands in this process."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class CaseService:
     """Runs case commands against the event store."""
 
@@ -88,6 +100,7 @@ class CaseService:
         self._cache: OrderedDict[UUID, FraudCase] = OrderedDict()
         self._cache_size = cache_size
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self._turns: dict[UUID, _Turn] = {}
 
     async def load(self, case_id: UUID) -> FraudCase:
         """The case as it stands now; one query whatever the stream's length."""
@@ -123,7 +136,37 @@ class CaseService:
         idempotency: Idempotency | None = None,
         respond: Respond | None = None,
     ) -> Outcome:
-        """Run one command; re-run it on fresh state when another command won the race."""
+        """Run one command; re-run it on fresh state when another command won the race.
+
+        Commands on one case take turns within this process (they would only
+        lose the race to each other); other processes are met by the retry.
+        """
+        async with self._turn(case_id):
+            return await self._change(principal, case_id, decide, expected_version, idempotency, respond)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, case_id: UUID) -> AsyncIterator[None]:
+        turn = self._turns.get(case_id)
+        if turn is None:
+            turn = self._turns[case_id] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[case_id]
+
+    async def _change(
+        self,
+        principal: Principal,
+        case_id: UUID,
+        decide: Decision,
+        expected_version: int | None,
+        idempotency: Idempotency | None,
+        respond: Respond | None,
+    ) -> Outcome:
         for attempt in range(MAX_ATTEMPTS):
             case = await self.load(case_id)
             check_may_change(principal, case)

@@ -6,8 +6,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-
-from casedesk.projections.case_view import CaseView, NoteView, TimelineEntry
+from casedesk.projections.case_view import CaseView, TimelineAnswer
 
 
 class EventRef(msgspec.Struct, frozen=True):
@@ -36,13 +35,6 @@ class CommandAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     new_card: NewCard | None = None
 
 
-class TimelineAnswer(msgspec.Struct, frozen=True, kw_only=True):
-    case_id: UUID
-    version: int
-    pinned_note: NoteView | None
-    entries: list[TimelineEntry]
-
-
 class Health(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
     ready: bool | None = None
@@ -51,4 +43,5 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
 
 
 CaseViewAnswer = CaseView
+__all__ = ["CaseViewAnswer", "CommandAnswer", "Health", "TimelineAnswer"]
 Anything = dict[str, Any]

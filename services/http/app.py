@@ -8,16 +8,16 @@ order, when it stops; nothing connects at import time.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-
+from casedesk.projections.catalogue import all_projections
+from casedesk.projections.runner import ProjectionRunner
 from casedesk.services.case_service import CaseService
 from casedesk.services.database import create_pool, database_url
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
-from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL, SETTINGS, STORE, ZONE
+from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL, RUNNER, SETTINGS, STORE, ZONE
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
 from casedesk.services.http.routes import add_routes
 from casedesk.services.migrations import migrate
@@ -56,5 +56,13 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         yield
         await store.close()
 
-    app.cleanup_ctx.extend([database, event_store])
+    async def projections(app: web.Application) -> AsyncIterator[None]:
+        runner = ProjectionRunner(app[STORE], app[POOL], all_projections(app[ZONE]))
+        app[RUNNER] = runner
+        if settings.projections:
+            await runner.start()
+        yield
+        await runner.stop()
+
+    app.cleanup_ctx.extend([database, event_store, projections])
     return app

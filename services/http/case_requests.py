@@ -11,7 +11,6 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
-
 from casedesk.domain.values import (
     CaseReason,
     CompromiseSource,

@@ -15,7 +15,6 @@ from uuid import UUID
 
 import msgspec
 from aiohttp import web
-
 from casedesk.services.case_service import Decision, Idempotency, Opening, Outcome
 from casedesk.services.event_store import IdempotencyRaceError
 from casedesk.services.http.app_keys import CASES, POOL

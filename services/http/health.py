@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-
 from casedesk.services.http.app_keys import POOL
 
 

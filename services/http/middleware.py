@@ -8,13 +8,12 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
-
-from casedesk.domain.errors import RuleViolation
+from casedesk.domain.errors import CardDataRefused, RuleViolation
 from casedesk.services.case_access import AccessDeniedError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
 from casedesk.services.event_store import IdempotencyRaceError, StreamConflictError
 from casedesk.services.http.app_keys import SETTINGS
-from casedesk.services.http.problems import CONTENT_TYPE, Problem, as_json
+from casedesk.services.http.problems import CONTENT_TYPE, FieldError, Problem, as_json, validation_problem
 from casedesk.services.tokens import InvalidTokenError, Principal, read_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -67,6 +66,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except Problem as problem:
         response = problem_response(problem)
+    except CardDataRefused as refused:
+        response = problem_response(validation_problem([FieldError(refused.field, refused.detail)]))
     except RuleViolation as violation:
         response = problem_response(
             Problem(409, violation.rule, "Refused by a rule of the case", violation.detail, rule=True)

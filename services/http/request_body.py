@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
-
 from casedesk.domain.card_data import looks_like_pan
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 

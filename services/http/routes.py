@@ -11,7 +11,6 @@ from typing import Any, NamedTuple
 
 import msgspec
 from aiohttp import web
-
 from casedesk.projections.case_view import CaseView
 from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q

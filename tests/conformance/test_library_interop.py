@@ -64,5 +64,5 @@ def test_casedesk_reads_what_the_library_recorder_wrote(both: tuple) -> None:
     # And the two writers share one notification sequence and one version check.
     more = ours.insert_events([StoredEvent(case_id, 2, "topic-b", b"state-b")])
     assert more[0] > ids[-1]
-    with pytest.raises(Exception, match="moved on|duplicate|unique"):
+    with pytest.raises(Exception, match=r"moved on|duplicate|unique"):
         theirs.insert_events([StoredEvent(case_id, 2, "topic-c", b"state-c")])

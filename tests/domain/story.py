@@ -21,6 +21,8 @@ from casedesk.domain.errors import RuleViolation
 from casedesk.domain.values import (
     Actor,
     Card,
+    ContactChannel,
+    ContactDirection,
     Customer,
     Fee,
     Money,
@@ -114,14 +116,14 @@ def opened(*cards: Card) -> ev.CaseOpened:
 
 def call_started(
     contact_id: UUID = CALL,
-    direction: str = "inbound",
+    direction: ContactDirection = "inbound",
     phone: PhoneNumber | None = REGISTERED,
-    channel: str = "phone",
+    channel: ContactChannel = "phone",
 ) -> ev.ContactStarted:
     return ev.ContactStarted(
         **_stamp(contact_id=contact_id),
-        direction=direction,  # type: ignore[arg-type]
-        channel=channel,  # type: ignore[arg-type]
+        direction=direction,
+        channel=channel,
         phone=phone,
         department="fraud",
         purpose=None,

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import uuid
 
 import asyncpg
 import pytest
-from eventsourcing.persistence import StoredEvent
-
 from casedesk.services.event_store import (
     EventStore,
     IdempotencyRaceError,
     IdempotencyRecord,
     StreamConflictError,
 )
+from eventsourcing.persistence import StoredEvent
 
 
 def stream(case_id: uuid.UUID, first: int, count: int = 1) -> list[StoredEvent]:
@@ -120,7 +120,7 @@ async def test_a_reader_polling_during_concurrent_writes_never_skips(empty_pool:
     await reader
     everything = [n.id for n in await store.read_notifications(None, 100_000)]
     assert seen == everything
-    assert all(a < b for a, b in zip(seen, seen[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(seen))
     for s in [store, *stores]:
         await s.close()
 

@@ -1,0 +1,155 @@
+"""The projection runner: read the notification log in order, apply, track, repeat.
+
+For each projection one worker task:
+- holds a PostgreSQL session advisory lock, so across any number of casedesk
+  processes each projection runs once at a time (the lock is freed by
+  PostgreSQL when its holder's connection dies, and a waiting process takes over);
+- reads events after its tracking position, applies a batch to its tables and
+  moves its position in the same transaction (exactly once; a crash at any
+  point rolls the batch back and it is read again);
+- sleeps until the store's NOTIFY (or a slow fallback timer) says there is more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import Sequence
+from typing import Protocol
+
+import asyncpg
+import structlog
+from casedesk.domain.events import CaseEvent
+from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.event_store import CHANNEL, EventStore, read_position, record_position
+
+log = structlog.get_logger("casedesk.projections")
+
+BATCH = 500
+FALLBACK_POLL_SECONDS = 1.0
+
+
+class Projection(Protocol):
+    """A read model: its name, its tables, and how a batch of events changes them."""
+
+    name: str
+    tables: tuple[str, ...]
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[CaseEvent]) -> None: ...
+
+
+def lock_key(name: str) -> int:
+    """A stable advisory-lock key per projection name."""
+    return 7_141_000_000 + zlib.crc32(name.encode())
+
+
+class ProjectionRunner:
+    """Runs projections from the store's log into tables reached through `pool`."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        pool: asyncpg.Pool,
+        projections: Sequence[Projection],
+        mapper: CaseEventMapper | None = None,
+        batch: int = BATCH,
+    ) -> None:
+        self.store, self.pool, self.projections = store, pool, list(projections)
+        self.mapper = mapper or CaseEventMapper()
+        self.batch = batch
+        self.positions: dict[str, int] = {}
+        self.moved = asyncio.Condition()
+        self._wake: dict[str, asyncio.Event] = {p.name: asyncio.Event() for p in projections}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        await self._listen()
+        self._tasks = [
+            asyncio.create_task(self._work(p), name=f"projection-{p.name}") for p in self.projections
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._unlisten()
+
+    def wake(self, *_: object) -> None:
+        for event in self._wake.values():
+            event.set()
+
+    async def _listen(self) -> None:
+        await self._unlisten()
+        try:
+            self._listener = await self.store.pool.acquire()
+            await self._listener.add_listener(CHANNEL, self.wake)
+        except (OSError, asyncpg.PostgresError):
+            await self._unlisten()  # the fallback timer still wakes the workers
+
+    async def _unlisten(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(CHANNEL, self.wake)
+            with contextlib.suppress(Exception):
+                await self.store.pool.release(listener)
+
+    async def catch_up(self, projection: Projection) -> int:
+        """Apply one batch; return how many events it held (0: up to date)."""
+        position = await read_position(self.pool, projection.name) or 0
+        notifications = await self.store.read_notifications(
+            position, self.batch, inclusive_of_start=False
+        )
+        if not notifications:
+            self.positions[projection.name] = position
+            return 0
+        events = [self.mapper.to_domain_event(n) for n in notifications]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await projection.apply(conn, events)
+            await record_position(conn, projection.name, notifications[-1].id)
+        self.positions[projection.name] = notifications[-1].id
+        async with self.moved:
+            self.moved.notify_all()
+        return len(notifications)
+
+    async def _work(self, projection: Projection) -> None:
+        while True:
+            try:
+                async with self.pool.acquire() as holder:
+                    await self._hold_lock_and_run(holder, projection)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # database gone or a bad event: log, back off, retry
+                log.exception("projection_failed", projection=projection.name)
+                await asyncio.sleep(1.0)
+
+    async def _hold_lock_and_run(self, holder: asyncpg.Connection, projection: Projection) -> None:
+        key = lock_key(projection.name)
+        while not await holder.fetchval("SELECT pg_try_advisory_lock($1)", key):  # noqa: ASYNC110
+            await asyncio.sleep(FALLBACK_POLL_SECONDS)  # another process runs it; stand by
+        if self._listener is None or self._listener.is_closed():
+            await self._listen()
+        try:
+            wake = self._wake[projection.name]
+            while True:
+                wake.clear()
+                while await self.catch_up(projection):
+                    pass
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), FALLBACK_POLL_SECONDS)
+        finally:
+            if not holder.is_closed():
+                with contextlib.suppress(Exception):
+                    await holder.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+async def rebuild(runner: ProjectionRunner, projection: Projection) -> None:
+    """Empty a projection's tables and position, so it is applied again from zero."""
+    async with runner.pool.acquire() as conn, conn.transaction():
+        for table in projection.tables:
+            await conn.execute(f"TRUNCATE {table}")
+        await conn.execute(
+            "DELETE FROM projection_tracking WHERE application_name = $1", projection.name
+        )

@@ -1,0 +1,87 @@
+"""Helpers for projection tests: write a realistic mix of cases, compare tables."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import asyncpg
+from casedesk.domain import decisions as d
+from casedesk.domain.values import Card, ContactStart, Customer, Money, PhoneNumber
+from casedesk.projections.runner import Projection, ProjectionRunner
+from casedesk.services.case_service import CaseService
+from casedesk.services.tokens import Principal
+
+AGENT = Principal(sub="agent-7", name="K. Takano", role="agent", departments=("fraud",), exp=2**40)
+SUPERVISOR = Principal(sub="sup-1", name="M. Sato", role="supervisor", departments=("fraud",), exp=2**40)
+REGISTERED = PhoneNumber(masked="•••• 5678", key="k-registered")
+
+
+async def write_mixed_cases(cases: CaseService, count: int, seed: int = 7) -> list[uuid.UUID]:
+    """Open cases and run a varied mix of commands on them, some concurrently."""
+    rng = random.Random(seed)
+    ids: list[uuid.UUID] = []
+    for n in range(count):
+        contact = ContactStart(contact_id=uuid.uuid4(), direction="inbound", channel="phone",
+                               phone=REGISTERED, department="fraud")
+        cards = (Card(card_id="p", last4="4242", network="visa", kind="primary"),
+                 Card(card_id="f", last4="4243", network="visa", kind="family", primary_card_id="p"))
+        customer = Customer(customer_id=f"c{n}", name_masked="T••• Y•••••", name_key=f"nk{n}", phone=REGISTERED)
+        opened = await cases.open(AGENT, partial(
+            d.open_case, case_id=uuid.uuid4(), customer=customer, cards=cards, reason="fraud_alert",
+            channel="phone", summary=f"case {n}", amount_at_risk=Money(amount="190000", currency="JPY"),
+            contact=contact))
+        case_id, contact_id = opened.case.id, contact.contact_id
+        ids.append(case_id)
+        steps = [
+            partial(d.add_handoff_note, note_id=uuid.uuid4(), text=f"note {n}", for_department=None, pinned=rng.random() < 0.5),
+            partial(d.check_identity, contact_id=contact_id, method="knowledge_based", passed=True, factors=("date_of_birth",)),
+            partial(d.suspend_card, card_id="f", reason="fraud", include_linked=rng.random() < 0.5),
+            partial(d.escalate, to_department="credit_management", reason="review", priority=rng.randint(1, 5)),
+            partial(d.schedule_callback, callback_id=uuid.uuid4(), due_at=datetime.now(UTC) + timedelta(hours=2),
+                    phone=None, reason="follow up", department="fraud"),
+            partial(d.end_contact, contact_id=contact_id, outcome="connected", summary="talked"),
+        ]
+        for step in steps[: rng.randint(2, len(steps))]:
+            await cases.change(AGENT, case_id, step)
+    # Racing notes on one case: the store retries the losers on fresh state.
+    await asyncio.gather(*[
+        cases.change(AGENT, ids[0], partial(d.add_handoff_note, note_id=uuid.uuid4(), text="race",
+                                            for_department=None, pinned=False))
+        for _ in range(10)
+    ])
+    return ids
+
+
+@contextlib.asynccontextmanager
+async def running(*runners: ProjectionRunner) -> AsyncIterator[None]:
+    """Start runners and always stop them (a failed test must not hang on their connections)."""
+    for runner in runners:
+        await runner.start()
+    try:
+        yield
+    finally:
+        for runner in runners:
+            await runner.stop()
+
+
+async def drain(runner: ProjectionRunner, projection: Projection) -> None:
+    while await runner.catch_up(projection):
+        pass
+
+
+async def wait_until_caught_up(runner: ProjectionRunner, name: str, timeout: float = 10.0) -> None:
+    goal = await runner.store.max_notification_id() or 0
+    async with asyncio.timeout(timeout):
+        while runner.positions.get(name, 0) < goal:
+            await asyncio.sleep(0.01)
+
+
+async def rows(pool: asyncpg.Pool, table: str, key: str, ids: list[uuid.UUID]) -> list[tuple]:
+    records = await pool.fetch(f"SELECT * FROM {table} WHERE {key} = ANY($1::uuid[]) ORDER BY {key}", ids)
+    return [tuple(r.values()) for r in records]

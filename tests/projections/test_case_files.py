@@ -1,0 +1,87 @@
+"""The case_files projection: live equals a rebuild from zero; a crash mid-batch loses and doubles nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from casedesk.projections.case_files import CaseFiles
+from casedesk.projections.runner import ProjectionRunner, rebuild
+from casedesk.services.case_service import CaseService
+from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.event_store import EventStore, read_position
+
+from tests.projections.helpers import drain, rows, running, wait_until_caught_up, write_mixed_cases
+
+
+async def test_live_projection_equals_a_rebuild_from_zero(empty_pool: asyncpg.Pool, database_dsn: str) -> None:
+    store = EventStore(empty_pool)
+    live = ProjectionRunner(store, empty_pool, [CaseFiles()])
+    async with running(live):  # runs while the commands are written
+        ids = await write_mixed_cases(CaseService(store, CaseEventMapper()), 30)
+        await wait_until_caught_up(live, "case_files")
+    before = await rows(empty_pool, "case_files", "case_id", ids)
+
+    projection = CaseFiles()
+    await rebuild(live, projection)
+    assert await rows(empty_pool, "case_files", "case_id", ids) == []
+    await drain(ProjectionRunner(store, empty_pool, [projection]), projection)
+    after = await rows(empty_pool, "case_files", "case_id", ids)
+    assert len(before) == 30
+    assert after == before
+    await store.close()
+
+
+class SlowCaseFiles(CaseFiles):
+    """CaseFiles that stalls inside its batch transaction, so it can be killed there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = asyncio.Event()
+
+    async def apply(self, conn, events) -> None:  # type: ignore[no-untyped-def]
+        await super().apply(conn, events)
+        self.inside.set()
+        await asyncio.sleep(30)
+
+
+async def test_a_worker_killed_mid_batch_applies_nothing_twice_and_misses_nothing(empty_pool: asyncpg.Pool) -> None:
+    store = EventStore(empty_pool)
+    ids = await write_mixed_cases(CaseService(store, CaseEventMapper()), 12)
+    slow = SlowCaseFiles()
+    doomed = ProjectionRunner(store, empty_pool, [slow], batch=25)
+    async with running(doomed):
+        await asyncio.wait_for(slow.inside.wait(), 10)
+    # stopped = cancelled inside the transaction: the batch rolled back
+    assert await read_position(empty_pool, "case_files") is None
+    assert await rows(empty_pool, "case_files", "case_id", ids) == []
+
+    restarted = ProjectionRunner(store, empty_pool, [CaseFiles()], batch=25)
+    async with running(restarted):
+        await wait_until_caught_up(restarted, "case_files")
+    resumed = await rows(empty_pool, "case_files", "case_id", ids)
+
+    fresh = CaseFiles()
+    await rebuild(restarted, fresh)
+    await drain(ProjectionRunner(store, empty_pool, [fresh]), fresh)
+    assert resumed == await rows(empty_pool, "case_files", "case_id", ids)
+    versions = {r[0]: r[1] for r in resumed}
+    for case_id in ids:
+        assert versions[case_id] == len(await store.read_stream(case_id))
+    await store.close()
+
+
+async def test_only_one_runner_works_a_projection_at_a_time(empty_pool: asyncpg.Pool) -> None:
+    store = EventStore(empty_pool)
+    first = ProjectionRunner(store, empty_pool, [CaseFiles()])
+    second = ProjectionRunner(store, empty_pool, [CaseFiles()])
+    async with running(first):
+        await wait_until_caught_up(first, "case_files")  # first holds the lock now
+        async with running(second):
+            await write_mixed_cases(CaseService(store, CaseEventMapper()), 3)
+            await wait_until_caught_up(first, "case_files")
+            assert "case_files" not in second.positions  # standing by on the advisory lock
+            await first.stop()  # its lock goes with it; the standby takes over
+            await write_mixed_cases(CaseService(store, CaseEventMapper()), 2, seed=9)
+            await wait_until_caught_up(second, "case_files", timeout=15)
+    await store.close()
