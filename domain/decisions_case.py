@@ -118,15 +118,21 @@ def escalate(
 
 
 def assign(
-    case: FraudCase, *, actor: Actor, at: datetime, agent_id: str, agent_name: str
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    agent_id: str,
+    agent_name: str,
+    queue: str | None = None,
 ) -> list[ev.CaseEvent]:
-    """An agent takes the case (from a queue claim or by hand)."""
+    """An agent takes the case (from a queue claim, naming the queue, or by hand)."""
     still_open(case)
     if case.assignee is not None:
         raise RuleViolation("already-assigned", f"{case.assignee.agent_name} holds this case")
     no_card_data(agent_id=agent_id, agent_name=agent_name)
     stamp = stamps(case, actor, at).next()
-    return [ev.CaseAssigned(**stamp, agent_id=agent_id, agent_name=agent_name)]
+    return [ev.CaseAssigned(**stamp, agent_id=agent_id, agent_name=agent_name, queue=queue)]
 
 
 def release(case: FraudCase, *, actor: Actor, at: datetime, note: str = "") -> list[ev.CaseEvent]:

@@ -233,10 +233,11 @@ class CallbackMissed(CaseEvent, frozen=True, kw_only=True):
 
 
 class CaseAssigned(CaseEvent, frozen=True, kw_only=True):
-    """An agent now holds the case."""
+    """An agent now holds the case; `queue` names the queue it was claimed from."""
 
     agent_id: str
     agent_name: str
+    queue: str | None = None
 
 
 class CaseReleased(CaseEvent, frozen=True, kw_only=True):

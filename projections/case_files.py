@@ -1,57 +1,139 @@
-"""The case_files projection: the case view and timeline of every case, ready to send.
+"""The case_files projection: every read model folded from a case's events.
 
-One row per case. A batch reads the files of the cases it touches in one query,
-folds their new events, and writes them back in one statement.
+One fold per case per batch feeds several tables, each defined by its module:
+- case_files: the view and timeline, ready to send (case_view, case_file);
+- queue_items and queue_activity: the work queues (work_queues);
+- case_customers and outbound_attempts: customer lookup (customer_lookup).
+They move together with one tracking position, so a read that waited for
+`min_position` sees all of them at that point.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, tzinfo
 from uuid import UUID
 
 import asyncpg
 import msgspec
-from casedesk.domain.events import CaseEvent
+from casedesk.domain import events as ev
 from casedesk.projections.case_file import apply, timeline_of
 from casedesk.projections.case_view import CaseFile
+from casedesk.projections.customer_lookup import (
+    CustomerRow,
+    OutboundRow,
+    change_customer,
+    customer_row,
+    outbound_row,
+)
+from casedesk.projections.work_queues import queue_rows
 
 _decode_file = msgspec.json.Decoder(CaseFile).decode
 _encode = msgspec.json.Encoder().encode
 
 
 class CaseFiles:
-    """Keeps case_files: the view and the timeline of each case."""
+    """Keeps the case files, the work queues and the lookup tables."""
 
     name = "case_files"
-    tables = ("case_files",)
+    tables = ("case_files", "queue_items", "queue_activity", "case_customers", "outbound_attempts")
 
     def __init__(self, zone: tzinfo = UTC) -> None:
         self.zone = zone
 
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[CaseEvent]) -> None:
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[ev.CaseEvent]) -> None:
         ids = list({e.originator_id for e in events})
-        rows = await conn.fetch("SELECT case_id, file FROM case_files WHERE case_id = ANY($1::uuid[])", ids)
-        files: dict[UUID, CaseFile | None] = {r[0]: _decode_file(r[1]) for r in rows}
+        files: dict[UUID, CaseFile | None] = {
+            r[0]: _decode_file(r[1])
+            for r in await conn.fetch("SELECT case_id, file FROM case_files WHERE case_id = ANY($1::uuid[])", ids)
+        }
+        customers = {
+            r["case_id"]: CustomerRow(**dict(r))
+            for r in await conn.fetch("SELECT * FROM case_customers WHERE case_id = ANY($1::uuid[])", ids)
+        }
+        outbound: list[OutboundRow] = []
+        activity: Counter[tuple[str, object, str]] = Counter()
         for event in events:
             current = files.get(event.originator_id)
             if current is not None and event.originator_version <= current.view.version:
-                continue  # already folded (a rebuild racing a live batch cannot double-apply)
-            files[event.originator_id] = apply(current, event, self.zone)
+                continue  # already folded
+            file = files[event.originator_id] = apply(current, event, self.zone)
+            if isinstance(event, ev.CaseOpened):
+                customers[event.originator_id] = customer_row(event)
+            elif event.originator_id in customers:
+                change_customer(customers[event.originator_id], event)
+            row = outbound_row(event)
+            if row is not None:
+                outbound.append(row)
+            hour = event.timestamp.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            if isinstance(event, ev.CaseAssigned) and event.queue:
+                activity[(event.queue, hour, "claims")] += 1
+            elif isinstance(event, ev.CaseResolved) and file.view.claimed_from:
+                activity[(file.view.claimed_from, hour, "resolutions")] += 1
         changed = [f for f in files.values() if f is not None]
-        await conn.execute(
-            "INSERT INTO case_files (case_id, version, status, departments, assignee, file, view, timeline)"
-            " SELECT c, v, s, string_to_array(d, ','), a, f, w, t FROM unnest($1::uuid[], $2::bigint[],"
-            " $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[]) AS x(c, v, s, d, a, f, w, t)"
-            " ON CONFLICT (case_id) DO UPDATE SET version = excluded.version, status = excluded.status,"
-            " departments = excluded.departments, assignee = excluded.assignee, file = excluded.file,"
-            " view = excluded.view, timeline = excluded.timeline",
-            [f.view.case_id for f in changed],
-            [f.view.version for f in changed],
-            [f.view.status for f in changed],
-            [",".join(f.view.departments) for f in changed],
-            [f.view.assignee.id if f.view.assignee else None for f in changed],
-            [_encode(f) for f in changed],
-            [_encode(f.view) for f in changed],
-            [_encode(timeline_of(f)) for f in changed],
+        await _write_files(conn, changed)
+        await _write_queues(conn, changed)
+        await _write_lookup(conn, list(customers.values()), outbound)
+        await _write_activity(conn, activity)
+
+
+async def _write_files(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
+    await conn.execute(
+        "INSERT INTO case_files (case_id, version, status, departments, assignee, file, view, timeline,"
+        " assignee_name) SELECT c, v, s, string_to_array(d, ','), a, f, w, t, n FROM unnest($1::uuid[],"
+        " $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[], $9::text[])"
+        " AS x(c, v, s, d, a, f, w, t, n)"
+        " ON CONFLICT (case_id) DO UPDATE SET version = excluded.version, status = excluded.status,"
+        " departments = excluded.departments, assignee = excluded.assignee, file = excluded.file,"
+        " view = excluded.view, timeline = excluded.timeline, assignee_name = excluded.assignee_name",
+        [f.view.case_id for f in files],
+        [f.view.version for f in files],
+        [f.view.status for f in files],
+        [",".join(f.view.departments) for f in files],
+        [f.view.assignee.id if f.view.assignee else None for f in files],
+        [_encode(f) for f in files],
+        [_encode(f.view) for f in files],
+        [_encode(timeline_of(f)) for f in files],
+        [f.view.assignee.name if f.view.assignee else None for f in files],
+    )
+
+
+async def _write_queues(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
+    await conn.execute("DELETE FROM queue_items WHERE case_id = ANY($1::uuid[])", [f.view.case_id for f in files])
+    rows = [r for f in files for r in queue_rows(f.view)]
+    if rows:
+        await conn.executemany(
+            "INSERT INTO queue_items (queue, case_id, priority, reason, due_at, enqueued_at, amount_at_risk)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+            [(r.queue, r.case_id, r.priority, r.reason, r.due_at, r.enqueued_at,
+              _encode(r.amount_at_risk).decode() if r.amount_at_risk else None) for r in rows],
+        )
+
+
+async def _write_lookup(conn: asyncpg.Connection, customers: list[CustomerRow], outbound: list[OutboundRow]) -> None:
+    if customers:
+        await conn.executemany(
+            "INSERT INTO case_customers (case_id, customer_id, name_masked, name_key, phone_key, last4s, reason,"
+            " opened_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (case_id) DO UPDATE"
+            " SET last4s = excluded.last4s, status = excluded.status",
+            [(c.case_id, c.customer_id, c.name_masked, c.name_key, c.phone_key, c.last4s, c.reason,
+              c.opened_at, c.status) for c in customers],
+        )
+    if outbound:
+        await conn.executemany(
+            "INSERT INTO outbound_attempts (contact_id, case_id, at, phone_key, department, purpose, agent_name)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (contact_id) DO NOTHING",
+            [(o.contact_id, o.case_id, o.at, o.phone_key, o.department, o.purpose, o.agent_name) for o in outbound],
+        )
+
+
+async def _write_activity(conn: asyncpg.Connection, activity: Counter[tuple[str, object, str]]) -> None:
+    if activity:
+        await conn.executemany(
+            "INSERT INTO queue_activity (queue, hour, claims, resolutions) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (queue, hour) DO UPDATE SET claims = queue_activity.claims + excluded.claims,"
+            " resolutions = queue_activity.resolutions + excluded.resolutions",
+            [(queue, hour, n if kind == "claims" else 0, n if kind == "resolutions" else 0)
+             for (queue, hour, kind), n in activity.items()],
         )

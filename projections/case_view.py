@@ -35,6 +35,7 @@ class CardView(msgspec.Struct, kw_only=True):
     state: str = "active"
     replaced_by: str | None = None
     suspended_reason: str | None = None
+    suspended_at: datetime | None = None
 
 
 class DisputeView(msgspec.Struct, kw_only=True):
@@ -89,6 +90,14 @@ class ContactView(msgspec.Struct, kw_only=True):
     ended_at: datetime | None = None
 
 
+class EscalationView(msgspec.Struct, kw_only=True):
+    to_department: str
+    reason: str
+    priority: int
+    at: datetime
+    by: Person
+
+
 class IdentityView(msgspec.Struct, kw_only=True):
     verified_in_contact: UUID | None = None
     locked: bool = False
@@ -138,6 +147,7 @@ class CaseView(msgspec.Struct, kw_only=True):
     amount_at_risk: Money | None
     departments: list[str]
     priority: int | None = None
+    escalations: list[EscalationView] = []
     disputes: list[DisputeView] = []
     payment_stops: list[PaymentStopView] = []
     callbacks: list[CallbackView] = []
@@ -149,6 +159,8 @@ class CaseView(msgspec.Struct, kw_only=True):
     daytime_phone: str | None = None
     compromise: list[str] = []
     resolution: str | None = None
+    claimed_from: str | None = None
+    connected_contacts: int = 0
     handoff: Handoff = msgspec.field(default_factory=Handoff)
     updated_at: datetime | None = None
 

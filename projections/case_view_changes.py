@@ -11,6 +11,7 @@ from casedesk.projections.case_view import (
     CaseFile,
     ContactView,
     DisputeView,
+    EscalationView,
     NoteView,
     PaymentStopView,
     Person,
@@ -57,6 +58,8 @@ def _(event: ev.ContactEnded, file: CaseFile) -> None:
     contact = _contact(file, event.contact_id)
     if contact is not None:
         contact.outcome, contact.summary, contact.ended_at = event.outcome, event.summary, event.timestamp
+    if event.outcome == "connected":
+        file.view.connected_contacts += 1
     if file.view.identity.verified_in_contact == event.contact_id:
         file.view.identity.verified_in_contact = None
 
@@ -109,7 +112,7 @@ def _(event: ev.PaymentStopped, file: CaseFile) -> None:
 @change_view.register
 def _(event: ev.CardSuspended, file: CaseFile) -> None:
     card = _card(file, event.card_id)
-    card.state, card.suspended_reason = "suspended", event.reason
+    card.state, card.suspended_reason, card.suspended_at = "suspended", event.reason, event.timestamp
 
 
 @change_view.register
@@ -152,6 +155,9 @@ def _(event: ev.HandoffNoteAdded, file: CaseFile) -> None:
 
 @change_view.register
 def _(event: ev.CaseEscalated, file: CaseFile) -> None:
+    file.view.escalations.append(EscalationView(
+        to_department=event.to_department, reason=event.reason, priority=event.priority,
+        at=event.timestamp, by=person(event.actor)))
     if event.to_department not in file.view.departments:
         file.view.departments.append(event.to_department)
     current = file.view.priority
@@ -180,6 +186,7 @@ def _(event: ev.CallbackMissed, file: CaseFile) -> None:
 def _(event: ev.CaseAssigned, file: CaseFile) -> None:
     file.view.assignee = Person(id=event.agent_id, name=event.agent_name,
                                 department=event.actor.department)
+    file.view.claimed_from = event.queue
 
 
 @change_view.register

@@ -27,6 +27,7 @@ from casedesk.services.event_store import CHANNEL, EventStore, read_position, re
 log = structlog.get_logger("casedesk.projections")
 
 BATCH = 500
+READ_MODELS_CHANNEL = "read_models_moved"
 FALLBACK_POLL_SECONDS = 1.0
 
 
@@ -109,6 +110,8 @@ class ProjectionRunner:
         async with self.pool.acquire() as conn, conn.transaction():
             await projection.apply(conn, events)
             await record_position(conn, projection.name, notifications[-1].id)
+            # Delivered on commit: live dashboards in any process refresh from it.
+            await conn.execute(f"NOTIFY {READ_MODELS_CHANNEL}")
         self.positions[projection.name] = notifications[-1].id
         async with self.moved:
             self.moved.notify_all()

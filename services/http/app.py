@@ -18,6 +18,7 @@ from casedesk.services.database import create_pool, database_url
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL, RUNNER, SETTINGS, STORE, ZONE
+from casedesk.services.http.dashboard import dashboard_feed
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
 from casedesk.services.http.routes import add_routes
 from casedesk.services.migrations import migrate
@@ -64,5 +65,5 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         yield
         await runner.stop()
 
-    app.cleanup_ctx.extend([database, event_store, projections])
+    app.cleanup_ctx.extend([database, event_store, projections, dashboard_feed])
     return app

@@ -15,7 +15,8 @@ from casedesk.projections.case_view import CaseView
 from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q
 from casedesk.services.http import case_requests as rq
-from casedesk.services.http import health, openapi
+from casedesk.services.http import dashboard, health, lookup_handlers, openapi
+from casedesk.services.http import queue_handlers as queues
 from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
 from casedesk.services.http.middleware import ALLOWED_ROLES
 
@@ -92,6 +93,21 @@ ROUTES: list[Route] = [
     Route("POST", f"{CASE}/release", cmd.release, AGENTS, "Release the case", rq.Release),
     Route("POST", f"{CASE}/resolve", cmd.resolve_case, AGENTS, "Resolve the case", rq.ResolveCase),
     Route("POST", f"{CASE}/reopen", cmd.reopen_case, AGENTS, "Reopen the case", rq.ReopenCase),
+    Route("GET", "/v1/queues", queues.list_queues, READERS, "Queues with depth, oldest wait, overdue",
+          answer=Anything),
+    Route("GET", "/v1/queues/{queue}/items", queues.list_items, READERS, "A queue's items in claim order",
+          answer=Anything),
+    Route("POST", "/v1/queues/{queue}/claim", queues.claim, AGENTS,
+          "Take the next case of a queue (204 when empty)", answer=Anything),
+    Route("GET", "/v1/lookup", lookup_handlers.lookup, AGENTS,
+          "Find a caller's customer record and recent outbound calls", answer=Anything),
+    Route("GET", "/v1/dashboard", dashboard.get_dashboard, ("supervisor", "auditor", "admin"),
+          "Queues, agents holding cases, claims and resolutions per hour", answer=Anything),
+    Route("GET", "/v1/dashboard/stream", dashboard.dashboard_stream, ("supervisor", "auditor", "admin"),
+          "Server-sent events with the dashboard on every change (token also as ?access_token=)",
+          answer=Anything),
+    Route("GET", "/dashboard", dashboard.dashboard_page, PUBLIC, "The supervisor dashboard page",
+          answer=Anything),
     Route("GET", "/v1/openapi.json", openapi.serve, PUBLIC, "This document", answer=Anything),
 ]
 

@@ -46,8 +46,10 @@ async def write_mixed_cases(cases: CaseService, count: int, seed: int = 7) -> li
             partial(d.schedule_callback, callback_id=uuid.uuid4(), due_at=datetime.now(UTC) + timedelta(hours=2),
                     phone=None, reason="follow up", department="fraud"),
             partial(d.end_contact, contact_id=contact_id, outcome="connected", summary="talked"),
+            partial(d.start_contact, contact_id=uuid.uuid4(), direction="outbound", channel="phone",
+                    phone=REGISTERED, department="credit_management", purpose="confirm the charge"),
         ]
-        for step in steps[: rng.randint(2, len(steps))]:
+        for step in steps[: rng.randint(2, len(steps)) if n % 3 else len(steps)]:
             await cases.change(AGENT, case_id, step)
     # Racing notes on one case: the store retries the losers on fresh state.
     await asyncio.gather(*[
@@ -75,13 +77,24 @@ async def drain(runner: ProjectionRunner, projection: Projection) -> None:
         pass
 
 
-async def wait_until_caught_up(runner: ProjectionRunner, name: str, timeout: float = 10.0) -> None:
+async def wait_until_caught_up(runner: ProjectionRunner, name: str, within: float = 10.0) -> None:
     goal = await runner.store.max_notification_id() or 0
-    async with asyncio.timeout(timeout):
-        while runner.positions.get(name, 0) < goal:
+    async with asyncio.timeout(within):
+        while runner.positions.get(name, 0) < goal:  # noqa: ASYNC110 - polling a test's runner
             await asyncio.sleep(0.01)
 
 
 async def rows(pool: asyncpg.Pool, table: str, key: str, ids: list[uuid.UUID]) -> list[tuple]:
-    records = await pool.fetch(f"SELECT * FROM {table} WHERE {key} = ANY($1::uuid[]) ORDER BY {key}", ids)
+    records = await pool.fetch(f"SELECT * FROM {table} t WHERE {key} = ANY($1::uuid[]) ORDER BY t::text", ids)
     return [tuple(r.values()) for r in records]
+
+
+CASE_TABLES = ("case_files", "queue_items", "case_customers", "outbound_attempts")
+
+
+async def all_rows(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> dict[str, list[tuple]]:
+    """Every read-model row of these cases, table by table, in a stable order."""
+    found = {table: await rows(pool, table, "case_id", ids) for table in CASE_TABLES}
+    found["queue_activity"] = [tuple(r.values()) for r in await pool.fetch(
+        "SELECT * FROM queue_activity t ORDER BY t::text")]
+    return found

@@ -11,7 +11,7 @@ from casedesk.services.case_service import CaseService
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore, read_position
 
-from tests.projections.helpers import drain, rows, running, wait_until_caught_up, write_mixed_cases
+from tests.projections.helpers import all_rows, drain, rows, running, wait_until_caught_up, write_mixed_cases
 
 
 async def test_live_projection_equals_a_rebuild_from_zero(empty_pool: asyncpg.Pool, database_dsn: str) -> None:
@@ -20,14 +20,15 @@ async def test_live_projection_equals_a_rebuild_from_zero(empty_pool: asyncpg.Po
     async with running(live):  # runs while the commands are written
         ids = await write_mixed_cases(CaseService(store, CaseEventMapper()), 30)
         await wait_until_caught_up(live, "case_files")
-    before = await rows(empty_pool, "case_files", "case_id", ids)
+    before = await all_rows(empty_pool, ids)
 
     projection = CaseFiles()
     await rebuild(live, projection)
     assert await rows(empty_pool, "case_files", "case_id", ids) == []
     await drain(ProjectionRunner(store, empty_pool, [projection]), projection)
-    after = await rows(empty_pool, "case_files", "case_id", ids)
-    assert len(before) == 30
+    after = await all_rows(empty_pool, ids)
+    assert len(before["case_files"]) == 30 and before["queue_items"] and before["outbound_attempts"]
+    assert len(before["case_customers"]) == 30
     assert after == before
     await store.close()
 
@@ -59,13 +60,13 @@ async def test_a_worker_killed_mid_batch_applies_nothing_twice_and_misses_nothin
     restarted = ProjectionRunner(store, empty_pool, [CaseFiles()], batch=25)
     async with running(restarted):
         await wait_until_caught_up(restarted, "case_files")
-    resumed = await rows(empty_pool, "case_files", "case_id", ids)
+    resumed = await all_rows(empty_pool, ids)
 
     fresh = CaseFiles()
     await rebuild(restarted, fresh)
     await drain(ProjectionRunner(store, empty_pool, [fresh]), fresh)
-    assert resumed == await rows(empty_pool, "case_files", "case_id", ids)
-    versions = {r[0]: r[1] for r in resumed}
+    assert resumed == await all_rows(empty_pool, ids)
+    versions = {r[0]: r[1] for r in resumed["case_files"]}
     for case_id in ids:
         assert versions[case_id] == len(await store.read_stream(case_id))
     await store.close()
@@ -83,5 +84,5 @@ async def test_only_one_runner_works_a_projection_at_a_time(empty_pool: asyncpg.
             assert "case_files" not in second.positions  # standing by on the advisory lock
             await first.stop()  # its lock goes with it; the standby takes over
             await write_mixed_cases(CaseService(store, CaseEventMapper()), 2, seed=9)
-            await wait_until_caught_up(second, "case_files", timeout=15)
+            await wait_until_caught_up(second, "case_files", within=15)
     await store.close()

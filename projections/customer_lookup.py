@@ -1,0 +1,81 @@
+"""Customer lookup rows: who each case's customer is, and every outbound attempt.
+
+Found by keyed digests of name and phone (never the clear values), so an agent
+can tell a returning caller who called them, and when, before asking anything.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from casedesk.domain import events as ev
+
+
+class CustomerRow(msgspec.Struct, kw_only=True):
+    case_id: UUID
+    customer_id: str
+    name_masked: str
+    name_key: str
+    phone_key: str
+    last4s: list[str]
+    reason: str
+    opened_at: datetime
+    status: str
+
+
+class OutboundRow(msgspec.Struct, frozen=True, kw_only=True):
+    contact_id: UUID
+    case_id: UUID
+    at: datetime
+    phone_key: str
+    department: str
+    purpose: str | None
+    agent_name: str
+
+
+def customer_row(event: ev.CaseOpened) -> CustomerRow:
+    c = event.customer
+    return CustomerRow(case_id=event.originator_id, customer_id=c.customer_id, name_masked=c.name_masked,
+                       name_key=c.name_key, phone_key=c.phone.key, last4s=[k.last4 for k in event.cards],
+                       reason=event.reason, opened_at=event.timestamp, status="open")
+
+
+def change_customer(row: CustomerRow, event: ev.CaseEvent) -> None:
+    if isinstance(event, ev.ReplacementCardIssued) and event.new_last4 not in row.last4s:
+        row.last4s.append(event.new_last4)
+    elif isinstance(event, ev.CaseResolved):
+        row.status = "resolved"
+    elif isinstance(event, ev.CaseReopened):
+        row.status = "open"
+
+
+def outbound_row(event: ev.CaseEvent) -> OutboundRow | None:
+    """An outbound or callback call to a known number, else None."""
+    if not isinstance(event, ev.ContactStarted) or event.direction == "inbound" or event.phone is None:
+        return None
+    assert event.contact_id is not None
+    return OutboundRow(contact_id=event.contact_id, case_id=event.originator_id, at=event.timestamp,
+                       phone_key=event.phone.key, department=event.department, purpose=event.purpose,
+                       agent_name=event.actor.name)
+
+
+# --- queries -----------------------------------------------------------------
+
+
+async def find_customers(conn: Any, *, name_key: str | None, phone_key: str | None,
+                         last4: str | None) -> list[Any]:
+    """Cases of the customers matching phone, name + phone, or name + last 4 digits."""
+    return list(await conn.fetch(
+        "SELECT * FROM case_customers WHERE ($1::text IS NULL OR name_key = $1)"
+        " AND ($2::text IS NULL OR phone_key = $2) AND ($3::text IS NULL OR $3 = ANY(last4s))"
+        " ORDER BY opened_at DESC LIMIT 200", name_key, phone_key, last4))
+
+
+async def recent_outbound(conn: Any, phone_keys: list[str], limit: int = 20) -> list[Any]:
+    """Outbound attempts to any of these numbers, newest first."""
+    return list(await conn.fetch(
+        "SELECT * FROM outbound_attempts WHERE phone_key = ANY($1::text[]) ORDER BY at DESC LIMIT $2",
+        phone_keys, limit))

@@ -1,0 +1,130 @@
+"""Work queues: which queues a case waits in, with what priority, derived from its view.
+
+A case waits only while it is open and nobody holds it; a claim takes it out
+of every queue and a release puts it back where it was, with its original
+place (enqueued_at), as a person in the queue would expect.
+
+- `fraud_alerts`: a fraud-alert case nobody has reached yet (no connected contact);
+- `breach_outreach`: a breach case nobody has reached yet;
+- `disputes`: a case with an open dispute;
+- `reissue`: a case with a suspended card not yet replaced;
+- `callbacks_due`: a promised callback of department fraud (due_at = when);
+- department D (e.g. `credit_management`): the case was escalated to D, or D owes a callback.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import msgspec
+from casedesk.domain.values import Money
+from casedesk.projections.case_view import CaseView
+
+HOME = "fraud"
+FRAUD_QUEUES = ("fraud_alerts", "callbacks_due", "disputes", "reissue", "breach_outreach")
+# Amount at risk in major units from which a case is urgent (2) or pressing (3).
+_ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW"}
+
+
+class QueueRow(msgspec.Struct, frozen=True, kw_only=True):
+    queue: str
+    case_id: object
+    priority: int
+    reason: str
+    due_at: datetime | None
+    enqueued_at: datetime
+    amount_at_risk: Money | None
+
+
+def department_of(queue: str) -> str:
+    """The department whose agents work a queue."""
+    return HOME if queue in FRAUD_QUEUES else queue
+
+
+def amount_priority(amount: Money | None) -> int:
+    if amount is None:
+        return 4
+    try:
+        value = Decimal(amount.amount)
+    except InvalidOperation:
+        return 4
+    scale = Decimal(100) if amount.currency in _ZERO_DECIMAL_CURRENCIES else Decimal(1)
+    if value >= 1000 * scale:
+        return 2
+    if value >= 100 * scale:
+        return 3
+    return 4
+
+
+def queue_rows(view: CaseView) -> list[QueueRow]:
+    """Every queue the case waits in now (none when resolved or held)."""
+    if view.status != "open" or view.assignee is not None:
+        return []
+    base = amount_priority(view.amount_at_risk)
+    rows: dict[str, QueueRow] = {}
+
+    def add(queue: str, enqueued_at: datetime, priority: int = base, due_at: datetime | None = None) -> None:
+        known = rows.get(queue)
+        if known is not None:
+            priority = min(priority, known.priority)
+            enqueued_at = min(enqueued_at, known.enqueued_at)
+            due_at = min(d for d in (due_at, known.due_at) if d) if (due_at or known.due_at) else None
+        rows[queue] = QueueRow(queue=queue, case_id=view.case_id, priority=priority, reason=view.reason,
+                               due_at=due_at, enqueued_at=enqueued_at, amount_at_risk=view.amount_at_risk)
+
+    if view.connected_contacts == 0 and view.reason == "fraud_alert":
+        add("fraud_alerts", view.opened_at)
+    if view.connected_contacts == 0 and view.reason == "data_breach":
+        add("breach_outreach", view.opened_at)
+    for dispute in view.disputes:
+        if dispute.status == "open":
+            add("disputes", dispute.opened_at or view.opened_at)
+    for card in view.cards:
+        if card.state == "suspended":
+            add("reissue", card.suspended_at or view.opened_at)
+    for escalation in view.escalations:
+        if escalation.to_department != HOME:
+            add(escalation.to_department, escalation.at, min(base, escalation.priority))
+    for callback in view.callbacks:
+        if callback.status == "scheduled":
+            queue = "callbacks_due" if callback.department == HOME else callback.department
+            add(queue, view.opened_at, base, callback.due_at)
+    return list(rows.values())
+
+
+# --- queries -----------------------------------------------------------------
+
+QUEUE_ORDER = "priority, due_at NULLS LAST, enqueued_at, case_id"
+
+
+async def queue_depths(conn: Any, queues: list[str] | None) -> list[dict[str, Any]]:
+    """Depth, oldest wait and overdue count per queue (known queues listed even when empty)."""
+    rows = await conn.fetch(
+        "SELECT queue, count(*) AS depth, extract(epoch FROM now() - min(enqueued_at))::bigint AS oldest,"
+        " count(*) FILTER (WHERE due_at < now()) AS overdue FROM queue_items GROUP BY queue"
+    )
+    found = {r["queue"]: r for r in rows}
+    names = sorted(set(FRAUD_QUEUES) | {"credit_management"} | set(found))
+    if queues is not None:
+        names = [n for n in names if n in queues]
+    return [
+        {"queue": n, "depth": found[n]["depth"] if n in found else 0,
+         "oldest_age_seconds": found[n]["oldest"] if n in found else 0,
+         "overdue": found[n]["overdue"] if n in found else 0}
+        for n in names
+    ]
+
+
+async def queue_page(conn: Any, queue: str, limit: int, after: tuple[Any, ...] | None) -> list[Any]:
+    """Items in claim order, `limit` of them after the cursor position."""
+    if after is None:
+        return list(await conn.fetch(
+            f"SELECT * FROM queue_items WHERE queue = $1 ORDER BY {QUEUE_ORDER} LIMIT $2", queue, limit))
+    priority, due_at, enqueued_at, case_id = after
+    # Row comparison cannot express NULLS LAST; compare on (priority, due or +infinity, ...).
+    return list(await conn.fetch(
+        "SELECT * FROM queue_items WHERE queue = $1 AND (priority, coalesce(due_at, 'infinity'), enqueued_at,"
+        " case_id) > ($2, coalesce($3::timestamptz, 'infinity'), $4, $5)"
+        f" ORDER BY {QUEUE_ORDER} LIMIT $6", queue, priority, due_at, enqueued_at, case_id, limit))

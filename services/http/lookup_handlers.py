@@ -1,0 +1,44 @@
+"""Customer lookup for a returning caller: by phone, name + phone, or name + last 4 digits."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+from aiohttp import web
+from casedesk.projections.customer_lookup import find_customers, recent_outbound
+from casedesk.services.http.app_keys import PERSONAL_DATA, POOL
+from casedesk.services.http.problems import FieldError, validation_problem
+from casedesk.services.http.read_your_writes import wait_for_min_position
+
+_encode = msgspec.json.Encoder().encode
+_LAST4 = re.compile(r"[0-9]{4}")
+
+
+async def lookup(request: web.Request) -> web.Response:
+    q, pii = request.query, request.app[PERSONAL_DATA]
+    name, phone, last4 = q.get("name") or None, q.get("phone") or None, q.get("last4") or None
+    if not (phone or (name and last4)):
+        raise validation_problem([FieldError("query", "give phone, name + phone, or name + last4")])
+    if last4 is not None and not _LAST4.fullmatch(last4):
+        raise validation_problem([FieldError("last4", "must be four digits")])
+    await wait_for_min_position(request, "case_files")
+    pool = request.app[POOL]
+    phone_key = pii.phone_key(phone) if phone else None
+    rows = await find_customers(pool, name_key=pii.name_key(name) if name else None, phone_key=phone_key,
+                                last4=last4)
+    customers: dict[str, dict[str, object]] = {}
+    for r in rows:
+        entry = customers.setdefault(r["customer_id"], {"customer_id": r["customer_id"], "name": r["name_masked"],
+                                                        "open_cases": [], "phone_key": r["phone_key"]})
+        if r["status"] == "open":
+            entry["open_cases"].append(  # type: ignore[attr-defined]
+                {"case_id": r["case_id"], "reason": r["reason"], "opened_at": r["opened_at"]})
+    keys = {str(c.pop("phone_key")) for c in customers.values()} | ({phone_key} if phone_key else set())
+    attempts = await recent_outbound(pool, sorted(keys))
+    body = {
+        "customers": list(customers.values()),
+        "recent_outbound": [{"at": a["at"], "department": a["department"], "purpose": a["purpose"],
+                             "agent_name": a["agent_name"], "case_id": a["case_id"]} for a in attempts],
+    }
+    return web.Response(body=_encode(body), content_type="application/json")
