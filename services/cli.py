@@ -56,6 +56,30 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rebuild(args: argparse.Namespace) -> int:
+    from casedesk.services.database import create_pool, database_url
+    from casedesk.services.migrations import migrate
+    from casedesk.services.rebuild import UnknownProjectionError, rebuild_projections
+
+    async def run() -> dict[str, float]:
+        pool = await create_pool(database_url(load_settings()), min_size=1, max_size=4)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            return await rebuild_projections(pool, args.names)
+        finally:
+            await pool.close()
+
+    try:
+        rates = asyncio.run(run())
+    except UnknownProjectionError as error:
+        print(error, file=sys.stderr)
+        return 2
+    for name, rate in rates.items():
+        print(f"{name}: rebuilt at {rate:,.0f} events/s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="casedesk",
@@ -72,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply the SQL migrations that have not run yet")
     migrate.set_defaults(run=_migrate)
+
+    rebuild = commands.add_parser("rebuild", help="rebuild projections from zero, with a progress bar")
+    rebuild.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild (default: all)")
+    rebuild.set_defaults(run=_rebuild)
 
     token = commands.add_parser("token", help="print a bearer token signed with the configured secret")
     token.add_argument("--sub", required=True, help="agent id")

@@ -1,24 +1,263 @@
-"""The supervisor dashboard: JSON, a server-sent event stream, and the page."""
+"""The supervisor dashboard: JSON, a server-sent event stream, and the page.
+
+One snapshot answers everything the board shows: every queue's depth, oldest
+wait, overdue items and this hour's claims and resolutions; the agents holding
+open cases; claims and resolutions per hour over the last eight hours; and how
+far each projection has read. `dashboard_feed` keeps one LISTEN connection on
+`read_models_moved` (the projection runner notifies it on every commit), takes
+one snapshot per burst of notifications (and every few seconds anyway, so ages
+move) and hands it to every open stream.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import base64
+import contextlib
+import functools
+import hashlib
+import re
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import asyncpg
+import msgspec
+import structlog
 from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+from casedesk.services.http.app_keys import POOL
+
+log = structlog.get_logger("casedesk.dashboard")
+
+CHANNEL = "read_models_moved"  # what projections/runner.py notifies after every batch
+EVENT = "dashboard"
+KNOWN_QUEUES = ("fraud_alerts", "callbacks_due", "credit_management", "disputes", "reissue", "breach_outreach")
+DEBOUNCE_SECONDS = 0.1
+REFRESH_SECONDS = 5.0
+PING_SECONDS = 15.0
+RECONNECT_SECONDS = (0.5, 10.0)  # first and longest pause before listening again
+CLIENT_RETRY_MS = 2000
+PAGE = Path(__file__).parent / "static" / "dashboard.html"
+
+_encode = msgspec.json.Encoder().encode
+
+QUEUES_SQL = """
+WITH waiting AS (
+    SELECT queue, count(*) AS depth, min(enqueued_at) AS oldest,
+           count(*) FILTER (WHERE due_at < now()) AS overdue
+    FROM queue_items GROUP BY queue
+), activity AS (
+    SELECT queue, sum(claims) AS claims, sum(resolutions) AS resolutions
+    FROM queue_activity WHERE hour > now() - interval '1 hour' GROUP BY queue
+), names AS (
+    SELECT unnest($1::text[]) AS queue UNION SELECT queue FROM waiting UNION SELECT queue FROM activity
+)
+SELECT n.queue,
+       coalesce(w.depth, 0) AS depth,
+       coalesce(greatest(0, floor(extract(epoch FROM now() - w.oldest)))::bigint, 0) AS oldest_age_seconds,
+       coalesce(w.overdue, 0) AS overdue,
+       coalesce(a.claims, 0)::bigint AS claims_last_hour,
+       coalesce(a.resolutions, 0)::bigint AS resolutions_last_hour
+FROM names n LEFT JOIN waiting w USING (queue) LEFT JOIN activity a USING (queue)
+ORDER BY array_position($1::text[], n.queue) NULLS LAST, n.queue
+"""
+
+AGENTS_SQL = """
+SELECT assignee AS agent_id, coalesce(max(assignee_name), assignee) AS name, count(*) AS cases
+FROM case_files WHERE assignee IS NOT NULL AND status = 'open'
+GROUP BY assignee ORDER BY cases DESC, name, agent_id
+"""
+
+# Buckets are matched by range, so any whole-hour bucketing of queue_activity fits.
+HOURS_SQL = """
+SELECT h.hour, coalesce(sum(a.claims), 0)::bigint AS claims, coalesce(sum(a.resolutions), 0)::bigint AS resolutions
+FROM generate_series(date_trunc('hour', now()) - interval '7 hours', date_trunc('hour', now()),
+                     interval '1 hour') AS h(hour)
+LEFT JOIN queue_activity a ON a.hour >= h.hour AND a.hour < h.hour + interval '1 hour'
+GROUP BY h.hour ORDER BY h.hour
+"""
+
+POSITIONS_SQL = """
+SELECT application_name, notification_id FROM projection_tracking
+WHERE application_name <> '__migration__' ORDER BY application_name
+"""
+
+
+async def dashboard_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
+    """Everything the board shows, read in one consistent read-only transaction."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        queues = await conn.fetch(QUEUES_SQL, list(KNOWN_QUEUES))
+        agents = await conn.fetch(AGENTS_SQL)
+        hours = await conn.fetch(HOURS_SQL)
+        positions = await conn.fetch(POSITIONS_SQL)
+    return {
+        "generated_at": datetime.now(UTC),
+        "queues": [dict(r) for r in queues],
+        "agents": [dict(r) for r in agents],
+        "claims_per_hour": [dict(r) for r in hours],
+        "positions": {r["application_name"]: r["notification_id"] for r in positions},
+    }
+
+
+class Broadcaster:
+    """Hands each new snapshot to every open stream; a slow stream gets only the newest."""
+
+    CLOSED = b""
+
+    def __init__(self) -> None:
+        self._inboxes: set[asyncio.Queue[bytes]] = set()
+
+    @property
+    def listeners(self) -> int:
+        return len(self._inboxes)
+
+    @contextlib.contextmanager
+    def subscription(self) -> Iterator[asyncio.Queue[bytes]]:
+        inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)
+        self._inboxes.add(inbox)
+        try:
+            yield inbox
+        finally:
+            self._inboxes.discard(inbox)
+
+    def publish(self, snapshot: bytes) -> None:
+        for inbox in self._inboxes:
+            with contextlib.suppress(asyncio.QueueEmpty):
+                inbox.get_nowait()  # drop what the stream has not sent yet: it is stale now
+            inbox.put_nowait(snapshot)
+
+    def close(self) -> None:
+        """Tell every stream to end (the server is stopping)."""
+        self.publish(self.CLOSED)
+
+
+BROADCASTER = web.AppKey("dashboard_broadcaster", Broadcaster)
 
 
 async def get_dashboard(request: web.Request) -> web.Response:
-    raise web.HTTPNotImplemented()
+    snapshot = await dashboard_snapshot(request.app[POOL])
+    return web.Response(body=_encode(snapshot), content_type="application/json")
 
 
 async def dashboard_stream(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPNotImplemented()
+    """The snapshot at once, then every new one, as `dashboard` events."""
+    with request.app[BROADCASTER].subscription() as inbox:
+        first = _encode(await dashboard_snapshot(request.app[POOL]))
+        async with sse_response(request, ping_interval=PING_SECONDS) as stream:
+            with contextlib.suppress(ConnectionResetError, TimeoutError):
+                await stream.send(first.decode(), event=EVENT, retry=CLIENT_RETRY_MS)
+                await _relay(request, stream, inbox)
+    return stream
+
+
+async def _relay(request: web.Request, stream: EventSourceResponse, inbox: asyncio.Queue[bytes]) -> None:
+    """Send snapshots until the client goes away or the server stops."""
+    while stream.is_connected() and request.transport is not None:
+        try:
+            snapshot = await asyncio.wait_for(inbox.get(), 1.0)  # wake each second to notice a gone client
+        except TimeoutError:
+            continue
+        if snapshot == Broadcaster.CLOSED:
+            return
+        await stream.send(snapshot.decode(), event=EVENT)
 
 
 async def dashboard_page(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPNotImplemented()
+    body, policy = _page()
+    return web.Response(body=body, content_type="text/html", charset="utf-8", headers={
+        "Content-Security-Policy": policy,
+        "Cache-Control": "no-cache",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    })
+
+
+@functools.cache
+def _page() -> tuple[bytes, str]:
+    """The page and a content security policy admitting only its own inline script and style."""
+    html = PAGE.read_bytes()
+
+    def hashes(tag: bytes) -> str:
+        found = re.findall(rb"<%s>(.*?)</%s>" % (tag, tag), html, flags=re.DOTALL)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b).digest()).decode()}'" for b in found)
+
+    policy = (f"default-src 'none'; script-src {hashes(b'script')}; style-src {hashes(b'style')}; "
+              "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
+              "frame-ancestors 'none'")
+    return html, policy
 
 
 async def dashboard_feed(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: LISTEN for read-model changes and fan them out to streams."""
+    broadcaster = Broadcaster()
+    app[BROADCASTER] = broadcaster
+    task = asyncio.create_task(_feed(app[POOL], broadcaster), name="dashboard-feed")
     yield
+    broadcaster.close()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def close_streams(app: web.Application) -> None:
+    """An on_shutdown hook: end open streams, so a stopping server need not wait for them."""
+    app[BROADCASTER].close()
+
+
+async def _feed(pool: asyncpg.Pool, broadcaster: Broadcaster) -> None:
+    moved = asyncio.Event()
+    listener = asyncio.create_task(_listen(pool, moved), name="dashboard-listen")
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(moved.wait(), REFRESH_SECONDS)
+                await asyncio.sleep(DEBOUNCE_SECONDS)  # one snapshot for a burst of batches
+            moved.clear()
+            if broadcaster.listeners:
+                await _publish(pool, broadcaster)
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
+async def _publish(pool: asyncpg.Pool, broadcaster: Broadcaster) -> None:
+    try:
+        broadcaster.publish(_encode(await dashboard_snapshot(pool)))
+    except Exception as error:  # the database is away: keep the feed alive, try again next time
+        log.warning("dashboard_snapshot_failed", error=repr(error))
+
+
+async def _listen(pool: asyncpg.Pool, moved: asyncio.Event) -> None:
+    """Hold one LISTEN connection; when it dies, take another after a growing pause."""
+    first, longest = RECONNECT_SECONDS
+    pause = first
+    while True:
+        try:
+            await _listen_until_lost(pool, moved)
+            pause = first  # it had been listening: this loss starts the pauses over
+        except Exception as error:  # cannot connect (database restarting): never let the feed die
+            log.warning("dashboard_listen_failed", error=repr(error), retry_in=pause)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, longest)
+
+
+async def _listen_until_lost(pool: asyncpg.Pool, moved: asyncio.Event) -> None:
+    def notified(*_: object) -> None:
+        moved.set()
+
+    lost = asyncio.Event()
+    conn = await pool.acquire()
+    try:
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await conn.add_listener(CHANNEL, notified)
+        moved.set()  # whatever moved while nobody listened shows at once
+        await lost.wait()
+        log.warning("dashboard_listener_lost")
+    finally:
+        if not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(CHANNEL, notified)
+        with contextlib.suppress(Exception):
+            await pool.release(conn)

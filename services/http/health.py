@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from casedesk.services.http.app_keys import POOL
+
+from casedesk.projections.catalogue import all_projections
+from casedesk.services.http.app_keys import POOL, SETTINGS
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -14,12 +16,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the database answers (projection lag joins with the read side)."""
+    """Ready when the database answers and no projection lags more than the bound."""
+    names = [p.name for p in all_projections()]
     try:
         async with asyncio.timeout(2):
-            await request.app[POOL].fetchval("SELECT 1")
-    except (OSError, TimeoutError, Exception) as error:  # any failure means not ready
-        return web.json_response(
-            {"ready": False, "database": False, "detail": type(error).__name__}, status=503
-        )
-    return web.json_response({"ready": True, "database": True})
+            row = await request.app[POOL].fetchrow(
+                "SELECT (SELECT coalesce(max(notification_id), 0) FROM case_events) AS head,"
+                " (SELECT coalesce(min(coalesce(t.notification_id, 0)), 0) FROM unnest($1::text[]) n"
+                "  LEFT JOIN projection_tracking t ON t.application_name = n) AS slowest", names)
+    except Exception as error:  # any failure to reach the database means not ready
+        return web.json_response({"ready": False, "database": False, "detail": type(error).__name__}, status=503)
+    lag = row["head"] - row["slowest"]
+    ready = lag <= request.app[SETTINGS].readiness_max_lag
+    return web.json_response({"ready": ready, "database": True, "projection_lag": lag},
+                             status=200 if ready else 503)

@@ -1,0 +1,63 @@
+"""Rebuilding projections from zero, with a progress bar (`casedesk rebuild`).
+
+If no serving process holds the projection's advisory lock, the rebuild does
+the work itself; if one does, the tables are reset and the live worker
+refills them while this command shows its progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+from casedesk.projections.catalogue import all_projections
+from casedesk.projections.runner import Projection, ProjectionRunner, lock_key, rebuild
+from casedesk.services.event_store import EventStore, read_position
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+class UnknownProjectionError(ValueError):
+    """A name that is not one of the projections."""
+
+
+def _chosen(names: list[str]) -> list[Projection]:
+    known = {p.name: p for p in all_projections()}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UnknownProjectionError(f"unknown projection(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in names] if names else list(known.values())
+
+
+async def rebuild_projections(pool: asyncpg.Pool, names: list[str]) -> dict[str, float]:
+    """Rebuild each named projection (all when none); return events/s per projection."""
+    store = EventStore(pool)
+    rates: dict[str, float] = {}
+    try:
+        goal = await store.max_notification_id() or 0
+        total = await pool.fetchval("SELECT count(*) FROM case_events")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("events"), TimeRemainingColumn()) as progress:
+            for projection in _chosen(names):
+                runner = ProjectionRunner(store, pool, [projection], batch=2000)
+                task = progress.add_task(f"rebuild {projection.name}", total=total)
+                started = time.perf_counter()
+                async with pool.acquire() as holder:
+                    mine = await holder.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(projection.name))
+                    await rebuild(runner, projection)
+                    done = 0
+                    while (position := await read_position(pool, projection.name) or 0) < goal:
+                        if mine:
+                            done += await runner.catch_up(projection)
+                        else:  # a serving process refills it; watch
+                            await asyncio.sleep(0.2)
+                            done = await pool.fetchval(
+                                "SELECT count(*) FROM case_events WHERE notification_id <= $1", position)
+                        progress.update(task, completed=done)
+                    progress.update(task, completed=total)
+                    if mine:
+                        await holder.execute("SELECT pg_advisory_unlock($1)", lock_key(projection.name))
+                rates[projection.name] = total / max(time.perf_counter() - started, 1e-9)
+    finally:
+        await store.close()
+    return rates

@@ -1,0 +1,116 @@
+"""The casedesk command, run as a user would: help, token, serve (embedded PostgreSQL), rebuild, migrate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import jwt
+import pytest
+
+CASEDESK = [sys.executable, "-m", "casedesk.services.cli"]
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(CASEDESK + args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if data:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read() or b"{}")
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CASEDESK_TOKEN_SECRET")}
+    env["CASEDESK_DATA_DIR"] = str(tmp_path / "data")
+    return env
+
+
+def test_help_lists_every_command(embedded_env: dict[str, str]) -> None:
+    out = run(["--help"], embedded_env).stdout
+    for command in ("serve", "migrate", "rebuild", "token"):
+        assert command in out
+    assert "DATABASE_URL" in out
+    for command in ("serve", "migrate", "rebuild", "token"):
+        assert run([command, "--help"], embedded_env).returncode == 0
+
+
+def test_token_is_signed_with_the_secret_in_the_data_directory(embedded_env: dict[str, str]) -> None:
+    done = run(["token", "--sub", "a1", "--name", "K. Takano", "--role", "agent", "--departments", "fraud,credit_management"], embedded_env)
+    assert done.returncode == 0, done.stderr
+    secret = (Path(embedded_env["CASEDESK_DATA_DIR"]) / "token_secret").read_text()
+    claims = jwt.decode(done.stdout.strip(), secret, algorithms=["HS256"])
+    assert claims["departments"] == ["fraud", "credit_management"] and claims["role"] == "agent"
+
+
+def serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(CASEDESK + ["serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if http("GET", f"http://127.0.0.1:{port}/healthz")[0] == 200:
+                return process
+        except OSError:
+            time.sleep(0.2)
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+    process.kill()
+    raise AssertionError("casedesk serve did not answer /healthz within 60 s")
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_serve_on_embedded_postgres_keeps_data_across_restarts(embedded_env: dict[str, str]) -> None:
+    port = free_port()
+    process = serve(embedded_env, port)
+    try:
+        token = run(["token", "--sub", "a1", "--role", "agent"], embedded_env).stdout.strip()
+        status, opened = http("POST", f"http://127.0.0.1:{port}/v1/cases", token, {
+            "customer": {"customer_id": "c1", "name": "Taro Yamada", "registered_phone": "+81 90 1234 5678"},
+            "cards": [{"card_id": "p", "last4": "4242", "network": "visa", "kind": "primary"}],
+            "reason": "fraud_alert", "channel": "phone", "summary": "alert"})
+        assert status == 201
+        assert http("GET", f"http://127.0.0.1:{port}/readyz")[1]["ready"] is True
+    finally:
+        stop(process)
+    process = serve(embedded_env, port)  # the same data directory: the same database
+    try:
+        status, view = http("GET", f"http://127.0.0.1:{port}/v1/cases/{opened['case_id']}", token)
+        assert status == 200 and view["version"] == 1
+    finally:
+        stop(process)
+    rebuilt = run(["rebuild"], embedded_env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "case_files: rebuilt at" in rebuilt.stdout
+    assert run(["rebuild", "no_such_projection"], embedded_env).returncode == 2
+
+
+def test_migrate_uses_database_url_when_set(database_dsn: str, embedded_env: dict[str, str]) -> None:
+    env = {**embedded_env, "DATABASE_URL": database_dsn}
+    done = run(["migrate"], env)
+    assert done.returncode == 0, done.stderr
+    assert "applied" in done.stdout
+    assert not (Path(embedded_env["CASEDESK_DATA_DIR"]) / "pg").exists()  # no embedded server was started
