@@ -3,7 +3,8 @@
 One fold per case per batch feeds several tables, each defined by its module:
 - case_files: the view and timeline, ready to send (case_view, case_file);
 - queue_items and queue_activity: the work queues (work_queues);
-- case_customers and outbound_attempts: customer lookup (customer_lookup).
+- case_customers and outbound_attempts: customer lookup (customer_lookup);
+- merchant_flags and merchant_disputes: merchant intelligence (merchant_intelligence).
 They move together with one tracking position, so a read that waited for
 `min_position` sees all of them at that point.
 """
@@ -18,6 +19,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from casedesk.domain import events as ev
+from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.case_file import apply, timeline_of
 from casedesk.projections.case_view import CaseFile
 from casedesk.projections.customer_lookup import (
@@ -27,6 +29,7 @@ from casedesk.projections.customer_lookup import (
     customer_row,
     outbound_row,
 )
+from casedesk.projections.merchant_intelligence import MerchantBook
 from casedesk.projections.work_queues import queue_rows
 
 _decode_file = msgspec.json.Decoder(CaseFile).decode
@@ -37,13 +40,14 @@ class CaseFiles:
     """Keeps the case files, the work queues and the lookup tables."""
 
     name = "case_files"
-    tables = ("case_files", "queue_items", "queue_activity", "case_customers", "outbound_attempts")
+    tables = ("case_files", "queue_items", "queue_activity", "case_customers", "outbound_attempts",
+              "merchant_flags", "merchant_disputes")
 
     def __init__(self, zone: tzinfo = UTC) -> None:
         self.zone = zone
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[ev.CaseEvent]) -> None:
-        ids = list({e.originator_id for e in events})
+        ids = list({e.originator_id for e in events if not isinstance(e, MerchantFlagged)})
         files: dict[UUID, CaseFile | None] = {
             r[0]: _decode_file(r[1])
             for r in await conn.fetch("SELECT case_id, file FROM case_files WHERE case_id = ANY($1::uuid[])", ids)
@@ -54,11 +58,16 @@ class CaseFiles:
         }
         outbound: list[OutboundRow] = []
         activity: Counter[tuple[str, object, str]] = Counter()
+        merchants = await MerchantBook.load(conn, list(events))
         for event in events:
+            if isinstance(event, MerchantFlagged):
+                merchants.flag(event)
+                continue
             current = files.get(event.originator_id)
             if current is not None and event.originator_version <= current.view.version:
                 continue  # already folded
             file = files[event.originator_id] = apply(current, event, self.zone)
+            merchants.mark(file.view, event)
             if isinstance(event, ev.CaseOpened):
                 customers[event.originator_id] = customer_row(event)
             elif event.originator_id in customers:
@@ -76,6 +85,7 @@ class CaseFiles:
         await _write_queues(conn, changed)
         await _write_lookup(conn, list(customers.values()), outbound)
         await _write_activity(conn, activity)
+        await merchants.write(conn)
 
 
 async def _write_files(conn: asyncpg.Connection, files: list[CaseFile]) -> None:

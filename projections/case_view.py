@@ -160,6 +160,7 @@ class CaseView(msgspec.Struct, kw_only=True):
     compromise: list[str] = []
     resolution: str | None = None
     claimed_from: str | None = None
+    flagged_merchants: list[str] = []
     connected_contacts: int = 0
     handoff: Handoff = msgspec.field(default_factory=Handoff)
     updated_at: datetime | None = None

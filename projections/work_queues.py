@@ -10,6 +10,9 @@ place (enqueued_at), as a person in the queue would expect.
 - `reissue`: a case with a suspended card not yet replaced;
 - `callbacks_due`: a promised callback of department fraud (due_at = when);
 - department D (e.g. `credit_management`): the case was escalated to D, or D owes a callback.
+
+Priority: 1 when the case names a flagged merchant, else from the amount at
+risk (2 urgent, 3 pressing, 4 otherwise), or the escalation's if higher.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def queue_rows(view: CaseView) -> list[QueueRow]:
     """Every queue the case waits in now (none when resolved or held)."""
     if view.status != "open" or view.assignee is not None:
         return []
-    base = amount_priority(view.amount_at_risk)
+    base = 1 if view.flagged_merchants else amount_priority(view.amount_at_risk)
     rows: dict[str, QueueRow] = {}
 
     def add(queue: str, enqueued_at: datetime, priority: int = base, due_at: datetime | None = None) -> None:

@@ -13,13 +13,16 @@ from datetime import tzinfo
 from uuid import UUID
 
 import msgspec
+from casedesk.domain.events import CaseOpened
 from casedesk.projections.case_file import fold, timeline_of
 from casedesk.projections.case_view import CaseFile
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
+from eventsourcing.utils import get_topic
 
 _decode_file = msgspec.json.Decoder(CaseFile).decode
+CASE_OPENED_TOPIC = get_topic(CaseOpened)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -42,6 +45,8 @@ async def read_case(store: EventStore, mapper: CaseEventMapper, case_id: UUID, z
     if not tail and row is not None:
         return CaseRead(list(row["departments"]), row["assignee"], row["version"], row["view"], row["timeline"])
     file = None
+    if row is None and tail and tail[0].topic != CASE_OPENED_TOPIC:
+        raise CaseNotFoundError(str(case_id))  # another kind of stream (a merchant's)
     if row is not None:
         stored = await store.pool.fetchval("SELECT file FROM case_files WHERE case_id = $1", case_id)
         file = _decode_file(stored)
@@ -58,6 +63,8 @@ async def read_case_file(
 ) -> CaseFile:
     """The case file folded from the stream, up to a version if given (audit history)."""
     stored = await store.read_stream(case_id, lte=upto_version)
+    if stored and stored[0].topic != CASE_OPENED_TOPIC:
+        raise CaseNotFoundError(str(case_id))
     file = fold((mapper.to_domain_event(s) for s in stored), zone=zone)
     if file is None:
         raise CaseNotFoundError(str(case_id))

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from casedesk.domain.case import FraudCase, replay
-from casedesk.domain.events import CaseEvent
+from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.domain.values import Actor
 from casedesk.services.case_access import acting_department, check_may_change
 from casedesk.services.event_mapper import CaseEventMapper
@@ -107,6 +107,8 @@ class CaseService:
         cached = self._cache.get(case_id)
         stored = await self.store.read_stream(case_id, gt=cached.version if cached else None)
         events = [self.mapper.to_domain_event(s) for s in stored]
+        if cached is None and events and not isinstance(events[0], CaseOpened):
+            raise CaseNotFoundError(str(case_id))  # another kind of stream (a merchant's)
         case = replay(events, cached) if events else cached
         if case is None:
             raise CaseNotFoundError(str(case_id))

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+import structlog
 from aiohttp import web
 from casedesk.services.case_service import Decision, Idempotency, Opening, Outcome
 from casedesk.services.event_store import IdempotencyRaceError
@@ -27,7 +28,10 @@ _encoder = msgspec.json.Encoder()
 
 def path_uuid(request: web.Request, name: str) -> UUID:
     try:
-        return UUID(request.match_info[name])
+        value = UUID(request.match_info[name])
+        if name == "case_id":
+            structlog.contextvars.bind_contextvars(case_id=str(value))
+        return value
     except ValueError:
         raise Problem(404, "not-found", "Not found", f"{name} {request.match_info[name]!r} is not a known id") from None
 
@@ -110,6 +114,7 @@ async def run(
         if isinstance(replay, web.Response):
             return replay
         raise
+    structlog.contextvars.bind_contextvars(case_id=str(outcome.case.id))
     response = _json(*respond(outcome), outcome.version)
     if case_id is None:
         response.headers["Location"] = f"/v1/cases/{outcome.case.id}"

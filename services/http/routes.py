@@ -16,6 +16,7 @@ from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q
 from casedesk.services.http import case_requests as rq
 from casedesk.services.http import dashboard, health, lookup_handlers, openapi
+from casedesk.services.http import merchant_handlers as merchants
 from casedesk.services.http import queue_handlers as queues
 from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
 from casedesk.services.http.middleware import ALLOWED_ROLES
@@ -101,6 +102,10 @@ ROUTES: list[Route] = [
           "Take the next case of a queue (204 when empty)", answer=Anything),
     Route("GET", "/v1/lookup", lookup_handlers.lookup, AGENTS,
           "Find a caller's customer record and recent outbound calls", answer=Anything),
+    Route("GET", "/v1/merchants/flagged", merchants.list_flagged, READERS,
+          "Flagged merchant descriptors with their dispute counts", answer=Anything),
+    Route("POST", "/v1/merchants/flags", merchants.flag_merchant, SUPERVISORS,
+          "Flag a merchant descriptor known for fraud billing", merchants.FlagMerchant, answer=Anything, status=201),
     Route("GET", "/v1/dashboard", dashboard.get_dashboard, ("supervisor", "auditor", "admin"),
           "Queues, agents holding cases, claims and resolutions per hour", answer=Anything),
     Route("GET", "/v1/dashboard/stream", dashboard.dashboard_stream, ("supervisor", "auditor", "admin"),

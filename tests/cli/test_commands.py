@@ -64,7 +64,7 @@ def test_token_is_signed_with_the_secret_in_the_data_directory(embedded_env: dic
 
 
 def serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
-    process = subprocess.Popen(CASEDESK + ["serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([*CASEDESK, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
