@@ -18,6 +18,7 @@ from uuid import UUID
 
 import asyncpg
 import msgspec
+
 from casedesk.domain import events as ev
 from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.case_file import apply, timeline_of

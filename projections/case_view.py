@@ -10,6 +10,7 @@ from datetime import datetime
 from uuid import UUID
 
 import msgspec
+
 from casedesk.domain import events as ev
 from casedesk.domain.values import Actor, Money
 

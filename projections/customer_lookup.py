@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+
 from casedesk.domain import events as ev
 
 

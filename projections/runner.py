@@ -20,6 +20,7 @@ from typing import Protocol
 
 import asyncpg
 import structlog
+
 from casedesk.domain.events import CaseEvent
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import CHANNEL, EventStore, read_position, record_position

@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
+
 from casedesk.domain.values import Money
 from casedesk.projections.case_view import CaseView
 

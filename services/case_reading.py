@@ -13,13 +13,14 @@ from datetime import tzinfo
 from uuid import UUID
 
 import msgspec
+from eventsourcing.utils import get_topic
+
 from casedesk.domain.events import CaseOpened
 from casedesk.projections.case_file import fold, timeline_of
 from casedesk.projections.case_view import CaseFile
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
-from eventsourcing.utils import get_topic
 
 _decode_file = msgspec.json.Decoder(CaseFile).decode
 CASE_OPENED_TOPIC = get_topic(CaseOpened)

@@ -12,6 +12,7 @@ from casedesk.services.settings import load_settings
 
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
+
     from casedesk.services.http.app import create_app
     from casedesk.services.logs import configure_logging
 
@@ -32,6 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     import asyncpg
+
     from casedesk.services.database import database_url
     from casedesk.services.migrations import migrate
 

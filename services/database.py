@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+
 from casedesk.services.embedded_postgres import start_embedded_postgres
 from casedesk.services.settings import Settings
 

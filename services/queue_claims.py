@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 
 import asyncpg
+
 from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
 from casedesk.projections.work_queues import QUEUE_ORDER

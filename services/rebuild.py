@@ -11,10 +11,11 @@ import asyncio
 import time
 
 import asyncpg
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import Projection, ProjectionRunner, lock_key, rebuild
 from casedesk.services.event_store import EventStore, read_position
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
 class UnknownProjectionError(ValueError):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from casedesk.services.database import create_pool
 from casedesk.services.embedded_postgres import start_embedded_postgres
 from casedesk.services.migrations import migrate

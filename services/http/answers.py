@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+
 from casedesk.projections.case_view import CaseView, TimelineAnswer
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import ProjectionRunner
 from casedesk.services.case_service import CaseService

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
+
 from casedesk.services.settings import Settings
 
 if TYPE_CHECKING:

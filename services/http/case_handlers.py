@@ -7,6 +7,7 @@ from functools import partial
 from uuid import uuid4
 
 from aiohttp import web
+
 from casedesk.domain import decisions as d
 from casedesk.domain.values import Card, ContactStart, Customer, Fee, ReviewedTransaction
 from casedesk.services.http import case_requests as rq

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+
 from casedesk.services.case_access import check_may_read_parts
 from casedesk.services.case_reading import CaseRead, read_case
 from casedesk.services.http.app_keys import CASES, ZONE

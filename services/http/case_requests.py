@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
+
 from casedesk.domain.values import (
     CaseReason,
     CompromiseSource,

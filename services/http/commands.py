@@ -16,6 +16,7 @@ from uuid import UUID
 import msgspec
 import structlog
 from aiohttp import web
+
 from casedesk.services.case_service import Decision, Idempotency, Opening, Outcome
 from casedesk.services.event_store import IdempotencyRaceError
 from casedesk.services.http.app_keys import CASES, POOL

@@ -6,6 +6,7 @@ import re
 
 import msgspec
 from aiohttp import web
+
 from casedesk.projections.customer_lookup import find_customers, recent_outbound
 from casedesk.services.http.app_keys import PERSONAL_DATA, POOL
 from casedesk.services.http.problems import FieldError, validation_problem

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 from aiohttp import web
+
 from casedesk.projections.merchant_intelligence import flagged_merchants, most_disputed
 from casedesk.services.http.app_keys import CASES, POOL
 from casedesk.services.http.middleware import PRINCIPAL

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+
 from casedesk.services.http.problems import ProblemBody
 
 DOCUMENT = web.AppKey("openapi_document", bytes)

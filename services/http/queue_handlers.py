@@ -9,6 +9,7 @@ from uuid import UUID
 
 import msgspec
 from aiohttp import web
+
 from casedesk.projections.work_queues import department_of, queue_depths, queue_page
 from casedesk.services.case_reading import read_case
 from casedesk.services.http.app_keys import CASES, POOL, ZONE

@@ -11,6 +11,7 @@ import asyncio
 import time
 
 from aiohttp import web
+
 from casedesk.services.event_store import read_position
 from casedesk.services.http.app_keys import POOL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
+
 from casedesk.domain.card_data import looks_like_pan
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 from aiohttp import web
+
 from casedesk.projections.case_view import CaseView
 from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+
 from casedesk.services.http.app import create_app
 from casedesk.services.settings import Settings
 from casedesk.services.tokens import issue_token

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import asyncpg
+
 from casedesk.services.migrations import migrate
 
 BENCH_DIR = Path(__file__).parent

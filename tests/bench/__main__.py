@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from casedesk.services.embedded_postgres import start_embedded_postgres
-from casedesk.services.logs import configure_logging
 from rich.console import Console
 from rich.table import Table
 
+from casedesk.services.embedded_postgres import start_embedded_postgres
+from casedesk.services.logs import configure_logging
 from tests.bench import RESULTS_DIR, SECONDS_ENV, BenchContext, Figure, discover, seconds_from_env
 
 

@@ -13,8 +13,6 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
-from casedesk.services.database import create_pool
-from casedesk.services.event_store import EventStore, read_position, record_position
 from eventsourcing.persistence import (
     Notification,
     ProcessRecorder,
@@ -22,6 +20,9 @@ from eventsourcing.persistence import (
     Subscription,
     Tracking,
 )
+
+from casedesk.services.database import create_pool
+from casedesk.services.event_store import EventStore, read_position, record_position
 
 T = TypeVar("T")
 

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import msgspec
 import pytest
+
 from casedesk.domain import events as ev
 from casedesk.domain.case import FraudCase, replay
 from casedesk.domain.errors import RuleViolation

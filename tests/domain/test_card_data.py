@@ -3,6 +3,9 @@
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from casedesk.domain.card_data import (
     CardDataRefused,
     check_structured_field,
@@ -12,8 +15,6 @@ from casedesk.domain.card_data import (
     redact_card_numbers,
 )
 from casedesk.domain.errors import RuleViolation
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 VISA_TEST = "4111111111111111"
 

@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from casedesk.domain import decisions as do
 from casedesk.domain import events as ev
 from casedesk.domain.values import ContactStart

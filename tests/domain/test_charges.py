@@ -1,6 +1,7 @@
 """Charges: one dispute per transaction, dispute outcomes, waivers, payment stops."""
 
 import msgspec
+
 from casedesk.domain.decisions import (
     dispute_charge,
     resolve_dispute,

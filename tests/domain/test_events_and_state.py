@@ -5,6 +5,7 @@ from typing import Any
 
 import msgspec
 import pytest
+
 from casedesk.domain import decisions as do
 from casedesk.domain import events as ev
 from casedesk.domain.case import FraudCase, evolve, replay

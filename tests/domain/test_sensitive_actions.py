@@ -3,6 +3,7 @@
 from typing import Any
 
 import pytest
+
 from casedesk.domain import events as ev
 from casedesk.domain.decisions import (
     dispute_charge,

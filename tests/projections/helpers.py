@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import asyncpg
+
 from casedesk.domain import decisions as d
 from casedesk.domain.values import Card, ContactStart, Customer, Money, PhoneNumber
 from casedesk.projections.runner import Projection, ProjectionRunner
@@ -80,7 +81,7 @@ async def drain(runner: ProjectionRunner, projection: Projection) -> None:
 async def wait_until_caught_up(runner: ProjectionRunner, name: str, within: float = 10.0) -> None:
     goal = await runner.store.max_notification_id() or 0
     async with asyncio.timeout(within):
-        while runner.positions.get(name, 0) < goal:  # noqa: ASYNC110 - polling a test's runner
+        while runner.positions.get(name, 0) < goal:
             await asyncio.sleep(0.01)
 
 

@@ -9,13 +9,14 @@ import uuid
 
 import asyncpg
 import pytest
+from eventsourcing.persistence import StoredEvent
+
 from casedesk.services.event_store import (
     EventStore,
     IdempotencyRaceError,
     IdempotencyRecord,
     StreamConflictError,
 )
-from eventsourcing.persistence import StoredEvent
 
 
 def stream(case_id: uuid.UUID, first: int, count: int = 1) -> list[StoredEvent]:
