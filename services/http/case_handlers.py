@@ -12,7 +12,7 @@ from casedesk.domain import decisions as d
 from casedesk.domain.values import Card, ContactStart, Customer, Fee, ReviewedTransaction
 from casedesk.services.http import case_requests as rq
 from casedesk.services.http.app_keys import PERSONAL_DATA
-from casedesk.services.http.commands import path_uuid, run
+from casedesk.services.http.commands import card_in_path, path_uuid, run
 from casedesk.services.http.request_body import decode
 
 
@@ -107,7 +107,7 @@ async def stop_payments(request: web.Request) -> web.Response:
 
 async def suspend_card(request: web.Request) -> web.Response:
     body = await decode(request, rq.SuspendCard)
-    decide = partial(d.suspend_card, card_id=request.match_info["card_id"], reason=body.reason,
+    decide = partial(d.suspend_card, card_id=card_in_path(request), reason=body.reason,
                      include_linked=body.include_linked)
     return await run(request, path_uuid(request, "case_id"), decide,
                      extra=lambda o: {"suspended": [e.card_id for e in o.events]})  # type: ignore[attr-defined]
@@ -117,7 +117,7 @@ async def reissue_card(request: web.Request) -> web.Response:
     body = await decode(request, rq.ReissueCard)
     new_card_id, new_last4 = f"card-{uuid4().hex[:12]}", f"{secrets.randbelow(10_000):04d}"
     fee = Fee(amount=body.fee.amount, bearer=body.fee.bearer, merchant=body.fee.merchant)
-    decide = partial(d.reissue_card, contact_id=body.contact_id, card_id=request.match_info["card_id"],
+    decide = partial(d.reissue_card, contact_id=body.contact_id, card_id=card_in_path(request),
                      new_card_id=new_card_id, new_last4=new_last4, delivery=body.delivery,
                      expedite=body.expedite, fee=fee)
     return await run(request, path_uuid(request, "case_id"), decide,
@@ -126,7 +126,7 @@ async def reissue_card(request: web.Request) -> web.Response:
 
 async def record_card_destroyed(request: web.Request) -> web.Response:
     body = await decode(request, rq.RecordCardDestroyed)
-    decide = partial(d.record_card_destroyed, card_id=request.match_info["card_id"],
+    decide = partial(d.record_card_destroyed, card_id=card_in_path(request),
                      branch=body.branch, certificate_id=body.certificate_id)
     return await run(request, path_uuid(request, "case_id"), decide)
 

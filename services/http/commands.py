@@ -17,6 +17,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from casedesk.domain.card_data import looks_like_pan
 from casedesk.services.case_service import Decision, Idempotency, Opening, Outcome
 from casedesk.services.event_store import IdempotencyRaceError
 from casedesk.services.http.app_keys import CASES, POOL
@@ -35,6 +36,14 @@ def path_uuid(request: web.Request, name: str) -> UUID:
         return value
     except ValueError:
         raise Problem(404, "not-found", "Not found", f"{name} {request.match_info[name]!r} is not a known id") from None
+
+
+def card_in_path(request: web.Request) -> str:
+    """The card id in the path; a full card number there is refused like in a body."""
+    card_id = request.match_info["card_id"]
+    if looks_like_pan(card_id):
+        raise validation_problem([FieldError("card_id", "a full card number is never accepted here")])
+    return card_id
 
 
 def if_match(request: web.Request) -> int | None:

@@ -27,6 +27,7 @@ import msgspec
 import structlog
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
+
 from casedesk.services.http.app_keys import POOL
 
 log = structlog.get_logger("casedesk.dashboard")

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from casedesk.domain.card_data import redact_card_numbers
 from casedesk.domain.errors import CardDataRefused, RuleViolation
 from casedesk.services.case_access import AccessDeniedError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
@@ -82,13 +83,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         kind, title = _HTTP_KINDS.get(http.status, ("http-error", http.reason))
         response = problem_response(Problem(http.status, kind, title, http.text or ""))
     except Exception:
-        log.exception("unhandled_error", path=request.path)
+        log.exception("unhandled_error", path=redact_card_numbers(request.path))
         response = problem_response(Problem(500, "internal", "Internal error", "see the server log"))
     response.headers["X-Request-Id"] = request_id
     log.info(
         "request",
         method=request.method,
-        path=request.path,
+        path=redact_card_numbers(request.path),
         status=response.status,
         ms=round((time.perf_counter() - started) * 1000, 2),
     )
