@@ -17,6 +17,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+import msgspec
+from eventsourcing.utils import get_topic
+
 from casedesk.domain.case import FraudCase, replay
 from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.domain.values import Actor
@@ -26,6 +29,10 @@ from casedesk.services.event_store import EventStore, IdempotencyRecord, StreamC
 from casedesk.services.tokens import Principal
 
 MAX_ATTEMPTS = 5
+SNAPSHOT_EVERY = 100
+SNAPSHOT_TOPIC = get_topic(FraudCase)
+_encode_case = msgspec.json.Encoder().encode
+_decode_case = msgspec.json.Decoder(FraudCase).decode
 
 
 class Decision(Protocol):
@@ -103,8 +110,13 @@ class CaseService:
         self._turns: dict[UUID, _Turn] = {}
 
     async def load(self, case_id: UUID) -> FraudCase:
-        """The case as it stands now; one query whatever the stream's length."""
-        cached = self._cache.get(case_id)
+        """The case as it stands now.
+
+        From this process's cache plus whatever the stream gained since (one
+        query); on a cache miss from the latest snapshot plus the events after
+        it, so a long case never replays from its first event.
+        """
+        cached = self._cache.get(case_id) or await self._snapshot(case_id)
         stored = await self.store.read_stream(case_id, gt=cached.version if cached else None)
         events = [self.mapper.to_domain_event(s) for s in stored]
         if cached is None and events and not isinstance(events[0], CaseOpened):
@@ -203,7 +215,21 @@ class CaseService:
         positions = await self.store.append(stored, record)
         if events:
             self._remember(case)
+            if case.version // SNAPSHOT_EVERY > (case.version - len(events)) // SNAPSHOT_EVERY:
+                await self._take_snapshot(case)
         return Outcome(case, events, positions)
+
+    async def _snapshot(self, case_id: UUID) -> FraudCase | None:
+        state = await self.store.pool.fetchval(
+            "SELECT state FROM case_snapshots WHERE originator_id = $1 ORDER BY originator_version DESC LIMIT 1",
+            case_id)
+        return _decode_case(state) if state is not None else None
+
+    async def _take_snapshot(self, case: FraudCase) -> None:
+        """Keep the case's state every SNAPSHOT_EVERY events (a cache of the replay, never the truth)."""
+        await self.store.pool.execute(
+            "INSERT INTO case_snapshots (originator_id, originator_version, topic, state) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT DO NOTHING", case.id, case.version, SNAPSHOT_TOPIC, _encode_case(case))
 
     def _remember(self, case: FraudCase) -> None:
         self._cache[case.id] = case

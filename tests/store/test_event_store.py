@@ -136,3 +136,34 @@ async def test_two_requests_with_one_key_in_one_batch_only_one_writes(pool: asyn
     assert isinstance(results[0], list) and isinstance(results[1], IdempotencyRaceError)
     assert await store.read_stream(b) == []
     await store.close()
+
+
+async def test_a_long_case_loads_from_its_snapshot_and_the_events_after_it(pool: asyncpg.Pool) -> None:
+    from functools import partial
+
+    from casedesk.domain import decisions as d
+    from casedesk.services.case_service import CaseService
+    from casedesk.services.event_mapper import CaseEventMapper
+    from tests.projections.helpers import AGENT, write_mixed_cases
+
+    cases = CaseService(EventStore(pool), CaseEventMapper())
+    [case_id, *_] = await write_mixed_cases(cases, 1)
+    for n in range(130):
+        await cases.change(AGENT, case_id, partial(d.add_handoff_note, note_id=uuid.uuid4(), text=f"n{n}",
+                                                   for_department=None, pinned=False))
+    expected = await cases.load(case_id)
+    snapshots = await pool.fetch("SELECT originator_version FROM case_snapshots WHERE originator_id = $1", case_id)
+    assert [r[0] for r in snapshots] == [100]
+    cold = CaseService(EventStore(pool), CaseEventMapper())  # another process: nothing cached
+    asked: list[int | None] = []
+    read_stream = cold.store.read_stream
+
+    async def spy(stream, **kw):  # type: ignore[no-untyped-def]
+        asked.append(kw.get("gt"))
+        return await read_stream(stream, **kw)
+
+    cold.store.read_stream = spy  # type: ignore[method-assign]
+    assert await cold.load(case_id) == expected
+    assert asked == [100]  # only the events after the snapshot were read
+    await cases.store.close()
+    await cold.store.close()
