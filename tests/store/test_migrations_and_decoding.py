@@ -1,0 +1,49 @@
+"""Migrations under a race, and a stored event that cannot be decoded."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from eventsourcing.persistence import StoredEvent
+
+from casedesk.services.case_service import CaseService
+from casedesk.services.event_mapper import CaseEventMapper, UndecodableEventError
+from casedesk.services.event_store import EventStore
+from casedesk.services.migrations import migrate, migration_files
+from tests.projections.helpers import write_mixed_cases
+
+
+async def test_two_processes_migrating_at_once_apply_each_file_once(database_dsn: str) -> None:
+    schema = f"m_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(database_dsn)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    conns = [await asyncpg.connect(database_dsn, server_settings={"search_path": schema}) for _ in range(3)]
+    try:
+        applied = await asyncio.gather(*[migrate(c) for c in conns])
+        names = [name for name, _ in migration_files()]
+        assert sorted(n for run in applied for n in run) == names  # each file applied by exactly one
+        recorded = await conns[0].fetch("SELECT name FROM schema_migrations ORDER BY name")
+        assert [r[0] for r in recorded] == names
+        assert await migrate(conns[0]) == []  # idempotent
+    finally:
+        for c in conns:
+            await c.close()
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+async def test_an_undecodable_stored_event_names_its_stream_and_version(pool: asyncpg.Pool) -> None:
+    store = EventStore(pool)
+    cases = CaseService(store, CaseEventMapper())
+    [case_id] = await write_mixed_cases(cases, 1)
+    version = len(await store.read_stream(case_id))
+    topic = (await store.read_stream(case_id))[-1].topic
+    await store.append([StoredEvent(case_id, version + 1, topic, b'{"not": "an event"}')])
+    fresh = CaseService(store, CaseEventMapper())
+    with pytest.raises(UndecodableEventError) as refused:
+        await fresh.load(case_id)
+    assert str(case_id) in str(refused.value) and f"v{version + 1}" in str(refused.value)
+    await store.close()
