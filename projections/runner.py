@@ -65,6 +65,7 @@ class ProjectionRunner:
         self._wake: dict[str, asyncio.Event] = {p.name: asyncio.Event() for p in projections}
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncpg.Connection | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         await self._listen()
@@ -72,9 +73,13 @@ class ProjectionRunner:
             asyncio.create_task(self._work(p), name=f"projection-{p.name}") for p in self.projections
         ]
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop at a batch boundary: workers finish the batch in hand (up to `grace` s)."""
+        self._stopping = True
+        self.wake()
+        _, late = await asyncio.wait(self._tasks, timeout=grace) if self._tasks else (set(), set())
+        for task in late:
+            task.cancel()  # a batch cut short rolls back; it is read again next time
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._unlisten()
 
@@ -119,7 +124,7 @@ class ProjectionRunner:
         return len(notifications)
 
     async def _work(self, projection: Projection) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async with self.pool.acquire() as holder:
                     await self._hold_lock_and_run(holder, projection)
@@ -131,15 +136,17 @@ class ProjectionRunner:
 
     async def _hold_lock_and_run(self, holder: asyncpg.Connection, projection: Projection) -> None:
         key = lock_key(projection.name)
-        while not await holder.fetchval("SELECT pg_try_advisory_lock($1)", key):  # noqa: ASYNC110
+        while not await holder.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            if self._stopping:
+                return
             await asyncio.sleep(FALLBACK_POLL_SECONDS)  # another process runs it; stand by
         if self._listener is None or self._listener.is_closed():
             await self._listen()
         try:
             wake = self._wake[projection.name]
-            while True:
+            while not self._stopping:
                 wake.clear()
-                while await self.catch_up(projection):
+                while not self._stopping and await self.catch_up(projection):
                     pass
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), FALLBACK_POLL_SECONDS)

@@ -20,6 +20,7 @@ from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL, RUNNER, SETTINGS, STORE, ZONE
 from casedesk.services.http.dashboard import dashboard_feed
+from casedesk.services.http.metrics import METRICS, Metrics, measure
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
 from casedesk.services.http.routes import add_routes
 from casedesk.services.migrations import migrate
@@ -31,7 +32,8 @@ MAX_BODY = 64 * 1024
 
 def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application:
     """Build the aiohttp application; `dsn` overrides where the database is (tests)."""
-    app = web.Application(middlewares=[request_context, bearer_auth], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[measure, request_context, bearer_auth], client_max_size=MAX_BODY)
+    app[METRICS] = Metrics()
     app[SETTINGS] = settings
     app[ALLOWED_ROLES] = {}
     app[PERSONAL_DATA] = PersonalData(settings.pii_key)

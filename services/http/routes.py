@@ -16,7 +16,7 @@ from casedesk.projections.case_view import CaseView
 from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q
 from casedesk.services.http import case_requests as rq
-from casedesk.services.http import dashboard, health, lookup_handlers, openapi
+from casedesk.services.http import dashboard, health, lookup_handlers, metrics, openapi
 from casedesk.services.http import merchant_handlers as merchants
 from casedesk.services.http import queue_handlers as queues
 from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
@@ -48,6 +48,7 @@ class Route(NamedTuple):
 ROUTES: list[Route] = [
     Route("GET", "/healthz", health.healthz, PUBLIC, "Liveness", answer=Health),
     Route("GET", "/readyz", health.readyz, PUBLIC, "Readiness: database reachable", answer=Health),
+    Route("GET", "/metrics", metrics.serve_metrics, PUBLIC, "Prometheus text", answer=Anything),
     Route("POST", "/v1/cases", cmd.open_case, AGENTS, "Open a case", rq.OpenCase, status=201),
     Route("GET", CASE, q.get_case, READERS, "The case view with its handoff summary", answer=CaseView),
     Route("GET", f"{CASE}/timeline", q.get_timeline, READERS, "The handoff timeline",

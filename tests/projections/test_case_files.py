@@ -51,9 +51,11 @@ async def test_a_worker_killed_mid_batch_applies_nothing_twice_and_misses_nothin
     ids = await write_mixed_cases(CaseService(store, CaseEventMapper()), 12)
     slow = SlowCaseFiles()
     doomed = ProjectionRunner(store, empty_pool, [slow], batch=25)
-    async with running(doomed):
+    await doomed.start()
+    try:
         await asyncio.wait_for(slow.inside.wait(), 10)
-    # stopped = cancelled inside the transaction: the batch rolled back
+    finally:
+        await doomed.stop(grace=0)  # killed inside the transaction: the batch rolls back
     assert await read_position(empty_pool, "case_files") is None
     assert await rows(empty_pool, "case_files", "case_id", ids) == []
 
@@ -85,4 +87,24 @@ async def test_only_one_runner_works_a_projection_at_a_time(empty_pool: asyncpg.
             await first.stop()  # its lock goes with it; the standby takes over
             await write_mixed_cases(CaseService(store, CaseEventMapper()), 2, seed=9)
             await wait_until_caught_up(second, "case_files", within=15)
+    await store.close()
+
+
+async def test_stopping_lets_the_batch_in_hand_finish(empty_pool: asyncpg.Pool) -> None:
+    store = EventStore(empty_pool)
+    await write_mixed_cases(CaseService(store, CaseEventMapper()), 4)
+    goal = await store.max_notification_id()
+    slowish = CaseFiles()
+    original = slowish.apply
+
+    async def apply(conn, events):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.3)
+        await original(conn, events)
+
+    slowish.apply = apply  # type: ignore[method-assign]
+    runner = ProjectionRunner(store, empty_pool, [slowish], batch=1000)
+    await runner.start()
+    await asyncio.sleep(0.1)  # inside its first batch
+    await runner.stop(grace=5)
+    assert await read_position(empty_pool, "case_files") == goal  # finished, not cut short
     await store.close()
