@@ -6,6 +6,7 @@ one test process do not collide.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from casedesk.services.http.app_keys import POOL, RUNNER
 
+_PARAM = re.compile(r"\{[^}]+\}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -51,7 +53,7 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics.requests.labels(route, request.method, str(response.status)).inc()
     metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
     if request.method == "POST" and route.startswith("/v1/cases"):
-        command = route.rsplit("}", 1)[-1].strip("/") or "open_case"
+        command = _PARAM.sub("", route.removeprefix("/v1/cases")).strip("/").replace("//", "/") or "open_case"
         outcome = "ok" if response.status < 400 else "refused" if response.status < 500 else "failed"
         metrics.commands.labels(command, outcome).inc()
     return response
