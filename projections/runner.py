@@ -148,8 +148,10 @@ class ProjectionRunner:
                 wake.clear()
                 while not self._stopping and await self.catch_up(projection):
                     pass
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), FALLBACK_POLL_SECONDS)
+                    async with asyncio.timeout(FALLBACK_POLL_SECONDS):
+                        await wake.wait()
         finally:
             if not holder.is_closed():
                 with contextlib.suppress(Exception):

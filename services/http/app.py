@@ -19,7 +19,7 @@ from casedesk.services.database import create_pool, database_url
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL, RUNNER, SETTINGS, STORE, ZONE
-from casedesk.services.http.dashboard import dashboard_feed
+from casedesk.services.http.dashboard import close_streams, dashboard_feed
 from casedesk.services.http.metrics import METRICS, Metrics, measure
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
 from casedesk.services.http.routes import add_routes
@@ -69,4 +69,6 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         await runner.stop()
 
     app.cleanup_ctx.extend([database, event_store, projections, dashboard_feed])
+    # Open dashboard streams would otherwise hold shutdown for its whole timeout.
+    app.on_shutdown.append(close_streams)
     return app

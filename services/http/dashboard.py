@@ -7,6 +7,10 @@ far each projection has read. `dashboard_feed` keeps one LISTEN connection on
 `read_models_moved` (the projection runner notifies it on every commit), takes
 one snapshot per burst of notifications (and every few seconds anyway, so ages
 move) and hands it to every open stream.
+
+Waits use `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11 a
+wait_for whose awaitable finishes as the task is cancelled swallows the
+cancellation, and the feed would then never stop.
 """
 
 from __future__ import annotations
@@ -157,7 +161,8 @@ async def _relay(request: web.Request, stream: EventSourceResponse, inbox: async
     """Send snapshots until the client goes away or the server stops."""
     while stream.is_connected() and request.transport is not None:
         try:
-            snapshot = await asyncio.wait_for(inbox.get(), 1.0)  # wake each second to notice a gone client
+            async with asyncio.timeout(1.0):  # wake each second to notice a gone client
+                snapshot = await inbox.get()
         except TimeoutError:
             continue
         if snapshot == Broadcaster.CLOSED:
@@ -213,7 +218,8 @@ async def _feed(pool: asyncpg.Pool, broadcaster: Broadcaster) -> None:
     try:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), REFRESH_SECONDS)
+                async with asyncio.timeout(REFRESH_SECONDS):
+                    await moved.wait()
                 await asyncio.sleep(DEBOUNCE_SECONDS)  # one snapshot for a burst of batches
             moved.clear()
             if broadcaster.listeners:
