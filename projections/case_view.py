@@ -37,6 +37,8 @@ class CardView(msgspec.Struct, kw_only=True):
     replaced_by: str | None = None
     suspended_reason: str | None = None
     suspended_at: datetime | None = None
+    delivery: str | None = None
+    expedited: bool | None = None
 
 
 class DisputeView(msgspec.Struct, kw_only=True):
@@ -157,6 +159,7 @@ class CaseView(msgspec.Struct, kw_only=True):
     pinned_note: NoteView | None = None
     identity: IdentityView = msgspec.field(default_factory=IdentityView)
     online_access_suspended: bool = False
+    case_liability_waived: bool = False
     daytime_phone: str | None = None
     compromise: list[str] = []
     resolution: str | None = None

@@ -72,6 +72,13 @@ def _(event: ev.IdentityVerified, file: CaseFile) -> None:
 
 
 @change_view.register
+def _(event: ev.IdentityVerificationFailed, file: CaseFile) -> None:
+    # The latest check in a contact decides: a failure withdraws an earlier pass.
+    if file.view.identity.verified_in_contact == event.contact_id:
+        file.view.identity.verified_in_contact = None
+
+
+@change_view.register
 def _(event: ev.IdentityLocked, file: CaseFile) -> None:
     file.view.identity.locked = True
 
@@ -98,6 +105,8 @@ def _(event: ev.DisputeResolved, file: CaseFile) -> None:
 
 @change_view.register
 def _(event: ev.CustomerLiabilityWaived, file: CaseFile) -> None:
+    if event.dispute_id is None:
+        file.view.case_liability_waived = True
     for dispute in file.view.disputes:
         if event.dispute_id is None or dispute.dispute_id == event.dispute_id:
             dispute.liability_waived = True
@@ -124,9 +133,12 @@ def _(event: ev.OnlineAccessSuspended, file: CaseFile) -> None:
 def _(event: ev.ReplacementCardIssued, file: CaseFile) -> None:
     old = _card(file, event.old_card_id)
     old.state, old.replaced_by = "replaced", event.new_card_id
+    for card in file.view.cards:  # family cards now hang off the new primary, as in the domain
+        if card.primary_card_id == event.old_card_id and card.state != "replaced":
+            card.primary_card_id = event.new_card_id
     file.view.cards.append(CardView(
         card_id=event.new_card_id, last4=event.new_last4, network=old.network, kind=old.kind,
-        primary_card_id=old.primary_card_id))
+        primary_card_id=old.primary_card_id, delivery=event.delivery, expedited=event.expedited))
 
 
 @change_view.register

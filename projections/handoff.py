@@ -31,8 +31,11 @@ def _promised(view: CaseView) -> list[HandoffItem]:
                     text=f"Customer owes nothing for {d.merchant} {d.amount.currency} {d.amount.amount}")
         for d in view.disputes if d.liability_waived
     ]
+    if view.case_liability_waived:
+        items.append(HandoffItem(kind="liability_waiver", text="Customer owes nothing on this case"))
     items += [
-        HandoffItem(kind="reissue", text=f"New card •••• {c.last4} on its way (replaces {_old(view, c.card_id)})")
+        HandoffItem(kind="reissue", text=f"New card •••• {c.last4} {_arrives(c.delivery, c.expedited)}"
+                                         f" (replaces {_old(view, c.card_id)})")
         for c in view.cards if c.state == "active" and _old(view, c.card_id)
     ]
     items += [
@@ -41,6 +44,11 @@ def _promised(view: CaseView) -> list[HandoffItem]:
         for s in view.payment_stops
     ]
     return items
+
+
+def _arrives(delivery: str | None, expedited: bool | None) -> str:
+    how = "for pickup at the branch" if delivery == "branch_pickup" else "by mail"
+    return f"{'expedited, ' if expedited else ''}{how}"
 
 
 def _old(view: CaseView, new_card_id: str) -> str | None:

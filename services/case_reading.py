@@ -51,6 +51,8 @@ async def read_case(store: EventStore, mapper: CaseEventMapper, case_id: UUID, z
     if row is not None:
         stored = await store.pool.fetchval("SELECT file FROM case_files WHERE case_id = $1", case_id)
         file = _decode_file(stored)
+    if file is not None:  # the projection may have moved on since the row was read
+        tail = [s for s in tail if s.originator_version > file.view.version]
     file = fold((mapper.to_domain_event(s) for s in tail), file, zone)
     if file is None:
         raise CaseNotFoundError(str(case_id))

@@ -92,7 +92,11 @@ async def idempotency_of(request: web.Request) -> Idempotency | web.Response | N
     if bytes(row["request_hash"]) != digest:
         raise validation_problem([FieldError("Idempotency-Key", "was already used with another request")])
     stored = bytes(row["response"])
-    return _json(row["status"], stored, msgspec.json.decode(stored).get("version"))
+    first = msgspec.json.decode(stored)
+    replay = _json(row["status"], stored, first.get("version"))
+    if request.path == "/v1/cases" and row["status"] == 201:
+        replay.headers["Location"] = f"/v1/cases/{first['case_id']}"
+    return replay
 
 
 async def run(

@@ -237,7 +237,8 @@ async def test_a_stale_if_match_is_412_with_the_current_version_and_changes_noth
 
 async def test_every_case_command_answers_with_the_case_version_as_its_etag(client, auth) -> None:
     """Every POST route on a case, once, in an order the rules accept."""
-    agent, supervisor = auth(), auth(role="supervisor")
+    desk = f"desk_{uuid.uuid4().hex[:8]}"  # a queue of its own, so the claim below takes this case
+    agent, supervisor = auth(departments=("fraud", desk)), auth(role="supervisor")
     version = 0
 
     async def command(path: str, body: dict[str, Any], status: int = 200,
@@ -268,7 +269,14 @@ async def test_every_case_command_answers_with_the_case_version_as_its_etag(clie
     await command(f"{p}/compromise", {"source": "merchant_site", "detail": "asked twice", "domain": "shop.xyz"})
     await command(f"{p}/contact-details", details(c))
     await command(f"{p}/notes", {"text": "hello", "pinned": True}, 201)
-    await command(f"{p}/escalations", {"to_department": "credit_management", "reason": "decide", "priority": 2})
+    escalated = await command(f"{p}/escalations", {"to_department": desk, "reason": "decide", "priority": 2})
+    await client.get(f"/v1/queues/{desk}/items", headers=agent, params={"min_position": str(escalated["position"])})
+    claimed = await client.post(f"/v1/queues/{desk}/claim", headers=agent)
+    taken = await claimed.json()
+    assert claimed.status == 200 and taken["case_id"] == opened["case_id"], taken
+    assert claimed.headers["ETag"] == f'"{taken["version"]}"' and taken["version"] == version + 1
+    version = taken["version"]
+    await command(f"{p}/release", {"note": "end of shift"})
     done = await command(f"{p}/callbacks", CALLBACK(c), 201)
     await command(f"{p}/callbacks/{done['callback_id']}/complete", {"note": "called"})
     missed = await command(f"{p}/callbacks", CALLBACK(c), 201)
@@ -282,7 +290,6 @@ async def test_every_case_command_answers_with_the_case_version_as_its_etag(clie
     await command(f"{p}/contacts/{out['contact_id']}/end", {"outcome": "no_answer", "summary": "no answer"})
     await command(f"{p}/resolve", RESOLVE(c))
     await command(f"{p}/reopen", {"reason": "customer called again"})
-    # POST /release is left out: nothing in the API assigns a case yet, so it is always 409 not-assigned.
 
 
 # --- Idempotency-Key ----------------------------------------------------------------------
