@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from uuid import UUID
 
 from casedesk.services.settings import load_settings
 
@@ -82,6 +83,29 @@ def _rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from casedesk.services.audit_chain import verify_with_progress
+    from casedesk.services.database import database_url
+    from casedesk.services.migrations import migrate
+
+    async def run() -> tuple[int, int]:
+        conn = await asyncpg.connect(database_url(load_settings()))
+        try:
+            await migrate(conn)
+            return await verify_with_progress(conn, args.case)
+        finally:
+            await conn.close()
+
+    checked, broken = asyncio.run(run())
+    if args.case and not checked:
+        print(f"no case {args.case}", file=sys.stderr)
+        return 2
+    print(f"{checked} stream(s) checked, {broken} with a broken hash chain")
+    return 1 if broken else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="casedesk",
@@ -102,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser("rebuild", help="rebuild projections from zero, with a progress bar")
     rebuild.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild (default: all)")
     rebuild.set_defaults(run=_rebuild)
+
+    audit = commands.add_parser("audit", help="audit tools: verify the hash chains of the case streams")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="AUDIT_COMMAND")
+    verify = audit_commands.add_parser("verify", help="recompute hash chains; exit 1 if any stream was tampered with")
+    which = verify.add_mutually_exclusive_group()
+    which.add_argument("--case", type=UUID, metavar="ID", help="check one case")
+    which.add_argument("--all", action="store_true", help="check every stream (the default)")
+    verify.set_defaults(run=_audit_verify)
 
     token = commands.add_parser("token", help="print a bearer token signed with the configured secret")
     token.add_argument("--sub", required=True, help="agent id")

@@ -13,6 +13,11 @@ it fast is that casedesk does not pay that serialisation per command: the
 `AppendWriter` gathers the appends of all concurrent requests into one
 transaction (group commit), checks each command's optimistic-concurrency
 expectation separately, and answers each caller with its own outcome.
+
+Tamper evidence. The statement that inserts a batch's rows also extends each
+written stream's hash chain in `case_event_hashes` (see audit_chain.py), so the
+hashes commit or roll back with the rows, and cost no extra round trip while
+the lock is held.
 """
 
 from __future__ import annotations
@@ -119,13 +124,48 @@ class AppendWriter:
                 return
 
 
+# Insert rows and, in the same statement, extend each written stream's hash chain
+# (audit_chain.py has the definition and the checker): the first row of a stream
+# in the batch chains on the stream's newest stored hash (or 32 zero bytes), each
+# later row on the row before it, hence the recursion over the batch's rows.
+_LINK = (
+    "sha256({previous} || convert_to(coalesce(r.topic, ''), 'UTF8') || coalesce(r.state, ''::bytea)"
+    " || convert_to(r.originator_version::text, 'UTF8'))"
+)
+_STORED_PREVIOUS = (
+    "coalesce((SELECT h.hash FROM case_event_hashes h WHERE h.originator_id = r.originator_id"
+    " AND h.originator_version < r.originator_version ORDER BY h.originator_version DESC LIMIT 1),"
+    " decode(repeat('00', 32), 'hex'))"
+)
+_INSERT_CHAINED = f"""
+WITH RECURSIVE written AS (
+    INSERT INTO case_events (originator_id, originator_version, topic, state)
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bytea[]) {{on_conflict}}
+    RETURNING originator_id, originator_version, topic, state, notification_id
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY originator_id ORDER BY originator_version) AS n FROM written
+), chain AS (
+    SELECT r.originator_id, r.originator_version, r.n, {_LINK.format(previous=_STORED_PREVIOUS)} AS hash
+    FROM ranked r WHERE r.n = 1
+    UNION ALL
+    SELECT r.originator_id, r.originator_version, r.n, {_LINK.format(previous="c.hash")}
+    FROM chain c JOIN ranked r ON r.originator_id = c.originator_id AND r.n = c.n + 1
+), hashed AS (
+    INSERT INTO case_event_hashes (originator_id, originator_version, hash)
+    SELECT originator_id, originator_version, hash FROM chain
+    ON CONFLICT DO NOTHING  -- a hash left by a deleted event stays as evidence
+)
+SELECT originator_id, originator_version, notification_id FROM written ORDER BY notification_id
+"""
+_INSERT_OR_SKIP = _INSERT_CHAINED.format(on_conflict="ON CONFLICT DO NOTHING")
+_INSERT_ALL = _INSERT_CHAINED.format(on_conflict="")
+
+
 async def _insert(conn: asyncpg.Connection, items: list[_Append]) -> list[list[int] | Exception]:
     """Insert every item's rows; fail the ones that conflict, all or nothing each."""
     events = [e for item in items for e in item.events]
     rows = await conn.fetch(
-        "INSERT INTO case_events (originator_id, originator_version, topic, state)"
-        " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bytea[])"
-        " ON CONFLICT DO NOTHING RETURNING originator_id, originator_version, notification_id",
+        _INSERT_OR_SKIP,
         [e.originator_id for e in events],
         [e.originator_version for e in events],
         [e.topic for e in events],
@@ -206,6 +246,15 @@ def _stored(row: asyncpg.Record) -> StoredEvent:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AuditedEvent:
+    """A stored event with its notification id and its stored chain hash (None if missing)."""
+
+    stored: StoredEvent
+    position: int
+    hash: bytes | None
+
+
 class EventStore:
     """Appends to and reads from the case streams and the notification log."""
 
@@ -244,6 +293,18 @@ class EventStore:
             limit,
         )
         return [_stored(r) for r in rows]
+
+    async def read_stream_audited(self, originator_id: UUID, *, lte: int | None = None) -> list[AuditedEvent]:
+        """A stream in version order with notification ids and chain hashes (audit history)."""
+        rows = await self.pool.fetch(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state, e.notification_id, h.hash"
+            " FROM case_events e LEFT JOIN case_event_hashes h USING (originator_id, originator_version)"
+            " WHERE e.originator_id = $1 AND e.originator_version <= $2 ORDER BY e.originator_version",
+            originator_id,
+            2**62 if lte is None else lte,
+        )
+        return [AuditedEvent(_stored(r), r["notification_id"], None if r["hash"] is None else bytes(r["hash"]))
+                for r in rows]
 
     async def read_notifications(
         self,
@@ -291,9 +352,7 @@ class EventStore:
             await conn.execute(f"LOCK TABLE case_events IN EXCLUSIVE MODE; NOTIFY {CHANNEL}")
             try:
                 rows = await conn.fetch(
-                    "INSERT INTO case_events (originator_id, originator_version, topic, state)"
-                    " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bytea[])"
-                    " RETURNING notification_id",
+                    _INSERT_ALL,
                     [e.originator_id for e in events],
                     [e.originator_version for e in events],
                     [e.topic for e in events],
@@ -301,7 +360,7 @@ class EventStore:
                 )
             except asyncpg.UniqueViolationError as error:
                 raise StreamConflictError(str(error)) from error
-            return [r[0] for r in rows]
+            return [r[2] for r in rows]
 
     async def close(self) -> None:
         await self.writer.close()

@@ -13,6 +13,10 @@ import msgspec
 from aiohttp import web
 
 from casedesk.projections.case_view import CaseView
+from casedesk.services.access_log import AccessLogPage
+from casedesk.services.audit_chain import ChainCheck
+from casedesk.services.case_history import HistoryAnswer
+from casedesk.services.http import audit_handlers as audit
 from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q
 from casedesk.services.http import case_requests as rq
@@ -53,6 +57,13 @@ ROUTES: list[Route] = [
     Route("GET", CASE, q.get_case, READERS, "The case view with its handoff summary", answer=CaseView),
     Route("GET", f"{CASE}/timeline", q.get_timeline, READERS, "The handoff timeline",
           answer=TimelineAnswer),
+    Route("GET", f"{CASE}/history", audit.get_history, AUDITORS,
+          "Every stored event to a time (as_of) or version, with the case as it stood then (access logged)",
+          answer=HistoryAnswer),
+    Route("GET", f"{CASE}/verify", audit.verify_case, AUDITORS,
+          "Recompute the case's hash chain and name the first tampered version", answer=ChainCheck),
+    Route("GET", f"{CASE}/access-log", audit.get_access_log, ("auditor", "admin"),
+          "Who read the case's history or personal data, and why, newest first", answer=AccessLogPage),
     Route("POST", f"{CASE}/contacts", cmd.start_contact, AGENTS, "Start a contact", rq.StartContact,
           status=201),
     Route("POST", f"{CASE}/contacts/{{contact_id}}/end", cmd.end_contact, AGENTS, "End a contact",

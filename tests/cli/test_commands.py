@@ -48,7 +48,7 @@ def embedded_env(tmp_path: Path) -> dict[str, str]:
 
 def test_help_lists_every_command(embedded_env: dict[str, str]) -> None:
     out = run(["--help"], embedded_env).stdout
-    for command in ("serve", "migrate", "rebuild", "token"):
+    for command in ("serve", "migrate", "rebuild", "token", "audit"):
         assert command in out
     assert "DATABASE_URL" in out
     for command in ("serve", "migrate", "rebuild", "token"):

@@ -1,0 +1,103 @@
+"""Audit history: every stored event of a case up to a time or version, and the case then.
+
+One query reads the events with their notification ids and chain hashes; the
+same fold the case_files projection uses gives the state, so what an agent saw
+and what an auditor replays cannot disagree. Payloads show personal data only
+masked: phone digests and numbers, and the customer's name digest, are left out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from functools import cache
+from itertools import takewhile
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from casedesk.domain.events import CaseEvent
+from casedesk.domain.values import Actor, Customer, PhoneNumber
+from casedesk.projections.case_file import fold
+from casedesk.projections.case_view import CaseView
+from casedesk.services.case_reading import CASE_OPENED_TOPIC
+from casedesk.services.case_service import CaseNotFoundError
+from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.event_store import AuditedEvent, EventStore
+
+_ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "actor", "contact_id"})
+# Digests and clear values that an audit payload never shows.
+_HIDDEN: dict[type, frozenset[str]] = {PhoneNumber: frozenset({"key", "number"}), Customer: frozenset({"name_key"})}
+
+
+class HistoryEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored event as an auditor reads it."""
+
+    type: str
+    version: int
+    position: int
+    recorded_at: datetime
+    actor: Actor
+    contact_id: UUID | None
+    payload: dict[str, Any]
+    hash: str | None
+
+
+class HistoryAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """GET /v1/cases/{id}/history: the events to that point and the case view as it stood then."""
+
+    case_id: UUID
+    events: list[HistoryEvent]
+    state: CaseView | None
+
+
+@cache
+def _shown(kind: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The fields of a Struct an audit payload shows."""
+    hidden = _HIDDEN.get(kind, frozenset()) | (_ENVELOPE if issubclass(kind, CaseEvent) else frozenset())
+    return tuple(f for f in kind.__struct_fields__ if f not in hidden)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return {f: _masked(getattr(value, f)) for f in _shown(type(value))}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _entry(audited: AuditedEvent, event: CaseEvent) -> HistoryEvent:
+    return HistoryEvent(
+        type=type(event).__name__,
+        version=event.originator_version,
+        position=audited.position,
+        recorded_at=event.timestamp,
+        actor=event.actor,
+        contact_id=event.contact_id,
+        payload=_masked(event),
+        hash=audited.hash.hex() if audited.hash is not None else None,
+    )
+
+
+async def case_history(
+    store: EventStore,
+    mapper: CaseEventMapper,
+    case_id: UUID,
+    zone: tzinfo,
+    *,
+    version: int | None = None,
+    as_of: datetime | None = None,
+) -> HistoryAnswer:
+    """The case as of a version or a time (the last event at or before it); all of it by default."""
+    audited = await store.read_stream_audited(case_id, lte=version)
+    if not audited or audited[0].stored.topic != CASE_OPENED_TOPIC:
+        raise CaseNotFoundError(str(case_id))
+    events: list[CaseEvent] = [mapper.to_domain_event(a.stored) for a in audited]
+    if as_of is not None:
+        events = list(takewhile(lambda e: e.timestamp <= as_of, events))
+    file = fold(events, zone=zone)
+    return HistoryAnswer(
+        case_id=case_id,
+        events=[_entry(a, e) for a, e in zip(audited, events, strict=False)],
+        state=file.view if file is not None else None,
+    )
