@@ -95,6 +95,13 @@ class ProjectionRunner:
         except (OSError, asyncpg.PostgresError):
             await self._unlisten()  # the fallback timer still wakes the workers
 
+    def _listening(self) -> bool:
+        """Whether the LISTEN connection is alive (after a database restart it is not)."""
+        try:
+            return self._listener is not None and not self._listener.is_closed()
+        except asyncpg.InterfaceError:  # the pool already took the broken connection back
+            return False
+
     async def _unlisten(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -140,7 +147,7 @@ class ProjectionRunner:
             if self._stopping:
                 return
             await asyncio.sleep(FALLBACK_POLL_SECONDS)  # another process runs it; stand by
-        if self._listener is None or self._listener.is_closed():
+        if not self._listening():
             await self._listen()
         try:
             wake = self._wake[projection.name]
