@@ -13,6 +13,18 @@ from casedesk.services.http.problems import ProblemBody
 DOCUMENT = web.AppKey("openapi_document", bytes)
 _PARAM = re.compile(r"\{(\w+)\}")
 
+_QUERY: dict[str, dict[str, Any]] = {
+    "min_position": {"type": "integer", "minimum": 0},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+    "cursor": {"type": "string"},
+    "as_of": {"type": "string", "format": "date-time"},
+    "version": {"type": "integer", "minimum": 1},
+    "phone": {"type": "string"},
+    "name": {"type": "string"},
+    "last4": {"type": "string", "pattern": "^[0-9]{4}$"},
+    "access_token": {"type": "string"},
+}
+
 _ERRORS = {
     "400": "Malformed JSON", "401": "Missing or invalid token", "403": "Role or case not allowed",
     "404": "No such resource", "409": "Refused by a rule of the case (type names the rule)",
@@ -40,9 +52,9 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
         ]
         if "{case_id}" in route.path:
             params.append({"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}})
-    if route.method == "GET" and route.roles is not None:
-        params.append({"name": "min_position", "in": "query", "required": False,
-                       "schema": {"type": "integer", "minimum": 0}})
+    params += [{"name": name, "in": "query", "required": False, "schema": _QUERY[name]} for name in route.query]
+    if route.method == "GET" and route.path.endswith("/history"):
+        params.append({"name": "X-Access-Reason", "in": "header", "required": False, "schema": {"type": "string"}})
     op: dict[str, Any] = {
         "summary": route.summary,
         "operationId": route.handler.__module__.rsplit(".", 1)[-1] + "_" + route.handler.__name__,
