@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
-from casedesk.services.case_access import check_may_read_parts
+from casedesk.services.access_log import REASON_HEADER, reason_of, record_access
+from casedesk.services.case_access import check_may_change, check_may_read_parts
 from casedesk.services.case_reading import CaseRead, read_case
-from casedesk.services.http.app_keys import CASES, ZONE
+from casedesk.services.http.app_keys import CASES, POOL, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.read_your_writes import wait_for_min_position
@@ -18,6 +20,9 @@ async def _read(request: web.Request) -> CaseRead:
     read = await read_case(cases.store, cases.mapper, path_uuid(request, "case_id"), request.app[ZONE])
     check_may_read_parts(request[PRINCIPAL], read.departments, read.assignee)
     return read
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 def _answer(body: bytes, version: int) -> web.Response:
@@ -32,3 +37,17 @@ async def get_case(request: web.Request) -> web.Response:
 async def get_timeline(request: web.Request) -> web.Response:
     read = await _read(request)
     return _answer(read.timeline, read.version)
+
+
+async def get_contact_details(request: web.Request) -> web.Response:
+    """The unmasked follow-up phone, for the agent who must dial it; every read is logged."""
+    case_id = path_uuid(request, "case_id")
+    case = await request.app[CASES].load(case_id)
+    check_may_change(request[PRINCIPAL], case)  # those who work the case, not auditors
+    phone = case.daytime_phone
+    await record_access(request.app[POOL], request[PRINCIPAL], case_id, "contact details (daytime phone)",
+                        reason_of(request.headers.get(REASON_HEADER)))
+    body = {"case_id": str(case_id), "version": case.version,
+            "daytime_phone": phone.number if phone is not None else None}
+    return web.Response(body=_encode(body), content_type="application/json",
+                        headers={"ETag": f'"{case.version}"', "Cache-Control": "no-store"})

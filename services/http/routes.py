@@ -23,6 +23,7 @@ from casedesk.services.http import case_requests as rq
 from casedesk.services.http import dashboard, health, lookup_handlers, metrics, openapi
 from casedesk.services.http import merchant_handlers as merchants
 from casedesk.services.http import queue_handlers as queues
+from casedesk.services.http import replay_page
 from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
 from casedesk.services.http.middleware import ALLOWED_ROLES
 
@@ -57,6 +58,8 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/cases", cmd.open_case, AGENTS, "Open a case", rq.OpenCase, status=201),
     Route("GET", CASE, q.get_case, READERS, "The case view with its handoff summary", answer=CaseView,
           query=("min_position",)),
+    Route("GET", f"{CASE}/contact-details", q.get_contact_details, AGENTS,
+          "The unmasked follow-up phone (every read is in the access log)", answer=Anything),
     Route("GET", f"{CASE}/timeline", q.get_timeline, READERS, "The handoff timeline",
           answer=TimelineAnswer, query=("min_position",)),
     Route("GET", f"{CASE}/history", audit.get_history, AUDITORS,
@@ -130,6 +133,7 @@ ROUTES: list[Route] = [
           answer=Anything, query=("access_token",)),
     Route("GET", "/dashboard", dashboard.dashboard_page, PUBLIC, "The supervisor dashboard page",
           answer=Anything),
+    Route("GET", "/cases/{case_id}", replay_page.replay_page, PUBLIC, "The case replay page", answer=Anything),
     Route("GET", "/v1/openapi.json", openapi.serve, PUBLIC, "This document", answer=Anything),
 ]
 
