@@ -20,10 +20,9 @@ from casedesk.services.http import audit_handlers as audit
 from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q
 from casedesk.services.http import case_requests as rq
-from casedesk.services.http import dashboard, health, lookup_handlers, metrics, openapi
+from casedesk.services.http import dashboard, health, lookup_handlers, metrics, openapi, replay_page
 from casedesk.services.http import merchant_handlers as merchants
 from casedesk.services.http import queue_handlers as queues
-from casedesk.services.http import replay_page
 from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
 from casedesk.services.http.middleware import ALLOWED_ROLES
 
