@@ -61,7 +61,8 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
         "parameters": params,
         "responses": {str(route.status): {
             "description": "OK",
-            "content": {"application/json": {"schema": ref.get(route.answer, {"type": "object"})}},
+            "content": {"text/html": {"schema": {"type": "string"}}} if route.answer == "text/html"
+            else {"application/json": {"schema": ref.get(route.answer, {"type": "object"})}},
         }},
     }
     if route.body is not None:

@@ -36,6 +36,9 @@ AUDITORS: Roles = ("auditor", "supervisor", "admin")
 
 CASE = "/v1/cases/{case_id}"
 
+HTML = "text/html"  # an answer that is a page, not JSON
+
+
 class Route(NamedTuple):
     """One URL: who may call it, what it takes and what it answers."""
 
@@ -131,8 +134,8 @@ ROUTES: list[Route] = [
           "Server-sent events with the dashboard on every change (token also as ?access_token=)",
           answer=Anything, query=("access_token",)),
     Route("GET", "/dashboard", dashboard.dashboard_page, PUBLIC, "The supervisor dashboard page",
-          answer=Anything),
-    Route("GET", "/cases/{case_id}", replay_page.replay_page, PUBLIC, "The case replay page", answer=Anything),
+          answer=HTML),
+    Route("GET", "/cases/{case_id}", replay_page.replay_page, PUBLIC, "The case replay page", answer=HTML),
     Route("GET", "/v1/openapi.json", openapi.serve, PUBLIC, "This document", answer=Anything),
 ]
 
