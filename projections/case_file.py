@@ -49,7 +49,11 @@ def open_file(event: ev.CaseOpened) -> CaseFile:
 
 
 def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC) -> CaseFile:
-    """Fold one event into the case file (in place) and return it."""
+    """Fold one event into the case file (in place) and return it.
+
+    The handoff summary is derived once per fold, not per event: call
+    `refresh_handoff(file.view)` (fold does) before the file is read or stored.
+    """
     if file is None:
         if not isinstance(event, ev.CaseOpened):
             raise ValueError(f"case {event.originator_id} does not start with CaseOpened")
@@ -70,13 +74,17 @@ def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC) -> Cas
             version=event.originator_version,
         )
     )
-    refresh_handoff(file.view)
     return file
 
 
-def fold(events: Iterable[ev.CaseEvent], file: CaseFile | None = None, zone: tzinfo = UTC) -> CaseFile | None:
+def fold(
+    events: Iterable[ev.CaseEvent], file: CaseFile | None = None, zone: tzinfo = UTC
+) -> CaseFile | None:
+    """Fold events into a case file and derive its handoff summary."""
     for event in events:
         file = apply(file, event, zone)
+    if file is not None:
+        refresh_handoff(file.view)
     return file
 
 

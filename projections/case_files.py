@@ -30,6 +30,7 @@ from casedesk.projections.customer_lookup import (
     customer_row,
     outbound_row,
 )
+from casedesk.projections.handoff import refresh_handoff
 from casedesk.projections.merchant_intelligence import MerchantBook
 from casedesk.projections.work_queues import queue_rows
 
@@ -82,6 +83,8 @@ class CaseFiles:
             elif isinstance(event, ev.CaseResolved) and file.view.claimed_from:
                 activity[(file.view.claimed_from, hour, "resolutions")] += 1
         changed = [f for f in files.values() if f is not None]
+        for file in changed:
+            refresh_handoff(file.view)
         await _write_files(conn, changed)
         await _write_queues(conn, changed)
         await _write_lookup(conn, list(customers.values()), outbound)
