@@ -115,6 +115,10 @@ async def _write_files(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
 
 async def _write_queues(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
     await conn.execute("DELETE FROM queue_items WHERE case_id = ANY($1::uuid[])", [f.view.case_id for f in files])
+    waiting = [f.view.case_id for f in files if f.view.assignee is None and f.view.status == "open"]
+    # A released or reopened case is claimable again: drop the hold its last claim left.
+    await conn.execute("DELETE FROM claim_holds WHERE case_id = ANY($1::uuid[]) AND until > now() + interval '60 s'",
+                       waiting)
     rows = [r for f in files for r in queue_rows(f.view)]
     if rows:
         await conn.executemany(

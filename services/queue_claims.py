@@ -18,7 +18,8 @@ from casedesk.projections.work_queues import QUEUE_ORDER
 from casedesk.services.case_service import CaseService, Outcome
 from casedesk.services.tokens import Principal
 
-HOLD_SECONDS = 30
+HOLD_SECONDS = 30  # while a claim writes its CaseAssigned
+TAKEN_SECONDS = 600  # once assigned: until the projection takes it out of the queue
 ATTEMPTS = 20
 
 
@@ -52,6 +53,11 @@ async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principa
                 d.assign, agent_id=principal.sub, agent_name=principal.name, queue=queue))
         except RuleViolation:
             continue  # taken or closed since the read model saw it: the next one
+        finally:
+            # Taken either way: keep it out of other claims even if the read model lags
+            # past the short hold (a release or reopen frees it, see case_files).
+            await pool.execute("UPDATE claim_holds SET until = now() + $2 * interval '1 second'"
+                               " WHERE case_id = $1", case_id, TAKEN_SECONDS)
     return None
 
 
