@@ -20,10 +20,14 @@ from casedesk.services.tokens import Principal
 
 HOLD_SECONDS = 30  # while a claim writes its CaseAssigned
 TAKEN_SECONDS = 600  # once assigned: until the projection takes it out of the queue
-ATTEMPTS = 20
+ATTEMPTS = 50
+
+
+LOST_RACE = object()  # the candidate was held by another claim meanwhile: try the next
 
 
 async def _hold_next(pool: asyncpg.Pool, queue: str, agent_id: str) -> object | None:
+    """The id of the case now held for this claim; None if none waits; LOST_RACE to retry."""
     async with pool.acquire() as conn, conn.transaction():
         case_id = await conn.fetchval(
             "SELECT q.case_id FROM queue_items q WHERE q.queue = $1 AND NOT EXISTS ("
@@ -39,7 +43,7 @@ async def _hold_next(pool: asyncpg.Pool, queue: str, agent_id: str) -> object | 
             " WHERE claim_holds.until <= now() RETURNING case_id",
             case_id, agent_id, HOLD_SECONDS,
         )
-        return held
+        return LOST_RACE if held is None else held
 
 
 async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principal, queue: str) -> Outcome | None:
@@ -48,6 +52,8 @@ async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principa
         case_id = await _hold_next(pool, queue, principal.sub)
         if case_id is None:
             return None
+        if case_id is LOST_RACE:
+            continue
         try:
             return await cases.change(principal, case_id, partial(  # type: ignore[arg-type]
                 d.assign, agent_id=principal.sub, agent_name=principal.name, queue=queue))

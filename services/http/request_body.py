@@ -7,6 +7,7 @@ per field for unknown, missing, mistyped or card-data-bearing fields.
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any, TypeVar
 
 import msgspec
@@ -43,8 +44,7 @@ def _field_problems(value: Any, kind: type[msgspec.Struct], prefix: str) -> list
     """Unknown and missing fields, all at once (msgspec stops at the first)."""
     if not isinstance(value, dict):
         return [FieldError(prefix or "body", "must be a JSON object")]
-    info = msgspec.inspect.type_info(kind)
-    assert isinstance(info, msgspec.inspect.StructType)
+    info = _struct_info(kind)
     names = {f.encode_name: f for f in info.fields}
     errors = [FieldError(f"{prefix}{k}", "unknown field") for k in value if k not in names]
     errors += [
@@ -63,6 +63,13 @@ def _field_problems(value: Any, kind: type[msgspec.Struct], prefix: str) -> list
             for n, element in enumerate(item):
                 errors += _field_problems(element, nested, f"{prefix}{name}[{n}].")
     return errors
+
+
+@cache
+def _struct_info(kind: type[msgspec.Struct]) -> msgspec.inspect.StructType:
+    info = msgspec.inspect.type_info(kind)  # costly; request types are few and fixed
+    assert isinstance(info, msgspec.inspect.StructType)
+    return info
 
 
 def _struct_of(t: msgspec.inspect.Type) -> type[msgspec.Struct] | None:

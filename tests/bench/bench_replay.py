@@ -1,0 +1,343 @@
+"""Audit replay of a long case, and a rebuild of the projections from zero (SPEC §6).
+
+Audit replay: one case of LONG_CASE_EVENTS events (opened with a call, then notes,
+contacts, identity checks, callbacks, escalations, compromise reports), written
+command by command through the CaseService. Measured, alternating, for the
+figure's time: `read_case_file(store, mapper, case_id, UTC)` from
+services/case_reading.py (the audit-history path: read the stream, decode, fold
+the view and timeline), and, as reference, the raw `SELECT` of those rows alone.
+
+Rebuild: REBUILD_EVENTS-odd events of mixed commands (merchant flags, then cases
+going through calls, identity checks, transaction reviews, disputes, card
+suspensions and reissues, payment stops, notes, callbacks, escalations, claims,
+releases and resolutions), decided by the domain's own decision functions and
+appended command by command, 1,000 cases in turn, so each case's events spread
+over the log. Then, REBUILD_ROUNDS times: projections/runner.py's
+`rebuild()` and `ProjectionRunner.catch_up` in a loop (batch 2000) until the
+projection has the whole log, timed from the TRUNCATE to the last commit; the
+reference is a raw read of the same notification-log rows in batches of 2000.
+case_files is casedesk's only projection (projections/catalogue.py), so this is
+the full rebuild of all projections. The median round is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from casedesk.domain import decisions as d
+from casedesk.domain.case import FraudCase, replay
+from casedesk.domain.events import CaseEvent
+from casedesk.domain.values import (
+    Actor,
+    Card,
+    ContactStart,
+    Customer,
+    Fee,
+    Money,
+    PhoneNumber,
+    ReviewedTransaction,
+)
+from casedesk.projections.catalogue import all_projections
+from casedesk.projections.runner import ProjectionRunner, rebuild
+from casedesk.services.case_reading import read_case_file
+from casedesk.services.case_service import CaseService
+from casedesk.services.database import create_pool
+from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.event_store import EventStore, read_position
+from casedesk.services.merchant_flags import flag
+from casedesk.services.tokens import Principal
+from tests.bench import BenchContext, Figure
+from tests.bench.support import absolute, fresh_database, quantile
+
+DEFAULT_SECONDS = 3.0  # for the replay figure; the rebuild is a fixed amount of work
+LONG_CASE_EVENTS = 1000
+REPLAY_BELOW_MS = 50.0
+MIN_REPLAYS = 20
+
+REBUILD_EVENTS = 50_000
+SMOKE_REBUILD_EVENTS = 10_000  # when asked for under a second per figure
+REBUILD_ROUNDS = 3
+REBUILD_BATCH = 2000
+REBUILD_AT_LEAST = 20_000.0
+OPEN_AT_ONCE = 1000  # cases being worked at the same time in the mixed log
+MERCHANTS = [f"MERCHANT-{n:02d}" for n in range(40)]
+FLAGGED = MERCHANTS[:10]
+
+AGENT = Principal(sub="agent-7", name="K. Takano", role="agent", departments=("fraud",), exp=2**40)
+SUPERVISOR = Principal(sub="sup-1", name="M. Sato", role="supervisor", departments=("fraud",), exp=2**40)
+REGISTERED = PhoneNumber(masked="•••• 5678", key="k-registered")
+T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+
+RAW_STREAM = (
+    "SELECT originator_id, originator_version, topic, state FROM case_events"
+    " WHERE originator_id = $1 AND originator_version > $2 AND originator_version <= $3"
+    " ORDER BY originator_version ASC LIMIT $4"
+)
+RAW_LOG = (
+    "SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
+    " WHERE notification_id > $1 ORDER BY notification_id LIMIT $2"
+)
+
+
+# --- the long case ---------------------------------------------------------------
+
+
+def customer(n: int) -> Customer:
+    return Customer(customer_id=f"cust-{n:06d}", name_masked="T••• Y•••••", name_key=f"nk{n}", phone=REGISTERED)
+
+
+CARDS = (
+    Card(card_id="p", last4="4242", network="visa", kind="primary"),
+    Card(card_id="f", last4="4243", network="visa", kind="family", primary_card_id="p"),
+)
+
+
+def long_case_steps(case: FraudCase, contact_id: uuid.UUID, step: int) -> tuple[Callable[..., list[CaseEvent]], uuid.UUID]:
+    """The step-th command of the long case (one event each); returns it and the open contact."""
+    due = datetime.now(UTC) + timedelta(days=30)
+    kind = step % 12
+    if kind == 5:
+        return partial(d.end_contact, contact_id=contact_id, outcome="connected", summary=f"call {step} done"), contact_id
+    if kind == 6:
+        new = uuid.uuid4()
+        return partial(d.start_contact, contact_id=new, direction="inbound", channel="phone", phone=REGISTERED,
+                       department="fraud"), new
+    if kind == 7:
+        return partial(d.check_identity, contact_id=contact_id, method="knowledge_based", passed=True,
+                       factors=("date_of_birth", "address")), contact_id
+    if kind == 8:
+        return partial(d.schedule_callback, callback_id=uuid.uuid5(case.id, str(step)), due_at=due, phone=None,
+                       reason="confirm the replacement arrived", department="fraud"), contact_id
+    if kind == 9:
+        return partial(d.complete_callback, callback_id=uuid.uuid5(case.id, str(step - 1)),
+                       note="customer confirmed"), contact_id
+    if kind == 10:
+        return partial(d.record_compromise, source="merchant_site", detail=f"card used at a site {step}",
+                       domain="shop.example"), contact_id
+    if kind == 11:
+        return partial(d.escalate, to_department="credit_management", reason="limit review",
+                       priority=1 + step % 5), contact_id
+    return partial(d.add_handoff_note, note_id=uuid.uuid4(),
+                   text=f"Step {step}: customer called about the WEBTEL charges again; told them the dispute"
+                   " is with the network and the replacement card ships tomorrow.",
+                   for_department=None, pinned=step % 50 == 0), contact_id
+
+
+async def write_long_case(cases: CaseService, events: int) -> uuid.UUID:
+    """A case of exactly `events` events, command by command through the CaseService."""
+    contact_id = uuid.uuid4()
+    opened = await cases.open(AGENT, partial(
+        d.open_case, case_id=uuid.uuid4(), customer=customer(0), cards=CARDS, reason="unrecognized_charge",
+        channel="phone", summary="Customer does not recognise WEBTEL charges",
+        amount_at_risk=Money(amount="1995", currency="USD"),
+        contact=ContactStart(contact_id=contact_id, direction="inbound", channel="phone", phone=REGISTERED,
+                             department="fraud")))
+    case, step = opened.case, 0
+    while case.version < events:
+        step += 1
+        decide, contact_id = long_case_steps(case, contact_id, step)
+        case = (await cases.change(AGENT, case.id, decide)).case  # type: ignore[arg-type]
+    assert case.version == events, case.version
+    return case.id
+
+
+async def replay_figures(db: BenchContext, seconds: float) -> list[Figure]:
+    pool = await create_pool(db.dsn, min_size=2, max_size=4)
+    store = EventStore(pool)
+    mapper = CaseEventMapper()
+    try:
+        case_id = await write_long_case(CaseService(store, mapper), LONG_CASE_EVENTS)
+        folded: list[float] = []
+        raw: list[float] = []
+        file = await read_case_file(store, mapper, case_id, UTC)  # warm-up
+        assert file.view.version == LONG_CASE_EVENTS and len(file.timeline) == LONG_CASE_EVENTS
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(folded) < MIN_REPLAYS:
+            started = time.perf_counter()
+            await read_case_file(store, mapper, case_id, UTC)
+            folded.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            rows = await pool.fetch(RAW_STREAM, case_id, -1, 2**62, None)
+            raw.append(time.perf_counter() - started)
+            assert len(rows) == LONG_CASE_EVENTS
+    finally:
+        await store.close()
+        await pool.close()
+    ms = 1000
+    n = LONG_CASE_EVENTS
+    return [
+        Figure.versus(f"audit replay {n:,}-event case p50", quantile(folded, 0.5) * ms, "ms",
+                      f"raw SELECT of its {n:,} rows p50", quantile(raw, 0.5) * ms),
+        absolute(f"audit replay {n:,}-event case p99", quantile(folded, 0.99) * ms, "ms",
+                 f"raw SELECT of its {n:,} rows p99", quantile(raw, 0.99) * ms, below=REPLAY_BELOW_MS),
+    ]
+
+
+# --- the mixed log -----------------------------------------------------------------
+
+
+class Story:
+    """One case's commands decided in memory, by the domain's decisions, in order."""
+
+    def __init__(self, n: int, rng: random.Random) -> None:
+        self.rng, self.n = rng, n
+        self.at = T0 + timedelta(minutes=n)
+        self.agent = Actor(id=f"agent-{n % 40}", name=f"Agent {n % 40}", role="agent", department="fraud")
+        self.commands: list[list[CaseEvent]] = []  # each command's events
+        self.case: FraudCase | None = None
+
+    def _tick(self) -> datetime:
+        self.at += timedelta(seconds=self.rng.randint(5, 600))
+        return self.at
+
+    def open(self, **kwargs: Any) -> None:
+        new = d.open_case(actor=self.agent, at=self._tick(), **kwargs)
+        self.case, self.commands = replay(new), [new]
+
+    def do(self, decide: Callable[..., list[CaseEvent]], actor: Actor | None = None, **kwargs: Any) -> None:
+        assert self.case is not None
+        new = decide(self.case, actor=actor or self.agent, at=self._tick(), **kwargs)
+        self.case = replay(new, self.case)
+        self.commands.append(new)
+
+
+def mixed_case(n: int, rng: random.Random) -> list[list[CaseEvent]]:
+    """A case as the call centre lives it, command by command; 12 events on average."""
+    s = Story(n, rng)
+    call = uuid.uuid4()
+    merchant = rng.choice(MERCHANTS)
+    reason = rng.choice(["unrecognized_charge", "fraud_alert", "lost_or_stolen", "data_breach"])
+    s.open(case_id=uuid.uuid4(), customer=customer(n), cards=CARDS, reason=reason, channel="phone",
+           summary=f"Customer does not recognise {merchant} charges",
+           amount_at_risk=Money(amount=str(rng.randint(5, 400_000)), currency=rng.choice(["JPY", "USD"])),
+           contact=ContactStart(contact_id=call, direction="inbound", channel="phone", phone=REGISTERED,
+                                department="fraud"))
+    s.do(d.check_identity, contact_id=call, method="knowledge_based", passed=True, factors=("date_of_birth",))
+    txs = [ReviewedTransaction(transaction_id=f"tx-{n}-{k}", merchant=merchant, amount=Money(amount="19.95", currency="USD"),
+                               occurred_at=T0 - timedelta(days=k + 1), answer="unrecognized")
+           for k in range(rng.randint(1, 3))]
+    s.do(d.review_transactions, contact_id=call, transactions=txs)
+    dispute = uuid.uuid4()
+    if rng.random() < 0.6:
+        s.do(d.dispute_charge, contact_id=call, dispute_id=dispute, transaction_id=txs[0].transaction_id,
+             merchant=merchant, amount=Money(amount="19.95", currency="USD"), reason_code="10.4", network="visa")
+    if rng.random() < 0.5:
+        s.do(d.suspend_card, card_id="p", reason="fraud", include_linked=rng.random() < 0.5)
+        if rng.random() < 0.7:
+            s.do(d.reissue_card, contact_id=call, card_id="p", new_card_id=f"n{n}", new_last4="0007",
+                 delivery=rng.choice(["mail", "branch_pickup"]), expedite=rng.random() < 0.3,
+                 fee=Fee(amount=Money(amount="0", currency="USD"), bearer="issuer"))
+    if rng.random() < 0.3:
+        s.do(d.stop_payments, contact_id=call, scope="merchant", merchant=merchant)
+    s.do(d.add_handoff_note, note_id=uuid.uuid4(), text=f"Walked through {len(txs)} charges from {merchant}.",
+         for_department=None, pinned=rng.random() < 0.3)
+    s.do(d.end_contact, contact_id=call, outcome="connected", summary="charges reviewed")
+    callback = uuid.uuid4()
+    s.do(d.schedule_callback, callback_id=callback, due_at=s.at + timedelta(days=2), phone=None,
+         reason="confirm the replacement arrived", department="fraud")
+    if rng.random() < 0.4:
+        s.do(d.escalate, to_department="credit_management", reason="limit review", priority=rng.randint(1, 5))
+    if rng.random() < 0.5:
+        s.do(d.assign, agent_id=s.agent.id, agent_name=s.agent.name, queue="callbacks_due")
+        s.do(d.complete_callback if rng.random() < 0.8 else d.miss_callback, callback_id=callback, note="called back")
+        if any(x.outcome is None for x in s.case.disputes.values()) and rng.random() < 0.5:  # type: ignore[union-attr]
+            s.do(d.resolve_dispute, dispute_id=dispute, outcome="upheld", note="network agreed")
+        if not any(x.outcome is None for x in s.case.disputes.values()):  # type: ignore[union-attr]
+            s.do(d.resolve_case, resolution="fraud_confirmed", summary="refunded and card replaced")
+        else:
+            s.do(d.release, note="waiting for the network")
+    return s.commands
+
+
+async def write_mixed_log(store: EventStore, mapper: CaseEventMapper, events: int) -> int:
+    """Merchant flags, then mixed cases until about `events` events; returns the count written.
+
+    Cases are worked OPEN_AT_ONCE at a time and their commands appended in turns
+    (every case's first command, then every case's second, ...), so a case's
+    events spread over the log as they do in a call centre, and a rebuild meets
+    each case in several batches.
+    """
+    rng = random.Random(20250106)
+    written = 0
+    for merchant in FLAGGED:
+        await flag(store, mapper, SUPERVISOR, merchant, "known fraud biller")
+        written += 1
+    n = 0
+    while written < events:
+        window: list[list[list[CaseEvent]]] = []
+        while written < events and len(window) < OPEN_AT_ONCE:
+            commands = mixed_case(n, rng)
+            window.append(commands)
+            written += sum(len(c) for c in commands)
+            n += 1
+        for turn in range(max(len(c) for c in window)):
+            await asyncio.gather(*[
+                store.append([mapper.to_stored_event(e) for e in case[turn]]) for case in window if turn < len(case)
+            ])
+    return written
+
+
+async def rebuild_rate(store: EventStore, pool: Any, total: int) -> float:
+    [projection] = all_projections(UTC)
+    runner = ProjectionRunner(store, pool, [projection], batch=REBUILD_BATCH)
+    goal = await store.max_notification_id() or 0
+    started = time.perf_counter()
+    await rebuild(runner, projection)
+    while await runner.catch_up(projection):
+        pass
+    took = time.perf_counter() - started
+    assert await read_position(pool, projection.name) == goal
+    return total / took
+
+
+async def raw_log_rate(pool: Any, total: int) -> float:
+    started = time.perf_counter()
+    after, seen = 0, 0
+    while rows := await pool.fetch(RAW_LOG, after, REBUILD_BATCH):
+        after = rows[-1][0]
+        seen += len(rows)
+    took = time.perf_counter() - started
+    assert seen == total
+    return total / took
+
+
+async def rebuild_figures(db: BenchContext, events: int, rounds: int) -> list[Figure]:
+    pool = await create_pool(db.dsn, min_size=2, max_size=4)
+    store = EventStore(pool)
+    mapper = CaseEventMapper()
+    try:
+        total = await write_mixed_log(store, mapper, events)
+        assert total == await pool.fetchval("SELECT count(*) FROM case_events")
+        await pool.execute("VACUUM ANALYZE case_events")
+        await raw_log_rate(pool, total)  # warm the cache for both
+        rates, raws = [], []
+        for _ in range(rounds):
+            raws.append(await raw_log_rate(pool, total))
+            rates.append(await rebuild_rate(store, pool, total))
+        cases = await pool.fetchval("SELECT count(*) FROM case_files")
+    finally:
+        await store.close()
+        await pool.close()
+    rate = sorted(rates)[(len(rates) - 1) // 2]
+    raw = sorted(raws)[(len(raws) - 1) // 2]
+    return [
+        absolute(f"rebuild all projections, {total:,} events / {cases:,} cases", rate, "events/s",
+                 f"raw read of the log, batch {REBUILD_BATCH}", raw, at_least=REBUILD_AT_LEAST),
+    ]
+
+
+async def run(ctx: BenchContext, seconds: float | None = None) -> list[Figure]:
+    seconds = ctx.duration(DEFAULT_SECONDS) if seconds is None else seconds
+    async with fresh_database(ctx, "bench_replay") as db:
+        figures = await replay_figures(db, seconds)
+    events, rounds = (REBUILD_EVENTS, REBUILD_ROUNDS) if seconds >= 1 else (SMOKE_REBUILD_EVENTS, 1)
+    async with fresh_database(ctx, "bench_rebuild") as db:
+        figures += await rebuild_figures(db, events, rounds)
+    return figures
