@@ -59,6 +59,42 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _project(args: argparse.Namespace) -> int:
+    import signal
+    from zoneinfo import ZoneInfo
+
+    from casedesk.projections.catalogue import all_projections
+    from casedesk.projections.runner import ProjectionRunner
+    from casedesk.services.database import create_pool, database_url
+    from casedesk.services.event_store import EventStore
+    from casedesk.services.logs import configure_logging
+    from casedesk.services.migrations import migrate
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def run() -> None:
+        pool = await create_pool(database_url(settings), min_size=2, max_size=6,
+                                 statement_cache=settings.statement_cache)
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        store = EventStore(pool)
+        runner = ProjectionRunner(store, pool, all_projections(ZoneInfo(settings.timezone)))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await runner.start()
+        print("casedesk projection worker running (SIGTERM stops it at a batch boundary)", file=sys.stderr)
+        await stop.wait()
+        await runner.stop()
+        await store.close()
+        await pool.close()
+
+    asyncio.run(run())
+    return 0
+
+
 def _rebuild(args: argparse.Namespace) -> int:
     from casedesk.services.database import create_pool, database_url
     from casedesk.services.migrations import migrate
@@ -122,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply the SQL migrations that have not run yet")
     migrate.set_defaults(run=_migrate)
+
+    project = commands.add_parser(
+        "project", help="run the projection workers only (no HTTP); any number may run, each "
+        "projection works in one of them at a time")
+    project.set_defaults(run=_project)
 
     rebuild = commands.add_parser("rebuild", help="rebuild projections from zero, with a progress bar")
     rebuild.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild (default: all)")

@@ -114,3 +114,47 @@ def test_migrate_uses_database_url_when_set(database_dsn: str, embedded_env: dic
     assert done.returncode == 0, done.stderr
     assert "applied" in done.stdout
     assert not (Path(embedded_env["CASEDESK_DATA_DIR"]) / "pg").exists()  # no embedded server was started
+
+
+def test_project_runs_the_workers_alone_and_stops_cleanly(database_dsn: str, embedded_env: dict[str, str]) -> None:
+    import asyncio
+    import uuid as _uuid
+
+    import asyncpg
+
+    from tests.api.conftest import with_schema
+    from tests.conftest import new_schema
+
+    schema = asyncio.run(new_schema(database_dsn))
+    env = {**embedded_env, "DATABASE_URL": with_schema(database_dsn, schema)}
+    worker = subprocess.Popen([*CASEDESK, "project"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    async def merchant_flag_then_position() -> int | None:
+        from datetime import UTC, datetime
+
+        from casedesk.domain.merchants import flag_merchant
+        from casedesk.domain.values import Actor
+        from casedesk.services.event_mapper import CaseEventMapper
+
+        [event] = flag_merchant(0, actor=Actor(id="s", name="S", role="supervisor", department="fraud"),
+                                at=datetime.now(UTC), merchant=f"M{_uuid.uuid4().hex[:6]}", reason="r")
+        stored = CaseEventMapper().to_stored_event(event)
+        conn = await asyncpg.connect(database_dsn, server_settings={"search_path": schema})
+        try:
+            await conn.execute("INSERT INTO case_events (originator_id, originator_version, topic, state) VALUES ($1, $2, $3, $4)",
+                               stored.originator_id, stored.originator_version, stored.topic, stored.state)
+            await conn.execute("NOTIFY case_events")
+            for _ in range(100):
+                position = await conn.fetchval("SELECT notification_id FROM projection_tracking WHERE application_name = 'case_files'")
+                if position:
+                    return position
+                await asyncio.sleep(0.1)
+            return None
+        finally:
+            await conn.close()
+
+    try:
+        assert asyncio.run(merchant_flag_then_position()) == 1  # the worker applied it
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
