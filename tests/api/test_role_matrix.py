@@ -1,0 +1,98 @@
+"""Every route × every kind of caller gets the answer CONTRACT.md's role table implies.
+
+Allowed means the request passes authentication and authorisation (it may
+still be refused by a rule, 409, or by validation, 422); refused means 401
+for a missing, expired or forged token and 403 for a role or case not allowed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from casedesk.services.http.routes import ROUTES
+from tests.api.conftest import SECRET, new_case_body
+from tests.api.test_bad_input import routes as case_bodies
+
+CALLERS = ["agent_of_case", "agent_other_dept", "assigned_agent", "supervisor", "auditor", "admin",
+           "no_token", "expired", "forged"]
+CASE_LEVEL = "{case_id}"
+
+
+def expected(route: Any, caller: str) -> str:
+    if route.roles is None:
+        return "allowed"
+    if caller in ("no_token", "expired", "forged"):
+        return "401"
+    role = {"agent_of_case": "agent", "agent_other_dept": "agent", "assigned_agent": "agent"}.get(caller, caller)
+    if role not in route.roles:
+        return "403"
+    if caller == "agent_other_dept" and CASE_LEVEL in route.path:
+        return "403"  # not its department's case, never assigned to it
+    if role == "agent" and caller != "agent_of_case" and route.path.startswith("/v1/queues/{queue}"):
+        return "403"  # fraud_alerts is worked by department fraud only
+    return "allowed"
+
+
+def headers_for(auth, caller: str, assigned_sub: str) -> dict[str, str]:
+    return {
+        "agent_of_case": auth(departments=("fraud",)),
+        "agent_other_dept": auth(departments=("collections",)),
+        "assigned_agent": auth(departments=("collections",), sub=assigned_sub),
+        "supervisor": auth(role="supervisor"),
+        "auditor": auth(role="auditor"),
+        "admin": auth(role="admin"),
+        "no_token": {},
+        "expired": auth(ttl=-60),
+        "forged": auth(secret="forged-" + SECRET),
+    }[caller]
+
+
+@pytest.fixture
+async def assigned_case(client, auth) -> dict[str, str]:
+    """A fraud case, held by an agent of another department (so only assignment admits them)."""
+    sub = f"holder-{uuid.uuid4().hex[:6]}"
+    r = await client.post("/v1/cases", json=new_case_body(contact={"direction": "inbound", "channel": "phone", "department": "fraud"}), headers=auth())
+    opened = await r.json()
+    dept = f"d_{uuid.uuid4().hex[:6]}"
+    r = await client.post(f"/v1/cases/{opened['case_id']}/escalations", headers=auth(),
+                          json={"to_department": dept, "reason": "r", "priority": 3})
+    position = (await r.json())["position"]
+    await client.get(f"/v1/queues/{dept}/items", params={"min_position": position}, headers=auth(role="supervisor"))
+    r = await client.post(f"/v1/queues/{dept}/claim", headers=auth(departments=(dept,), sub=sub))
+    assert r.status == 200, await r.text()
+    # The holder is of dept; the matrix's assigned agent is the same sub with another department.
+    return {"id": opened["case_id"], "contact": opened["contact_id"], "sub": sub}
+
+
+def request_for(route: Any, case: dict[str, str]) -> tuple[str, dict[str, Any] | None]:
+    path = route.path.replace("{case_id}", case["id"]).replace("{queue}", "fraud_alerts")
+    for name in ("contact_id", "dispute_id", "callback_id"):
+        path = path.replace("{" + name + "}", case["contact"] if name == "contact_id" else str(uuid.uuid4()))
+    path = path.replace("{card_id}", "card-p")
+    if route.method == "GET":
+        return path, None
+    bodies = {p.replace(case["id"], "{id}"): b for p, b in case_bodies(case)}
+    key = path.replace(case["id"], "{id}")
+    for known, body in bodies.items():
+        if known.split("/")[-1] == key.split("/")[-1] and known.count("/") == key.count("/"):
+            return path, body
+    return path, {"/v1/cases": new_case_body(), "/v1/merchants/flags": {"merchant": "M", "reason": "r"}}.get(path, {})
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_every_route_answers_each_caller_as_the_role_table_says(client, auth, assigned_case, caller) -> None:
+    mismatches = []
+    # Release last: once the assigned agent lets go, the case is no longer theirs.
+    for route in sorted(ROUTES, key=lambda r: r.path.endswith("/release")):
+        if route.path.endswith("/stream"):
+            continue  # a stream; its auth is tested in test_dashboard
+        path, body = request_for(route, assigned_case)
+        h = headers_for(auth, caller, assigned_case["sub"])
+        r = await (client.get(path, headers=h) if route.method == "GET" else client.post(path, json=body, headers=h))
+        got = "401" if r.status == 401 else "403" if r.status == 403 else "allowed"
+        if got != expected(route, caller):
+            mismatches.append((route.method, route.path, r.status, expected(route, caller)))
+    assert mismatches == [], "\n".join(map(str, mismatches))
