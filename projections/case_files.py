@@ -11,7 +11,7 @@ They move together with one tracking position, so a read that waited for
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, tzinfo
 from uuid import UUID
@@ -45,15 +45,43 @@ class CaseFiles:
     tables = ("case_files", "queue_items", "queue_activity", "case_customers", "outbound_attempts",
               "merchant_flags", "merchant_disputes")
 
-    def __init__(self, zone: tzinfo = UTC) -> None:
+    def __init__(self, zone: tzinfo = UTC, remembered: int = 20_000) -> None:
         self.zone = zone
+        self._remembered: OrderedDict[UUID, CaseFile] = OrderedDict()
+        self._remember_at_most = remembered
+
+    async def _files(self, conn: asyncpg.Connection, ids: list[UUID]) -> dict[UUID, CaseFile | None]:
+        """The stored files of these cases: from memory when the stored version matches, else decoded.
+
+        Only this process writes the projection while it holds its lock, but a
+        rolled-back batch or a rebuild elsewhere leaves memory ahead or stale,
+        hence the version check against the table.
+        """
+        stored = {r[0]: r[1] for r in await conn.fetch(
+            "SELECT case_id, version FROM case_files WHERE case_id = ANY($1::uuid[])", ids)}
+        files: dict[UUID, CaseFile | None] = {}
+        missing = []
+        for case_id, version in stored.items():
+            known = self._remembered.get(case_id)
+            if known is not None and known.view.version == version:
+                files[case_id] = known
+            else:
+                missing.append(case_id)
+        if missing:
+            for r in await conn.fetch("SELECT case_id, file FROM case_files WHERE case_id = ANY($1::uuid[])", missing):
+                files[r[0]] = _decode_file(r[1])
+        return files
+
+    def _remember(self, files: list[CaseFile]) -> None:
+        for file in files:
+            self._remembered[file.view.case_id] = file
+            self._remembered.move_to_end(file.view.case_id)
+        while len(self._remembered) > self._remember_at_most:
+            self._remembered.popitem(last=False)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[ev.CaseEvent]) -> None:
         ids = list({e.originator_id for e in events if not isinstance(e, MerchantFlagged)})
-        files: dict[UUID, CaseFile | None] = {
-            r[0]: _decode_file(r[1])
-            for r in await conn.fetch("SELECT case_id, file FROM case_files WHERE case_id = ANY($1::uuid[])", ids)
-        }
+        files = await self._files(conn, ids)
         customers = {
             r["case_id"]: CustomerRow(**dict(r))
             for r in await conn.fetch("SELECT * FROM case_customers WHERE case_id = ANY($1::uuid[])", ids)
@@ -90,6 +118,7 @@ class CaseFiles:
         await _write_lookup(conn, list(customers.values()), outbound)
         await _write_activity(conn, activity)
         await merchants.write(conn)
+        self._remember(changed)
 
 
 async def _write_files(conn: asyncpg.Connection, files: list[CaseFile]) -> None:

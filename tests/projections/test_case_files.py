@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from functools import partial
 
 import asyncpg
+import pytest
 
+from casedesk.domain import decisions as d
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import ProjectionRunner, rebuild
 from casedesk.services.case_service import CaseService
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore, read_position
-from tests.projections.helpers import all_rows, drain, rows, running, wait_until_caught_up, write_mixed_cases
+from tests.projections.helpers import AGENT, all_rows, drain, rows, running, wait_until_caught_up, write_mixed_cases
 
 
 async def test_live_projection_equals_a_rebuild_from_zero(empty_pool: asyncpg.Pool, database_dsn: str) -> None:
@@ -107,4 +111,40 @@ async def test_stopping_lets_the_batch_in_hand_finish(empty_pool: asyncpg.Pool) 
     await asyncio.sleep(0.1)  # inside its first batch
     await runner.stop(grace=5)
     assert await read_position(empty_pool, "case_files") == goal  # finished, not cut short
+    await store.close()
+
+
+class FailsOnce(CaseFiles):
+    """Applies its first batch in memory, then fails it (the transaction rolls back)."""
+
+    failed = False
+
+    async def apply(self, conn, events) -> None:  # type: ignore[no-untyped-def]
+        await super().apply(conn, events)
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("crash after folding, before commit")
+
+
+async def test_a_rolled_back_batch_does_not_leave_its_folds_in_memory(empty_pool: asyncpg.Pool) -> None:
+    store = EventStore(empty_pool)
+    cases = CaseService(store, CaseEventMapper())
+    ids = await write_mixed_cases(cases, 6)
+    flaky = FailsOnce()
+    flaky.failed = True  # not yet
+    runner = ProjectionRunner(store, empty_pool, [flaky], batch=20)
+    await drain(runner, flaky)  # warm: every case file is in memory now
+    await write_mixed_cases(cases, 2, seed=3)  # more events for the same kind of cases
+    for case_id in ids:
+        await cases.change(AGENT, case_id, partial(d.add_handoff_note, note_id=uuid.uuid4(), text="later",
+                                                   for_department=None, pinned=False))
+    flaky.failed = False
+    with pytest.raises(RuntimeError):
+        await runner.catch_up(flaky)
+    await drain(runner, flaky)  # the same instance carries on after the rollback
+    survived = await all_rows(empty_pool, ids)
+    fresh = CaseFiles()
+    await rebuild(runner, fresh)
+    await drain(ProjectionRunner(store, empty_pool, [fresh]), fresh)
+    assert survived == await all_rows(empty_pool, ids)
     await store.close()
