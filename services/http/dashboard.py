@@ -16,14 +16,9 @@ cancellation, and the feed would then never stop.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import functools
-import hashlib
-import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -33,6 +28,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from casedesk.services.http.app_keys import POOL
+from casedesk.services.http.static_page import static_page
 
 log = structlog.get_logger("casedesk.dashboard")
 
@@ -44,7 +40,6 @@ REFRESH_SECONDS = 5.0
 PING_SECONDS = 15.0
 RECONNECT_SECONDS = (0.5, 10.0)  # first and longest pause before listening again
 CLIENT_RETRY_MS = 2000
-PAGE = Path(__file__).parent / "static" / "dashboard.html"
 
 _encode = msgspec.json.Encoder().encode
 
@@ -171,28 +166,7 @@ async def _relay(request: web.Request, stream: EventSourceResponse, inbox: async
 
 
 async def dashboard_page(request: web.Request) -> web.StreamResponse:
-    body, policy = _page()
-    return web.Response(body=body, content_type="text/html", charset="utf-8", headers={
-        "Content-Security-Policy": policy,
-        "Cache-Control": "no-cache",
-        "Referrer-Policy": "no-referrer",
-        "X-Content-Type-Options": "nosniff",
-    })
-
-
-@functools.cache
-def _page() -> tuple[bytes, str]:
-    """The page and a content security policy admitting only its own inline script and style."""
-    html = PAGE.read_bytes()
-
-    def hashes(tag: bytes) -> str:
-        found = re.findall(rb"<%s>(.*?)</%s>" % (tag, tag), html, flags=re.DOTALL)
-        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b).digest()).decode()}'" for b in found)
-
-    policy = (f"default-src 'none'; script-src {hashes(b'script')}; style-src {hashes(b'style')}; "
-              "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
-              "frame-ancestors 'none'")
-    return html, policy
+    return static_page("dashboard.html")
 
 
 async def dashboard_feed(app: web.Application) -> AsyncIterator[None]:
