@@ -102,3 +102,17 @@ async def test_fifty_concurrent_claimers_never_get_the_same_case(client, auth) -
     assert set(claims) == opened
     # "Empty" only once every case was taken (at most the 49 other claims in flight finish after).
     assert min(empties) >= 1000 - 49
+
+
+async def test_a_resolved_case_leaves_its_queues_and_a_reopened_one_returns(client, auth) -> None:
+    h = auth()
+    r = await client.post("/v1/cases", json=new_case_body(reason="fraud_alert"), headers=h)
+    case_id = (await r.json())["case_id"]
+    r = await client.post(f"/v1/cases/{case_id}/resolve", headers=h,
+                          json={"resolution": "customer_recognised", "summary": "the customer made the purchase"})
+    resolved = await r.json()
+    assert r.status == 200, resolved
+    assert case_id not in await queue_ids(client, h, "fraud_alerts", resolved["position"])
+    r = await client.post(f"/v1/cases/{case_id}/reopen", headers=h, json={"reason": "charge seen again"})
+    reopened = await r.json()
+    assert case_id in await queue_ids(client, h, "fraud_alerts", reopened["position"])
