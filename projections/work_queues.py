@@ -103,22 +103,34 @@ def queue_rows(view: CaseView) -> list[QueueRow]:
 QUEUE_ORDER = "priority, due_at NULLS LAST, enqueued_at, case_id"
 
 
-async def queue_depths(conn: Any, queues: list[str] | None) -> list[dict[str, Any]]:
-    """Depth, oldest wait and overdue count per queue (known queues listed even when empty)."""
-    rows = await conn.fetch(
-        "SELECT queue, count(*) AS depth, extract(epoch FROM now() - min(enqueued_at))::bigint AS oldest,"
-        " count(*) FILTER (WHERE due_at < now()) AS overdue FROM queue_items GROUP BY queue"
-    )
-    found = {r["queue"]: r for r in rows}
-    names = sorted(set(FRAUD_QUEUES) | {"credit_management"} | set(found))
-    if queues is not None:
-        names = [n for n in names if n in queues]
-    return [
-        {"queue": n, "depth": found[n]["depth"] if n in found else 0,
-         "oldest_age_seconds": found[n]["oldest"] if n in found else 0,
-         "overdue": found[n]["overdue"] if n in found else 0}
-        for n in names
-    ]
+# The standing queues, in the order people expect them; other department queues follow.
+KNOWN_QUEUES = ("fraud_alerts", "callbacks_due", "credit_management", "disputes", "reissue", "breach_outreach")
+
+_DEPTHS = """
+WITH waiting AS (
+    SELECT queue, count(*) AS depth, min(enqueued_at) AS oldest,
+           count(*) FILTER (WHERE due_at < now()) AS overdue
+    FROM queue_items GROUP BY queue
+), activity AS (
+    SELECT queue, sum(claims) AS claims, sum(resolutions) AS resolutions
+    FROM queue_activity WHERE hour > now() - interval '1 hour' GROUP BY queue
+), names AS (
+    SELECT unnest($1::text[]) AS queue UNION SELECT queue FROM waiting UNION SELECT queue FROM activity
+)
+SELECT n.queue,
+       coalesce(w.depth, 0) AS depth,
+       coalesce(greatest(0, floor(extract(epoch FROM now() - w.oldest)))::bigint, 0) AS oldest_age_seconds,
+       coalesce(w.overdue, 0) AS overdue,
+       coalesce(a.claims, 0)::bigint AS claims_last_hour,
+       coalesce(a.resolutions, 0)::bigint AS resolutions_last_hour
+FROM names n LEFT JOIN waiting w USING (queue) LEFT JOIN activity a USING (queue)
+ORDER BY array_position($1::text[], n.queue) NULLS LAST, n.queue
+"""
+
+
+async def queue_depths(conn: Any) -> list[dict[str, Any]]:
+    """Per queue: depth, oldest wait, overdue, claims and resolutions this hour (known queues even when empty)."""
+    return [dict(r) for r in await conn.fetch(_DEPTHS, list(KNOWN_QUEUES))]
 
 
 async def queue_page(conn: Any, queue: str, limit: int, after: tuple[Any, ...] | None) -> list[Any]:

@@ -2,8 +2,8 @@
 
 The case_files read model answers; if the projection has not yet folded the
 case's newest events, they are read from the stream and folded on the spot,
-so an agent never reads a case older than its last acknowledged command. With
-`upto_version` the file is folded from the stream as the case stood then.
+so an agent never reads a case older than its last acknowledged command.
+(Audit history, the case as it stood at a point, is case_history.py.)
 """
 
 from __future__ import annotations
@@ -59,16 +59,3 @@ async def read_case(store: EventStore, mapper: CaseEventMapper, case_id: UUID, z
     view = file.view
     return CaseRead(list(view.departments), view.assignee.id if view.assignee else None, view.version,
                     _encode(view), _encode(timeline_of(file)))
-
-
-async def read_case_file(
-    store: EventStore, mapper: CaseEventMapper, case_id: UUID, zone: tzinfo, upto_version: int | None = None
-) -> CaseFile:
-    """The case file folded from the stream, up to a version if given (audit history)."""
-    stored = await store.read_stream(case_id, lte=upto_version)
-    if stored and stored[0].topic != CASE_OPENED_TOPIC:
-        raise CaseNotFoundError(str(case_id))
-    file = fold((mapper.to_domain_event(s) for s in stored), zone=zone)
-    if file is None:
-        raise CaseNotFoundError(str(case_id))
-    return file

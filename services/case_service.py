@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 import msgspec
@@ -239,7 +239,3 @@ class CaseService:
 
     def forget(self, case_id: UUID) -> None:
         self._cache.pop(case_id, None)
-
-
-def no_events(*_: Any, **__: Any) -> list[CaseEvent]:
-    return []

@@ -65,7 +65,3 @@ async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principa
             await pool.execute("UPDATE claim_holds SET until = now() + $2 * interval '1 second'"
                                " WHERE case_id = $1", case_id, TAKEN_SECONDS)
     return None
-
-
-async def purge_expired_holds(pool: asyncpg.Pool) -> None:
-    await pool.execute("DELETE FROM claim_holds WHERE until < now() - interval '1 minute'")

@@ -27,6 +27,7 @@ import structlog
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from casedesk.projections.work_queues import queue_depths
 from casedesk.services.http.app_keys import POOL
 from casedesk.services.http.static_page import static_page
 
@@ -34,7 +35,6 @@ log = structlog.get_logger("casedesk.dashboard")
 
 CHANNEL = "read_models_moved"  # what projections/runner.py notifies after every batch
 EVENT = "dashboard"
-KNOWN_QUEUES = ("fraud_alerts", "callbacks_due", "credit_management", "disputes", "reissue", "breach_outreach")
 DEBOUNCE_SECONDS = 0.1
 REFRESH_SECONDS = 5.0
 PING_SECONDS = 15.0
@@ -42,27 +42,6 @@ RECONNECT_SECONDS = (0.5, 10.0)  # first and longest pause before listening agai
 CLIENT_RETRY_MS = 2000
 
 _encode = msgspec.json.Encoder().encode
-
-QUEUES_SQL = """
-WITH waiting AS (
-    SELECT queue, count(*) AS depth, min(enqueued_at) AS oldest,
-           count(*) FILTER (WHERE due_at < now()) AS overdue
-    FROM queue_items GROUP BY queue
-), activity AS (
-    SELECT queue, sum(claims) AS claims, sum(resolutions) AS resolutions
-    FROM queue_activity WHERE hour > now() - interval '1 hour' GROUP BY queue
-), names AS (
-    SELECT unnest($1::text[]) AS queue UNION SELECT queue FROM waiting UNION SELECT queue FROM activity
-)
-SELECT n.queue,
-       coalesce(w.depth, 0) AS depth,
-       coalesce(greatest(0, floor(extract(epoch FROM now() - w.oldest)))::bigint, 0) AS oldest_age_seconds,
-       coalesce(w.overdue, 0) AS overdue,
-       coalesce(a.claims, 0)::bigint AS claims_last_hour,
-       coalesce(a.resolutions, 0)::bigint AS resolutions_last_hour
-FROM names n LEFT JOIN waiting w USING (queue) LEFT JOIN activity a USING (queue)
-ORDER BY array_position($1::text[], n.queue) NULLS LAST, n.queue
-"""
 
 AGENTS_SQL = """
 SELECT assignee AS agent_id, coalesce(max(assignee_name), assignee) AS name, count(*) AS cases
@@ -88,13 +67,13 @@ WHERE application_name <> '__migration__' ORDER BY application_name
 async def dashboard_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
     """Everything the board shows, read in one consistent read-only transaction."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        queues = await conn.fetch(QUEUES_SQL, list(KNOWN_QUEUES))
+        queues = await queue_depths(conn)
         agents = await conn.fetch(AGENTS_SQL)
         hours = await conn.fetch(HOURS_SQL)
         positions = await conn.fetch(POSITIONS_SQL)
     return {
         "generated_at": datetime.now(UTC),
-        "queues": [dict(r) for r in queues],
+        "queues": queues,
         "agents": [dict(r) for r in agents],
         "claims_per_hour": [dict(r) for r in hours],
         "positions": {r["application_name"]: r["notification_id"] for r in positions},

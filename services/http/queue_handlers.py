@@ -62,7 +62,7 @@ def _cursor_in(request: web.Request) -> tuple[Any, ...] | None:
 async def list_queues(request: web.Request) -> web.Response:
     await wait_for_min_position(request, "case_files")
     principal = request[PRINCIPAL]
-    depths = await queue_depths(request.app[POOL], None)
+    depths = await queue_depths(request.app[POOL])
     items = [q for q in depths if _works(principal, q["queue"])]
     return web.Response(body=_encode({"items": items}), content_type="application/json")
 

@@ -116,3 +116,31 @@ async def test_a_resolved_case_leaves_its_queues_and_a_reopened_one_returns(clie
     r = await client.post(f"/v1/cases/{case_id}/reopen", headers=h, json={"reason": "charge seen again"})
     reopened = await r.json()
     assert case_id in await queue_ids(client, h, "fraud_alerts", reopened["position"])
+
+
+async def test_queue_items_page_with_an_opaque_cursor_in_claim_order(client, auth) -> None:
+    fraud, dept = auth(), f"d_{uuid.uuid4().hex[:8]}"
+    position = 0
+    for n in range(7):
+        r = await client.post("/v1/cases", json=new_case_body(amount_at_risk={"amount": str(10 ** (n % 4)), "currency": "USD"}), headers=fraud)
+        case_id = (await r.json())["case_id"]
+        r = await client.post(f"/v1/cases/{case_id}/escalations", headers=fraud,
+                              json={"to_department": dept, "reason": "review", "priority": 5})
+        position = (await r.json())["position"]
+    h = auth(departments=(dept,))
+    pages, cursor = [], None
+    while True:
+        params = {"limit": 3, "min_position": position, **({"cursor": cursor} if cursor else {})}
+        r = await client.get(f"/v1/queues/{dept}/items", params=params, headers=h)
+        page = await r.json()
+        assert r.status == 200, page
+        pages.append(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [3, 3, 1]
+    items = [i for p in pages for i in p]
+    order = [(i["priority"], i["due_at"] or "~", i["enqueued_at"], i["case_id"]) for i in items]
+    assert order == sorted(order) and len({i["case_id"] for i in items}) == 7
+    for bad in ({"limit": 0}, {"limit": 501}, {"cursor": "not-a-cursor"}):
+        assert (await client.get(f"/v1/queues/{dept}/items", params=bad, headers=h)).status == 422

@@ -3,9 +3,10 @@
 Audit replay: one case of LONG_CASE_EVENTS events (opened with a call, then notes,
 contacts, identity checks, callbacks, escalations, compromise reports), written
 command by command through the CaseService. Measured, alternating, for the
-figure's time: `read_case_file(store, mapper, case_id, UTC)` from
-services/case_reading.py (the audit-history path: read the stream, decode, fold
-the view and timeline), and, as reference, the raw `SELECT` of those rows alone.
+figure's time: `case_history(store, mapper, case_id, UTC)` from
+services/case_history.py (what GET /v1/cases/{id}/history runs: read the stream
+with positions and hashes, decode, mask the payloads, fold the view and
+timeline), and, as reference, the raw `SELECT` of those rows alone.
 
 Rebuild: REBUILD_EVENTS-odd events of mixed commands (merchant flags, then cases
 going through calls, identity checks, transaction reviews, disputes, card
@@ -46,7 +47,7 @@ from casedesk.domain.values import (
 )
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import ProjectionRunner, rebuild
-from casedesk.services.case_reading import read_case_file
+from casedesk.services.case_history import case_history
 from casedesk.services.case_service import CaseService
 from casedesk.services.database import create_pool
 from casedesk.services.event_mapper import CaseEventMapper
@@ -156,12 +157,13 @@ async def replay_figures(db: BenchContext, seconds: float) -> list[Figure]:
         case_id = await write_long_case(CaseService(store, mapper), LONG_CASE_EVENTS)
         folded: list[float] = []
         raw: list[float] = []
-        file = await read_case_file(store, mapper, case_id, UTC)  # warm-up
-        assert file.view.version == LONG_CASE_EVENTS and len(file.timeline) == LONG_CASE_EVENTS
+        history = await case_history(store, mapper, case_id, UTC)  # warm-up
+        assert history.state is not None and history.state.version == LONG_CASE_EVENTS
+        assert len(history.events) == LONG_CASE_EVENTS
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline or len(folded) < MIN_REPLAYS:
             started = time.perf_counter()
-            await read_case_file(store, mapper, case_id, UTC)
+            await case_history(store, mapper, case_id, UTC)
             folded.append(time.perf_counter() - started)
             started = time.perf_counter()
             rows = await pool.fetch(RAW_STREAM, case_id, -1, 2**62, None)
