@@ -96,6 +96,8 @@ async def idempotency_of(request: web.Request) -> Idempotency | web.Response | N
     replay = _json(row["status"], stored, first.get("version"))
     if request.path == "/v1/cases" and row["status"] == 201:
         replay.headers["Location"] = f"/v1/cases/{first['case_id']}"
+    elif request.path == "/v1/breaches" and row["status"] == 201:
+        replay.headers["Location"] = f"/v1/breaches/{first['breach_id']}"
     return replay
 
 

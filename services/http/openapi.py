@@ -68,6 +68,9 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
     if route.body is not None:
         op["requestBody"] = {"required": True,
                              "content": {"application/json": {"schema": ref[route.body]}}}
+    elif route.upload:
+        op["requestBody"] = {"required": True,
+                             "content": {media: {"schema": {"type": "string"}} for media in route.upload}}
     if route.roles is not None:
         op["security"] = [{"bearer": []}]
         codes = ["401", "403", "503"] if route.method == "GET" else list(_ERRORS)
