@@ -83,6 +83,14 @@ class Casedesk:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return 0
 
+    async def readiness(self) -> tuple[int, dict[str, object]]:
+        """/readyz: its status and body, or (0, {}) when nothing answers."""
+        try:
+            async with self.session.get(self.url + "/readyz") as r:
+                return r.status, await r.json()
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+            return 0, {}
+
     async def start_api(self) -> None:
         # The API does not project: CASEDESK_PROJECTIONS=0, the worker does it.
         self.api = self._spawn([*CASEDESK, "serve", "--port", str(self.port)], "api.log", CASEDESK_PROJECTIONS="0")
