@@ -43,3 +43,28 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+# Errors that mean "the database could not be reached, or the connection to it
+# was lost" rather than "this request is wrong": refused connections, a server
+# shutting down or starting up (SQLSTATE class 57), a connection dropped
+# mid-operation (class 08).
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """Whether an error, or one it arose from, is the database being out of reach.
+
+    asyncpg often reports a lost connection second-hand (an InterfaceError
+    from leaving a transaction on a closed connection), so the chain of
+    causes is searched too.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _UNREACHABLE):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

@@ -216,8 +216,10 @@ async def _listen_until_lost(pool: asyncpg.Pool, moved: asyncio.Event) -> None:
         await lost.wait()
         log.warning("dashboard_listener_lost")
     finally:
-        if not conn.is_closed():
-            with contextlib.suppress(Exception):
+        # After a lost connection asyncpg may have taken it back already, and then
+        # even is_closed() raises: that must not pass for a failure to listen.
+        with contextlib.suppress(Exception):
+            if not conn.is_closed():
                 await conn.remove_listener(CHANNEL, notified)
         with contextlib.suppress(Exception):
             await pool.release(conn)

@@ -30,7 +30,7 @@ _ERRORS = {
     "404": "No such resource", "409": "Refused by a rule of the case (type names the rule)",
     "412": "If-Match does not match the case version", "413": "Body over 64 KiB",
     "415": "Body is not JSON", "422": "Validation failed (errors lists each field)",
-    "503": "Not ready, or the projection has not reached min_position",
+    "503": "Not ready, the database is out of reach, or the projection has not reached min_position",
 }
 
 
