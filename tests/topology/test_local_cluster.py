@@ -96,13 +96,14 @@ class Client:
             return answer
         raise AssertionError(f"POST {path} never acknowledged")
 
-    async def read(self, path: str, min_position: int) -> dict[str, Any]:
+    async def read(self, path: str, min_position: int, *, params: dict[str, str] | None = None,
+                   headers: dict[str, str] | None = None) -> dict[str, Any]:
         """GET with min_position (answered from the standby), retrying a dead API or a 503."""
         for attempt in range(40):
             api = self.next_api()
             try:
-                async with self.session.get(api + path, params={"min_position": str(min_position)},
-                                            headers=self.headers) as r:
+                async with self.session.get(api + path, params={**(params or {}), "min_position": str(min_position)},
+                                            headers=headers or self.headers) as r:
                     answer = await r.json(content_type=None)
                     status = r.status
             except (TimeoutError, aiohttp.ClientError, OSError):
@@ -185,6 +186,7 @@ async def test_nothing_acknowledged_is_lost_across_processes_and_the_standby(clu
         for case_id, version in finals.items():
             view = await client.read(f"/v1/cases/{case_id}", head)
             assert view["version"] == version
+        await the_other_query_routes_answer_from_the_standby(client, cluster, finals, head)
 
     print(f"\n{len(client.ledger)} acknowledged commands, {client.retries} retried after a failure,"
           f" {client.standby_reads} reads with min_position from the standby")
@@ -196,6 +198,18 @@ async def test_nothing_acknowledged_is_lost_across_processes_and_the_standby(clu
     cluster.start()
     status = cluster.run("status")
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+async def the_other_query_routes_answer_from_the_standby(client: Client, cluster: LocalCluster,
+                                                        finals: dict[str, int], head: int) -> None:
+    found = await client.read("/v1/lookup", head, params={"phone": new_case_body()["customer"]["registered_phone"]})
+    assert {c["case_id"] for customer in found["customers"] for c in customer["open_cases"]} == set(finals)
+    assert (await client.read("/v1/queues", head))["items"]
+    await client.read("/v1/merchants/flagged", head)
+    supervisor = issue_token(cluster.env["CASEDESK_TOKEN_SECRET"], sub="sup-1", name="S. Visor", role="supervisor",
+                             departments=["fraud"])
+    board = await client.read("/v1/dashboard", head, headers={"Authorization": f"Bearer {supervisor}"})
+    assert board["positions"]["case_files"] >= head
 
 
 async def check_store_against_ledger(cluster: LocalCluster, ledger: list[Acknowledged],
