@@ -200,7 +200,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
         Figure.versus(f"{ONE} POST note c={c}", one.per_second, "req/s", f"{DIRECT} c={c}", direct_r.per_second),
         Figure.versus(f"{THREE} POST note c={c}", spread_r.per_second, "req/s", f"{DIRECT} c={c}",
                       direct_r.per_second),
-        Figure.versus(f"{THREE} POST note c={c} ", spread_r.per_second, "req/s", f"{ONE} c={c}", one.per_second),
+        Figure.versus(f"{THREE} POST note c={c}", spread_r.per_second, "req/s", f"{ONE} c={c}", one.per_second),
         Figure.versus(f"{THREE} note p99 latency", spread_r.p99_ms, "ms", f"{DIRECT} p99 latency", direct_r.p99_ms),
         absolute("standby read lag p50 (ack -> standby position)", quantile(standby, 0.5), "ms",
                  "primary projection lag p50", quantile(primary, 0.5)),
