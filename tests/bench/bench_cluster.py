@@ -24,7 +24,11 @@ primary is the reference: what the standby adds is the ratio.
 Two cores shared by five engineers: everything here (PostgreSQL ×2, PgBouncer,
 four API processes, two workers, the load) competes for them, so the absolute
 numbers are noisy and three API processes cannot show the scaling they would
-on a bigger machine; read the ratios, and run it twice.
+on a bigger machine; read the ratios, and run it twice. `events per append
+transaction` (rows of case_events sharing one xmin, over each round) shows the
+group commit: appends from all processes serialize on the table lock that keeps
+notification ids in commit order, and each process batches only its own
+requests, so more processes on one database mean smaller batches.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import os
+import statistics
 import sys
 import time
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 
 import aiohttp
@@ -132,6 +138,25 @@ def checked(name: str, result: LoadResult) -> LoadResult:
     return result
 
 
+async def head(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT coalesce(max(notification_id), 0) FROM case_events"))
+    finally:
+        await conn.close()
+
+
+async def events_per_append(dsn: str, after: int, upto: int) -> float:
+    """Events per append transaction in (after, upto]: rows written by one transaction share its xmin."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return float(await conn.fetchval(
+            "SELECT count(*)::float8 / greatest(count(DISTINCT xmin::text), 1) FROM case_events"
+            " WHERE notification_id > $1 AND notification_id <= $2", after, upto))
+    finally:
+        await conn.close()
+
+
 async def caught_up(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -152,6 +177,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
     each = max(1, round(seconds / ROUNDS))
     cluster = LocalCluster.create()
     results: dict[str, list[LoadResult]] = {DIRECT: [], ONE: [], THREE: []}
+    batch: dict[str, list[float]] = {DIRECT: [], ONE: [], THREE: []}
     lag = ReplicaLag()
     try:
         await asyncio.to_thread(cluster.start)
@@ -176,17 +202,21 @@ async def run(ctx: BenchContext) -> list[Figure]:
 
             await load(direct.url, NOTE_PATH, ids, NOTE, token, CONNECTIONS, 1)  # warm-up
             await three()
+            primary = env["PRIMARY_URL"]
+
+            async def measured(kind: str, round_: Awaitable[LoadResult]) -> None:
+                before = await head(primary)
+                results[kind].append(checked(kind, await round_))
+                batch[kind].append(await events_per_append(primary, before, await head(primary)))
+
             for _ in range(ROUNDS):
-                results[DIRECT].append(checked(DIRECT, await load(direct.url, NOTE_PATH, ids, NOTE, token,
-                                                                   CONNECTIONS, each)))
-                await caught_up(env["PRIMARY_URL"])
-                results[ONE].append(checked(ONE, await load(apis[0], NOTE_PATH, ids, NOTE, token,
-                                                             CONNECTIONS, each)))
-                await caught_up(env["PRIMARY_URL"])
+                await measured(DIRECT, load(direct.url, NOTE_PATH, ids, NOTE, token, CONNECTIONS, each))
+                await caught_up(primary)
+                await measured(ONE, load(apis[0], NOTE_PATH, ids, NOTE, token, CONNECTIONS, each))
+                await caught_up(primary)
                 task = asyncio.ensure_future(three())
-                await lag.during(task, apis, token, lag_ids,
-                                 {"primary": env["PRIMARY_URL"], "standby": env["STANDBY_URL"]})
-                results[THREE].append(checked(THREE, await task))
+                probe = lag.during(task, apis, token, lag_ids, {"primary": primary, "standby": env["STANDBY_URL"]})
+                await asyncio.gather(probe, measured(THREE, task))
                 await caught_up(env["STANDBY_URL"])
     finally:
         await asyncio.to_thread(cluster.stop)
@@ -202,6 +232,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
                       direct_r.per_second),
         Figure.versus(f"{THREE} POST note c={c}", spread_r.per_second, "req/s", f"{ONE} c={c}", one.per_second),
         Figure.versus(f"{THREE} note p99 latency", spread_r.p99_ms, "ms", f"{DIRECT} p99 latency", direct_r.p99_ms),
+        Figure.versus(f"{THREE} events per append transaction", statistics.median(batch[THREE]), "events",
+                      f"{DIRECT} events per append transaction", statistics.median(batch[DIRECT])),
         absolute("standby read lag p50 (ack -> standby position)", quantile(standby, 0.5), "ms",
                  "primary projection lag p50", quantile(primary, 0.5)),
         absolute("standby read lag p99 (ack -> standby position)", quantile(standby, 0.99), "ms",
