@@ -19,7 +19,8 @@ connections read case_files' tracking position every ~1 ms, one on the
 primary, one on the standby. A command's standby lag is from its answer to the
 first standby poll at or past its position (0 if that came first): how long a
 read with that `min_position` on the standby would wait. The same on the
-primary is the reference: what the standby adds is the ratio.
+primary is the reference: what the standby adds is the ratio. The same is
+measured first for QUIET_SECONDS with the side clients alone (no load).
 
 Two cores shared by five engineers: everything here (PostgreSQL ×2, PgBouncer,
 four API processes, two workers, the load) competes for them, so the absolute
@@ -62,6 +63,7 @@ LAG_INTERVAL = 0.01
 POLL_INTERVAL = 0.001
 TRACKING = "SELECT notification_id FROM projection_tracking WHERE application_name = 'case_files'"
 MAX_ERROR_SHARE = 0.01
+QUIET_SECONDS = 3.0
 
 DIRECT, ONE, THREE = "1 API direct", "1 API via PgBouncer", "3 APIs via PgBouncer"
 
@@ -178,7 +180,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
     cluster = LocalCluster.create()
     results: dict[str, list[LoadResult]] = {DIRECT: [], ONE: [], THREE: []}
     batch: dict[str, list[float]] = {DIRECT: [], ONE: [], THREE: []}
-    lag = ReplicaLag()
+    lag, quiet = ReplicaLag(), ReplicaLag()
     try:
         await asyncio.to_thread(cluster.start)
         env = cluster.env
@@ -200,6 +202,9 @@ async def run(ctx: BenchContext) -> list[Figure]:
                         for api, part in zip(apis, thirds, strict=True)]
                 return spread(list(await asyncio.gather(*runs)))
 
+            # The side clients alone first: the lag a quiet cluster adds.
+            await quiet.during(asyncio.ensure_future(asyncio.sleep(QUIET_SECONDS)), apis, token, lag_ids,
+                               {"primary": env["PRIMARY_URL"], "standby": env["STANDBY_URL"]})
             await load(direct.url, NOTE_PATH, ids, NOTE, token, CONNECTIONS, 1)  # warm-up
             await three()
             primary = env["PRIMARY_URL"]
@@ -221,7 +226,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
     finally:
         await asyncio.to_thread(cluster.stop)
         cluster.remove()
-    if lag.unseen:
+    if lag.unseen or quiet.unseen:
         raise RuntimeError(f"{lag.unseen} side commands never reached a projection in 10 s")
     direct_r, one, spread_r = (median_round(results[k]) for k in (DIRECT, ONE, THREE))
     c = CONNECTIONS
@@ -238,4 +243,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
                  "primary projection lag p50", quantile(primary, 0.5)),
         absolute("standby read lag p99 (ack -> standby position)", quantile(standby, 0.99), "ms",
                  "primary projection lag p99", quantile(primary, 0.99)),
+        absolute("standby read lag p50, side clients only", quantile(quiet.lags_ms["standby"], 0.5), "ms",
+                 "primary projection lag p50, side clients only", quantile(quiet.lags_ms["primary"], 0.5)),
+        absolute("standby read lag p99, side clients only", quantile(quiet.lags_ms["standby"], 0.99), "ms",
+                 "primary projection lag p99, side clients only", quantile(quiet.lags_ms["primary"], 0.99)),
     ]
