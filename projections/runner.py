@@ -90,7 +90,8 @@ class ProjectionRunner:
     async def _listen(self) -> None:
         await self._unlisten()
         try:
-            self._listener = await self.store.pool.acquire()
+            # From the runner's own pool: a direct connection when PgBouncer fronts the store's.
+            self._listener = await self.pool.acquire()
             await self._listener.add_listener(CHANNEL, self.wake)
         except (OSError, asyncpg.PostgresError):
             await self._unlisten()  # the fallback timer still wakes the workers
@@ -108,7 +109,7 @@ class ProjectionRunner:
             with contextlib.suppress(Exception):
                 await listener.remove_listener(CHANNEL, self.wake)
             with contextlib.suppress(Exception):
-                await self.store.pool.release(listener)
+                await self.pool.release(listener)
 
     async def catch_up(self, projection: Projection, holder: asyncpg.Connection | None = None) -> int:
         """Apply one batch; return how many events it held (0: up to date).

@@ -35,11 +35,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from casedesk.services.database import database_url
+    from casedesk.services.database import direct_database_url
     from casedesk.services.migrations import migrate
 
     async def run() -> list[str]:
-        conn = await asyncpg.connect(database_url(load_settings()))
+        conn = await asyncpg.connect(direct_database_url(load_settings()))
         try:
             return await migrate(conn)
         finally:
@@ -65,7 +65,7 @@ def _project(args: argparse.Namespace) -> int:
 
     from casedesk.projections.catalogue import all_projections
     from casedesk.projections.runner import ProjectionRunner
-    from casedesk.services.database import create_pool, database_url
+    from casedesk.services.database import create_pool, direct_database_url
     from casedesk.services.event_store import EventStore
     from casedesk.services.logs import configure_logging
     from casedesk.services.migrations import migrate
@@ -74,8 +74,8 @@ def _project(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
 
     async def run() -> None:
-        pool = await create_pool(database_url(settings), min_size=2, max_size=6,
-                                 statement_cache=settings.statement_cache)
+        # Session advisory locks and LISTEN: never through PgBouncer in transaction mode.
+        pool = await create_pool(direct_database_url(settings), min_size=2, max_size=6)
         async with pool.acquire() as conn:
             await migrate(conn)
         store = EventStore(pool)
@@ -96,12 +96,12 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from casedesk.services.database import create_pool, database_url
+    from casedesk.services.database import create_pool, direct_database_url
     from casedesk.services.migrations import migrate
     from casedesk.services.rebuild import UnknownProjectionError, rebuild_projections
 
     async def run() -> dict[str, float]:
-        pool = await create_pool(database_url(load_settings()), min_size=1, max_size=4)
+        pool = await create_pool(direct_database_url(load_settings()), min_size=1, max_size=4)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
