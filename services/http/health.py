@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from casedesk.projections.catalogue import all_projections
-from casedesk.services.http.app_keys import POOL, SETTINGS
+from casedesk.services.http.app_keys import POOL, READ_POOL, SETTINGS
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -15,18 +15,33 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+_SLOWEST = ("SELECT coalesce(min(coalesce(t.notification_id, 0)), 0) FROM unnest($1::text[]) n"
+            " LEFT JOIN projection_tracking t ON t.application_name = n")
+
+
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the database answers and no projection lags more than the bound."""
+    """Ready when the database answers and no projection lags more than the bound.
+
+    With a standby (DATABASE_READ_URL) the read tables it serves must be
+    reachable and within the same bound of the primary's log.
+    """
     names = [p.name for p in all_projections()]
+    bound = request.app[SETTINGS].readiness_max_lag
     try:
         async with asyncio.timeout(2):
             row = await request.app[POOL].fetchrow(
-                "SELECT (SELECT coalesce(max(notification_id), 0) FROM case_events) AS head,"
-                " (SELECT coalesce(min(coalesce(t.notification_id, 0)), 0) FROM unnest($1::text[]) n"
-                "  LEFT JOIN projection_tracking t ON t.application_name = n) AS slowest", names)
+                f"SELECT (SELECT coalesce(max(notification_id), 0) FROM case_events) AS head, ({_SLOWEST}) AS slowest",
+                names)
     except Exception as error:  # any failure to reach the database means not ready
         return web.json_response({"ready": False, "database": False, "detail": type(error).__name__}, status=503)
     lag = row["head"] - row["slowest"]
-    ready = lag <= request.app[SETTINGS].readiness_max_lag
-    return web.json_response({"ready": ready, "database": True, "projection_lag": lag},
-                             status=200 if ready else 503)
+    answer: dict[str, object] = {"ready": lag <= bound, "database": True, "projection_lag": lag}
+    if request.app[READ_POOL] is not request.app[POOL]:
+        try:
+            async with asyncio.timeout(2):
+                standby_lag = row["head"] - await request.app[READ_POOL].fetchval(_SLOWEST, names)
+        except Exception as error:  # a standby out of reach leaves reads nowhere to go
+            answer.update(ready=False, standby=False, detail=type(error).__name__)
+        else:
+            answer.update(ready=answer["ready"] and standby_lag <= bound, standby=True, standby_lag=standby_lag)
+    return web.json_response(answer, status=200 if answer["ready"] else 503)
