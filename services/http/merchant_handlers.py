@@ -7,8 +7,10 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
+from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.merchant_intelligence import flagged_merchants, most_disputed
 from casedesk.services.http.app_keys import CASES, POOL
+from casedesk.services.http.commands import idempotency_of
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.read_your_writes import wait_for_min_position
 from casedesk.services.http.request_body import decode
@@ -22,13 +24,21 @@ class FlagMerchant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
 
 
+def _flagged(event: MerchantFlagged, position: int) -> tuple[int, bytes]:
+    return 201, _encode({"merchant": event.merchant, "reason": event.reason, "version": event.originator_version,
+                         "position": position})
+
+
 async def flag_merchant(request: web.Request) -> web.Response:
     body = await decode(request, FlagMerchant)
+    first = await idempotency_of(request)
+    if isinstance(first, web.Response):  # this key flagged before: its answer again, no second flag
+        return first
     cases = request.app[CASES]
-    event, position = await flag(cases.store, cases.mapper, request[PRINCIPAL], body.merchant, body.reason)
-    answer = {"merchant": event.merchant, "reason": event.reason, "version": event.originator_version,
-              "position": position}
-    return web.Response(body=_encode(answer), status=201, content_type="application/json")
+    event, position = await flag(cases.store, cases.mapper, request[PRINCIPAL], body.merchant, body.reason,
+                                 idempotency=first, respond=_flagged)
+    status, answer = _flagged(event, position)
+    return web.Response(body=answer, status=status, content_type="application/json")
 
 
 async def list_flagged(request: web.Request) -> web.Response:

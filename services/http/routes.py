@@ -37,6 +37,7 @@ AUDITORS: Roles = ("auditor", "supervisor", "admin")
 CASE = "/v1/cases/{case_id}"
 
 HTML = "text/html"  # an answer that is a page, not JSON
+TEXT = "text/plain"  # an answer that is plain text (Prometheus' exposition format)
 
 
 class Route(NamedTuple):
@@ -51,12 +52,15 @@ class Route(NamedTuple):
     answer: Any = CommandAnswer
     status: int = 200
     query: tuple[str, ...] = ()
+    also: tuple[tuple[int, Any], ...] = ()  # other answers than `status` and problems: (status, answer or None)
 
 
 ROUTES: list[Route] = [
     Route("GET", "/healthz", health.healthz, PUBLIC, "Liveness", answer=Health),
-    Route("GET", "/readyz", health.readyz, PUBLIC, "Readiness: database reachable", answer=Health),
-    Route("GET", "/metrics", metrics.serve_metrics, PUBLIC, "Prometheus text", answer=Anything),
+    Route("GET", "/readyz", health.readyz, PUBLIC,
+          "Readiness: database reachable and projections caught up (503 when not)", answer=Health,
+          also=((503, Health),)),
+    Route("GET", "/metrics", metrics.serve_metrics, PUBLIC, "Prometheus text", answer=TEXT),
     Route("POST", "/v1/cases", cmd.open_case, AGENTS, "Open a case", rq.OpenCase, status=201),
     Route("GET", CASE, q.get_case, READERS, "The case view with its handoff summary", answer=CaseView,
           query=("min_position",)),
@@ -120,7 +124,7 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/queues/{queue}/items", queues.list_items, READERS, "A queue's items in claim order",
           answer=Anything, query=("limit", "cursor", "min_position")),
     Route("POST", "/v1/queues/{queue}/claim", queues.claim, AGENTS,
-          "Take the next case of a queue (204 when empty)", answer=Anything),
+          "Take the next case of a queue (204 when empty)", answer=Anything, also=((204, None),)),
     Route("GET", "/v1/lookup", lookup_handlers.lookup, AGENTS,
           "Find a caller's customer record and recent outbound calls", answer=Anything,
           query=("phone", "name", "last4", "min_position")),
