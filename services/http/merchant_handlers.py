@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 from aiohttp import web
 
 from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.merchant_intelligence import flagged_merchants, most_disputed
 from casedesk.services.http.app_keys import CASES, POOL
+from casedesk.services.http.case_requests import Short, Text
 from casedesk.services.http.commands import idempotency_of
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.read_your_writes import wait_for_min_position
@@ -20,8 +19,8 @@ _encode = msgspec.json.Encoder().encode
 
 
 class FlagMerchant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    merchant: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+    merchant: Short
+    reason: Text
 
 
 def _flagged(event: MerchantFlagged, position: int) -> tuple[int, bytes]:

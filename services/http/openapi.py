@@ -11,16 +11,17 @@ from aiohttp import web
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
 from casedesk.services.http.commands import IF_MATCH
 from casedesk.services.http.problems import ProblemBody
+from casedesk.services.http.query_numbers import BIGINT
 
 DOCUMENT = web.AppKey("openapi_document", bytes)
 _PARAM = re.compile(r"\{(\w+)\}")
 
 _QUERY: dict[str, dict[str, Any]] = {
-    "min_position": {"type": "integer", "minimum": 0},
+    "min_position": {"type": "integer", "minimum": 0, "maximum": BIGINT},
     "limit": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
     "cursor": {"type": "string"},
     "as_of": {"type": "string", "format": "date-time"},
-    "version": {"type": "integer", "minimum": 1},
+    "version": {"type": "integer", "minimum": 1, "maximum": BIGINT},
     "phone": {"type": "string"},
     "name": {"type": "string"},
     "last4": {"type": "string", "pattern": "^[0-9]{4}$"},

@@ -63,6 +63,14 @@ async def test_history_version_past_any_number_is_422_not_500(client: TestClient
     assert (await r.json())["errors"][0]["field"] == "version"
 
 
+async def test_history_version_bound_is_documented(client: TestClient) -> None:
+    # Found: version=33247417474287997826420430451245056 is 422, the document gave no maximum.
+    doc = await _document(client)
+    for path, name in (("/v1/cases/{case_id}/history", "version"), ("/v1/cases/{case_id}", "min_position")):
+        [param] = [p for p in doc["paths"][path]["get"]["parameters"] if p["name"] == name]
+        assert param["schema"]["maximum"] == 2**63 - 1
+
+
 async def test_access_log_limit_past_any_number_is_422_not_500(client: TestClient, auth: Any) -> None:
     case_id = await _open_case(client, auth)
     r = await client.get(f"/v1/cases/{case_id}/access-log", params={"limit": FIVE_THOUSAND_DIGITS},
@@ -223,6 +231,8 @@ async def test_a_nul_character_is_refused_before_it_can_stop_the_projection(clie
     r = await client.post("/v1/cases", json=body, headers=auth())
     assert r.status == 422, await r.text()
     assert (await r.json())["errors"][0]["message"] == "must not contain the NUL character"
+    summary = (await _document(client))["components"]["schemas"]["OpenCase"]["properties"]["summary"]
+    assert summary["pattern"] == "^[^\\x00]*$"  # and the document says so
     r = await client.post("/v1/cases", json=new_case_body(), headers=auth())
     written = await r.json()
     r = await client.get(f"/v1/cases/{written['case_id']}", params={"min_position": written["position"]},

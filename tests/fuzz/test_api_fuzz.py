@@ -20,6 +20,7 @@ beyond it the read waits 5 s and answers 503 (tests/api/test_read_your_writes.py
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ import psycopg
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import (
@@ -52,8 +53,8 @@ from tests.api.conftest import SECRET, new_case_body
 from tests.fuzz.served import ServedCasedesk
 
 # Enough to touch every field of every body a few times and stay well inside
-# the suite's time: about 44 operations × EXAMPLES requests.
-EXAMPLES = 25
+# the suite's time: about 43 operations × EXAMPLES requests. FUZZ_EXAMPLES=500 for a deep run.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 NOT_FUZZED = {("GET", "/v1/dashboard/stream")}  # server-sent events: the answer never ends
 CHECKS = [schemathesis.checks.not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance, negative_data_rejection,
@@ -64,11 +65,12 @@ QUEUES = ["fraud_alerts", "callbacks_due", "disputes", "reissue", "breach_outrea
 ROLES = ["agent", "supervisor", "auditor", "admin"]
 REAL_IDS = 0.8  # how often a path parameter names something that exists
 # 422s a request valid by the document may still get: rules across fields or over time, opaque
-# tokens, and what the generator does not keep (date-time formats, 1.0 as an integer, a card number).
+# tokens, and what the generator does not keep (1.0 as an integer, a card number that passes Luhn).
 REFUSALS_NO_SCHEMA_STATES = ("is not a cursor this API gave out", "give phone, name + phone, or name + last4",
-                             "give as_of or version, not both", "was already used with another request",
-                             "Invalid RFC3339 encoded datetime", "Expected `int`, got `float`",
+                             "was already used with another request", "Expected `int`, got `float`",
                              "a full card number is never accepted here")
+# Schemathesis does not keep `format: date-time` in what it calls valid: any refusal of these is fair.
+DATE_TIMES = ("occurred_at", "due_at", "as_of")
 
 
 @dataclass
@@ -192,7 +194,8 @@ def _refused_valid_input(case: Any, response: Any) -> str | None:
         return None
     problem = response.json()
     errors = problem.get("errors") or [{"field": "body", "message": problem.get("detail", "")}]
-    unstated = [e for e in errors if not any(rule in e["message"] for rule in REFUSALS_NO_SCHEMA_STATES)]
+    unstated = [e for e in errors if not any(rule in e["message"] for rule in REFUSALS_NO_SCHEMA_STATES)
+                and e["field"].rsplit(".", 1)[-1] not in DATE_TIMES]
     return f"{response.status_code} {unstated}" if unstated else None
 
 
@@ -214,7 +217,8 @@ def test_every_answer_is_documented_and_refusals_change_nothing(target: Target, 
                                operation.as_strategy(GenerationMode.NEGATIVE))
 
     @given(case=requests_of_it, data=st.data())
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
+    # No shrinking: on this API it takes minutes; the failing request is printed as a curl command.
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
               suppress_health_check=list(HealthCheck))
     def fuzz(case: Any, data: st.DataObject) -> None:
         _aim_at_seeded_cases(case, target, data.draw)
