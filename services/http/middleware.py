@@ -81,7 +81,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         if http.status < 400:
             raise
         kind, title = _HTTP_KINDS.get(http.status, ("http-error", http.reason))
-        response = problem_response(Problem(http.status, kind, title, http.text or ""))
+        allow = {"Allow": http.headers["Allow"]} if "Allow" in http.headers else {}  # a 405 must name them
+        response = problem_response(Problem(http.status, kind, title, http.text or "", headers=allow))
     except Exception:
         log.exception("unhandled_error", path=redact_card_numbers(request.path))
         response = problem_response(Problem(500, "internal", "Internal error", "see the server log"))

@@ -253,3 +253,12 @@ async def test_lookup_refuses_an_empty_last4(client: TestClient, auth: Any) -> N
     r = await client.get("/v1/lookup", params={"phone": "+81 90 1234 5678", "last4": ""}, headers=auth())
     assert r.status == 422, await r.text()
     assert (await r.json())["errors"][0]["field"] == "last4"
+
+
+async def test_method_not_allowed_names_the_allowed_methods(client: TestClient, auth: Any) -> None:
+    # Found by schemathesis' allow_header_conformance: the problem+json 405 dropped aiohttp's Allow header,
+    # which RFC 9110 requires.
+    case_id = await _open_case(client, auth)
+    r = await client.patch(f"/v1/cases/{case_id}/notes", json={}, headers=auth())
+    assert r.status == 405 and r.content_type == "application/problem+json"
+    assert r.headers["Allow"] == "POST"

@@ -21,12 +21,13 @@ beyond it the read waits 5 s and answers 503 (tests/api/test_read_your_writes.py
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import hypothesis.strategies as st
 import psycopg
@@ -168,24 +169,28 @@ def target(database_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         served.stop()
 
 
-def _pick(draw: st.DrawFn, real: list[str], made_up: Any) -> Any:
-    if real and draw(st.floats(0, 1)) < REAL_IDS:
-        return draw(st.sampled_from(real))
-    return made_up
+class Chooser(Protocol):
+    """Picks one of a list: hypothesis' draw in the fuzzing test, a seeded Random in the coverage test."""
+
+    def __call__(self, options: list[Any]) -> Any: ...
 
 
-def _aim_at_seeded_cases(case: Any, target: Target, draw: st.DrawFn) -> None:
-    """Point path parameters (and ids in a valid body) at things that exist."""
-    seeded = draw(st.sampled_from(target.cases))
+def _aim_at_seeded_cases(case: Any, target: Target, choose: Chooser) -> None:
+    """Point path parameters (and ids in a valid body) at things that exist, most of the time."""
+    seeded = choose(target.cases)
+
+    def pick(real: list[str], made_up: Any) -> Any:
+        return choose(real) if real and choose(list(range(10))) < REAL_IDS * 10 else made_up
+
     if case.path_parameters and not case.meta.is_negative_at(ParameterLocation.PATH):
         real = {"case_id": [seeded.case_id], "contact_id": seeded.contact_ids, "dispute_id": seeded.dispute_ids,
                 "callback_id": seeded.callback_ids, "card_id": seeded.card_ids, "queue": QUEUES}
         for name, value in case.path_parameters.items():
-            case.path_parameters[name] = _pick(draw, real.get(name, []), value)
+            case.path_parameters[name] = pick(real.get(name, []), value)
     if isinstance(case.body, dict) and not case.meta.is_negative_at(ParameterLocation.BODY):
         for name, ids in (("contact_id", seeded.contact_ids), ("dispute_id", seeded.dispute_ids)):
             if name in case.body:
-                case.body[name] = _pick(draw, ids, case.body[name])
+                case.body[name] = pick(ids, case.body[name])
 
 
 def _refused_valid_input(case: Any, response: Any) -> str | None:
@@ -200,10 +205,29 @@ def _refused_valid_input(case: Any, response: Any) -> str | None:
 
 
 def _keep_min_position_reachable(case: Any, target: Target) -> None:
-    """A min_position past the log's end waits 5 s for a 503: keep valid ones within reach."""
+    """A min_position past the log's end waits 5 s for a 503: keep valid ones (int or digits) within reach."""
     value = (case.query or {}).get("min_position")
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        case.query["min_position"] = min(value, target.position())
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        return  # refused with a 422 at once
+    position = target.position()
+    if len(str(value)) > len(str(position)) or int(value) > position:
+        case.query["min_position"] = position if isinstance(value, int) else str(position)
+
+
+def _send_and_check(case: Any, target: Target, choose: Chooser) -> None:
+    """Send one request as one of the roles and check everything the module promises."""
+    _aim_at_seeded_cases(case, target, choose)
+    _keep_min_position_reachable(case, target)
+    headers = target.tokens[choose(ROLES)]
+    before = target.streams()
+    response = case.call(base_url=target.url, session=target.session, headers=headers, timeout=30)
+    if response.status_code >= 400:
+        assert target.streams() == before, f"{response.status_code} {response.text} changed a stream"
+    refused = _refused_valid_input(case, response)
+    assert refused is None, f"valid by the document, refused: {refused}\n{case.as_curl_command()}"
+    case.validate_response(response, checks=CHECKS, headers=headers)
 
 
 OPERATIONS = [pytest.param(r.method, r.path, id=f"{r.method} {r.path}") for r in ROUTES
@@ -221,15 +245,19 @@ def test_every_answer_is_documented_and_refusals_change_nothing(target: Target, 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
               suppress_health_check=list(HealthCheck))
     def fuzz(case: Any, data: st.DataObject) -> None:
-        _aim_at_seeded_cases(case, target, data.draw)
-        _keep_min_position_reachable(case, target)
-        headers = target.tokens[data.draw(st.sampled_from(ROLES), label="role")]
-        before = target.streams()
-        response = case.call(base_url=target.url, session=target.session, headers=headers, timeout=30)
-        if response.status_code >= 400:
-            assert target.streams() == before, f"{response.status_code} {response.text} changed a stream"
-        refused = _refused_valid_input(case, response)
-        assert refused is None, f"valid by the document, refused: {refused}\n{case.as_curl_command()}"
-        case.validate_response(response, checks=CHECKS, headers=headers)
+        _send_and_check(case, target, lambda options: data.draw(st.sampled_from(options)))
 
     fuzz()
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_boundaries_and_missing_parts_are_answered_as_documented(target: Target, method: str, path: str) -> None:
+    """Schemathesis' coverage phase: each field at and past its bounds, each required part left out,
+    methods the path does not take. The same every run (the role and ids come from a seeded Random)."""
+    operation = target.schema[path][method]
+    chance = random.Random(f"{method} {path}")
+    cases = target.schema.iter_coverage_cases(
+        operation, generation_modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+        generation_config=target.schema.config.generation_for(operation=operation))
+    for case in cases:
+        _send_and_check(case, target, chance.choice)
