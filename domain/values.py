@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -43,6 +43,9 @@ CallbackStatus = Literal["scheduled", "completed", "missed"]
 
 _AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+# The same rules as schema patterns, so the OpenAPI document states them to clients.
+Amount = Annotated[str, msgspec.Meta(pattern=f"^{_AMOUNT.pattern}$")]
+Currency = Annotated[str, msgspec.Meta(pattern=f"^{_CURRENCY.pattern}$")]
 _LAST4 = re.compile(r"[0-9]{4}")
 
 
@@ -63,8 +66,8 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
 class Money(msgspec.Struct, frozen=True, kw_only=True):
     """An amount in the currency's major unit, kept as a decimal string (no float drift)."""
 
-    amount: str
-    currency: str
+    amount: Amount
+    currency: Currency
 
     def __post_init__(self) -> None:
         if not _AMOUNT.fullmatch(self.amount):

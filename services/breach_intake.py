@@ -122,6 +122,8 @@ def _field_problem(name: str, value: str) -> str | None:
         return f"{name} is empty"
     if len(value) > MAX_FIELD:
         return f"{name} is longer than {MAX_FIELD} characters"
+    if "\x00" in value:  # PostgreSQL text cannot hold it: the read side would stop on it
+        return f"{name} contains the NUL character"
     if looks_like_pan(value):
         return f"{name} looks like a full card number; card numbers are never stored"
     return None

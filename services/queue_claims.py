@@ -15,7 +15,7 @@ import asyncpg
 from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
 from casedesk.projections.work_queues import QUEUE_ORDER
-from casedesk.services.case_service import CaseService, Outcome
+from casedesk.services.case_service import CaseService, Idempotency, Outcome, Respond
 from casedesk.services.tokens import Principal
 
 HOLD_SECONDS = 30  # while a claim writes its CaseAssigned
@@ -46,8 +46,12 @@ async def _hold_next(pool: asyncpg.Pool, queue: str, agent_id: str) -> object | 
         return LOST_RACE if held is None else held
 
 
-async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principal, queue: str) -> Outcome | None:
-    """Assign the caller the next case of the queue; None when the queue is empty."""
+async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principal, queue: str, *,
+                     idempotency: Idempotency | None = None, respond: Respond | None = None) -> Outcome | None:
+    """Assign the caller the next case of the queue; None when the queue is empty.
+
+    With an Idempotency-Key, `respond`'s answer is kept with the assignment, as for any command.
+    """
     for _ in range(ATTEMPTS):
         case_id = await _hold_next(pool, queue, principal.sub)
         if case_id is None:
@@ -56,7 +60,8 @@ async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principa
             continue
         try:
             return await cases.change(principal, case_id, partial(  # type: ignore[arg-type]
-                d.assign, agent_id=principal.sub, agent_name=principal.name, queue=queue))
+                d.assign, agent_id=principal.sub, agent_name=principal.name, queue=queue),
+                idempotency=idempotency, respond=respond)
         except RuleViolation:
             continue  # taken or closed since the read model saw it: the next one
         finally:

@@ -18,6 +18,7 @@ from casedesk.services.http.app_keys import CASES, POOL, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, validation_problem
+from casedesk.services.http.query_numbers import BIGINT, whole_number
 
 _encode = msgspec.json.Encoder().encode
 # A '+' offset sent unescaped in a query string arrives as a space.
@@ -45,9 +46,10 @@ def _version(request: web.Request) -> int | None:
     text = request.query.get("version")
     if text is None:
         return None
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) < 2**62:
+    version = whole_number(text, 1, BIGINT)
+    if version is None:
         raise validation_problem([FieldError("version", "must be a case version, a whole number from 1")])
-    return int(text)
+    return version
 
 
 def _point(request: web.Request) -> tuple[int | None, datetime | None]:
@@ -76,10 +78,10 @@ async def verify_case(request: web.Request) -> web.Response:
 
 
 def _limit(request: web.Request) -> int:
-    text = request.query.get("limit", "50")
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 500:
+    limit = whole_number(request.query.get("limit", "50"), 1, 500)
+    if limit is None:
         raise validation_problem([FieldError("limit", "must be a whole number from 1 to 500")])
-    return int(text)
+    return limit
 
 
 def _cursor(request: web.Request) -> int | None:

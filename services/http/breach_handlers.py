@@ -16,6 +16,7 @@ from casedesk.services.breach_intake import BreachIntake, ListFormat, Unreadable
 from casedesk.services.breaches import find_breach, record
 from casedesk.services.case_service import actor_of
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA
+from casedesk.services.http.case_requests import Short
 from casedesk.services.http.commands import idempotency_of, path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
@@ -33,7 +34,7 @@ READ_SIZE = 64 * 1024
 
 
 class RecordBreach(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    merchant: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+    merchant: Short
     window_start: Annotated[datetime, msgspec.Meta(tz=True)]
     window_end: Annotated[datetime, msgspec.Meta(tz=True)]
     data_exposed: Annotated[list[DataExposed], msgspec.Meta(min_length=1, max_length=8)]

@@ -27,12 +27,17 @@ from casedesk.domain.values import (
     TransactionAnswer,
 )
 
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Short = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+# No NUL in any text: PostgreSQL's text cannot hold one (request_body refuses it with its own message;
+# the pattern tells clients through the OpenAPI document).
+NO_NUL = r"^[^\x00]*$"
+Plain = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=NO_NUL)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Short = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=NO_NUL)]
 Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9][0-9 ()-]{5,24}$")]
 Last4 = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}$")]
-Department = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,62}$")]
+DEPARTMENT_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"  # also every queue's name (a department's queue)
+Department = Annotated[str, msgspec.Meta(pattern=DEPARTMENT_PATTERN)]
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -43,7 +48,7 @@ class CustomerIn(Request, kw_only=True):
     customer_id: Short
     name: Name
     registered_phone: Phone
-    date_of_birth: str | None = None
+    date_of_birth: Plain | None = None
 
 
 class CardIn(Request, kw_only=True):

@@ -9,6 +9,7 @@ and the case's ETag.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -25,6 +26,9 @@ from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 
 Extra = Callable[[Outcome], dict[str, Any]]
+# A case version as an entity tag ("7", W/"7") or bare (7); "*" is any version. Eighteen
+# digits at most: every version fits PostgreSQL's bigint.
+IF_MATCH = re.compile(r'(?:W/)?"([0-9]{1,18})"|([0-9]{1,18})')
 _encoder = msgspec.json.Encoder()
 
 
@@ -50,10 +54,11 @@ def if_match(request: web.Request) -> int | None:
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
-    try:
-        return int(header.strip().removeprefix("W/").strip('"'))
-    except ValueError:
-        raise validation_problem([FieldError("If-Match", 'must be a case version like "7"')]) from None
+    # Digits only, as IF_MATCH documents it (int() would take "+7", "7_0" and other scripts' digits).
+    match = IF_MATCH.fullmatch(header.strip())
+    if match is None:
+        raise validation_problem([FieldError("If-Match", 'must be a case version like "7"')])
+    return int(match.group(1) or match.group(2))
 
 
 def command_body(outcome: Outcome, extra: Extra | None) -> dict[str, Any]:

@@ -18,11 +18,11 @@ _LAST4 = re.compile(r"[0-9]{4}")
 
 async def lookup(request: web.Request) -> web.Response:
     q, pii = request.query, request.app[PERSONAL_DATA]
-    name, phone, last4 = q.get("name") or None, q.get("phone") or None, q.get("last4") or None
+    name, phone, last4 = q.get("name") or None, q.get("phone") or None, q.get("last4")
+    if last4 is not None and not _LAST4.fullmatch(last4):  # given, even empty, it is four digits
+        raise validation_problem([FieldError("last4", "must be four digits")])
     if not (phone or (name and last4)):
         raise validation_problem([FieldError("query", "give phone, name + phone, or name + last4")])
-    if last4 is not None and not _LAST4.fullmatch(last4):
-        raise validation_problem([FieldError("last4", "must be four digits")])
     await wait_for_min_position(request, "case_files")
     pool = request.app[READ_POOL]
     phone_key = pii.phone_key(phone) if phone else None

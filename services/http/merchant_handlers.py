@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 from aiohttp import web
 
+from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.merchant_intelligence import flagged_merchants, most_disputed
 from casedesk.services.http.app_keys import CASES, READ_POOL
+from casedesk.services.http.case_requests import Short, Text
+from casedesk.services.http.commands import idempotency_of
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.read_your_writes import wait_for_min_position
 from casedesk.services.http.request_body import decode
@@ -18,17 +19,25 @@ _encode = msgspec.json.Encoder().encode
 
 
 class FlagMerchant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    merchant: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+    merchant: Short
+    reason: Text
+
+
+def _flagged(event: MerchantFlagged, position: int) -> tuple[int, bytes]:
+    return 201, _encode({"merchant": event.merchant, "reason": event.reason, "version": event.originator_version,
+                         "position": position})
 
 
 async def flag_merchant(request: web.Request) -> web.Response:
     body = await decode(request, FlagMerchant)
+    first = await idempotency_of(request)
+    if isinstance(first, web.Response):  # this key flagged before: its answer again, no second flag
+        return first
     cases = request.app[CASES]
-    event, position = await flag(cases.store, cases.mapper, request[PRINCIPAL], body.merchant, body.reason)
-    answer = {"merchant": event.merchant, "reason": event.reason, "version": event.originator_version,
-              "position": position}
-    return web.Response(body=_encode(answer), status=201, content_type="application/json")
+    event, position = await flag(cases.store, cases.mapper, request[PRINCIPAL], body.merchant, body.reason,
+                                 idempotency=first, respond=_flagged)
+    status, answer = _flagged(event, position)
+    return web.Response(body=answer, status=status, content_type="application/json")
 
 
 async def list_flagged(request: web.Request) -> web.Response:

@@ -88,7 +88,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         if http.status < 400:
             raise
         kind, title = _HTTP_KINDS.get(http.status, ("http-error", http.reason))
-        response = problem_response(Problem(http.status, kind, title, http.text or ""))
+        allow = {"Allow": http.headers["Allow"]} if "Allow" in http.headers else {}  # a 405 must name them
+        response = problem_response(Problem(http.status, kind, title, http.text or "", headers=allow))
     except Exception as error:
         if database_unreachable(error):
             # Not a fault of the request nor a bug: say "try again" (503), and a

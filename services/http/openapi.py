@@ -8,23 +8,30 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
+from casedesk.services.http.commands import IF_MATCH
 from casedesk.services.http.problems import ProblemBody
+from casedesk.services.http.query_numbers import BIGINT
 
 DOCUMENT = web.AppKey("openapi_document", bytes)
 _PARAM = re.compile(r"\{(\w+)\}")
 
 _QUERY: dict[str, dict[str, Any]] = {
-    "min_position": {"type": "integer", "minimum": 0},
+    "min_position": {"type": "integer", "minimum": 0, "maximum": BIGINT},
     "limit": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
     "cursor": {"type": "string"},
     "as_of": {"type": "string", "format": "date-time"},
-    "version": {"type": "integer", "minimum": 1},
+    "version": {"type": "integer", "minimum": 1, "maximum": BIGINT},
     "phone": {"type": "string"},
     "name": {"type": "string"},
     "last4": {"type": "string", "pattern": "^[0-9]{4}$"},
     "access_token": {"type": "string"},
 }
 
+_PATH: dict[str, dict[str, Any]] = {
+    **{name: {"type": "string", "format": "uuid"} for name in ("case_id", "contact_id", "dispute_id", "callback_id")},
+    "queue": {"type": "string", "pattern": DEPARTMENT_PATTERN},
+}
 _ERRORS = {
     "400": "Malformed JSON", "401": "Missing or invalid token", "403": "Role or case not allowed",
     "404": "No such resource", "409": "Refused by a rule of the case (type names the rule)",
@@ -32,26 +39,70 @@ _ERRORS = {
     "415": "Body is not JSON", "422": "Validation failed (errors lists each field)",
     "503": "Not ready, the database is out of reach, or the projection has not reached min_position",
 }
+_HEADERS = {
+    "401": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    "503": {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+}
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemBody"}}}}
+def _problem(code: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": _ERRORS[code],
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemBody"}}}}
+    if code in _HEADERS:
+        answer["headers"] = _HEADERS[code]
+    return answer
+
+
+def _refusals(route: Any) -> list[str]:
+    """The problem statuses a route can answer, from what it takes: no more, no fewer."""
+    ids = [name for name in _PARAM.findall(route.path) if name.endswith("_id")]
+    codes = {"404"} if ids or "{queue}" in route.path else set()  # an id or name that is not (or cannot be) one
+    if route.roles is not None:
+        codes |= {"401", "403"}
+    if route.body is not None:
+        codes |= {"400", "413", "415", "422"}
+    if route.upload:
+        codes |= {"415", "422"}  # not a list's media type; a CSV header without the columns
+    if route.roles is not None:
+        codes.add("503")  # the database out of reach (Retry-After), as for min_position
+    if set(route.query) - {"access_token"} or "card_id" in ids:
+        codes.add("422")  # a query value out of range; a full card number in the path
+    if route.method == "POST" and route.roles is not None:
+        codes |= {"409", "422"}  # a rule of the case, or a change that kept racing; a bad Idempotency-Key
+        if "{case_id}" in route.path:
+            codes.add("412")
+    return sorted(codes)
+
+
+def _content(answer: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    if isinstance(answer, str):  # a media type: a page or plain text
+        return {answer: {"schema": {"type": "string"}}}
+    return {"application/json": {"schema": ref.get(answer, {"type": "object"})}}
+
+
+def _answers(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    answers: dict[str, Any] = {str(route.status): {"description": "OK", "content": _content(route.answer, ref)}}
+    for status, answer in route.also:
+        answers[str(status)] = ({"description": "No content"} if answer is None
+                                else {"description": "See the summary", "content": _content(answer, ref)})
+    answers.update({code: _problem(code) for code in _refusals(route) if code not in answers})
+    return answers
 
 
 def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True,
-         "schema": {"type": "string", "format": "uuid"} if name.endswith("_id") and name != "card_id"
-         else {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": _PATH.get(name, {"type": "string"})}
         for name in _PARAM.findall(route.path)
     ]
     if route.method == "POST" and route.roles is not None:
         params += [
-            {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}},
+            {"name": "Idempotency-Key", "in": "header", "required": False,
+             "schema": {"type": "string", "minLength": 1, "maxLength": 200}},
         ]
         if "{case_id}" in route.path:
-            params.append({"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}})
+            params.append({"name": "If-Match", "in": "header", "required": False,
+                           "schema": {"type": "string", "pattern": f"^(\\*|{IF_MATCH.pattern})$"}})
     params += [{"name": name, "in": "query", "required": False, "schema": _QUERY[name]} for name in route.query]
     if route.method == "GET" and route.path.endswith("/history"):
         params.append({"name": "X-Access-Reason", "in": "header", "required": False, "schema": {"type": "string"}})
@@ -59,32 +110,48 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
         "summary": route.summary,
         "operationId": route.handler.__module__.rsplit(".", 1)[-1] + "_" + route.handler.__name__,
         "parameters": params,
-        "responses": {str(route.status): {
-            "description": "OK",
-            "content": {"text/html": {"schema": {"type": "string"}}} if route.answer == "text/html"
-            else {"application/json": {"schema": ref.get(route.answer, {"type": "object"})}},
-        }},
+        "responses": _answers(route, ref),
     }
     if route.body is not None:
         op["requestBody"] = {"required": True,
                              "content": {"application/json": {"schema": ref[route.body]}}}
     elif route.upload:
-        op["requestBody"] = {"required": True,
-                             "content": {media: {"schema": {"type": "string"}} for media in route.upload}}
+        # A list, one line per item: NDJSON objects, or CSV rows under a header naming the fields.
+        lines = {"type": "array", "items": ref[route.line]} if route.line else {"type": "string"}
+        op["requestBody"] = {"required": True, "content": {media: {"schema": lines} for media in route.upload}}
     if route.roles is not None:
         op["security"] = [{"bearer": []}]
-        codes = ["401", "403", "503"] if route.method == "GET" else list(_ERRORS)
-        if "{" in route.path:
-            codes.append("404")
-        op["responses"].update({c: _problem(_ERRORS[c]) for c in sorted(set(codes))})
     return op
 
 
+def _inside_request_bodies(routes: list[Any]) -> set[type]:
+    """Every Struct a request body is made of, at any depth."""
+    found: set[type] = set()
+
+    def walk(t: msgspec.inspect.Type) -> None:
+        if isinstance(t, msgspec.inspect.StructType) and t.cls not in found:
+            found.add(t.cls)
+            for f in t.fields:
+                walk(f.type)
+        elif isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType)):
+            walk(t.item_type)
+        elif isinstance(t, msgspec.inspect.UnionType):
+            for option in t.types:
+                walk(option)
+
+    for route in routes:
+        if route.body is not None:
+            walk(msgspec.inspect.type_info(route.body))
+    return found
+
+
 def build_document(routes: list[Any]) -> dict[str, Any]:
-    kinds = sorted({t for r in routes for t in (r.body, r.answer) if isinstance(t, type)
-                    and issubclass(t, msgspec.Struct)} | {ProblemBody}, key=lambda t: t.__name__)
+    kinds = sorted({t for r in routes for t in (r.body, r.answer, r.line, *(a for _, a in r.also))
+                    if isinstance(t, type) and issubclass(t, msgspec.Struct)} | {ProblemBody}, key=lambda t: t.__name__)
     schemas, components = msgspec.json.schema_components(kinds, ref_template="#/components/schemas/{name}")
     ref = dict(zip(kinds, schemas, strict=True))
+    for kind in _inside_request_bodies(routes):  # request_body refuses their unknown fields too
+        components[kind.__name__]["additionalProperties"] = False
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, ref)

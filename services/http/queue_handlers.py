@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -13,13 +14,17 @@ from aiohttp import web
 from casedesk.projections.work_queues import department_of, queue_depths, queue_page
 from casedesk.services.case_reading import read_case
 from casedesk.services.http.app_keys import CASES, POOL, READ_POOL, ZONE
+from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
+from casedesk.services.http.commands import command_body, idempotency_of
 from casedesk.services.http.middleware import PRINCIPAL
-from casedesk.services.http.problems import FieldError, Problem, validation_problem
+from casedesk.services.http.problems import FieldError, Problem, not_found, validation_problem
+from casedesk.services.http.query_numbers import whole_number
 from casedesk.services.http.read_your_writes import wait_for_min_position
 from casedesk.services.queue_claims import claim_next
 from casedesk.services.tokens import Principal
 
 _encode = msgspec.json.Encoder().encode
+_QUEUE_NAME = re.compile(DEPARTMENT_PATTERN)
 
 
 def _works(principal: Principal, queue: str) -> bool:
@@ -28,18 +33,17 @@ def _works(principal: Principal, queue: str) -> bool:
 
 def _queue(request: web.Request) -> str:
     queue = request.match_info["queue"]
+    if not _QUEUE_NAME.fullmatch(queue):  # never a queue, and no text to hand PostgreSQL (a NUL is a 500)
+        raise not_found(f"queue {queue!r}")
     if not _works(request[PRINCIPAL], queue):
         raise Problem(403, "forbidden", "Not your queue", f"{queue} is worked by {department_of(queue)}")
     return queue
 
 
 def _limit(request: web.Request) -> int:
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        raise validation_problem([FieldError("limit", "must be a whole number")]) from None
-    if not 1 <= limit <= 500:
-        raise validation_problem([FieldError("limit", "must be between 1 and 500")])
+    limit = whole_number(request.query.get("limit", "50"), 1, 500)
+    if limit is None:
+        raise validation_problem([FieldError("limit", "must be a whole number from 1 to 500")])
     return limit
 
 
@@ -82,12 +86,21 @@ async def list_items(request: web.Request) -> web.Response:
 
 
 async def claim(request: web.Request) -> web.StreamResponse:
-    queue = _queue(request)
-    cases = request.app[CASES]
-    outcome = await claim_next(request.app[POOL], cases, request[PRINCIPAL], queue)
+    queue, cases = _queue(request), request.app[CASES]
+    first = await idempotency_of(request)
+    if isinstance(first, web.Response):  # this key claimed before: that case again, as it stands now
+        claimed = msgspec.json.decode(first.body)
+        return await _claimed(request, UUID(claimed["case_id"]), claimed["position"])
+    outcome = await claim_next(request.app[POOL], cases, request[PRINCIPAL], queue, idempotency=first,
+                               respond=lambda o: (200, _encode(command_body(o, None))))
     if outcome is None:
         return web.Response(status=204)
-    read = await read_case(cases.store, cases.mapper, outcome.case.id, request.app[ZONE])
+    return await _claimed(request, outcome.case.id, outcome.position or 0)
+
+
+async def _claimed(request: web.Request, case_id: UUID, position: int) -> web.Response:
+    cases = request.app[CASES]
+    read = await read_case(cases.store, cases.mapper, case_id, request.app[ZONE])
     body = b'{"case_id":"%s","version":%d,"position":%d,"case":%s,"timeline":%s}' % (
-        str(outcome.case.id).encode(), read.version, outcome.position or 0, read.view, read.timeline)
+        str(case_id).encode(), read.version, position, read.view, read.timeline)
     return web.Response(body=body, content_type="application/json", headers={"ETag": f'"{read.version}"'})

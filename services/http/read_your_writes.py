@@ -17,20 +17,20 @@ from aiohttp import web
 from casedesk.services.event_store import read_position
 from casedesk.services.http.app_keys import READ_POOL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
+from casedesk.services.http.query_numbers import BIGINT, whole_number
 
 WAIT_SECONDS = 5.0
 
 
 def min_position_of(request: web.Request) -> int | None:
     raw = request.query.get("min_position")
-    if raw is None or raw == "":
+    if raw is None:
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise validation_problem([FieldError("min_position", "must be a whole number")]) from None
-    if value < 0:
-        raise validation_problem([FieldError("min_position", "must not be negative")])
+    # An empty value is refused too: read as "no minimum" it would serve stale data to a
+    # client that lost its position.
+    value = whole_number(raw, 0, BIGINT)
+    if value is None:
+        raise validation_problem([FieldError("min_position", "must be a whole number from 0")])
     return value
 
 

@@ -1,7 +1,8 @@
 """Turning a request body into a request Struct, or a clear 4xx.
 
 400 for malformed JSON, 415 for a body that is not JSON, 422 with one entry
-per field for unknown, missing, mistyped or card-data-bearing fields.
+per field for unknown, missing, mistyped or card-data-bearing fields, and for
+any text holding a NUL character.
 """
 
 from __future__ import annotations
@@ -103,9 +104,20 @@ def _card_data_problems(value: Any, path: str) -> list[FieldError]:
     return []
 
 
+def _nul_problems(value: Any, path: str) -> list[FieldError]:
+    """A NUL character anywhere: PostgreSQL's text cannot hold one, so a read model could never store it."""
+    if isinstance(value, dict):
+        return [e for key, item in value.items() for e in _nul_problems(item, f"{path}.{key}" if path else str(key))]
+    if isinstance(value, list):
+        return [e for n, item in enumerate(value) for e in _nul_problems(item, f"{path}[{n}]")]
+    if isinstance(value, str) and "\x00" in value:
+        return [FieldError(path or "body", "must not contain the NUL character")]
+    return []
+
+
 def convert(value: Any, kind: type[T]) -> T:
     """Check and convert an already parsed JSON value into a request Struct."""
-    errors = _card_data_problems(value, "") + _field_problems(value, kind, "")
+    errors = _nul_problems(value, "") + _card_data_problems(value, "") + _field_problems(value, kind, "")
     if errors:
         raise validation_problem(errors)
     try:

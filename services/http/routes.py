@@ -15,6 +15,7 @@ from aiohttp import web
 from casedesk.projections.case_view import CaseView
 from casedesk.services.access_log import AccessLogPage
 from casedesk.services.audit_chain import ChainCheck
+from casedesk.services.breach_intake import AffectedCardLine
 from casedesk.services.case_history import HistoryAnswer
 from casedesk.services.http import audit_handlers as audit
 from casedesk.services.http import breach_handlers as breaches
@@ -38,6 +39,7 @@ AUDITORS: Roles = ("auditor", "supervisor", "admin")
 CASE = "/v1/cases/{case_id}"
 
 HTML = "text/html"  # an answer that is a page, not JSON
+TEXT = "text/plain"  # an answer that is plain text (Prometheus' exposition format)
 
 
 class Route(NamedTuple):
@@ -52,13 +54,17 @@ class Route(NamedTuple):
     answer: Any = CommandAnswer
     status: int = 200
     query: tuple[str, ...] = ()
+    also: tuple[tuple[int, Any], ...] = ()  # other answers than `status` and problems: (status, answer or None)
     upload: tuple[str, ...] = ()  # media types of a body read as a stream, not as one JSON document
+    line: type | None = None  # what each line of such a body holds
 
 
 ROUTES: list[Route] = [
     Route("GET", "/healthz", health.healthz, PUBLIC, "Liveness", answer=Health),
-    Route("GET", "/readyz", health.readyz, PUBLIC, "Readiness: database reachable", answer=Health),
-    Route("GET", "/metrics", metrics.serve_metrics, PUBLIC, "Prometheus text", answer=Anything),
+    Route("GET", "/readyz", health.readyz, PUBLIC,
+          "Readiness: database reachable and projections caught up (503 when not)", answer=Health,
+          also=((503, Health),)),
+    Route("GET", "/metrics", metrics.serve_metrics, PUBLIC, "Prometheus text", answer=TEXT),
     Route("POST", "/v1/cases", cmd.open_case, AGENTS, "Open a case", rq.OpenCase, status=201),
     Route("GET", CASE, q.get_case, READERS, "The case view with its handoff summary", answer=CaseView,
           query=("min_position",)),
@@ -122,7 +128,7 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/queues/{queue}/items", queues.list_items, READERS, "A queue's items in claim order",
           answer=Anything, query=("limit", "cursor", "min_position")),
     Route("POST", "/v1/queues/{queue}/claim", queues.claim, AGENTS,
-          "Take the next case of a queue (204 when empty)", answer=Anything),
+          "Take the next case of a queue (204 when empty)", answer=Anything, also=((204, None),)),
     Route("GET", "/v1/lookup", lookup_handlers.lookup, AGENTS,
           "Find a caller's customer record and recent outbound calls", answer=Anything,
           query=("phone", "name", "last4", "min_position")),
@@ -133,7 +139,8 @@ ROUTES: list[Route] = [
           answer=breaches.BreachAnswer),
     Route("POST", "/v1/breaches/{breach_id}/affected-cards", breaches.take_affected_cards, SUPERVISORS,
           "Take in the breach's list of affected cards (NDJSON or CSV, streamed): one outreach case per card",
-          answer=breaches.IntakeAnswer, status=202, upload=tuple(breaches.LIST_TYPES)),
+          answer=breaches.IntakeAnswer, status=202, upload=tuple(breaches.LIST_TYPES),
+          line=AffectedCardLine),
     Route("GET", "/v1/merchants/flagged", merchants.list_flagged, READERS,
           "Flagged merchant descriptors with their dispute counts", answer=Anything, query=("min_position",)),
     Route("POST", "/v1/merchants/flags", merchants.flag_merchant, SUPERVISORS,

@@ -269,3 +269,18 @@ async def test_a_compromise_naming_a_recorded_breach_takes_its_fee_bearer(client
     assert r.status == 200, await r.text()
     timeline = await (await client.get(f"/v1/cases/{case_id}/timeline", headers=auth("agent"))).json()
     assert any("borne by LeakyMart" in e["text"] for e in timeline["entries"])
+
+
+async def test_a_nul_character_in_a_listed_line_is_rejected_not_stored(client, auth) -> None:
+    breach_id = await new_breach(client, auth)
+    tag = uuid.uuid4().hex[:8]
+    r = await client.post(f"/v1/breaches/{breach_id}/affected-cards",
+                          data=ndjson([card_line(1, tag, name="Hanako\x00Suzuki"), card_line(2, tag)]),
+                          headers={**auth("supervisor"), **NDJSON})
+    report = await r.json()
+    assert (report["cases_opened"], [x["line"] for x in report["rejected"]]) == (1, [1])
+    assert "NUL" in report["rejected"][0]["reason"]
+    # The read side still moves: a read that waits for the upload's position answers.
+    queue = await read_after(client, f"/v1/queues/breach_outreach/items?limit=1&min_position={report['position']}",
+                             auth("agent"))
+    assert "items" in queue
