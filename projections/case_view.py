@@ -196,5 +196,13 @@ class CaseFile(msgspec.Struct, kw_only=True):
     started: dict[str, ev.ContactStarted] = {}
 
 
+class FileRest(msgspec.Struct, kw_only=True):
+    """What a case file holds beyond its view and timeline: the `file` column of
+    case_files. (Rows written before it held the whole CaseFile; decoding those
+    as FileRest ignores the rest, so both read alike.)"""
+
+    started: dict[str, ev.ContactStarted] = {}
+
+
 def person(actor: Actor) -> Person:
     return Person(id=actor.id, name=actor.name, department=actor.department)
