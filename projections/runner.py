@@ -24,6 +24,7 @@ import asyncpg
 import structlog
 
 from casedesk.domain.events import CaseEvent
+from casedesk.services.database import keeps_session_state
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import CHANNEL, EventStore, read_position, record_position
 
@@ -110,6 +111,7 @@ class ProjectionRunner:
         await self._unlisten()
         try:
             self._listener = await self.store.pool.acquire()
+            keeps_session_state(self._listener)
             await self._listener.add_listener(CHANNEL, self.wake)
         except (OSError, asyncpg.PostgresError):
             await self._unlisten()  # the fallback timer still wakes the workers
@@ -163,6 +165,7 @@ class ProjectionRunner:
 
     async def _hold_lock_and_run(self, holder: asyncpg.Connection, projection: Projection) -> None:
         key = lock_key(projection.name)
+        keeps_session_state(holder)
         while not await holder.fetchval("SELECT pg_try_advisory_lock($1)", key):
             if self._stopping:
                 return

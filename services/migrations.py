@@ -11,6 +11,8 @@ from importlib import resources
 import asyncpg
 import structlog
 
+from casedesk.services.database import keeps_session_state
+
 log = structlog.get_logger(__name__)
 
 # Any fixed 64-bit number; it only has to differ from the projection locks.
@@ -27,6 +29,7 @@ def migration_files() -> list[tuple[str, str]]:
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply what has not run yet; return the names applied now."""
     applied_now: list[str] = []
+    keeps_session_state(conn)
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
     try:
         await conn.execute(

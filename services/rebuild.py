@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import REBUILD_BATCH, Projection, ProjectionRunner, lock_key, rebuild
+from casedesk.services.database import keeps_session_state
 from casedesk.services.event_store import EventStore, read_position
 
 
@@ -44,6 +45,7 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str]) -> dict[str,
                 task = progress.add_task(f"rebuild {projection.name}", total=total)
                 started = time.perf_counter()
                 async with pool.acquire() as holder:
+                    keeps_session_state(holder)
                     mine = await holder.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(projection.name))
                     await rebuild(runner, projection)
                     done = 0
