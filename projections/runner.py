@@ -50,8 +50,11 @@ class Projection(Protocol):
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """No cyclic GC passes while a batch decodes or folds: it allocates many objects
-    that all stay alive, so the passes find nothing and cost about a tenth of a rebuild."""
+    """No cyclic GC passes while a batch is read, decoded, folded and written: it
+    allocates many objects that all stay alive, so the passes (each walking every
+    tracked object, files remembered included) found nothing and took a third of
+    a rebuild at 100,000 cases. A batch lasts milliseconds live and about a second
+    in a rebuild; the collector catches up after it."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -134,19 +137,19 @@ class ProjectionRunner:
     async def catch_up(self, projection: Projection) -> int:
         """Apply one batch; return how many events it held (0: up to date)."""
         position = await read_position(self.pool, projection.name) or 0
-        notifications = await self.store.read_notifications(
-            position, self.batch, inclusive_of_start=False
-        )
-        if not notifications:
-            self.positions[projection.name] = position
-            return 0
         with collector_paused():
+            notifications = await self.store.read_notifications(
+                position, self.batch, inclusive_of_start=False
+            )
+            if not notifications:
+                self.positions[projection.name] = position
+                return 0
             events = [self.mapper.to_domain_event(n) for n in notifications]
-        async with self.pool.acquire() as conn, conn.transaction():
-            await projection.apply(conn, events)
-            await record_position(conn, projection.name, notifications[-1].id)
-            # Delivered on commit: live dashboards in any process refresh from it.
-            await conn.execute(f"NOTIFY {READ_MODELS_CHANNEL}")
+            async with self.pool.acquire() as conn, conn.transaction():
+                await projection.apply(conn, events)
+                await record_position(conn, projection.name, notifications[-1].id)
+                # Delivered on commit: live dashboards in any process refresh from it.
+                await conn.execute(f"NOTIFY {READ_MODELS_CHANNEL}")
         self.positions[projection.name] = notifications[-1].id
         async with self.moved:
             self.moved.notify_all()
