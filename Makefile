@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench lint migrate clean
+.PHONY: serve test test-topology bench lint migrate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ migrate: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The several-process topology alone (it is part of `make test` too, ~45 s):
+# deploy/local-cluster's primary, hot standby, PgBouncer, 3 APIs and 2 workers.
+test-topology: $(STAMP)
+	$(BIN)/python -m pytest -q tests/topology
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench

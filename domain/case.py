@@ -19,6 +19,7 @@ from msgspec.structs import replace
 from . import events as ev
 from .case_parts import (
     Assignee,
+    BreachFee,
     CallbackState,
     CardState,
     ContactState,
@@ -29,6 +30,7 @@ from .values import CaseReason, CaseStatus, Customer, Money, PhoneNumber
 
 __all__ = [
     "Assignee",
+    "BreachFee",
     "CallbackState",
     "CardState",
     "ContactState",
@@ -71,6 +73,7 @@ class FraudCase(msgspec.Struct, frozen=True, kw_only=True):
     departments: tuple[str, ...] = (HOME_DEPARTMENT,)
     priority: int | None = None
     assignee: Assignee | None = None
+    breach_fee: BreachFee | None = None
 
     def contact(self, contact_id: UUID) -> ContactState | None:
         return self.contacts.get(str(contact_id))
@@ -149,10 +152,17 @@ def _unchanged(case: FraudCase, _: ev.CaseEvent) -> FraudCase:
 
 for _recorded_only in (
     ev.TransactionReviewed,
-    ev.CompromiseSuspected,
     ev.HandoffNoteAdded,
 ):
     _APPLIERS[_recorded_only] = _unchanged
+
+
+@_applies(ev.CompromiseSuspected)
+def _compromise_suspected(case: FraudCase, e: ev.CompromiseSuspected) -> FraudCase:
+    # Only a breach names who pays for a reissue; other leaks leave the default.
+    if e.reissue_fee_bearer is None:
+        return case
+    return replace(case, breach_fee=BreachFee(bearer=e.reissue_fee_bearer, merchant=e.fee_merchant))
 
 
 @_applies(ev.ContactStarted)

@@ -16,6 +16,7 @@ from .values import (
     ContactChannel,
     ContactDirection,
     DisputeOutcome,
+    FeeBearer,
     IdentityMethod,
     Money,
     StopScope,
@@ -68,6 +69,13 @@ class PaymentStop(msgspec.Struct, frozen=True, kw_only=True):
     """A standing stop on charges."""
 
     scope: StopScope
+    merchant: str | None
+
+
+class BreachFee(msgspec.Struct, frozen=True, kw_only=True):
+    """Who pays for a reissue on a case whose card was in a merchant's data breach."""
+
+    bearer: FeeBearer
     merchant: str | None
 
 

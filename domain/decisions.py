@@ -14,6 +14,7 @@ from .decisions_cards import (
     record_card_destroyed,
     record_compromise,
     reissue_card,
+    reissue_fee,
     suspend_card,
     suspend_online_access,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "record_compromise",
     "record_contact_details",
     "reissue_card",
+    "reissue_fee",
     "release",
     "reopen_case",
     "resolve_case",

@@ -10,7 +10,7 @@ from .card_data import redact_card_numbers as redact
 from .case import FraudCase
 from .errors import RuleViolation
 from .guards import known_card, no_card_data, stamps, still_open, verified_contact
-from .values import Actor, CompromiseSource, Delivery, Fee, is_last4
+from .values import Actor, CompromiseSource, Delivery, Fee, FeeBearer, Money, is_last4
 
 
 def suspend_card(
@@ -98,6 +98,13 @@ def reissue_card(
         raise RuleViolation(
             "fee-merchant-mismatch", "a merchant is named exactly when a merchant pays the fee"
         )
+    if case.breach_fee is not None and case.breach_fee.bearer != "customer" and fee.bearer == "customer":
+        # The customer did nothing wrong; the breach record says who pays.
+        raise RuleViolation(
+            "breach-reissue-not-charged-to-customer",
+            "this card was in a data breach; its reissue is borne by "
+            + (case.breach_fee.merchant or case.breach_fee.bearer),
+        )
     return [
         ev.ReplacementCardIssued(
             **stamps(case, actor, at, contact_id).next(),
@@ -109,6 +116,23 @@ def reissue_card(
             fee=fee,
         )
     ]
+
+
+def reissue_fee(
+    case: FraudCase, *, amount: Money, bearer: FeeBearer | None, merchant: str | None
+) -> Fee:
+    """The fee as asked, or, when nobody is named, as the case implies.
+
+    A case opened for a merchant's data breach defaults to the breach's fee
+    bearer (the merchant, by name); any other case defaults to the issuer.
+    """
+    if bearer is not None:
+        if bearer == "merchant" and merchant is None and case.breach_fee is not None:
+            merchant = case.breach_fee.merchant
+        return Fee(amount=amount, bearer=bearer, merchant=merchant)
+    if case.breach_fee is not None:
+        return Fee(amount=amount, bearer=case.breach_fee.bearer, merchant=case.breach_fee.merchant)
+    return Fee(amount=amount, bearer="issuer", merchant=merchant)
 
 
 def record_card_destroyed(
@@ -143,9 +167,18 @@ def record_compromise(
     detail: str,
     domain: str | None = None,
     breach_id: UUID | None = None,
+    reissue_fee_bearer: FeeBearer | None = None,
+    fee_merchant: str | None = None,
 ) -> list[ev.CaseEvent]:
+    """Record where the data leaked; a breach also says who pays for reissues."""
     still_open(case)
-    no_card_data(domain=domain)
+    no_card_data(domain=domain, fee_merchant=fee_merchant)
+    if reissue_fee_bearer is not None and breach_id is None:
+        raise RuleViolation("fee-bearer-needs-breach", "only a recorded breach decides who pays for reissues")
+    if (reissue_fee_bearer == "merchant") != bool(fee_merchant):
+        raise RuleViolation(
+            "fee-merchant-mismatch", "a merchant is named exactly when a merchant pays the fee"
+        )
     return [
         ev.CompromiseSuspected(
             **stamps(case, actor, at).next(),
@@ -153,5 +186,7 @@ def record_compromise(
             detail=redact(detail),
             domain=domain,
             breach_id=breach_id,
+            reissue_fee_bearer=reissue_fee_bearer,
+            fee_merchant=fee_merchant,
         )
     ]

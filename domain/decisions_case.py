@@ -12,7 +12,7 @@ from .case import FraudCase
 from .decisions_contacts import contact_started
 from .errors import RuleViolation
 from .guards import Stamps, no_card_data, stamps, still_open
-from .values import Actor, Card, CaseReason, ContactChannel, ContactStart, Customer, Money
+from .values import Actor, Card, CaseReason, ContactStart, Customer, Money, OpeningChannel
 
 HIGHEST_PRIORITY, LOWEST_PRIORITY = 1, 5
 # Supervisors may take a case off an agent who is away; agents release their own.
@@ -27,7 +27,7 @@ def open_case(
     customer: Customer,
     cards: Sequence[Card],
     reason: CaseReason,
-    channel: ContactChannel,
+    channel: OpeningChannel,
     summary: str,
     amount_at_risk: Money | None = None,
     contact: ContactStart | None = None,

@@ -26,8 +26,10 @@ from .values import (
     Delivery,
     DisputeOutcome,
     Fee,
+    FeeBearer,
     IdentityMethod,
     Money,
+    OpeningChannel,
     PhoneNumber,
     ReviewedTransaction,
     StopScope,
@@ -53,7 +55,7 @@ class CaseOpened(CaseEvent, frozen=True, kw_only=True):
     customer: Customer
     cards: tuple[Card, ...]
     reason: CaseReason
-    channel: ContactChannel
+    channel: OpeningChannel
     summary: str
     amount_at_risk: Money | None = None
 
@@ -176,12 +178,14 @@ class CardDestroyed(CaseEvent, frozen=True, kw_only=True):
 
 
 class CompromiseSuspected(CaseEvent, frozen=True, kw_only=True):
-    """Where the card data probably leaked."""
+    """Where the card data probably leaked; a breach names who pays for the reissue."""
 
     source: CompromiseSource
     detail: str
     domain: str | None
     breach_id: UUID | None
+    reissue_fee_bearer: FeeBearer | None = None
+    fee_merchant: str | None = None
 
 
 class ContactDetailsRecorded(CaseEvent, frozen=True, kw_only=True):

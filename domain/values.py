@@ -19,6 +19,8 @@ CaseReason = Literal["unrecognized_charge", "fraud_alert", "data_breach", "lost_
 CaseStatus = Literal["open", "resolved"]
 ContactDirection = Literal["inbound", "outbound", "callback"]
 ContactChannel = Literal["phone", "chat", "branch", "email"]
+# A case also opens without any contact: from a breached merchant's list of cards.
+OpeningChannel = Literal["phone", "chat", "branch", "email", "breach_notice"]
 ContactOutcome = Literal["connected", "no_answer", "voicemail", "dropped"]
 IdentityMethod = Literal[
     "knowledge_based",
@@ -32,6 +34,9 @@ StopScope = Literal["merchant", "all_overseas", "all"]
 Delivery = Literal["mail", "branch_pickup"]
 FeeBearer = Literal["issuer", "customer", "merchant"]
 CompromiseSource = Literal["merchant_site", "data_breach", "skimming", "unknown"]
+DataExposed = Literal[
+    "card_number", "security_code", "expiry_date", "cardholder_name", "phone", "address", "email", "password"
+]
 CardKind = Literal["primary", "family"]
 CardStatus = Literal["active", "suspended", "replaced", "destroyed"]
 CallbackStatus = Literal["scheduled", "completed", "missed"]

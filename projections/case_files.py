@@ -81,7 +81,7 @@ class CaseFiles:
             self._remembered.popitem(last=False)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[ev.CaseEvent]) -> None:
-        ids = list({e.originator_id for e in events if not isinstance(e, MerchantFlagged)})
+        ids = list({e.originator_id for e in events if isinstance(e, ev.CaseEvent)})
         files = await self._files(conn, ids)
         customers = {
             r["case_id"]: CustomerRow(**dict(r))
@@ -111,6 +111,8 @@ class CaseFiles:
             if isinstance(event, MerchantFlagged):
                 merchants.flag(event)
                 continue
+            if not isinstance(event, ev.CaseEvent):
+                continue  # a breach record: its outreach cases carry what the read side needs
             current = files.get(event.originator_id)
             if current is not None and event.originator_version <= current.view.version:
                 continue  # already folded

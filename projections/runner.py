@@ -113,7 +113,8 @@ class ProjectionRunner:
     async def _listen(self) -> None:
         await self._unlisten()
         try:
-            self._listener = await self.store.pool.acquire()
+            # From the runner's own pool: a direct connection when PgBouncer fronts the store's.
+            self._listener = await self.pool.acquire()
             keeps_session_state(self._listener)
             await self._listener.add_listener(CHANNEL, self.wake)
         except (OSError, asyncpg.PostgresError):
@@ -132,10 +133,16 @@ class ProjectionRunner:
             with contextlib.suppress(Exception):
                 await listener.remove_listener(CHANNEL, self.wake)
             with contextlib.suppress(Exception):
-                await self.store.pool.release(listener)
+                await self.pool.release(listener)
 
-    async def catch_up(self, projection: Projection) -> int:
-        """Apply one batch; return how many events it held (0: up to date)."""
+    async def catch_up(self, projection: Projection, holder: asyncpg.Connection | None = None) -> int:
+        """Apply one batch; return how many events it held (0: up to date).
+
+        `holder` is the connection holding the projection's advisory lock; the
+        batch then runs on it, so it commits only while the lock is still held
+        (if that connection dies, PostgreSQL frees the lock for a standby, and
+        this batch fails instead of running beside the standby's).
+        """
         position = await read_position(self.pool, projection.name) or 0
         with collector_paused():
             notifications = await self.store.read_notifications(
@@ -145,7 +152,9 @@ class ProjectionRunner:
                 self.positions[projection.name] = position
                 return 0
             events = [self.mapper.to_domain_event(n) for n in notifications]
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with contextlib.AsyncExitStack() as stack:
+                conn = holder if holder is not None else await stack.enter_async_context(self.pool.acquire())
+                await stack.enter_async_context(conn.transaction())
                 await projection.apply(conn, events)
                 await record_position(conn, projection.name, notifications[-1].id)
                 # Delivered on commit: live dashboards in any process refresh from it.
@@ -179,15 +188,18 @@ class ProjectionRunner:
             wake = self._wake[projection.name]
             while not self._stopping:
                 wake.clear()
-                while not self._stopping and await self.catch_up(projection):
+                while not self._stopping and await self.catch_up(projection, holder):
                     pass
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FALLBACK_POLL_SECONDS):
                         await wake.wait()
         finally:
-            if not holder.is_closed():
-                with contextlib.suppress(Exception):
+            # A lost connection took its lock along (and asyncpg may already have
+            # handed it back to the pool, so even is_closed() raises): keep the
+            # error that brought us here, not one from this clean-up.
+            with contextlib.suppress(Exception):
+                if not holder.is_closed():
                     await holder.execute("SELECT pg_advisory_unlock($1)", key)
 
 

@@ -3,6 +3,12 @@
 The case_files read model answers; if the projection has not yet folded the
 case's newest events, they are read from the stream and folded on the spot,
 so an agent never reads a case older than its last acknowledged command.
+
+On a streaming replica (DATABASE_READ_URL) the row comes from the standby and
+the tail from wherever freshness is promised: the primary by default; the
+standby itself once the caller's min_position has been waited for there, since
+WAL replays in commit order and so every event up to that position is on the
+standby too. Nothing here writes, so a read-only standby serves it.
 (Audit history, the case as it stood at a point, is case_history.py.)
 """
 
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from eventsourcing.utils import get_topic
 
@@ -36,8 +43,17 @@ class CaseRead:
     timeline: bytes
 
 
-async def read_case(store: EventStore, mapper: CaseEventMapper, case_id: UUID, zone: tzinfo) -> CaseRead:
-    row = await store.pool.fetchrow(
+async def read_case(
+    store: EventStore,
+    mapper: CaseEventMapper,
+    case_id: UUID,
+    zone: tzinfo,
+    *,
+    files: asyncpg.Pool | None = None,
+) -> CaseRead:
+    """The case as `store` has it; `files` is where case_files is read (default: the store's pool)."""
+    files = files or store.pool
+    row = await files.fetchrow(
         "SELECT version, departments, assignee, view, timeline, file FROM case_files WHERE case_id = $1", case_id
     )
     tail = await store.read_stream(case_id, gt=row["version"] if row else None)

@@ -21,9 +21,10 @@ import msgspec
 from eventsourcing.utils import get_topic
 
 from casedesk.domain.case import FraudCase, replay
+from casedesk.domain.errors import RuleViolation
 from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.domain.values import Actor
-from casedesk.services.case_access import acting_department, check_may_change
+from casedesk.services.case_access import AccessDeniedError, acting_department, check_may_change
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore, IdempotencyRecord, StreamConflictError
 from casedesk.services.tokens import Principal
@@ -182,19 +183,33 @@ class CaseService:
         respond: Respond | None,
     ) -> Outcome:
         for attempt in range(MAX_ATTEMPTS):
-            case = await self.load(case_id)
-            check_may_change(principal, case)
-            if expected_version is not None and case.version != expected_version:
-                raise VersionMismatchError(case.version)
-            actor = actor_of(principal, acting_department(principal, case))
-            events = decide(case, actor=actor, at=self.clock())
+            # This process's copy is trusted without a round trip: if another process
+            # wrote since, the append's version check fails and the retry loads afresh.
+            cached = self._cache.get(case_id) if attempt == 0 else None
+            case = cached or await self.load(case_id)
+            try:
+                events = self._decide(principal, case, decide, expected_version)
+            except (RuleViolation, AccessDeniedError, VersionMismatchError):
+                if cached is None:
+                    raise
+                # A refusal is only ever given on the stored state, never on a stale copy.
+                case = await self.load(case_id)
+                events = self._decide(principal, case, decide, expected_version)
             try:
                 return await self._append(replay(events, case) or case, events, idempotency, respond)
             except StreamConflictError:
                 self._cache.pop(case_id, None)
-                if attempt == MAX_ATTEMPTS - 1 or expected_version is not None:
+                if attempt == MAX_ATTEMPTS - 1 or (expected_version is not None and cached is None):
                     raise
         raise AssertionError("unreachable")
+
+    def _decide(self, principal: Principal, case: FraudCase, decide: Decision,
+                expected_version: int | None) -> list[CaseEvent]:
+        check_may_change(principal, case)
+        if expected_version is not None and case.version != expected_version:
+            raise VersionMismatchError(case.version)
+        actor = actor_of(principal, acting_department(principal, case))
+        return decide(case, actor=actor, at=self.clock())
 
     async def _append(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from uuid import UUID
 
 from casedesk.services.settings import load_settings
@@ -35,11 +35,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from casedesk.services.database import database_url
+    from casedesk.services.database import direct_database_url
     from casedesk.services.migrations import migrate
 
     async def run() -> list[str]:
-        conn = await asyncpg.connect(database_url(load_settings()))
+        conn = await asyncpg.connect(direct_database_url(load_settings()))
         try:
             return await migrate(conn)
         finally:
@@ -65,7 +65,7 @@ def _project(args: argparse.Namespace) -> int:
 
     from casedesk.projections.catalogue import all_projections
     from casedesk.projections.runner import ProjectionRunner
-    from casedesk.services.database import create_pool, database_url
+    from casedesk.services.database import create_pool, direct_database_url
     from casedesk.services.event_store import EventStore
     from casedesk.services.logs import configure_logging
     from casedesk.services.migrations import migrate
@@ -74,8 +74,8 @@ def _project(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
 
     async def run() -> None:
-        pool = await create_pool(database_url(settings), min_size=2, max_size=6,
-                                 statement_cache=settings.statement_cache)
+        # Session advisory locks and LISTEN: never through PgBouncer in transaction mode.
+        pool = await create_pool(direct_database_url(settings), min_size=2, max_size=6)
         async with pool.acquire() as conn:
             await migrate(conn)
         store = EventStore(pool)
@@ -96,12 +96,12 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from casedesk.services.database import create_pool, database_url
+    from casedesk.services.database import create_pool, direct_database_url
     from casedesk.services.migrations import migrate
     from casedesk.services.rebuild import UnknownProjectionError, rebuild_projections
 
     async def run() -> dict[str, float]:
-        pool = await create_pool(database_url(load_settings()), min_size=1, max_size=4)
+        pool = await create_pool(direct_database_url(load_settings()), min_size=1, max_size=4)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
@@ -142,6 +142,77 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
+def _import_breach(args: argparse.Namespace) -> int:
+    import getpass
+    from pathlib import Path
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from casedesk.domain.values import Actor
+    from casedesk.services.breach_intake import BreachIntake, IntakeReport, UnreadableListError
+    from casedesk.services.breaches import find_breach
+    from casedesk.services.database import create_pool, database_url
+    from casedesk.services.event_mapper import CaseEventMapper
+    from casedesk.services.event_store import EventStore
+    from casedesk.services.migrations import migrate
+    from casedesk.services.personal_data import PersonalData
+
+    settings = load_settings()
+    path = Path(args.file)
+    form = args.format or ("csv" if path.suffix.lower() == ".csv" else "ndjson")
+    operator = args.by or f"shell:{getpass.getuser()}"
+    actor = Actor(id=operator, name=args.name or operator, role="supervisor", department="fraud")
+
+    async def run() -> IntakeReport | None:
+        pool = await create_pool(database_url(settings), min_size=2, max_size=4,
+                                 statement_cache=settings.statement_cache)
+        store = EventStore(pool)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            mapper = CaseEventMapper()
+            breach = await find_breach(store, mapper, args.breach)
+            if breach is None:
+                return None
+            intake = BreachIntake(store, mapper, PersonalData(settings.pii_key), breach, actor)
+            with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                          TransferSpeedColumn(), TimeRemainingColumn()) as progress:
+                task = progress.add_task(f"{path.name} → {breach.merchant} breach", total=size)
+
+                async def chunks() -> AsyncIterator[bytes]:
+                    while chunk := await asyncio.to_thread(file.read, 256 * 1024):
+                        progress.advance(task, len(chunk))
+                        yield chunk
+
+                return await intake.take(chunks(), form)
+        finally:
+            await store.close()
+            await pool.close()
+
+    try:
+        file = path.open("rb")
+    except OSError as error:
+        print(f"cannot read {path}: {error.strerror}", file=sys.stderr)
+        return 2
+    size = path.stat().st_size
+    try:
+        with file:
+            report = asyncio.run(run())
+    except UnreadableListError as error:
+        print(f"nothing imported: {error}", file=sys.stderr)
+        return 2
+    if report is None:
+        print(f"no breach {args.breach}", file=sys.stderr)
+        return 2
+    print(f"{report.accepted:,} accepted: {report.cases_opened:,} cases opened, {report.already_known:,} already known;"
+          f" {report.rejected_total:,} lines rejected")
+    for rejected in report.rejected[:args.show_rejects]:
+        print(f"  line {rejected.line}: {rejected.reason}")
+    if report.rejected_total > args.show_rejects:
+        print(f"  ... and {report.rejected_total - args.show_rejects:,} more")
+    return 1 if report.rejected_total else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="casedesk",
@@ -175,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--case", type=UUID, metavar="ID", help="check one case")
     which.add_argument("--all", action="store_true", help="check every stream (the default)")
     verify.set_defaults(run=_audit_verify)
+
+    intake = commands.add_parser(
+        "import-breach", help="open one outreach case per card of a breach's affected-cards list (NDJSON or CSV); "
+        "idempotent, so a cut-off run is finished by running it again; exit 1 when lines were rejected")
+    intake.add_argument("file", help="the list: .csv is read as CSV with a header, anything else as NDJSON")
+    intake.add_argument("--breach", type=UUID, required=True, metavar="ID", help="the breach (POST /v1/breaches)")
+    intake.add_argument("--format", choices=["ndjson", "csv"], help="override the format the file name implies")
+    intake.add_argument("--by", help="operator id recorded on the cases (default shell:$USER)")
+    intake.add_argument("--name", help="operator name recorded on the cases")
+    intake.add_argument("--show-rejects", type=int, default=20, metavar="N", help="rejected lines to list (default 20)")
+    intake.set_defaults(run=_import_breach)
 
     token = commands.add_parser("token", help="print a bearer token signed with the configured secret")
     token.add_argument("--sub", required=True, help="agent id")

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from casedesk.services.embedded_postgres import start_embedded_postgres
+from casedesk.services.migrations import migrate
 from casedesk.services.settings import Settings
 
 
@@ -15,6 +16,17 @@ def database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
     return start_embedded_postgres(settings.data_dir)
+
+
+def direct_database_url(settings: Settings) -> str:
+    """DATABASE_DIRECT_URL when set, else database_url: where sessions must be real.
+
+    PgBouncer in transaction mode hands each transaction to any server
+    connection, so LISTEN and session advisory locks (migrations, projection
+    workers) taken through it would land on a connection casedesk no longer
+    holds. They connect here instead.
+    """
+    return settings.database_direct_url or database_url(settings)
 
 
 # Server pids of pooled connections that may hold session state: a session
@@ -67,3 +79,59 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+# Errors that mean "the database could not be reached, or the connection to it
+# was lost" rather than "this request is wrong": refused connections, a server
+# shutting down or starting up (SQLSTATE class 57), a connection dropped
+# mid-operation (class 08).
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """Whether an error, or one it arose from, is the database being out of reach.
+
+    asyncpg often reports a lost connection second-hand (an InterfaceError
+    from leaving a transaction on a closed connection), so the chain of
+    causes is searched too.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _UNREACHABLE):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def migrate_directly(dsn: str) -> list[str]:
+    """Apply pending migrations over a connection of their own (their lock is a session lock)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
+class Pools:
+    """The pools one process opens (primary, standby, direct), closed together in reverse."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._opened: list[asyncpg.Pool] = []
+
+    async def open(self, dsn: str, *, min_size: int | None = None, statement_cache: bool = True) -> asyncpg.Pool:
+        pool = await create_pool(
+            dsn,
+            min_size=self.settings.pool_min if min_size is None else min_size,
+            max_size=self.settings.pool_max,
+            statement_cache=statement_cache,
+        )
+        self._opened.append(pool)
+        return pool
+
+    async def close(self) -> None:
+        while self._opened:
+            await self._opened.pop().close()

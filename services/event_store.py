@@ -65,7 +65,17 @@ class _Append:
 
 
 class _RetryWithout(Exception):
-    """Rolled back because some appends half-applied; retry the clean ones."""
+    """Rolled back because some appends half-applied; retry the clean ones.
+
+    Carries each failed append with its error, told to its caller only once the
+    retried batch has committed: a caller that lost an Idempotency-Key to a twin
+    in the same batch then finds the twin's answer stored, instead of a key
+    still "in use".
+    """
+
+    def __init__(self, failed: list[tuple[_Append, Exception]]) -> None:
+        super().__init__(f"{len(failed)} append(s) failed")
+        self.failed = failed
 
 
 class AppendWriter:
@@ -107,21 +117,27 @@ class AppendWriter:
 
     async def _write(self, batch: list[_Append]) -> None:
         pending = [i for i in batch if not i.done.cancelled()]
-        async with self._pool.acquire() as conn:
-            while pending:
-                try:
-                    async with conn.transaction():
-                        await conn.execute(f"LOCK TABLE case_events IN EXCLUSIVE MODE; NOTIFY {CHANNEL}")
-                        results = await _insert(conn, pending)
-                except _RetryWithout as retry:
-                    pending = [i for i in pending if i not in retry.args[0]]
-                    continue
-                for item, outcome in zip(pending, results, strict=True):
-                    if isinstance(outcome, Exception):
-                        item.done.set_exception(outcome)
-                    else:
-                        item.done.set_result(outcome)
-                return
+        failed: list[tuple[_Append, Exception]] = []
+        try:
+            async with self._pool.acquire() as conn:
+                while pending:
+                    try:
+                        async with conn.transaction():
+                            await conn.execute(f"LOCK TABLE case_events IN EXCLUSIVE MODE; NOTIFY {CHANNEL}")
+                            results = await _insert(conn, pending)
+                    except _RetryWithout as retry:
+                        failed += retry.failed
+                        pending = [i for i in pending if all(i is not f for f, _ in retry.failed)]
+                        continue
+                    failed += [(i, o) for i, o in zip(pending, results, strict=True) if isinstance(o, Exception)]
+                    for item, outcome in zip(pending, results, strict=True):
+                        if not isinstance(outcome, Exception) and not item.done.done():
+                            item.done.set_result(outcome)
+                    return
+        finally:
+            for item, error in failed:
+                if not item.done.done():
+                    item.done.set_exception(error)
 
 
 # Insert rows and, in the same statement, extend each written stream's hash chain
@@ -190,10 +206,7 @@ async def _insert(conn: asyncpg.Connection, items: list[_Append]) -> list[list[i
         await _keep_idempotency_keys(conn, items, results, half_written)
     if half_written:
         # Some rows of a failed command went in: undo the batch, redo without it.
-        for item, outcome in zip(items, results, strict=True):
-            if isinstance(outcome, Exception):
-                item.done.set_exception(outcome)
-        raise _RetryWithout([i for i, o in zip(items, results, strict=True) if isinstance(o, Exception)])
+        raise _RetryWithout([(i, o) for i, o in zip(items, results, strict=True) if isinstance(o, Exception)])
     return results
 
 

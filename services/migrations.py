@@ -11,8 +11,6 @@ from importlib import resources
 import asyncpg
 import structlog
 
-from casedesk.services.database import keeps_session_state
-
 log = structlog.get_logger(__name__)
 
 # Any fixed 64-bit number; it only has to differ from the projection locks.
@@ -28,6 +26,8 @@ def migration_files() -> list[tuple[str, str]]:
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply what has not run yet; return the names applied now."""
+    from casedesk.services.database import keeps_session_state  # database imports this module
+
     applied_now: list[str] = []
     keeps_session_state(conn)
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)

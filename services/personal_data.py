@@ -41,7 +41,7 @@ class PersonalData:
         self._key = key.encode()
 
     def digest(self, kind: str, value: str) -> str:
-        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hex()[:32]
 
     def phone(self, raw: str, *, keep_number: bool = False) -> PhoneNumber:
         digits = phone_digits(raw)

@@ -51,7 +51,7 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str]) -> dict[str,
                     done = 0
                     while (position := await read_position(pool, projection.name) or 0) < goal:
                         if mine:
-                            done += await runner.catch_up(projection)
+                            done += await runner.catch_up(projection, holder)
                         else:  # a serving process refills it; watch
                             await asyncio.sleep(0.2)
                             done = await pool.fetchval(

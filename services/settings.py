@@ -19,6 +19,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     database_url: str | None = None
     database_read_url: str | None = None
+    # Straight to the primary, never through PgBouncer in transaction mode: what needs
+    # a session of its own (LISTEN, session advisory locks: migrations, projection workers).
+    database_direct_url: str | None = None
     data_dir: Path = Path(".casedesk")
     host: str = "127.0.0.1"
     port: int = 8080
@@ -63,6 +66,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         database_url=env.get("DATABASE_URL") or None,
         database_read_url=env.get("DATABASE_READ_URL") or None,
+        database_direct_url=env.get("DATABASE_DIRECT_URL") or None,
         data_dir=data_dir,
         host=env.get("CASEDESK_HOST") or "127.0.0.1",
         port=int(env.get("CASEDESK_PORT") or 8080),

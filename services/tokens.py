@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Literal
 
 import jwt
@@ -45,11 +46,27 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+# Tokens whose signature was already checked: an agent sends the same token with
+# every request, and checking it again costs more than the rest of a small read.
+_verified: OrderedDict[tuple[str, str], Principal] = OrderedDict()
+VERIFIED_KEPT = 10_000
+
+
 def read_token(secret: str, token: str) -> Principal:
-    try:
-        claims = jwt.decode(
-            token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]}
-        )
-        return msgspec.convert(claims, Principal)
-    except (jwt.PyJWTError, msgspec.ValidationError) as error:
-        raise InvalidTokenError(str(error)) from error
+    key = (secret, token)
+    principal = _verified.get(key)
+    if principal is None:
+        try:
+            claims = jwt.decode(
+                token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]}
+            )
+            principal = msgspec.convert(claims, Principal)
+        except (jwt.PyJWTError, msgspec.ValidationError) as error:
+            raise InvalidTokenError(str(error)) from error
+        _verified[key] = principal
+        if len(_verified) > VERIFIED_KEPT:
+            _verified.popitem(last=False)
+    if principal.exp <= time.time():  # as PyJWT decides it, on every use
+        _verified.pop(key, None)
+        raise InvalidTokenError("Signature has expired")
+    return principal

@@ -15,15 +15,25 @@ from aiohttp import web
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import ProjectionRunner
 from casedesk.services.case_service import CaseService
-from casedesk.services.database import create_pool, database_url
+from casedesk.services.database import Pools, database_url, migrate_directly
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
-from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL, RUNNER, SETTINGS, STORE, ZONE
+from casedesk.services.http.app_keys import (
+    CASES,
+    DIRECT_POOL,
+    PERSONAL_DATA,
+    POOL,
+    READ_POOL,
+    READ_STORE,
+    RUNNER,
+    SETTINGS,
+    STORE,
+    ZONE,
+)
 from casedesk.services.http.dashboard import close_streams, dashboard_feed
 from casedesk.services.http.metrics import METRICS, Metrics, measure
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
 from casedesk.services.http.routes import add_routes
-from casedesk.services.migrations import migrate
 from casedesk.services.personal_data import PersonalData
 from casedesk.services.settings import Settings
 
@@ -41,27 +51,29 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
     add_routes(app)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        pool = await create_pool(
-            dsn or database_url(settings),
-            min_size=settings.pool_min,
-            max_size=settings.pool_max,
-            statement_cache=settings.statement_cache,
-        )
-        async with pool.acquire() as conn:
-            await migrate(conn)
-        app[POOL] = pool
+        primary = dsn or database_url(settings)
+        direct = settings.database_direct_url or primary
+        await migrate_directly(direct)
+        pools = Pools(settings)
+        app[POOL] = await pools.open(primary, statement_cache=settings.statement_cache)
+        app[READ_POOL] = (await pools.open(settings.database_read_url, statement_cache=settings.statement_cache)
+                          if settings.database_read_url else app[POOL])
+        # The direct pool holds LISTEN connections for its whole life: start empty, open on demand.
+        app[DIRECT_POOL] = app[POOL] if direct == primary else await pools.open(direct, min_size=0)
         yield
-        await pool.close()
+        await pools.close()
 
     async def event_store(app: web.Application) -> AsyncIterator[None]:
         store = EventStore(app[POOL])
         app[STORE] = store
+        # Reading only: nothing is ever appended through it (appends go to the primary).
+        app[READ_STORE] = store if app[READ_POOL] is app[POOL] else EventStore(app[READ_POOL])
         app[CASES] = CaseService(store, CaseEventMapper())
         yield
         await store.close()
 
     async def projections(app: web.Application) -> AsyncIterator[None]:
-        runner = ProjectionRunner(app[STORE], app[POOL], all_projections(app[ZONE]))
+        runner = ProjectionRunner(app[STORE], app[DIRECT_POOL], all_projections(app[ZONE]))
         app[RUNNER] = runner
         if settings.projections:
             await runner.start()

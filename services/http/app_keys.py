@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
+# The query side: the standby when DATABASE_READ_URL is set, else POOL itself.
+READ_POOL = web.AppKey("read_pool", asyncpg.Pool)
+READ_STORE = web.AppKey("read_store", "EventStore")
+# Straight to the primary (DATABASE_DIRECT_URL): LISTEN and the projection workers' locks.
+DIRECT_POOL = web.AppKey("direct_pool", asyncpg.Pool)
 STORE = web.AppKey("store", "EventStore")
 CASES = web.AppKey("cases", "CaseService")
 PERSONAL_DATA = web.AppKey("personal_data", "PersonalData")

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import secrets
 from functools import partial
+from typing import Any
 from uuid import uuid4
 
 from aiohttp import web
 
 from casedesk.domain import decisions as d
-from casedesk.domain.values import Card, ContactStart, Customer, Fee, ReviewedTransaction
+from casedesk.domain.case import FraudCase
+from casedesk.domain.events import CaseEvent
+from casedesk.domain.values import Card, ContactStart, Customer, ReviewedTransaction
+from casedesk.services.breaches import find_breach
 from casedesk.services.http import case_requests as rq
-from casedesk.services.http.app_keys import PERSONAL_DATA
+from casedesk.services.http.app_keys import CASES, PERSONAL_DATA
 from casedesk.services.http.commands import card_in_path, path_uuid, run
+from casedesk.services.http.problems import FieldError, validation_problem
 from casedesk.services.http.request_body import decode
 
 
@@ -116,10 +121,14 @@ async def suspend_card(request: web.Request) -> web.Response:
 async def reissue_card(request: web.Request) -> web.Response:
     body = await decode(request, rq.ReissueCard)
     new_card_id, new_last4 = f"card-{uuid4().hex[:12]}", f"{secrets.randbelow(10_000):04d}"
-    fee = Fee(amount=body.fee.amount, bearer=body.fee.bearer, merchant=body.fee.merchant)
-    decide = partial(d.reissue_card, contact_id=body.contact_id, card_id=card_in_path(request),
-                     new_card_id=new_card_id, new_last4=new_last4, delivery=body.delivery,
-                     expedite=body.expedite, fee=fee)
+    card_id = card_in_path(request)
+
+    def decide(case: FraudCase, **stamp: Any) -> list[CaseEvent]:
+        # Who pays is the case's default (a breached merchant) unless the agent names someone.
+        fee = d.reissue_fee(case, amount=body.fee.amount, bearer=body.fee.bearer, merchant=body.fee.merchant)
+        return d.reissue_card(case, contact_id=body.contact_id, card_id=card_id, new_card_id=new_card_id,
+                              new_last4=new_last4, delivery=body.delivery, expedite=body.expedite, fee=fee,
+                              **stamp)
     return await run(request, path_uuid(request, "case_id"), decide,
                      extra=lambda _: {"new_card": {"card_id": new_card_id, "last4": new_last4}})
 
@@ -139,8 +148,17 @@ async def suspend_online_access(request: web.Request) -> web.Response:
 
 async def record_compromise(request: web.Request) -> web.Response:
     body = await decode(request, rq.RecordCompromise)
+    breach = None
+    if body.breach_id is not None:
+        cases = request.app[CASES]
+        breach = await find_breach(cases.store, cases.mapper, body.breach_id)
+        if breach is None:
+            raise validation_problem([FieldError("breach_id", "names no recorded breach")])
+    # A recorded breach also says who pays for this case's reissues.
     decide = partial(d.record_compromise, source=body.source, detail=body.detail,
-                     domain=body.domain, breach_id=body.breach_id)
+                     domain=body.domain, breach_id=body.breach_id,
+                     reissue_fee_bearer=breach.reissue_fee_bearer if breach else None,
+                     fee_merchant=breach.merchant if breach and breach.reissue_fee_bearer == "merchant" else None)
     return await run(request, path_uuid(request, "case_id"), decide)
 
 

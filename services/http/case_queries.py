@@ -8,16 +8,19 @@ from aiohttp import web
 from casedesk.services.access_log import REASON_HEADER, reason_of, record_access
 from casedesk.services.case_access import check_may_change, check_may_read_parts
 from casedesk.services.case_reading import CaseRead, read_case
-from casedesk.services.http.app_keys import CASES, POOL, ZONE
+from casedesk.services.http.app_keys import CASES, POOL, READ_POOL, READ_STORE, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.read_your_writes import wait_for_min_position
 
 
 async def _read(request: web.Request) -> CaseRead:
-    await wait_for_min_position(request, "case_files")
-    cases = request.app[CASES]
-    read = await read_case(cases.store, cases.mapper, path_uuid(request, "case_id"), request.app[ZONE])
+    waited = await wait_for_min_position(request, "case_files")
+    app, cases = request.app, request.app[CASES]
+    # Once the standby has passed the caller's min_position it holds every event the caller
+    # wrote, so the tail may come from it too; otherwise from the primary (see case_reading).
+    store = app[READ_STORE] if waited else cases.store
+    read = await read_case(store, cases.mapper, path_uuid(request, "case_id"), app[ZONE], files=app[READ_POOL])
     check_may_read_parts(request[PRINCIPAL], read.departments, read.assignee)
     return read
 

@@ -137,8 +137,10 @@ class SuspendCard(Request, kw_only=True):
 
 
 class FeeIn(Request, kw_only=True):
+    """Without a bearer, the case decides: a breached merchant on a breach case, else the issuer."""
+
     amount: Money
-    bearer: FeeBearer
+    bearer: FeeBearer | None = None
     merchant: Short | None = None
 
 

@@ -83,10 +83,17 @@ async def idempotency_of(request: web.Request) -> Idempotency | web.Response | N
     principal = request[PRINCIPAL].sub
     digest = hashlib.sha256(request.method.encode() + request.path.encode() + await request.read()).digest()
     row = await request.app[POOL].fetchrow(
-        "SELECT request_hash, status, response FROM idempotency_keys"
-        " WHERE principal = $1 AND key = $2 AND created_at > now() - interval '24 hours'",
+        "SELECT request_hash, status, response, created_at > now() - interval '24 hours' AS live"
+        " FROM idempotency_keys WHERE principal = $1 AND key = $2",
         principal, key,
     )
+    if row is not None and not row["live"]:
+        # Keys are kept 24 hours; an older one is free again (else its row would refuse it forever).
+        await request.app[POOL].execute(
+            "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2"
+            " AND created_at <= now() - interval '24 hours'",
+            principal, key)
+        row = None
     if row is None:
         return Idempotency(principal, key, digest)
     if bytes(row["request_hash"]) != digest:
@@ -96,6 +103,8 @@ async def idempotency_of(request: web.Request) -> Idempotency | web.Response | N
     replay = _json(row["status"], stored, first.get("version"))
     if request.path == "/v1/cases" and row["status"] == 201:
         replay.headers["Location"] = f"/v1/cases/{first['case_id']}"
+    elif request.path == "/v1/breaches" and row["status"] == 201:
+        replay.headers["Location"] = f"/v1/breaches/{first['breach_id']}"
     return replay
 
 

@@ -6,7 +6,10 @@ open cases; claims and resolutions per hour over the last eight hours; and how
 far each projection has read. `dashboard_feed` keeps one LISTEN connection on
 `read_models_moved` (the projection runner notifies it on every commit), takes
 one snapshot per burst of notifications (and every few seconds anyway, so ages
-move) and hands it to every open stream.
+move) and hands it to every open stream. With a standby the LISTEN stays on
+the primary (DATABASE_DIRECT_URL: hot standbys refuse LISTEN, PgBouncer in
+transaction mode loses it) and snapshots are read from the standby; one that
+lags the notification shows at the next burst or refresh.
 
 Waits use `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11 a
 wait_for whose awaitable finishes as the task is cancelled swallows the
@@ -29,7 +32,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from casedesk.projections.work_queues import queue_depths
 from casedesk.services.database import keeps_session_state
-from casedesk.services.http.app_keys import POOL
+from casedesk.services.http.app_keys import DIRECT_POOL, READ_POOL
 from casedesk.services.http.static_page import static_page
 
 log = structlog.get_logger("casedesk.dashboard")
@@ -117,14 +120,14 @@ BROADCASTER = web.AppKey("dashboard_broadcaster", Broadcaster)
 
 
 async def get_dashboard(request: web.Request) -> web.Response:
-    snapshot = await dashboard_snapshot(request.app[POOL])
+    snapshot = await dashboard_snapshot(request.app[READ_POOL])
     return web.Response(body=_encode(snapshot), content_type="application/json")
 
 
 async def dashboard_stream(request: web.Request) -> web.StreamResponse:
     """The snapshot at once, then every new one, as `dashboard` events."""
     with request.app[BROADCASTER].subscription() as inbox:
-        first = _encode(await dashboard_snapshot(request.app[POOL]))
+        first = _encode(await dashboard_snapshot(request.app[READ_POOL]))
         async with sse_response(request, ping_interval=PING_SECONDS) as stream:
             with contextlib.suppress(ConnectionResetError, TimeoutError):
                 await stream.send(first.decode(), event=EVENT, retry=CLIENT_RETRY_MS)
@@ -153,7 +156,7 @@ async def dashboard_feed(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: LISTEN for read-model changes and fan them out to streams."""
     broadcaster = Broadcaster()
     app[BROADCASTER] = broadcaster
-    task = asyncio.create_task(_feed(app[POOL], broadcaster), name="dashboard-feed")
+    task = asyncio.create_task(_feed(app[DIRECT_POOL], app[READ_POOL], broadcaster), name="dashboard-feed")
     yield
     broadcaster.close()
     task.cancel()
@@ -166,9 +169,10 @@ async def close_streams(app: web.Application) -> None:
     app[BROADCASTER].close()
 
 
-async def _feed(pool: asyncpg.Pool, broadcaster: Broadcaster) -> None:
+async def _feed(listen_pool: asyncpg.Pool, pool: asyncpg.Pool, broadcaster: Broadcaster) -> None:
+    """LISTEN on the primary (a standby cannot LISTEN); snapshots from `pool` (maybe the standby)."""
     moved = asyncio.Event()
-    listener = asyncio.create_task(_listen(pool, moved), name="dashboard-listen")
+    listener = asyncio.create_task(_listen(listen_pool, moved), name="dashboard-listen")
     try:
         while True:
             with contextlib.suppress(TimeoutError):
@@ -218,8 +222,10 @@ async def _listen_until_lost(pool: asyncpg.Pool, moved: asyncio.Event) -> None:
         await lost.wait()
         log.warning("dashboard_listener_lost")
     finally:
-        if not conn.is_closed():
-            with contextlib.suppress(Exception):
+        # After a lost connection asyncpg may have taken it back already, and then
+        # even is_closed() raises: that must not pass for a failure to listen.
+        with contextlib.suppress(Exception):
+            if not conn.is_closed():
                 await conn.remove_listener(CHANNEL, notified)
         with contextlib.suppress(Exception):
             await pool.release(conn)

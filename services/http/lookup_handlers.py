@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from casedesk.projections.customer_lookup import find_customers, recent_outbound
-from casedesk.services.http.app_keys import PERSONAL_DATA, POOL
+from casedesk.services.http.app_keys import PERSONAL_DATA, READ_POOL
 from casedesk.services.http.problems import FieldError, validation_problem
 from casedesk.services.http.read_your_writes import wait_for_min_position
 
@@ -24,7 +24,7 @@ async def lookup(request: web.Request) -> web.Response:
     if last4 is not None and not _LAST4.fullmatch(last4):
         raise validation_problem([FieldError("last4", "must be four digits")])
     await wait_for_min_position(request, "case_files")
-    pool = request.app[POOL]
+    pool = request.app[READ_POOL]
     phone_key = pii.phone_key(phone) if phone else None
     rows = await find_customers(pool, name_key=pii.name_key(name) if name else None, phone_key=phone_key,
                                 last4=last4)

@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from casedesk.projections.merchant_intelligence import flagged_merchants, most_disputed
-from casedesk.services.http.app_keys import CASES, POOL
+from casedesk.services.http.app_keys import CASES, READ_POOL
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.read_your_writes import wait_for_min_position
 from casedesk.services.http.request_body import decode
@@ -33,6 +33,6 @@ async def flag_merchant(request: web.Request) -> web.Response:
 
 async def list_flagged(request: web.Request) -> web.Response:
     await wait_for_min_position(request, "case_files")
-    pool = request.app[POOL]
+    pool = request.app[READ_POOL]
     body = {"items": await flagged_merchants(pool), "most_disputed": await most_disputed(pool)}
     return web.Response(body=_encode(body), content_type="application/json")

@@ -13,6 +13,7 @@ from casedesk.domain.card_data import redact_card_numbers
 from casedesk.domain.errors import CardDataRefused, RuleViolation
 from casedesk.services.case_access import AccessDeniedError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
+from casedesk.services.database import database_unreachable
 from casedesk.services.event_store import IdempotencyRaceError, StreamConflictError
 from casedesk.services.http.app_keys import SETTINGS
 from casedesk.services.http.problems import CONTENT_TYPE, FieldError, Problem, as_json, validation_problem
@@ -50,6 +51,12 @@ def service_problem(error: Exception) -> Problem:
     return Problem(409, "concurrent-change", "The case kept changing", "retry the command")
 
 
+DATABASE_UNREACHABLE = Problem(
+    503, "database-unreachable", "The database is out of reach",
+    "retry shortly; a command sent again with the same Idempotency-Key is done at most once",
+    headers={"Retry-After": "1"},
+)
+
 _HTTP_KINDS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
@@ -82,9 +89,15 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             raise
         kind, title = _HTTP_KINDS.get(http.status, ("http-error", http.reason))
         response = problem_response(Problem(http.status, kind, title, http.text or ""))
-    except Exception:
-        log.exception("unhandled_error", path=redact_card_numbers(request.path))
-        response = problem_response(Problem(500, "internal", "Internal error", "see the server log"))
+    except Exception as error:
+        if database_unreachable(error):
+            # Not a fault of the request nor a bug: say "try again" (503), and a
+            # command retried with its Idempotency-Key cannot be done twice.
+            log.warning("database_unreachable", path=redact_card_numbers(request.path), error=repr(error))
+            response = problem_response(DATABASE_UNREACHABLE)
+        else:
+            log.exception("unhandled_error", path=redact_card_numbers(request.path))
+            response = problem_response(Problem(500, "internal", "Internal error", "see the server log"))
     response.headers["X-Request-Id"] = request_id
     log.info(
         "request",

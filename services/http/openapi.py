@@ -30,7 +30,7 @@ _ERRORS = {
     "404": "No such resource", "409": "Refused by a rule of the case (type names the rule)",
     "412": "If-Match does not match the case version", "413": "Body over 64 KiB",
     "415": "Body is not JSON", "422": "Validation failed (errors lists each field)",
-    "503": "Not ready, or the projection has not reached min_position",
+    "503": "Not ready, the database is out of reach, or the projection has not reached min_position",
 }
 
 
@@ -68,6 +68,9 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
     if route.body is not None:
         op["requestBody"] = {"required": True,
                              "content": {"application/json": {"schema": ref[route.body]}}}
+    elif route.upload:
+        op["requestBody"] = {"required": True,
+                             "content": {media: {"schema": {"type": "string"}} for media in route.upload}}
     if route.roles is not None:
         op["security"] = [{"bearer": []}]
         codes = ["401", "403", "503"] if route.method == "GET" else list(_ERRORS)

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from casedesk.projections.work_queues import department_of, queue_depths, queue_page
 from casedesk.services.case_reading import read_case
-from casedesk.services.http.app_keys import CASES, POOL, ZONE
+from casedesk.services.http.app_keys import CASES, POOL, READ_POOL, ZONE
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 from casedesk.services.http.read_your_writes import wait_for_min_position
@@ -62,7 +62,7 @@ def _cursor_in(request: web.Request) -> tuple[Any, ...] | None:
 async def list_queues(request: web.Request) -> web.Response:
     await wait_for_min_position(request, "case_files")
     principal = request[PRINCIPAL]
-    depths = await queue_depths(request.app[POOL])
+    depths = await queue_depths(request.app[READ_POOL])
     items = [q for q in depths if _works(principal, q["queue"])]
     return web.Response(body=_encode({"items": items}), content_type="application/json")
 
@@ -70,7 +70,7 @@ async def list_queues(request: web.Request) -> web.Response:
 async def list_items(request: web.Request) -> web.Response:
     queue, limit, after = _queue(request), _limit(request), _cursor_in(request)
     await wait_for_min_position(request, "case_files")
-    rows = await queue_page(request.app[POOL], queue, limit + 1, after)
+    rows = await queue_page(request.app[READ_POOL], queue, limit + 1, after)
     items = [
         {"case_id": r["case_id"], "priority": r["priority"], "reason": r["reason"], "due_at": r["due_at"],
          "enqueued_at": r["enqueued_at"],

@@ -17,6 +17,7 @@ from casedesk.services.access_log import AccessLogPage
 from casedesk.services.audit_chain import ChainCheck
 from casedesk.services.case_history import HistoryAnswer
 from casedesk.services.http import audit_handlers as audit
+from casedesk.services.http import breach_handlers as breaches
 from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q
 from casedesk.services.http import case_requests as rq
@@ -51,6 +52,7 @@ class Route(NamedTuple):
     answer: Any = CommandAnswer
     status: int = 200
     query: tuple[str, ...] = ()
+    upload: tuple[str, ...] = ()  # media types of a body read as a stream, not as one JSON document
 
 
 ROUTES: list[Route] = [
@@ -124,6 +126,14 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/lookup", lookup_handlers.lookup, AGENTS,
           "Find a caller's customer record and recent outbound calls", answer=Anything,
           query=("phone", "name", "last4", "min_position")),
+    Route("POST", "/v1/breaches", breaches.record_breach, SUPERVISORS,
+          "Record a merchant's data breach: exposure window, data exposed, who pays for reissues",
+          breaches.RecordBreach, answer=breaches.BreachAnswer, status=201),
+    Route("GET", "/v1/breaches/{breach_id}", breaches.get_breach, READERS, "A breach record",
+          answer=breaches.BreachAnswer),
+    Route("POST", "/v1/breaches/{breach_id}/affected-cards", breaches.take_affected_cards, SUPERVISORS,
+          "Take in the breach's list of affected cards (NDJSON or CSV, streamed): one outreach case per card",
+          answer=breaches.IntakeAnswer, status=202, upload=tuple(breaches.LIST_TYPES)),
     Route("GET", "/v1/merchants/flagged", merchants.list_flagged, READERS,
           "Flagged merchant descriptors with their dispute counts", answer=Anything, query=("min_position",)),
     Route("POST", "/v1/merchants/flags", merchants.flag_merchant, SUPERVISORS,

@@ -7,6 +7,7 @@ accounts themselves are in /work/shared/seeds (see its README).
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Callable
@@ -395,41 +396,50 @@ async def test_family_card_fraud_alert_suspends_both_cards_reviews_charges_and_w
 
 
 async def test_breach_affected_card_is_reissued_at_the_breached_merchants_expense(staff: Staff) -> None:
-    outreach, ishida = staff("A. Hara"), staff("R. Ishida")
-    breach_id, customer_id, phone = str(uuid.uuid4()), f"cust-{uuid.uuid4().hex[:8]}", own_phone()
-    case, opened = await open_case(
-        outreach, reason="data_breach", channel="email", amount_at_risk=None,
-        customer={"customer_id": customer_id, "name": "Hanako Suzuki", "registered_phone": phone},
-        cards=[{"card_id": "card-b", "last4": "1881", "network": "visa", "kind": "primary"}],
-        summary="Card on the GLOBALDATA breach list (card numbers and security codes, 2011-03 to 2013-04)")
+    supervisor, ishida = staff("M. Kondo", role="supervisor"), staff("R. Ishida")
+    customer_id, phone = f"cust-{uuid.uuid4().hex[:8]}", own_phone()
+    card_id = f"card-{uuid.uuid4().hex[:8]}"
+
+    # The merchant reports the breach; a supervisor records it and takes in its list of cards.
+    breach = await supervisor.client.post("/v1/breaches", headers=supervisor.headers, json={
+        "merchant": "GLOBALDATA", "window_start": "2011-03-01T00:00:00+09:00",
+        "window_end": "2013-04-30T23:59:59+09:00", "data_exposed": ["card_number", "security_code", "expiry_date"],
+        "reissue_fee_bearer": "merchant"})
+    assert breach.status == 201, await breach.text()
+    breach_id = (await breach.json())["breach_id"]
+    listed = {"customer_id": customer_id, "name": "Hanako Suzuki", "registered_phone": phone,
+              "card_id": card_id, "last4": "1881", "network": "visa"}
+    intake = await supervisor.client.post(
+        f"/v1/breaches/{breach_id}/affected-cards", data=(json.dumps(listed) + "\n").encode(),
+        headers={**supervisor.headers, "Content-Type": "application/x-ndjson"})
+    report = await intake.json()
+    assert (intake.status, report["cases_opened"]) == (202, 1), report
+    supervisor.written["position"] = report["position"]
 
     # The customer calls after the merchant's form email; the card is found by name + phone or + last 4.
     for query in ({"name": "Hanako Suzuki", "phone": phone}, {"name": "hanako  SUZUKI", "last4": "1881"}):
         customers = (await ishida.lookup(**query))["customers"]
         mine = next(c for c in customers if c["customer_id"] == customer_id)
         assert mine["name"] == "H••••• S•••••"
-        assert [c["case_id"] for c in mine["open_cases"]] == [opened["case_id"]]
+        [open_case_found] = mine["open_cases"]
+    case = f"/v1/cases/{open_case_found['case_id']}"
+    assert (await ishida.view(case))["compromise"] == [f"data_breach: {breach_id}"]
     call = await start_contact(ishida, case, "inbound", "fraud", phone=phone,
                                purpose="customer received the GLOBALDATA breach email")
     await verify(ishida, case, call, "knowledge_based", ["name", "card_last4", "date_of_birth"])
-    leak = await ishida.post(f"{case}/compromise", {
-        "source": "data_breach", "breach_id": breach_id,
-        "detail": "GLOBALDATA breach: about 110,000 cards with security codes"})
-    assert types(leak) == ["CompromiseSuspected"]
-    assert await suspend(ishida, case, "card-b", "security code exposed in a merchant breach") == ["card-b"]
-    fee = {"amount": {"amount": "1100", "currency": "JPY"}, "bearer": "merchant", "merchant": "GLOBALDATA"}
-    new = await reissue(ishida, case, "card-b", call, fee=fee)
+    assert await suspend(ishida, case, card_id, "security code exposed in a merchant breach") == [card_id]
+    # Nobody has to remember who pays: the breach record says the merchant does.
+    new = await reissue(ishida, case, card_id, call, fee={"amount": {"amount": "1100", "currency": "JPY"}})
     await end_contact(ishida, case, call, "connected", "Card replaced; GLOBALDATA pays the reissue fee")
 
     view = await ishida.view(case)
     assert view["reason"] == "data_breach"
-    assert view["compromise"] == [f"data_breach: {breach_id}"]
-    assert card(view, "card-b")["state"] == "replaced"
+    assert card(view, card_id)["state"] == "replaced"
     assert card(view, new["card_id"])["state"] == "active"
-    reissued = entry(await ishida.timeline(case), "replacement_card_issued", f"•••• {new['last4']}", "card-b")
+    reissued = entry(await ishida.timeline(case), "replacement_card_issued", f"•••• {new['last4']}", card_id)
     assert reissued["text"].endswith("fee JPY 1100 borne by GLOBALDATA")
     assert reissued["actor"]["name"] == "R. Ishida"
-    entry(await ishida.timeline(case), "compromise_suspected", "data breach", "110,000 cards")
+    entry(await ishida.timeline(case), "compromise_suspected", "data breach", "GLOBALDATA data breach")
 
 
 # --- 5. "Amazon Services International": the second agent already knows the whole story ------

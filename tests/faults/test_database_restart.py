@@ -52,7 +52,10 @@ async def test_readiness_follows_the_database_through_an_immediate_restart() -> 
             pg_ctl(data, "stop", "-m", "immediate")
             await until(lambda: _not(ready(client)))
             r = await client.post("/v1/cases", json=new_case_body(), headers=h)
-            assert r.status >= 500  # refused, not acknowledged
+            # Refused, not acknowledged, and said to be worth retrying: no 500 for an outage.
+            assert r.status == 503, await r.text()
+            assert r.content_type == "application/problem+json" and r.headers["Retry-After"] == "1"
+            assert (await r.json())["type"].endswith("/database-unreachable")
             pg_ctl(data, "start", "-o", f'-h "" -k {socket_dir}', "-l", str(data / "log"))
             await until(lambda: ready(client))
             r = await client.post("/v1/cases", json=new_case_body(), headers=h)

@@ -1,0 +1,267 @@
+"""Bulk intake of a breached merchant's list of affected cards into outreach cases.
+
+The list arrives as NDJSON or CSV with the columns `customer_id, name,
+registered_phone, card_id, last4, network`, streamed: lines are read, checked
+and written in chunks, so a list of any length never sits in memory whole.
+
+Each good line opens one case (domain/breaches.py) whose id is derived from
+the breach and the card, so the intake is idempotent without a ledger of its
+own: a case that already exists is `already_known`, whether it came from an
+earlier upload, from an upload cut off half way (every chunk that committed
+stays), or from the same card twice in one list. Each bad line is reported
+with its line number (1-based, as an editor shows it; a CSV header is line 1)
+and a reason that never repeats the line's content, since a merchant's list
+may hold card numbers where it should not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, NamedTuple
+from uuid import UUID
+
+import msgspec
+
+from casedesk.domain.breaches import BreachRecorded, breach_case_id, open_breach_outreach
+from casedesk.domain.card_data import looks_like_pan
+from casedesk.domain.values import Actor, Card, Customer, is_last4
+from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.event_store import EventStore, StreamConflictError
+from casedesk.services.personal_data import PersonalData, mask_name, phone_digits
+
+ListFormat = Literal["ndjson", "csv"]
+COLUMNS = ("customer_id", "name", "registered_phone", "card_id", "last4", "network")
+MAX_LINE_BYTES = 8192
+MAX_LINES = 1_000_000  # one upload; a bigger list goes in several
+MAX_FIELD = 200
+CHUNK_LINES = 2000
+REJECTS_LISTED = 10_000  # beyond this only the total is counted
+
+
+class AffectedCardLine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One NDJSON line of a breach list."""
+
+    customer_id: str
+    name: str
+    registered_phone: str
+    card_id: str
+    last4: str
+    network: str
+
+
+_decode_line = msgspec.json.Decoder(AffectedCardLine).decode
+
+
+class CheckedLine(NamedTuple):
+    """A line's fields, stripped and checked, in COLUMNS order."""
+
+    customer_id: str
+    name: str
+    registered_phone: str
+    card_id: str
+    last4: str
+    network: str
+
+
+class UnreadableListError(ValueError):
+    """The list as a whole cannot be read (a CSV header without the columns): nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedLine:
+    line: int
+    reason: str
+
+
+@dataclass(slots=True)
+class IntakeReport:
+    """What an upload did; `accepted` == `cases_opened` + `already_known`."""
+
+    accepted: int = 0
+    cases_opened: int = 0
+    already_known: int = 0
+    rejected: list[RejectedLine] = field(default_factory=list)
+    rejected_total: int = 0
+    lines: int = 0
+    position: int | None = None  # the newest event written, for min_position on reads after
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected_total += 1
+        if len(self.rejected) < REJECTS_LISTED:
+            self.rejected.append(RejectedLine(line, reason))
+
+    def as_answer(self) -> dict[str, object]:
+        return {"accepted": self.accepted, "cases_opened": self.cases_opened, "already_known": self.already_known,
+                "rejected": [{"line": r.line, "reason": r.reason} for r in self.rejected],
+                "rejected_total": self.rejected_total, "lines": self.lines, "position": self.position}
+
+
+async def numbered_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, bytes | None]]:
+    """(line number, line without its end) for each line; None for a line over MAX_LINE_BYTES."""
+    number, pending, too_long = 0, b"", False
+    async for chunk in chunks:
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) != -1:
+            number += 1
+            yield number, (None if too_long or end - start > MAX_LINE_BYTES else pending[start:end].rstrip(b"\r"))
+            too_long, start = False, end + 1
+        pending = pending[start:]
+        if len(pending) > MAX_LINE_BYTES:
+            too_long, pending = True, b""  # keep reading to its end, but not its bytes
+    if pending or too_long:
+        yield number + 1, None if too_long else pending.rstrip(b"\r")
+
+
+def _field_problem(name: str, value: str) -> str | None:
+    if not value:
+        return f"{name} is empty"
+    if len(value) > MAX_FIELD:
+        return f"{name} is longer than {MAX_FIELD} characters"
+    if looks_like_pan(value):
+        return f"{name} looks like a full card number; card numbers are never stored"
+    return None
+
+
+class BreachIntake:
+    """Reads one upload of a breach list and opens the outreach cases it names."""
+
+    def __init__(self, store: EventStore, mapper: CaseEventMapper, personal_data: PersonalData,
+                 breach: BreachRecorded, actor: Actor) -> None:
+        self._store, self._mapper, self._personal = store, mapper, personal_data
+        self._breach, self._actor = breach, actor
+
+    async def take(self, chunks: AsyncIterable[bytes], form: ListFormat) -> IntakeReport:
+        """Take in every line; raise UnreadableListError before writing anything if the list is unreadable."""
+        report = IntakeReport()
+        header: dict[str, int] | None = None
+        batch: list[CheckedLine] = []
+        writing: asyncio.Task[None] | None = None
+        try:
+            async for number, raw in numbered_lines(chunks):
+                report.lines = number
+                if raw is None:
+                    report.reject(number, f"line is longer than {MAX_LINE_BYTES} bytes")
+                    continue
+                if number == 1:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte order mark some editors write
+                if not raw.strip():
+                    continue  # blank lines (a trailing newline) are nobody's card
+                if number > MAX_LINES:
+                    report.reject(number, f"beyond the {MAX_LINES:,} lines of one upload; send the rest separately")
+                    continue
+                if form == "csv" and header is None:
+                    header = _csv_header(raw)
+                    continue
+                parsed = self._parse(raw, form, header)
+                if isinstance(parsed, str):
+                    report.reject(number, parsed)
+                    continue
+                batch.append(parsed)
+                if len(batch) >= CHUNK_LINES:
+                    # Read and check the next chunk while this one is written.
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(self._write(batch, report))
+                    batch = []
+            if form == "csv" and header is None:
+                raise UnreadableListError("a CSV list starts with a header line naming " + ", ".join(COLUMNS))
+            if writing is not None:
+                await writing
+                writing = None
+            if batch:
+                await self._write(batch, report)
+        finally:
+            if writing is not None:  # the upload broke off: let the chunk in flight finish or fail on its own
+                await asyncio.gather(writing, return_exceptions=True)
+        return report
+
+    def _parse(self, raw: bytes, form: ListFormat, header: dict[str, int] | None) -> CheckedLine | str:
+        """The line's checked fields, or why the line is rejected."""
+        if form == "ndjson":
+            try:
+                line = _decode_line(raw)
+            except msgspec.ValidationError as error:
+                return f"invalid: {error}"
+            except msgspec.DecodeError:
+                return "not a JSON object on one line"
+            values = [line.customer_id, line.name, line.registered_phone, line.card_id, line.last4, line.network]
+        else:
+            assert header is not None
+            try:
+                [row] = list(csv.reader([raw.decode("utf-8")]))
+            except (UnicodeDecodeError, csv.Error, ValueError):
+                return "not a CSV record of UTF-8 text on one line"
+            if len(row) != len(header):
+                return f"expected {len(header)} fields, found {len(row)}"
+            values = [row[header[c]] for c in COLUMNS]
+        checked = CheckedLine(*(v.strip() for v in values))
+        for column, value in zip(COLUMNS, checked, strict=True):
+            problem = _field_problem(column, value)
+            if problem is not None:
+                return problem
+        if not is_last4(checked.last4):
+            return "last4 must be four digits"
+        if not 6 <= len(phone_digits(checked.registered_phone)) <= 15:
+            return "registered_phone is not a phone number (6 to 15 digits)"
+        return checked
+
+    def _events_of(self, line: CheckedLine) -> list[msgspec.Struct]:
+        customer = Customer(customer_id=line.customer_id, name_masked=mask_name(line.name),
+                            name_key=self._personal.name_key(line.name),
+                            phone=self._personal.phone(line.registered_phone))
+        card = Card(card_id=line.card_id, last4=line.last4, network=line.network.lower(), kind="primary")
+        return list(open_breach_outreach(self._breach, actor=self._actor, at=datetime.now(UTC),
+                                         customer=customer, card=card))
+
+    async def _write(self, batch: list[CheckedLine], report: IntakeReport) -> None:
+        """Open the batch's cases; a case that exists is already known."""
+        breach_id = self._breach.originator_id
+        case_ids = [breach_case_id(breach_id, line.card_id) for line in batch]
+        known: set[UUID] = {r[0] for r in await self._store.pool.fetch(
+            "SELECT originator_id FROM case_events WHERE originator_id = ANY($1::uuid[]) AND originator_version = 1",
+            case_ids)}
+        fresh: dict[UUID, list[msgspec.Struct]] = {}
+        for case_id, line in zip(case_ids, batch, strict=True):
+            if case_id in known or case_id in fresh:
+                report.already_known += 1
+            else:
+                fresh[case_id] = self._events_of(line)
+            report.accepted += 1
+        outcomes = await asyncio.gather(
+            *(self._store.append([self._mapper.to_stored_event(e) for e in events]) for events in fresh.values()),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, StreamConflictError):
+                report.already_known += 1  # another upload opened it a moment ago
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                report.cases_opened += 1
+                report.position = max(report.position or 0, outcome[-1])
+
+
+def _csv_header(raw: bytes) -> dict[str, int]:
+    try:
+        [names] = list(csv.reader([raw.decode("utf-8-sig")]))
+    except (UnicodeDecodeError, csv.Error, ValueError):
+        raise UnreadableListError("the CSV header is not one line of UTF-8 text") from None
+    columns = [n.strip().lower() for n in names]
+    missing = [c for c in COLUMNS if c not in columns]
+    unknown = [c for c in columns if c not in COLUMNS]
+    if missing or unknown or len(set(columns)) != len(columns):
+        detail = []
+        if missing:
+            detail.append("missing " + ", ".join(missing))
+        if unknown:
+            # A security code or card number column is exactly what must never be read in.
+            detail.append("unknown " + ", ".join(unknown))
+        if len(set(columns)) != len(columns):
+            detail.append("a column named twice")
+        raise UnreadableListError("the CSV header must name " + ", ".join(COLUMNS) + ": " + "; ".join(detail))
+    return {c: columns.index(c) for c in COLUMNS}
