@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, tzinfo
 
+import msgspec
+
 from casedesk.domain import events as ev
 from casedesk.projections.case_view import (
     CardView,
     CaseFile,
     CaseView,
     CustomerView,
+    FileRest,
     TimelineAnswer,
     TimelineEntry,
     person,
@@ -95,3 +98,26 @@ def timeline_of(file: CaseFile) -> TimelineAnswer:
               and e.at == note.at and e.actor.id == note.by.id][-1:]
     return TimelineAnswer(case_id=file.view.case_id, version=file.view.version,
                           pinned_note=note, entries=pinned + file.timeline)
+
+
+_decode_view = msgspec.json.Decoder(CaseView).decode
+_decode_timeline = msgspec.json.Decoder(TimelineAnswer).decode
+_decode_rest = msgspec.json.Decoder(FileRest).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def stored_file(view: bytes, timeline: bytes, rest: bytes) -> CaseFile:
+    """A case file from its case_files columns (view, timeline, file), to fold further.
+
+    The timeline answer holds one entry per event after the pinned copy (if any),
+    so the file's own timeline is its last `version` entries.
+    """
+    case_view = _decode_view(view)
+    entries = _decode_timeline(timeline).entries
+    return CaseFile(view=case_view, timeline=entries[len(entries) - case_view.version:],
+                    started=_decode_rest(rest).started)
+
+
+def file_rest(file: CaseFile) -> bytes:
+    """The `file` column: only what view and timeline do not already store."""
+    return _encode(FileRest(started=file.started))

@@ -21,7 +21,7 @@ import msgspec
 
 from casedesk.domain import events as ev
 from casedesk.domain.merchants import MerchantFlagged
-from casedesk.projections.case_file import apply, timeline_of
+from casedesk.projections.case_file import apply, file_rest, stored_file, timeline_of
 from casedesk.projections.case_view import CaseFile
 from casedesk.projections.customer_lookup import (
     CustomerRow,
@@ -32,9 +32,9 @@ from casedesk.projections.customer_lookup import (
 )
 from casedesk.projections.handoff import refresh_handoff
 from casedesk.projections.merchant_intelligence import MerchantBook
+from casedesk.projections.runner import collector_paused
 from casedesk.projections.work_queues import queue_rows
 
-_decode_file = msgspec.json.Decoder(CaseFile).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -68,8 +68,9 @@ class CaseFiles:
             else:
                 missing.append(case_id)
         if missing:
-            for r in await conn.fetch("SELECT case_id, file FROM case_files WHERE case_id = ANY($1::uuid[])", missing):
-                files[r[0]] = _decode_file(r[1])
+            for r in await conn.fetch("SELECT case_id, view, timeline, file FROM case_files"
+                                      " WHERE case_id = ANY($1::uuid[])", missing):
+                files[r[0]] = stored_file(r[1], r[2], r[3])
         return files
 
     def _remember(self, files: list[CaseFile]) -> None:
@@ -86,9 +87,26 @@ class CaseFiles:
             r["case_id"]: CustomerRow(**dict(r))
             for r in await conn.fetch("SELECT * FROM case_customers WHERE case_id = ANY($1::uuid[])", ids)
         }
+        merchants = await MerchantBook.load(conn, list(events))
+        with collector_paused():
+            changed, outbound, activity = self._fold(events, files, customers, merchants)
+        await _write_files(conn, changed)
+        await _write_queues(conn, changed)
+        await _write_lookup(conn, list(customers.values()), outbound)
+        await _write_activity(conn, activity)
+        await merchants.write(conn)
+        self._remember(changed)
+
+    def _fold(
+        self,
+        events: Sequence[ev.CaseEvent],
+        files: dict[UUID, CaseFile | None],
+        customers: dict[UUID, CustomerRow],
+        merchants: MerchantBook,
+    ) -> tuple[list[CaseFile], list[OutboundRow], Counter[tuple[str, object, str]]]:
+        """The batch folded in memory: the changed files, outbound attempts, queue activity."""
         outbound: list[OutboundRow] = []
         activity: Counter[tuple[str, object, str]] = Counter()
-        merchants = await MerchantBook.load(conn, list(events))
         for event in events:
             if isinstance(event, MerchantFlagged):
                 merchants.flag(event)
@@ -115,12 +133,7 @@ class CaseFiles:
         changed = [f for f in files.values() if f is not None]
         for file in changed:
             refresh_handoff(file.view)
-        await _write_files(conn, changed)
-        await _write_queues(conn, changed)
-        await _write_lookup(conn, list(customers.values()), outbound)
-        await _write_activity(conn, activity)
-        await merchants.write(conn)
-        self._remember(changed)
+        return changed, outbound, activity
 
 
 async def _write_files(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
@@ -137,7 +150,7 @@ async def _write_files(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
         [f.view.status for f in files],
         [",".join(f.view.departments) for f in files],
         [f.view.assignee.id if f.view.assignee else None for f in files],
-        [_encode(f) for f in files],
+        [file_rest(f) for f in files],
         [_encode(f.view) for f in files],
         [_encode(timeline_of(f)) for f in files],
         [f.view.assignee.name if f.view.assignee else None for f in files],
@@ -151,29 +164,39 @@ async def _write_queues(conn: asyncpg.Connection, files: list[CaseFile]) -> None
     await conn.execute("DELETE FROM claim_holds WHERE case_id = ANY($1::uuid[]) AND until > now() + interval '60 s'",
                        waiting)
     rows = [r for f in files for r in queue_rows(f.view)]
-    if rows:
-        await conn.executemany(
+    if rows:  # one statement of arrays, not a row per round trip
+        await conn.execute(
             "INSERT INTO queue_items (queue, case_id, priority, reason, due_at, enqueued_at, amount_at_risk)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-            [(r.queue, r.case_id, r.priority, r.reason, r.due_at, r.enqueued_at,
-              _encode(r.amount_at_risk).decode() if r.amount_at_risk else None) for r in rows],
+            " SELECT * FROM unnest($1::text[], $2::uuid[], $3::smallint[], $4::text[], $5::timestamptz[],"
+            " $6::timestamptz[], $7::jsonb[])",
+            [r.queue for r in rows], [r.case_id for r in rows], [r.priority for r in rows],
+            [r.reason for r in rows], [r.due_at for r in rows], [r.enqueued_at for r in rows],
+            [_encode(r.amount_at_risk).decode() if r.amount_at_risk else None for r in rows],
         )
 
 
 async def _write_lookup(conn: asyncpg.Connection, customers: list[CustomerRow], outbound: list[OutboundRow]) -> None:
     if customers:
-        await conn.executemany(
+        # last4s travel comma-joined: unnest cannot take an array of arrays of different lengths.
+        await conn.execute(
             "INSERT INTO case_customers (case_id, customer_id, name_masked, name_key, phone_key, last4s, reason,"
-            " opened_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (case_id) DO UPDATE"
+            " opened_at, status) SELECT c, i, m, nk, pk, string_to_array(l, ','), r, o, s FROM unnest($1::uuid[],"
+            " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[])"
+            " AS x(c, i, m, nk, pk, l, r, o, s) ON CONFLICT (case_id) DO UPDATE"
             " SET last4s = excluded.last4s, status = excluded.status",
-            [(c.case_id, c.customer_id, c.name_masked, c.name_key, c.phone_key, c.last4s, c.reason,
-              c.opened_at, c.status) for c in customers],
+            [c.case_id for c in customers], [c.customer_id for c in customers], [c.name_masked for c in customers],
+            [c.name_key for c in customers], [c.phone_key for c in customers],
+            [",".join(c.last4s) for c in customers], [c.reason for c in customers],
+            [c.opened_at for c in customers], [c.status for c in customers],
         )
     if outbound:
-        await conn.executemany(
+        await conn.execute(
             "INSERT INTO outbound_attempts (contact_id, case_id, at, phone_key, department, purpose, agent_name)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (contact_id) DO NOTHING",
-            [(o.contact_id, o.case_id, o.at, o.phone_key, o.department, o.purpose, o.agent_name) for o in outbound],
+            " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],"
+            " $7::text[]) ON CONFLICT (contact_id) DO NOTHING",
+            [o.contact_id for o in outbound], [o.case_id for o in outbound], [o.at for o in outbound],
+            [o.phone_key for o in outbound], [o.department for o in outbound], [o.purpose for o in outbound],
+            [o.agent_name for o in outbound],
         )
 
 

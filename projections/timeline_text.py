@@ -136,4 +136,5 @@ KIND: dict[type, str] = {t: "".join("_" + c.lower() if c.isupper() else c for c 
 def sentence(event: ev.CaseEvent, contacts: dict[str, ev.ContactStarted], zone: tzinfo) -> str:
     """The timeline line for one event, with its local time first."""
     local: datetime = event.timestamp.astimezone(zone)
-    return f"{local:%H:%M} {TEXT[type(event)](event, contacts)}"
+    # Not f"{local:%H:%M}": strftime costs a tenth of a fold.
+    return f"{local.hour:02d}:{local.minute:02d} {TEXT[type(event)](event, contacts)}"

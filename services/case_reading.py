@@ -23,13 +23,11 @@ import msgspec
 from eventsourcing.utils import get_topic
 
 from casedesk.domain.events import CaseOpened
-from casedesk.projections.case_file import fold, timeline_of
-from casedesk.projections.case_view import CaseFile
+from casedesk.projections.case_file import fold, stored_file, timeline_of
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
 
-_decode_file = msgspec.json.Decoder(CaseFile).decode
 CASE_OPENED_TOPIC = get_topic(CaseOpened)
 _encode = msgspec.json.Encoder().encode
 
@@ -56,7 +54,7 @@ async def read_case(
     """The case as `store` has it; `files` is where case_files is read (default: the store's pool)."""
     files = files or store.pool
     row = await files.fetchrow(
-        "SELECT version, departments, assignee, view, timeline FROM case_files WHERE case_id = $1", case_id
+        "SELECT version, departments, assignee, view, timeline, file FROM case_files WHERE case_id = $1", case_id
     )
     tail = await store.read_stream(case_id, gt=row["version"] if row else None)
     if not tail and row is not None:
@@ -65,8 +63,7 @@ async def read_case(
     if row is None and tail and tail[0].topic != CASE_OPENED_TOPIC:
         raise CaseNotFoundError(str(case_id))  # another kind of stream (a merchant's)
     if row is not None:
-        stored = await files.fetchval("SELECT file FROM case_files WHERE case_id = $1", case_id)
-        file = _decode_file(stored)
+        file = stored_file(row["view"], row["timeline"], row["file"])
     if file is not None:  # the projection may have moved on since the row was read
         tail = [s for s in tail if s.originator_version > file.view.version]
     file = fold((mapper.to_domain_event(s) for s in tail), file, zone)

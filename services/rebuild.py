@@ -14,7 +14,8 @@ import asyncpg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from casedesk.projections.catalogue import all_projections
-from casedesk.projections.runner import Projection, ProjectionRunner, lock_key, rebuild
+from casedesk.projections.runner import REBUILD_BATCH, Projection, ProjectionRunner, lock_key, rebuild
+from casedesk.services.database import keeps_session_state
 from casedesk.services.event_store import EventStore, read_position
 
 
@@ -40,10 +41,11 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str]) -> dict[str,
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("events"), TimeRemainingColumn()) as progress:
             for projection in _chosen(names):
-                runner = ProjectionRunner(store, pool, [projection], batch=2000)
+                runner = ProjectionRunner(store, pool, [projection], batch=REBUILD_BATCH)
                 task = progress.add_task(f"rebuild {projection.name}", total=total)
                 started = time.perf_counter()
                 async with pool.acquire() as holder:
+                    keeps_session_state(holder)
                     mine = await holder.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(projection.name))
                     await rebuild(runner, projection)
                     done = 0

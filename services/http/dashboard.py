@@ -31,6 +31,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from casedesk.projections.work_queues import queue_depths
+from casedesk.services.database import keeps_session_state
 from casedesk.services.http.app_keys import DIRECT_POOL, READ_POOL
 from casedesk.services.http.static_page import static_page
 
@@ -215,6 +216,7 @@ async def _listen_until_lost(pool: asyncpg.Pool, moved: asyncio.Event) -> None:
     conn = await pool.acquire()
     try:
         conn.add_termination_listener(lambda _conn: lost.set())
+        keeps_session_state(conn)
         await conn.add_listener(CHANNEL, notified)
         moved.set()  # whatever moved while nobody listened shows at once
         await lost.wait()

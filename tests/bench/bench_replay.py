@@ -14,9 +14,10 @@ suspensions and reissues, payment stops, notes, callbacks, escalations, claims,
 releases and resolutions), decided by the domain's own decision functions and
 appended command by command, 1,000 cases in turn, so each case's events spread
 over the log. Then, REBUILD_ROUNDS times: projections/runner.py's
-`rebuild()` and `ProjectionRunner.catch_up` in a loop (batch 2000) until the
-projection has the whole log, timed from the TRUNCATE to the last commit; the
-reference is a raw read of the same notification-log rows in batches of 2000.
+`rebuild()` and `ProjectionRunner.catch_up` in a loop (REBUILD_BATCH, as
+`casedesk rebuild` uses) until the projection has the whole log, timed from
+the TRUNCATE to the last commit; the reference is a raw read of the same
+notification-log rows in batches of that size.
 case_files is casedesk's only projection (projections/catalogue.py), so this is
 the full rebuild of all projections. The median round is kept.
 """
@@ -46,7 +47,7 @@ from casedesk.domain.values import (
     ReviewedTransaction,
 )
 from casedesk.projections.catalogue import all_projections
-from casedesk.projections.runner import ProjectionRunner, rebuild
+from casedesk.projections.runner import REBUILD_BATCH, ProjectionRunner, rebuild
 from casedesk.services.case_history import case_history
 from casedesk.services.case_service import CaseService
 from casedesk.services.database import create_pool
@@ -65,7 +66,6 @@ MIN_REPLAYS = 20
 REBUILD_EVENTS = 50_000
 SMOKE_REBUILD_EVENTS = 10_000  # when asked for under a second per figure
 REBUILD_ROUNDS = 3
-REBUILD_BATCH = 2000
 REBUILD_AT_LEAST = 20_000.0
 OPEN_AT_ONCE = 1000  # cases being worked at the same time in the mixed log
 MERCHANTS = [f"MERCHANT-{n:02d}" for n in range(40)]

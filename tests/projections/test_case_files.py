@@ -146,3 +146,23 @@ async def test_a_rolled_back_batch_does_not_leave_its_folds_in_memory(empty_pool
     await drain(ProjectionRunner(store, empty_pool, [fresh]), fresh)
     assert survived == await all_rows(empty_pool, ids)
     await store.close()
+
+
+async def test_files_read_back_from_the_table_fold_on_as_if_remembered(empty_pool: asyncpg.Pool) -> None:
+    """case_files.file keeps only what view and timeline do not (the contacts started); a
+    projection that forgets every file between batches rebuilds it from the three columns,
+    pinned note and all, and must end where one that folds everything in memory does."""
+    store = EventStore(empty_pool)
+    ids = await write_mixed_cases(CaseService(store, CaseEventMapper()), 12, seed=11)
+    forgetful = CaseFiles(remembered=0)
+    await drain(ProjectionRunner(store, empty_pool, [forgetful], batch=3), forgetful)
+    read_back = await all_rows(empty_pool, ids)
+
+    whole = CaseFiles()
+    runner = ProjectionRunner(store, empty_pool, [whole], batch=10_000)
+    await rebuild(runner, whole)
+    await drain(runner, whole)
+    assert read_back == await all_rows(empty_pool, ids)
+    pinned = await empty_pool.fetchval("SELECT count(*) FROM case_files WHERE view LIKE '%\"pinned_note\":{%'")
+    assert pinned > 0  # the timeline answer's pinned copy was there to skip
+    await store.close()
