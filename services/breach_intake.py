@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,8 @@ from uuid import UUID
 import msgspec
 
 from casedesk.domain.breaches import BreachRecorded, breach_case_id, open_breach_outreach
-from casedesk.domain.card_data import looks_like_pan
+from casedesk.domain.card_data import contains_card_data, looks_like_security_code, redact_card_numbers
+from casedesk.domain.errors import RuleViolation
 from casedesk.domain.values import Actor, Card, Customer, is_last4
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore, StreamConflictError
@@ -124,9 +126,27 @@ def _field_problem(name: str, value: str) -> str | None:
         return f"{name} is longer than {MAX_FIELD} characters"
     if "\x00" in value:  # PostgreSQL text cannot hold it: the read side would stop on it
         return f"{name} contains the NUL character"
-    if looks_like_pan(value):
-        return f"{name} looks like a full card number; card numbers are never stored"
+    # The domain's own test, so no line the domain would refuse gets past this point.
+    if contains_card_data(value) or looks_like_security_code(name, value):
+        return f"{name} holds card data (a card number or security code); it is never stored"
     return None
+
+
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+_UNKNOWN_FIELD = re.compile(r"unknown field `(.*)`", re.S)
+
+
+def _said_safely(name: str) -> str:
+    """A column or key name as a reason may repeat it: only when it is a plain name, never card data."""
+    return name if _FIELD_NAME.fullmatch(name) and not contains_card_data(name) else "(a name not repeated here)"
+
+
+def _invalid_line(error: msgspec.ValidationError) -> str:
+    """msgspec's reason, without the line's content: an unknown key could be a card number."""
+    unknown = _UNKNOWN_FIELD.search(str(error))
+    if unknown:
+        return f"unknown field {_said_safely(unknown.group(1))}"
+    return "invalid: " + redact_card_numbers(str(error))[:200]
 
 
 class BreachIntake:
@@ -141,7 +161,7 @@ class BreachIntake:
         """Take in every line; raise UnreadableListError before writing anything if the list is unreadable."""
         report = IntakeReport()
         header: dict[str, int] | None = None
-        batch: list[CheckedLine] = []
+        batch: list[tuple[int, CheckedLine]] = []
         writing: asyncio.Task[None] | None = None
         try:
             async for number, raw in numbered_lines(chunks):
@@ -163,7 +183,7 @@ class BreachIntake:
                 if isinstance(parsed, str):
                     report.reject(number, parsed)
                     continue
-                batch.append(parsed)
+                batch.append((number, parsed))
                 if len(batch) >= CHUNK_LINES:
                     # Read and check the next chunk while this one is written.
                     if writing is not None:
@@ -188,7 +208,7 @@ class BreachIntake:
             try:
                 line = _decode_line(raw)
             except msgspec.ValidationError as error:
-                return f"invalid: {error}"
+                return _invalid_line(error)
             except msgspec.DecodeError:
                 return "not a JSON object on one line"
             values = [line.customer_id, line.name, line.registered_phone, line.card_id, line.last4, line.network]
@@ -220,19 +240,23 @@ class BreachIntake:
         return list(open_breach_outreach(self._breach, actor=self._actor, at=datetime.now(UTC),
                                          customer=customer, card=card))
 
-    async def _write(self, batch: list[CheckedLine], report: IntakeReport) -> None:
+    async def _write(self, batch: list[tuple[int, CheckedLine]], report: IntakeReport) -> None:
         """Open the batch's cases; a case that exists is already known."""
         breach_id = self._breach.originator_id
-        case_ids = [breach_case_id(breach_id, line.card_id) for line in batch]
+        case_ids = [breach_case_id(breach_id, line.card_id) for _, line in batch]
         known: set[UUID] = {r[0] for r in await self._store.pool.fetch(
             "SELECT originator_id FROM case_events WHERE originator_id = ANY($1::uuid[]) AND originator_version = 1",
             case_ids)}
         fresh: dict[UUID, list[msgspec.Struct]] = {}
-        for case_id, line in zip(case_ids, batch, strict=True):
+        for case_id, (number, line) in zip(case_ids, batch, strict=True):
             if case_id in known or case_id in fresh:
                 report.already_known += 1
             else:
-                fresh[case_id] = self._events_of(line)
+                try:
+                    fresh[case_id] = self._events_of(line)
+                except (RuleViolation, ValueError) as refused:  # the domain's rules have the last word
+                    report.reject(number, refused.detail if isinstance(refused, RuleViolation) else "not valid")
+                    continue
             report.accepted += 1
         outcomes = await asyncio.gather(
             *(self._store.append([self._mapper.to_stored_event(e) for e in events]) for events in fresh.values()),
@@ -262,7 +286,7 @@ def _csv_header(raw: bytes) -> dict[str, int]:
             detail.append("missing " + ", ".join(missing))
         if unknown:
             # A security code or card number column is exactly what must never be read in.
-            detail.append("unknown " + ", ".join(unknown))
+            detail.append("unknown " + ", ".join(_said_safely(c) for c in unknown))
         if len(set(columns)) != len(columns):
             detail.append("a column named twice")
         raise UnreadableListError("the CSV header must name " + ", ".join(COLUMNS) + ": " + "; ".join(detail))

@@ -284,3 +284,32 @@ async def test_a_nul_character_in_a_listed_line_is_rejected_not_stored(client, a
     queue = await read_after(client, f"/v1/queues/breach_outreach/items?limit=1&min_position={report['position']}",
                              auth("agent"))
     assert "items" in queue
+
+
+async def test_card_data_inside_a_field_rejects_that_line_only_and_is_never_repeated(client, auth) -> None:
+    breach_id = await new_breach(client, auth)
+    tag = uuid.uuid4().hex[:8]
+    pan = PAN.replace(" ", "")
+    lines: list[Any] = [
+        card_line(1, tag, card_id=f"card {pan}"),                 # a card number inside the id
+        card_line(2, tag, customer_id=f"{pan}/123"),
+        card_line(3, tag, network="visa cvv 123"),                 # a labelled security code
+        {**card_line(4, tag), pan: "1"},                           # a card number as a key
+        card_line(5, tag),
+    ]
+    r = await client.post(f"/v1/breaches/{breach_id}/affected-cards", data=ndjson(lines),
+                          headers={**auth("supervisor"), **NDJSON})
+    assert r.status == 202, await r.text()
+    report = await r.json()
+    assert (report["cases_opened"], [x["line"] for x in report["rejected"]]) == (1, [1, 2, 3, 4])
+    assert pan not in await r.text() and "123" not in json.dumps(report["rejected"])
+
+
+async def test_a_csv_list_without_a_header_is_refused_without_repeating_its_first_row(client, auth) -> None:
+    breach_id = await new_breach(client, auth)
+    pan = PAN.replace(" ", "")
+    body = f"C1,Taro Yamada,0312345678,{pan},123,visa\n".encode()
+    r = await client.post(f"/v1/breaches/{breach_id}/affected-cards", data=body, headers={**auth("supervisor"), **CSV})
+    assert r.status == 422
+    text = await r.text()
+    assert pan not in text and "Taro" not in text and "0312345678" not in text
