@@ -49,6 +49,9 @@ class CaseFiles:
         self.zone = zone
         self._remembered: OrderedDict[UUID, CaseFile] = OrderedDict()
         self._remember_at_most = remembered
+        # Each remembered file's timeline entries, already encoded: a timeline only
+        # grows, so a batch encodes just its new entries, not the whole history again.
+        self._encoded_entries: dict[UUID, list[bytes]] = {}
 
     async def _files(self, conn: asyncpg.Connection, ids: list[UUID]) -> dict[UUID, CaseFile | None]:
         """The stored files of these cases: from memory when the stored version matches, else decoded.
@@ -78,7 +81,21 @@ class CaseFiles:
             self._remembered[file.view.case_id] = file
             self._remembered.move_to_end(file.view.case_id)
         while len(self._remembered) > self._remember_at_most:
-            self._remembered.popitem(last=False)
+            forgotten, _ = self._remembered.popitem(last=False)
+            self._encoded_entries.pop(forgotten, None)
+
+    def _timeline_bytes(self, file: CaseFile) -> bytes:
+        """`_encode(timeline_of(file))`, from the entries encoded in earlier batches plus the new ones."""
+        encoded = self._encoded_entries.get(file.view.case_id)
+        if encoded is None or len(encoded) > len(file.timeline):
+            encoded = []  # never seen, or memory ran ahead of a rolled-back batch: encode afresh
+        encoded.extend(_encode(e) for e in file.timeline[len(encoded):])
+        self._encoded_entries[file.view.case_id] = encoded
+        answer = timeline_of(file)
+        pinned = answer.entries[: len(answer.entries) - len(file.timeline)]
+        answer.entries = []
+        head = _encode(answer)  # ...,"entries":[]} since entries is the last field
+        return head[:-2] + b",".join([*(_encode(e) for e in pinned), *encoded]) + b"]}"
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[ev.CaseEvent]) -> None:
         ids = list({e.originator_id for e in events if isinstance(e, ev.CaseEvent)})
@@ -90,7 +107,7 @@ class CaseFiles:
         merchants = await MerchantBook.load(conn, list(events))
         with collector_paused():
             changed, outbound, activity = self._fold(events, files, customers, merchants)
-        await _write_files(conn, changed)
+        await _write_files(conn, changed, [self._timeline_bytes(f) for f in changed])
         await _write_queues(conn, changed)
         await _write_lookup(conn, list(customers.values()), outbound)
         await _write_activity(conn, activity)
@@ -136,7 +153,7 @@ class CaseFiles:
         return changed, outbound, activity
 
 
-async def _write_files(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
+async def _write_files(conn: asyncpg.Connection, files: list[CaseFile], timelines: list[bytes]) -> None:
     await conn.execute(
         "INSERT INTO case_files (case_id, version, status, departments, assignee, file, view, timeline,"
         " assignee_name) SELECT c, v, s, string_to_array(d, ','), a, f, w, t, n FROM unnest($1::uuid[],"
@@ -152,7 +169,7 @@ async def _write_files(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
         [f.view.assignee.id if f.view.assignee else None for f in files],
         [file_rest(f) for f in files],
         [_encode(f.view) for f in files],
-        [_encode(timeline_of(f)) for f in files],
+        timelines,
         [f.view.assignee.name if f.view.assignee else None for f in files],
     )
 
