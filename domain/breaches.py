@@ -14,12 +14,11 @@ from datetime import datetime
 from functools import lru_cache
 from uuid import UUID, uuid5
 
-import msgspec
-
 from . import events as ev
 from .card_data import check_structured_field
 from .decisions_case import open_case
 from .errors import RuleViolation
+from .events import RecordedEvent
 from .values import Actor, Card, Customer, DataExposed, FeeBearer
 
 _EXPOSED_WORDS: dict[str, str] = {
@@ -34,14 +33,9 @@ _EXPOSED_WORDS: dict[str, str] = {
 }
 
 
-class BreachRecorded(msgspec.Struct, frozen=True, kw_only=True):
+class BreachRecorded(RecordedEvent, frozen=True, kw_only=True):
     """A merchant leaked card data in a window; reissues are borne by `reissue_fee_bearer`."""
 
-    originator_id: UUID
-    originator_version: int
-    timestamp: datetime
-    actor: Actor
-    contact_id: UUID | None = None
     merchant: str
     window_start: datetime
     window_end: datetime

@@ -39,14 +39,18 @@ if TYPE_CHECKING:
     from eventsourcing.domain import DomainEventProtocol
 
 
-class CaseEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """What every case event carries: stream position, time, actor and contact."""
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """What every event carries, of any stream: position in it, time, actor and contact."""
 
     originator_id: UUID
     originator_version: int
     timestamp: datetime
     actor: Actor
     contact_id: UUID | None = None
+
+
+class CaseEvent(RecordedEvent, frozen=True, kw_only=True):
+    """An event of a fraud case's stream (merchant flags and breaches have streams of their own)."""
 
 
 class CaseOpened(CaseEvent, frozen=True, kw_only=True):

@@ -12,10 +12,9 @@ import unicodedata
 from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-import msgspec
-
 from .card_data import check_structured_field, redact_card_numbers
 from .errors import RuleViolation
+from .events import RecordedEvent
 from .values import Actor
 
 _MERCHANTS = uuid5(NAMESPACE_URL, "https://casedesk.dev/merchants")
@@ -30,14 +29,9 @@ def merchant_stream(descriptor: str) -> UUID:
     return uuid5(_MERCHANTS, merchant_key(descriptor))
 
 
-class MerchantFlagged(msgspec.Struct, frozen=True, kw_only=True):
+class MerchantFlagged(RecordedEvent, frozen=True, kw_only=True):
     """A merchant descriptor is known for fraud billing."""
 
-    originator_id: UUID
-    originator_version: int
-    timestamp: datetime
-    actor: Actor
-    contact_id: UUID | None = None
     merchant: str
     reason: str
 
