@@ -25,18 +25,16 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import Any
 
 import aiohttp
 
-from casedesk.projections.catalogue import all_projections
-from casedesk.projections.runner import REBUILD_BATCH, ProjectionRunner, rebuild
+from casedesk.projections.runner import REBUILD_BATCH
 from casedesk.services.database import create_pool
-from casedesk.services.event_store import EventStore, read_position
+from casedesk.services.event_store import EventStore
 from casedesk.services.tokens import issue_token
 from tests.bench import BenchContext, Figure
-from tests.bench.bench_replay import RAW_LOG
+from tests.bench.bench_replay import RAW_LOG, rebuild_rate
 from tests.bench.scale_log import write_log
 from tests.bench.support import (
     TOKEN_SECRET,
@@ -85,21 +83,13 @@ async def build(db: BenchContext, cases: int, events: int) -> Built:
         written = await write_log(pool, cases, events)
         total = await pool.fetchval("SELECT count(*) FROM case_events")
         raw_rate = await _raw_log_rate(pool, total)
-        [projection] = all_projections(UTC)
-        runner = ProjectionRunner(store, pool, [projection], batch=REBUILD_BATCH)
-        goal = await store.max_notification_id()
-        started = time.perf_counter()
-        await rebuild(runner, projection)
-        while await runner.catch_up(projection):
-            pass
-        took = time.perf_counter() - started
-        assert await read_position(pool, projection.name) == goal
+        rate = await rebuild_rate(store, pool, total)  # the replay bench's own timed rebuild
         assert await pool.fetchval("SELECT count(*) FROM case_files") == cases
         await pool.execute("VACUUM ANALYZE case_files")
     finally:
         await store.close()
         await pool.close()
-    return Built(db, written.case_ids, events, cases, events / written.seconds, total / took, raw_rate)
+    return Built(db, written.case_ids, events, cases, events / written.seconds, rate, raw_rate)
 
 
 async def _raw_log_rate(pool: Any, total: int) -> float:
