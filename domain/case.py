@@ -48,7 +48,7 @@ FAILURE_WINDOW = timedelta(hours=24)
 HOME_DEPARTMENT = "fraud"
 
 
-class FraudCase(msgspec.Struct, frozen=True, kw_only=True):
+class FraudCase(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One fraud case as its events have made it. Dict keys are ids as strings."""
 
     id: UUID

@@ -23,7 +23,7 @@ from .values import (
 )
 
 
-class CardState(msgspec.Struct, frozen=True, kw_only=True):
+class CardState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A card on the case and where it stands."""
 
     last4: str
@@ -34,7 +34,7 @@ class CardState(msgspec.Struct, frozen=True, kw_only=True):
     replaced_by: str | None = None
 
 
-class ContactState(msgspec.Struct, frozen=True, kw_only=True):
+class ContactState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A contact, and whether the customer's identity currently stands verified in it."""
 
     direction: ContactDirection
@@ -46,7 +46,7 @@ class ContactState(msgspec.Struct, frozen=True, kw_only=True):
     verified_by: IdentityMethod | None = None
 
 
-class DisputeState(msgspec.Struct, frozen=True, kw_only=True):
+class DisputeState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A disputed charge and its outcome (None while open)."""
 
     transaction_id: str
@@ -56,7 +56,7 @@ class DisputeState(msgspec.Struct, frozen=True, kw_only=True):
     liability_waived: bool = False
 
 
-class CallbackState(msgspec.Struct, frozen=True, kw_only=True):
+class CallbackState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A promised callback."""
 
     due_at: datetime
@@ -65,21 +65,21 @@ class CallbackState(msgspec.Struct, frozen=True, kw_only=True):
     status: CallbackStatus = "scheduled"
 
 
-class PaymentStop(msgspec.Struct, frozen=True, kw_only=True):
+class PaymentStop(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A standing stop on charges."""
 
     scope: StopScope
     merchant: str | None
 
 
-class BreachFee(msgspec.Struct, frozen=True, kw_only=True):
+class BreachFee(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Who pays for a reissue on a case whose card was in a merchant's data breach."""
 
     bearer: FeeBearer
     merchant: str | None
 
 
-class Assignee(msgspec.Struct, frozen=True, kw_only=True):
+class Assignee(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The agent holding the case."""
 
     agent_id: str

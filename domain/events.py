@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from eventsourcing.domain import DomainEventProtocol
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What every event carries, of any stream: position in it, time, actor and contact."""
 
     originator_id: UUID

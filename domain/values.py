@@ -1,7 +1,9 @@
 """Values the fraud case is made of: who acted, money, phones, customer, cards.
 
 All are frozen msgspec Structs, so they travel inside events and snapshots as
-they are. Personal data arrives masked (and as opaque keys for comparison):
+they are. Like every domain Struct they are `gc=False`: immutable values never
+form reference cycles, so the cyclic collector need not walk the thousands of
+cases a process keeps in memory. Personal data arrives masked (and as opaque keys for comparison):
 the domain never needs the clear value to apply its rules.
 """
 
@@ -54,7 +56,7 @@ def is_last4(value: str) -> bool:
     return _LAST4.fullmatch(value) is not None
 
 
-class Actor(msgspec.Struct, frozen=True, kw_only=True):
+class Actor(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Who did something: agent id and name, role, acting department ("" if none)."""
 
     id: str
@@ -63,7 +65,7 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
     department: str
 
 
-class Money(msgspec.Struct, frozen=True, kw_only=True):
+class Money(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An amount in the currency's major unit, kept as a decimal string (no float drift)."""
 
     amount: Amount
@@ -79,7 +81,7 @@ class Money(msgspec.Struct, frozen=True, kw_only=True):
         return Decimal(self.amount)
 
 
-class PhoneNumber(msgspec.Struct, frozen=True, kw_only=True):
+class PhoneNumber(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A phone as the domain sees it: masked for people, a digest key for comparison.
 
     `number` is kept only where the issuer must dial it later (a daytime
@@ -91,7 +93,7 @@ class PhoneNumber(msgspec.Struct, frozen=True, kw_only=True):
     number: str | None = None
 
 
-class Customer(msgspec.Struct, frozen=True, kw_only=True):
+class Customer(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The cardholder as the case records them: masked name and registered phone."""
 
     customer_id: str
@@ -100,7 +102,7 @@ class Customer(msgspec.Struct, frozen=True, kw_only=True):
     phone: PhoneNumber
 
 
-class Card(msgspec.Struct, frozen=True, kw_only=True):
+class Card(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A card on the case; a family card points at its primary card."""
 
     card_id: str
@@ -114,7 +116,7 @@ class Card(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"last4 must be four digits, not {self.last4!r}")
 
 
-class ReviewedTransaction(msgspec.Struct, frozen=True, kw_only=True):
+class ReviewedTransaction(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One transaction walked through with the customer, and their answer."""
 
     transaction_id: str
@@ -124,7 +126,7 @@ class ReviewedTransaction(msgspec.Struct, frozen=True, kw_only=True):
     answer: TransactionAnswer
 
 
-class Fee(msgspec.Struct, frozen=True, kw_only=True):
+class Fee(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A reissue fee and who bears it; a breached merchant is named when it pays."""
 
     amount: Money
@@ -132,7 +134,7 @@ class Fee(msgspec.Struct, frozen=True, kw_only=True):
     merchant: str | None = None
 
 
-class ContactStart(msgspec.Struct, frozen=True, kw_only=True):
+class ContactStart(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The contact to start together with a new case (`open_case(contact=...)`)."""
 
     contact_id: UUID

@@ -39,6 +39,9 @@ READ_MODELS_CHANNEL = "read_models_moved"
 FALLBACK_POLL_SECONDS = 1.0
 
 
+ASYNCHRONOUS_COMMIT = "SET LOCAL synchronous_commit TO off"
+
+
 class Projection(Protocol):
     """A read model: its name, its tables, and how a batch of events changes them."""
 
@@ -155,6 +158,9 @@ class ProjectionRunner:
             async with contextlib.AsyncExitStack() as stack:
                 conn = holder if holder is not None else await stack.enter_async_context(self.pool.acquire())
                 await stack.enter_async_context(conn.transaction())
+                # No flush to wait for: read tables and their position commit together, so a
+                # crash that loses this batch loses its position too and the batch is redone.
+                await conn.execute(ASYNCHRONOUS_COMMIT)
                 await projection.apply(conn, events)
                 await record_position(conn, projection.name, notifications[-1].id)
                 # Delivered on commit: live dashboards in any process refresh from it.

@@ -14,15 +14,17 @@ standby too. Nothing here writes, so a read-only standby serves it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import msgspec
 from eventsourcing.utils import get_topic
 
-from casedesk.domain.events import CaseOpened
+from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.projections.case_file import fold, stored_file, timeline_of
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.event_mapper import CaseEventMapper
@@ -59,14 +61,18 @@ async def read_case(
     tail = await store.read_stream(case_id, gt=row["version"] if row else None)
     if not tail and row is not None:
         return CaseRead(list(row["departments"]), row["assignee"], row["version"], row["view"], row["timeline"])
-    file = None
     if row is None and tail and tail[0].topic != CASE_OPENED_TOPIC:
         raise CaseNotFoundError(str(case_id))  # another kind of stream (a merchant's)
-    if row is not None:
-        file = stored_file(row["view"], row["timeline"], row["file"])
-    if file is not None:  # the projection may have moved on since the row was read
-        tail = [s for s in tail if s.originator_version > file.view.version]
-    file = fold((mapper.to_domain_event(s) for s in tail), file, zone)
+    return file_with(row, (mapper.to_domain_event(s) for s in tail), zone, case_id)
+
+
+def file_with(row: Mapping[str, Any] | None, events: Iterable[CaseEvent], zone: tzinfo, case_id: UUID) -> CaseRead:
+    """A case_files row (version, view, timeline, file; None before the first projection) with
+    the stream's newer events folded in; events the row already holds are skipped."""
+    file = stored_file(row["view"], row["timeline"], row["file"]) if row is not None else None
+    if file is not None:  # the projection may have moved on since the events were read
+        events = (e for e in events if e.originator_version > file.view.version)
+    file = fold(events, file, zone)
     if file is None:
         raise CaseNotFoundError(str(case_id))
     view = file.view

@@ -9,14 +9,21 @@ queue read model lags, no case is ever handed to two agents.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
+from typing import Any
+from uuid import UUID
 
 import asyncpg
+from eventsourcing.persistence import StoredEvent
 
 from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
+from casedesk.domain.events import CaseEvent
 from casedesk.projections.work_queues import QUEUE_ORDER
 from casedesk.services.case_service import CaseService, Idempotency, Outcome, Respond
+from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.tokens import Principal
 
 # A claim holds its case from the start for as long as the read model may take to
@@ -34,6 +41,11 @@ LOST_RACE = object()  # the candidate was held by another claim meanwhile: try t
 # One statement, one round trip: pick the first waiting case nobody holds (SKIP
 # LOCKED), hold it unless another claim's hold is still running, and say which
 # happened (no candidate: the queue is empty; a candidate not held: lost race).
+# For a held case it also brings what the claim needs next, so nothing more is
+# read before the assignment is appended: the latest snapshot, the case file row,
+# and the stream's events after whichever of the two is older. Its commit does not
+# wait for the WAL flush: a hold only matters until the assignment, whose own
+# (flushed) commit makes the hold durable too; a crash before that fails the claim.
 _HOLD_NEXT = f"""
 WITH candidate AS (
     SELECT q.case_id FROM queue_items q
@@ -46,33 +58,91 @@ WITH candidate AS (
     ON CONFLICT (case_id) DO UPDATE SET agent_id = excluded.agent_id, until = excluded.until
     WHERE claim_holds.until <= now()
     RETURNING case_id
+), snapshot AS (
+    SELECT originator_version, state FROM case_snapshots WHERE originator_id = (SELECT case_id FROM held)
+    ORDER BY originator_version DESC LIMIT 1
+), case_file AS (
+    SELECT version, view, timeline, file FROM case_files WHERE case_id = (SELECT case_id FROM held)
+), tail AS (
+    SELECT originator_version, topic, state FROM case_events
+    WHERE originator_id = (SELECT case_id FROM held) AND originator_version > LEAST(
+        coalesce((SELECT originator_version FROM snapshot), 0), coalesce((SELECT version FROM case_file), 0))
 )
-SELECT (SELECT case_id FROM candidate), (SELECT case_id FROM held)
+SELECT (SELECT case_id FROM candidate) AS candidate, (SELECT case_id FROM held) AS held,
+    set_config('synchronous_commit', 'off', true) AS asynchronous_commit,
+    (SELECT originator_version FROM snapshot) AS snapshot_version, (SELECT state FROM snapshot) AS snapshot,
+    (SELECT version FROM case_file) AS version, (SELECT view FROM case_file) AS view,
+    (SELECT timeline FROM case_file) AS timeline, (SELECT file FROM case_file) AS file,
+    (SELECT array_agg(originator_version ORDER BY originator_version) FROM tail) AS versions,
+    (SELECT array_agg(topic ORDER BY originator_version) FROM tail) AS topics,
+    (SELECT array_agg(state ORDER BY originator_version) FROM tail) AS states
 """
 
 
-async def _hold_next(pool: asyncpg.Pool, queue: str, agent_id: str) -> object | None:
-    """The id of the case now held for this claim; None if none waits; LOST_RACE to retry."""
-    candidate, held = await pool.fetchrow(_HOLD_NEXT, queue, agent_id, TAKEN_SECONDS)
-    if candidate is None:
+@dataclass(frozen=True, slots=True)
+class HeldCase:
+    """A case this claim holds, with what was read beside the hold."""
+
+    case_id: UUID
+    snapshot_version: int
+    snapshot: bytes | None
+    case_file: Mapping[str, Any] | None  # version, view, timeline, file; None until first projected
+    events: list[CaseEvent]  # the stream after the older of snapshot and case file
+
+    @property
+    def version(self) -> int:
+        """The version this read reached."""
+        if self.events:
+            return self.events[-1].originator_version
+        return max(self.snapshot_version, self.case_file["version"] if self.case_file else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An assignment made by a claim, and the case file it started from."""
+
+    outcome: Outcome
+    case_file: Mapping[str, Any] | None
+    events: list[CaseEvent]  # what the hold read of the stream, then the assignment's events
+    read_up_to: int  # the version the hold's read reached
+
+    @property
+    def complete(self) -> bool:
+        """True when `events` run unbroken to the assignment: no write came between the read and it."""
+        return self.read_up_to + len(self.outcome.events) == self.outcome.version
+
+
+async def _hold_next(pool: asyncpg.Pool, mapper: CaseEventMapper, queue: str, agent_id: str) -> object | None:
+    """The case now held for this claim; None if none waits; LOST_RACE to retry."""
+    row = await pool.fetchrow(_HOLD_NEXT, queue, agent_id, TAKEN_SECONDS)
+    if row["candidate"] is None:
         return None
-    return LOST_RACE if held is None else held
+    case_id = row["held"]
+    if case_id is None:
+        return LOST_RACE
+    events = [mapper.to_domain_event(StoredEvent(originator_id=case_id, originator_version=v, topic=t, state=bytes(s)))
+              for v, t, s in zip(row["versions"] or (), row["topics"] or (), row["states"] or (), strict=True)]
+    return HeldCase(case_id, row["snapshot_version"] or 0, row["snapshot"],
+                    row if row["version"] is not None else None, events)
 
 
 async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principal, queue: str, *,
-                     idempotency: Idempotency | None = None, respond: Respond | None = None) -> Outcome | None:
+                     idempotency: Idempotency | None = None, respond: Respond | None = None) -> Claim | None:
     """Assign the caller the next case of the queue; None when the queue is empty.
 
     With an Idempotency-Key, `respond`'s answer is kept with the assignment, as for any command.
     """
     for _ in range(ATTEMPTS):
-        case_id = await _hold_next(pool, queue, principal.sub)
-        if case_id is None:
+        held = await _hold_next(pool, cases.mapper, queue, principal.sub)
+        if held is None:
             return None
-        if case_id is LOST_RACE:
+        if not isinstance(held, HeldCase):
             continue
+        case_id = held.case_id
         try:
-            return await cases.change(principal, case_id, partial(  # type: ignore[arg-type]
+            cases.adopt(case_id, held.snapshot,
+                        (e for e in held.events if e.originator_version > held.snapshot_version))
+            outcome = await cases.change(principal, case_id, partial(  # type: ignore[arg-type]
                 d.assign, agent_id=principal.sub, agent_name=principal.name, queue=queue),
                 idempotency=idempotency, respond=respond)
         except RuleViolation:
@@ -87,4 +157,5 @@ async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principa
                                    " WHERE case_id = $1 AND agent_id = $3", case_id, RELEASED_SECONDS,
                                    principal.sub)
             raise
+        return Claim(outcome, held.case_file, [*held.events, *outcome.events], held.version)
     return None

@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 
 from casedesk.projections.work_queues import department_of, queue_depths, queue_page
-from casedesk.services.case_reading import read_case
+from casedesk.services.case_reading import CaseRead, file_with, read_case
 from casedesk.services.http.app_keys import CASES, POOL, READ_POOL, ZONE
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
 from casedesk.services.http.commands import command_body, idempotency_of
@@ -91,16 +91,23 @@ async def claim(request: web.Request) -> web.StreamResponse:
     if isinstance(first, web.Response):  # this key claimed before: that case again, as it stands now
         claimed = msgspec.json.decode(first.body)
         return await _claimed(request, UUID(claimed["case_id"]), claimed["position"])
-    outcome = await claim_next(request.app[POOL], cases, request[PRINCIPAL], queue, idempotency=first,
-                               respond=lambda o: (200, _encode(command_body(o, None))))
-    if outcome is None:
+    claim = await claim_next(request.app[POOL], cases, request[PRINCIPAL], queue, idempotency=first,
+                             respond=lambda o: (200, _encode(command_body(o, None))))
+    if claim is None:
         return web.Response(status=204)
+    outcome = claim.outcome
+    if claim.complete:  # the case file as the claim read it, with the assignment folded in: no read
+        read = file_with(claim.case_file, claim.events, request.app[ZONE], outcome.case.id)
+        return _answer(outcome.case.id, outcome.position or 0, read)
     return await _claimed(request, outcome.case.id, outcome.position or 0)
 
 
 async def _claimed(request: web.Request, case_id: UUID, position: int) -> web.Response:
     cases = request.app[CASES]
-    read = await read_case(cases.store, cases.mapper, case_id, request.app[ZONE])
+    return _answer(case_id, position, await read_case(cases.store, cases.mapper, case_id, request.app[ZONE]))
+
+
+def _answer(case_id: UUID, position: int, read: CaseRead) -> web.Response:
     body = b'{"case_id":"%s","version":%d,"position":%d,"case":%s,"timeline":%s}' % (
         str(case_id).encode(), read.version, position, read.view, read.timeline)
     return web.Response(body=body, content_type="application/json", headers={"ETag": f'"{read.version}"'})
