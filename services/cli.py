@@ -8,7 +8,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from uuid import UUID
 
-from casedesk.services.settings import load_settings
+from casedesk.services.settings import SettingsError, load_settings
 
 
 async def _freeze_startup_objects(_app: object) -> None:
@@ -81,6 +81,7 @@ def _project(args: argparse.Namespace) -> int:
     from casedesk.services.event_store import EventStore
     from casedesk.services.logs import configure_logging
     from casedesk.services.migrations import migrate
+    from casedesk.services.projection_worker import stop_when_orphaned
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -98,7 +99,9 @@ def _project(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await runner.start()
         print("casedesk projection worker running (SIGTERM stops it at a batch boundary)", file=sys.stderr)
+        orphaned = asyncio.create_task(stop_when_orphaned(stop))
         await stop.wait()
+        orphaned.cancel()
         await runner.stop()
         await store.close()
         await pool.close()
@@ -282,7 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except SettingsError as error:
+        print(f"casedesk: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

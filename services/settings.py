@@ -10,8 +10,17 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import msgspec
+
+ProjectionMode = Literal["process", "in-process", "off"]
+_PROJECTION_MODES: dict[str, ProjectionMode] = {
+    "process": "process", "worker": "process",
+    "in-process": "in-process", "inprocess": "in-process", "true": "in-process", "1": "in-process",
+    "yes": "in-process", "on": "in-process",
+    "off": "off", "false": "off", "0": "off", "no": "off",
+}
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,7 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     pool_min: int = 2
     pool_max: int = 10
-    projections: bool = True
+    # Where projections run: "process" (a worker child of serve, what the environment
+    # defaults to), "in-process" (serve's own event loop; what tests build), "off".
+    projections: ProjectionMode = "in-process"
     readiness_max_lag: int = 1000
     statement_cache: bool = True
     timezone: str = "UTC"
@@ -59,6 +70,20 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+class SettingsError(ValueError):
+    """An environment variable holds a value casedesk cannot use."""
+
+
+def _projection_mode(value: str | None) -> ProjectionMode:
+    """CASEDESK_PROJECTIONS: process (default), in-process, off; true/false as before mean in-process/off."""
+    if value is None or not value.strip():
+        return "process"
+    mode = _PROJECTION_MODES.get(value.strip().lower())
+    if mode is None:
+        raise SettingsError(f"CASEDESK_PROJECTIONS={value!r}: expected process, in-process or off")
+    return mode
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the environment (or a given mapping, for tests)."""
     env = os.environ if environ is None else environ
@@ -76,7 +101,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("CASEDESK_LOG_LEVEL") or "info",
         pool_min=int(env.get("CASEDESK_POOL_MIN") or 2),
         pool_max=int(env.get("CASEDESK_POOL_MAX") or 10),
-        projections=_flag(env.get("CASEDESK_PROJECTIONS"), True),
+        projections=_projection_mode(env.get("CASEDESK_PROJECTIONS")),
         readiness_max_lag=int(env.get("CASEDESK_READY_MAX_LAG") or 1000),
         statement_cache=_flag(env.get("CASEDESK_STATEMENT_CACHE"), True),
         timezone=env.get("CASEDESK_TIMEZONE") or "UTC",

@@ -21,6 +21,7 @@ from casedesk.services.event_store import EventStore
 from casedesk.services.http.app_keys import (
     CASES,
     DIRECT_POOL,
+    DIRECT_URL,
     PERSONAL_DATA,
     POOL,
     READ_POOL,
@@ -35,6 +36,7 @@ from casedesk.services.http.metrics import METRICS, Metrics, measure
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
 from casedesk.services.http.routes import add_routes
 from casedesk.services.personal_data import PersonalData
+from casedesk.services.projection_worker import projection_worker
 from casedesk.services.settings import Settings
 
 MAX_BODY = 64 * 1024
@@ -60,6 +62,7 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
                           if settings.database_read_url else app[POOL])
         # The direct pool holds LISTEN connections for its whole life: start empty, open on demand.
         app[DIRECT_POOL] = app[POOL] if direct == primary else await pools.open(direct, min_size=0)
+        app[DIRECT_URL] = direct
         yield
         await pools.close()
 
@@ -75,7 +78,11 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
     async def projections(app: web.Application) -> AsyncIterator[None]:
         runner = ProjectionRunner(app[STORE], app[DIRECT_POOL], all_projections(app[ZONE]))
         app[RUNNER] = runner
-        if settings.projections:
+        if settings.projections == "process":
+            async with projection_worker(app[DIRECT_URL]):
+                yield
+            return
+        if settings.projections == "in-process":
             await runner.start()
         yield
         await runner.stop()

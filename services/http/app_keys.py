@@ -20,6 +20,7 @@ READ_POOL = web.AppKey("read_pool", asyncpg.Pool)
 READ_STORE = web.AppKey("read_store", "EventStore")
 # Straight to the primary (DATABASE_DIRECT_URL): LISTEN and the projection workers' locks.
 DIRECT_POOL = web.AppKey("direct_pool", asyncpg.Pool)
+DIRECT_URL = web.AppKey("direct_url", str)
 STORE = web.AppKey("store", "EventStore")
 CASES = web.AppKey("cases", "CaseService")
 PERSONAL_DATA = web.AppKey("personal_data", "PersonalData")

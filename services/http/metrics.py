@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from casedesk.services.http.app_keys import POOL, RUNNER
+from casedesk.services.http.app_keys import POOL
 
 _PARAM = re.compile(r"\{[^}]+\}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -64,8 +64,10 @@ async def serve_metrics(request: web.Request) -> web.Response:
     pool = app[POOL]
     metrics.pool_size.set(pool.get_size())
     metrics.pool_idle.set(pool.get_idle_size())
-    head = await pool.fetchval("SELECT coalesce(max(notification_id), 0) FROM case_events")
-    for name, position in app[RUNNER].positions.items():
+    # From the tracking table, not this process's runner: the projections may run in a worker process.
+    rows = await pool.fetch("SELECT application_name, notification_id,"
+                            " (SELECT coalesce(max(notification_id), 0) FROM case_events) FROM projection_tracking")
+    for name, position, head in rows:
         metrics.position.labels(name).set(position)
         metrics.lag.labels(name).set(max(head - position, 0))
     body = generate_latest(metrics.registry)

@@ -1,11 +1,12 @@
 """Command throughput over HTTP, and projection lag under that load (SPEC §6).
 
 At the same concurrency (CONNECTIONS), each on its own fresh database:
-- (a) casedesk: `casedesk serve` as a subprocess (one process: API and projections);
+- (a) casedesk: `casedesk serve` as a subprocess, as shipped (its projections in
+  the worker process it starts, CASEDESK_PROJECTIONS=process);
   `POST /v1/cases/{id}/notes` on CASES existing cases, an agent's bearer token
-  (department fraud);
-- (a') casedesk API+worker: as deploy/ runs it, an API process with
-  CASEDESK_PROJECTIONS=false and a second `casedesk serve` running the projections;
+  (department fraud); SPEC §6's targets are checked on this one;
+- (a') casedesk one process: the same with CASEDESK_PROJECTIONS=in-process (API and
+  projections in one event loop), shown for comparison, no targets;
 - (b) the plain way: tests/bench/plain_app.py as a subprocess (aiohttp, JWT check,
   the eventsourcing library's PostgresApplicationRecorder in a thread);
 - (c) raw asyncpg single-row INSERTs on casedesk's database (bench_store's figure).
@@ -81,7 +82,7 @@ NOTE = msgspec.json.encode({
     " card blocked, replacement ordered. Call back after 17:00 about the dispute forms."
 })
 TRACKING = "SELECT notification_id FROM projection_tracking WHERE application_name = 'case_files'"
-CASEDESK, SPLIT, PLAIN = "casedesk", "casedesk API+worker", "plain"
+CASEDESK, IN_PROCESS, PLAIN = "casedesk", "casedesk one process", "plain"
 
 
 def new_case_body(n: int) -> dict[str, object]:
@@ -213,19 +214,13 @@ class Casedesk:
     results: list[LoadResult] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, stack: AsyncExitStack, ctx: BenchContext, label: str, token: str, *, split: bool) -> Casedesk:
-        """A fresh database and `casedesk serve` on it; with `split`, as deploy/ runs it:
-        an API process with CASEDESK_PROJECTIONS=false and a projection process."""
+    async def start(cls, stack: AsyncExitStack, ctx: BenchContext, label: str, token: str, *,
+                    projections: str) -> Casedesk:
+        """A fresh database and `casedesk serve` on it, CASEDESK_PROJECTIONS=`projections`."""
         db = await stack.enter_async_context(fresh_database(ctx, "bench_http", migrated=False))
-        env = casedesk_env(db.dsn)
         port = free_port()
-        api_env = {**env, "CASEDESK_PROJECTIONS": "false"} if split else env
-        api = await stack.enter_async_context(Server(label, casedesk_command(port), api_env, port))
-        if split:
-            worker_port = free_port()
-            await stack.enter_async_context(
-                Server(f"{label} projections", casedesk_command(worker_port),
-                       {**env, "CASEDESK_PROJECTIONS": "true"}, worker_port))
+        env = {**casedesk_env(db.dsn), "CASEDESK_PROJECTIONS": projections}
+        api = await stack.enter_async_context(Server(label, casedesk_command(port), env, port))
         ids = await open_cases(api.url, token, CASES + LAG_CASES)
         tracker = await db.connect()
         stack.push_async_callback(tracker.close)
@@ -253,8 +248,8 @@ async def run(ctx: BenchContext, seconds: float | None = None) -> list[Figure]:
     plain_results: list[LoadResult] = []
     raw_rates = []
     async with AsyncExitStack() as stack:
-        single = await Casedesk.start(stack, ctx, CASEDESK, token, split=False)
-        split = await Casedesk.start(stack, ctx, SPLIT, token, split=True)
+        single = await Casedesk.start(stack, ctx, CASEDESK, token, projections="process")
+        split = await Casedesk.start(stack, ctx, IN_PROCESS, token, projections="in-process")
         plain_db = await stack.enter_async_context(fresh_database(ctx, "bench_plain", migrated=False))
         plain_port = free_port()
         plain = await stack.enter_async_context(Server(
@@ -282,15 +277,17 @@ async def run(ctx: BenchContext, seconds: float | None = None) -> list[Figure]:
         if len(lags) < MIN_LAG_SAMPLES:
             raise RuntimeError(f"{casedesk.label}: only {len(lags)} projection lag samples")
         name_a = f"{casedesk.label} POST note c={c}"
+        shipped = casedesk is single  # the targets are the shipped layout's; the other is for comparison
         figures += [
-            Figure.versus(name_a, a.per_second, "req/s", name_b, b.per_second, at_least=AT_LEAST_VS_PLAIN),
-            Figure.versus(name_a, a.per_second, "req/s", name_c, raw, at_least=AT_LEAST_VS_RAW),
+            Figure.versus(name_a, a.per_second, "req/s", name_b, b.per_second,
+                          at_least=AT_LEAST_VS_PLAIN if shipped else None),
+            Figure.versus(name_a, a.per_second, "req/s", name_c, raw, at_least=AT_LEAST_VS_RAW if shipped else None),
             Figure.versus(f"{casedesk.label} note p50 latency", a.p50_ms, "ms", "plain p50 latency", b.p50_ms),
             Figure.versus(f"{casedesk.label} note p99 latency", a.p99_ms, "ms", "plain p99 latency", b.p99_ms),
             absolute(f"{casedesk.label} projection lag p50", quantile(lags, 0.5), "ms",
                      f"{casedesk.label} note p50 latency", a.p50_ms),
             absolute(f"{casedesk.label} projection lag p99", quantile(lags, 0.99), "ms",
-                     f"{casedesk.label} note p99 latency", a.p99_ms, below=LAG_P99_BELOW_MS),
+                     f"{casedesk.label} note p99 latency", a.p99_ms, below=LAG_P99_BELOW_MS if shipped else None),
         ]
     return figures
 

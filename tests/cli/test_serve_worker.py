@@ -1,0 +1,120 @@
+"""`casedesk serve` runs the projections in a worker process of its own, and looks after it.
+
+Run as a user would: the real command, on its own schema of the test database.
+The API process does not project (CASEDESK_PROJECTIONS defaults to `process`),
+so a case reaching its queue proves the worker works; the worker is restarted
+when it dies, stopped with serve, and stops by itself when serve is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import with_schema
+from tests.cli.test_commands import CASEDESK, free_port, http, run, serve, stop
+from tests.conftest import new_schema
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def wait_for(condition, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_dsn: str) -> dict[str, str]:
+    if not Path("/proc/self/task").exists():
+        pytest.skip("reads child processes from /proc (Linux)")
+    schema = asyncio.run(new_schema(database_dsn))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CASEDESK_")}
+    return {**environ, "CASEDESK_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": with_schema(database_dsn, schema)}
+
+
+def open_alert(port: int, token: str) -> tuple[str, int]:
+    status, opened = http("POST", f"http://127.0.0.1:{port}/v1/cases", token, {
+        "customer": {"customer_id": "c1", "name": "Taro Yamada", "registered_phone": "+81 90 1234 5678"},
+        "cards": [{"card_id": "p", "last4": "4242", "network": "visa", "kind": "primary"}],
+        "reason": "fraud_alert", "channel": "phone", "summary": "alert"})
+    assert status == 201
+    return opened["case_id"], opened["position"]
+
+
+def queued(port: int, token: str, position: int) -> list[str]:
+    status, page = http("GET", f"http://127.0.0.1:{port}/v1/queues/fraud_alerts/items?min_position={position}"
+                        "&limit=500", token)
+    assert status == 200
+    return [item["case_id"] for item in page["items"]]
+
+
+def test_serve_projects_in_a_worker_it_restarts_and_stops(env: dict[str, str]) -> None:
+    port = free_port()
+    process = serve(env, port)
+    try:
+        wait_for(lambda: len(children(process.pid)) == 1)
+        [worker] = children(process.pid)
+        token = run(["token", "--sub", "a1", "--role", "agent"], env).stdout.strip()
+        case_id, position = open_alert(port, token)
+        assert case_id in queued(port, token, position)
+
+        os.kill(worker, signal.SIGKILL)  # the worker dies mid-work: serve starts another
+        wait_for(lambda: not alive(worker) and len(children(process.pid)) == 1 and children(process.pid) != [worker])
+        case_id, position = open_alert(port, token)
+        assert case_id in queued(port, token, position)
+        [worker] = children(process.pid)
+    finally:
+        stop(process)
+    assert not alive(worker)  # stopped with serve
+
+
+def test_a_worker_whose_serve_was_killed_stops_by_itself(env: dict[str, str]) -> None:
+    port = free_port()
+    process = serve(env, port)
+    try:
+        wait_for(lambda: len(children(process.pid)) == 1)
+        [worker] = children(process.pid)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        wait_for(lambda: not alive(worker), seconds=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_in_process_and_off_are_still_there(env: dict[str, str]) -> None:
+    for mode in ("in-process", "off"):
+        port = free_port()
+        process = serve({**env, "CASEDESK_PROJECTIONS": mode}, port)
+        try:
+            time.sleep(0.5)
+            assert children(process.pid) == []
+            token = run(["token", "--sub", "a1", "--role", "agent"], env).stdout.strip()
+            case_id, position = open_alert(port, token)
+            if mode == "in-process":
+                assert case_id in queued(port, token, position)
+        finally:
+            stop(process)
+    done = subprocess.run([*CASEDESK, "serve"], env={**env, "CASEDESK_PROJECTIONS": "sometimes"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "casedesk: CASEDESK_PROJECTIONS='sometimes': expected process, in-process or off"
