@@ -7,7 +7,7 @@ and what an auditor replays cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, tzinfo
 
 import msgspec
@@ -67,16 +67,17 @@ def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC) -> Cas
         file.started[str(event.contact_id)] = event
     file.view.version = event.originator_version
     file.view.updated_at = event.timestamp
-    file.timeline.append(
-        TimelineEntry(
-            at=event.timestamp,
-            kind=KIND[type(event)],
-            actor=person(event.actor),
-            contact_id=event.contact_id,
-            text=sentence(event, file.started, zone),
-            version=event.originator_version,
-        )
+    entry = TimelineEntry(
+        at=event.timestamp,
+        kind=KIND[type(event)],
+        actor=person(event.actor),
+        contact_id=event.contact_id,
+        text=sentence(event, file.started, zone),
+        version=event.originator_version,
     )
+    file.timeline.append(entry)
+    if isinstance(event, ev.HandoffNoteAdded) and event.pinned:
+        file.pinned_entry = entry
     return file
 
 
@@ -92,32 +93,47 @@ def fold(
 
 
 def timeline_of(file: CaseFile) -> TimelineAnswer:
-    """The timeline answer: the pinned handoff note's entry first, then all in order."""
-    note = file.view.pinned_note
-    pinned = [e for e in file.timeline if note is not None and e.kind == "handoff_note_added"
-              and e.at == note.at and e.actor.id == note.by.id][-1:]
-    return TimelineAnswer(case_id=file.view.case_id, version=file.view.version,
-                          pinned_note=note, entries=pinned + file.timeline)
+    """The timeline answer of a file folded from the first event: the pinned note's entry first, then all."""
+    return TimelineAnswer(case_id=file.view.case_id, version=file.view.version, pinned_note=file.view.pinned_note,
+                          entries=_pinned(file) + file.timeline)
+
+
+def _pinned(file: CaseFile) -> list[TimelineEntry]:
+    return [file.pinned_entry] if file.view.pinned_note is not None and file.pinned_entry is not None else []
 
 
 _decode_view = msgspec.json.Decoder(CaseView).decode
-_decode_timeline = msgspec.json.Decoder(TimelineAnswer).decode
 _decode_rest = msgspec.json.Decoder(FileRest).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def stored_file(view: bytes, timeline: bytes, rest: bytes) -> CaseFile:
-    """A case file from its case_files columns (view, timeline, file), to fold further.
-
-    The timeline answer holds one entry per event after the pinned copy (if any),
-    so the file's own timeline is its last `version` entries.
-    """
-    case_view = _decode_view(view)
-    entries = _decode_timeline(timeline).entries
-    return CaseFile(view=case_view, timeline=entries[len(entries) - case_view.version:],
-                    started=_decode_rest(rest).started)
+def stored_file(view: bytes, rest: bytes) -> CaseFile:
+    """A case file from its case_files columns (view, file), to fold further; its
+    stored timeline entries stay in timeline_entries, so `timeline` starts empty."""
+    stored = _decode_rest(rest)
+    return CaseFile(view=_decode_view(view), started=stored.started, pinned_entry=stored.pinned_entry)
 
 
 def file_rest(file: CaseFile) -> bytes:
-    """The `file` column: only what view and timeline do not already store."""
-    return _encode(FileRest(started=file.started))
+    """The `file` column: only what view and timeline entries do not already store."""
+    return _encode(FileRest(started=file.started, pinned_entry=file.pinned_entry))
+
+
+def timeline_head(file: CaseFile) -> bytes:
+    """The timeline answer up to where the stored entries go: `{..., "entries":[` and the pinned entry.
+
+    Kept in case_files.timeline_head; `timeline_bytes` completes it.
+    """
+    head = _encode(TimelineAnswer(case_id=file.view.case_id, version=file.view.version,
+                                  pinned_note=file.view.pinned_note, entries=_pinned(file)))
+    return head[:-2]  # drop "]}": entries is the answer's last field
+
+
+def timeline_bytes(head: bytes, entries: bytes | None, new: Sequence[TimelineEntry] = ()) -> bytes:
+    """The timeline answer: `head`, the stored entries (comma-joined), then `new` ones."""
+    parts = [entries] if entries else []
+    parts += [_encode(e) for e in new]
+    if not parts:
+        return head + b"]}"
+    pinned = not head.endswith(b"[")
+    return head + (b"," if pinned else b"") + b",".join(parts) + b"]}"

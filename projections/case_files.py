@@ -1,7 +1,8 @@
 """The case_files projection: every read model folded from a case's events.
 
 One fold per case per batch feeds several tables, each defined by its module:
-- case_files: the view and timeline, ready to send (case_view, case_file);
+- case_files and timeline_entries: the view and the timeline, ready to send
+  (case_view, case_file); a timeline entry is a row written once;
 - queue_items and queue_activity: the work queues (work_queues);
 - case_customers and outbound_attempts: customer lookup (customer_lookup);
 - merchant_flags and merchant_disputes: merchant intelligence (merchant_intelligence).
@@ -21,7 +22,7 @@ import msgspec
 
 from casedesk.domain import events as ev
 from casedesk.domain.merchants import MerchantFlagged
-from casedesk.projections.case_file import apply, file_rest, stored_file, timeline_of
+from casedesk.projections.case_file import apply, file_rest, stored_file, timeline_head
 from casedesk.projections.case_view import CaseFile
 from casedesk.projections.customer_lookup import (
     CustomerRow,
@@ -42,16 +43,13 @@ class CaseFiles:
     """Keeps the case files, the work queues and the lookup tables."""
 
     name = "case_files"
-    tables = ("case_files", "queue_items", "queue_activity", "case_customers", "outbound_attempts",
+    tables = ("case_files", "timeline_entries", "queue_items", "queue_activity", "case_customers", "outbound_attempts",
               "merchant_flags", "merchant_disputes")
 
     def __init__(self, zone: tzinfo = UTC, remembered: int = 20_000) -> None:
         self.zone = zone
         self._remembered: OrderedDict[UUID, CaseFile] = OrderedDict()
         self._remember_at_most = remembered
-        # Each remembered file's timeline entries, already encoded: a timeline only
-        # grows, so a batch encodes just its new entries, not the whole history again.
-        self._encoded_entries: dict[UUID, list[bytes]] = {}
 
     async def _files(self, conn: asyncpg.Connection, ids: list[UUID]) -> dict[UUID, CaseFile | None]:
         """The stored files of these cases: from memory when the stored version matches, else decoded.
@@ -71,31 +69,18 @@ class CaseFiles:
             else:
                 missing.append(case_id)
         if missing:
-            for r in await conn.fetch("SELECT case_id, view, timeline, file FROM case_files"
-                                      " WHERE case_id = ANY($1::uuid[])", missing):
-                files[r[0]] = stored_file(r[1], r[2], r[3])
+            for r in await conn.fetch("SELECT case_id, view, file FROM case_files WHERE case_id = ANY($1::uuid[])",
+                                      missing):
+                files[r[0]] = stored_file(r[1], r[2])
         return files
 
     def _remember(self, files: list[CaseFile]) -> None:
         for file in files:
+            file.timeline = []  # written: the rows hold them now
             self._remembered[file.view.case_id] = file
             self._remembered.move_to_end(file.view.case_id)
         while len(self._remembered) > self._remember_at_most:
-            forgotten, _ = self._remembered.popitem(last=False)
-            self._encoded_entries.pop(forgotten, None)
-
-    def _timeline_bytes(self, file: CaseFile) -> bytes:
-        """`_encode(timeline_of(file))`, from the entries encoded in earlier batches plus the new ones."""
-        encoded = self._encoded_entries.get(file.view.case_id)
-        if encoded is None or len(encoded) > len(file.timeline):
-            encoded = []  # never seen, or memory ran ahead of a rolled-back batch: encode afresh
-        encoded.extend(_encode(e) for e in file.timeline[len(encoded):])
-        self._encoded_entries[file.view.case_id] = encoded
-        answer = timeline_of(file)
-        pinned = answer.entries[: len(answer.entries) - len(file.timeline)]
-        answer.entries = []
-        head = _encode(answer)  # ...,"entries":[]} since entries is the last field
-        return head[:-2] + b",".join([*(_encode(e) for e in pinned), *encoded]) + b"]}"
+            self._remembered.popitem(last=False)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[ev.CaseEvent]) -> None:
         ids = list({e.originator_id for e in events if isinstance(e, ev.CaseEvent)})
@@ -107,7 +92,7 @@ class CaseFiles:
         merchants = await MerchantBook.load(conn, list(events))
         with collector_paused():
             changed, outbound, activity = self._fold(events, files, customers, merchants)
-        await _write_files(conn, changed, [self._timeline_bytes(f) for f in changed])
+        await _write_files(conn, changed)
         await _write_queues(conn, changed)
         await _write_lookup(conn, list(customers.values()), outbound)
         await _write_activity(conn, activity)
@@ -153,15 +138,15 @@ class CaseFiles:
         return changed, outbound, activity
 
 
-async def _write_files(conn: asyncpg.Connection, files: list[CaseFile], timelines: list[bytes]) -> None:
+async def _write_files(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
     await conn.execute(
-        "INSERT INTO case_files (case_id, version, status, departments, assignee, file, view, timeline,"
+        "INSERT INTO case_files (case_id, version, status, departments, assignee, file, view, timeline_head,"
         " assignee_name) SELECT c, v, s, string_to_array(d, ','), a, f, w, t, n FROM unnest($1::uuid[],"
         " $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[], $9::text[])"
         " AS x(c, v, s, d, a, f, w, t, n)"
         " ON CONFLICT (case_id) DO UPDATE SET version = excluded.version, status = excluded.status,"
         " departments = excluded.departments, assignee = excluded.assignee, file = excluded.file,"
-        " view = excluded.view, timeline = excluded.timeline, assignee_name = excluded.assignee_name",
+        " view = excluded.view, timeline_head = excluded.timeline_head, assignee_name = excluded.assignee_name",
         [f.view.case_id for f in files],
         [f.view.version for f in files],
         [f.view.status for f in files],
@@ -169,9 +154,16 @@ async def _write_files(conn: asyncpg.Connection, files: list[CaseFile], timeline
         [f.view.assignee.id if f.view.assignee else None for f in files],
         [file_rest(f) for f in files],
         [_encode(f.view) for f in files],
-        timelines,
+        [timeline_head(f) for f in files],
         [f.view.assignee.name if f.view.assignee else None for f in files],
     )
+    entries = [(f.view.case_id, e) for f in files for e in f.timeline]
+    if entries:  # only the batch's new entries; those before are rows already
+        await conn.execute(
+            "INSERT INTO timeline_entries (case_id, version, entry)"
+            " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) ON CONFLICT DO NOTHING",
+            [c for c, _ in entries], [e.version for _, e in entries], [_encode(e) for _, e in entries],
+        )
 
 
 async def _write_queues(conn: asyncpg.Connection, files: list[CaseFile]) -> None:

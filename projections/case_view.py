@@ -191,19 +191,26 @@ class TimelineAnswer(msgspec.Struct, kw_only=True, gc=False):
 
 
 class CaseFile(msgspec.Struct, kw_only=True, gc=False):
-    """The view and timeline of one case, folded together."""
+    """The view and timeline of one case, folded together.
+
+    `timeline` holds the entries folded into this copy: all of them when it was
+    folded from the first event, only the new ones when it was read back from
+    case_files (whose entries are rows of their own, never rewritten).
+    """
 
     view: CaseView
     timeline: list[TimelineEntry] = []
     started: dict[str, ev.ContactStarted] = {}
+    pinned_entry: TimelineEntry | None = None  # the entry of the note view.pinned_note shows
 
 
 class FileRest(msgspec.Struct, kw_only=True, gc=False):
-    """What a case file holds beyond its view and timeline: the `file` column of
-    case_files. (Rows written before it held the whole CaseFile; decoding those
-    as FileRest ignores the rest, so both read alike.)"""
+    """What a case file holds beyond its view and timeline entries: the `file`
+    column of case_files (the contacts started, for the sentences of later
+    events, and the pinned note's entry, which the timeline shows first)."""
 
     started: dict[str, ev.ContactStarted] = {}
+    pinned_entry: TimelineEntry | None = None
 
 
 def person(actor: Actor) -> Person:

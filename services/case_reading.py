@@ -25,7 +25,7 @@ import msgspec
 from eventsourcing.utils import get_topic
 
 from casedesk.domain.events import CaseEvent, CaseOpened
-from casedesk.projections.case_file import fold, stored_file, timeline_of
+from casedesk.projections.case_file import fold, stored_file, timeline_bytes, timeline_head, timeline_of
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
@@ -45,6 +45,14 @@ class CaseRead:
     timeline: bytes
 
 
+# One statement: the case file row and its timeline entries, joined in PostgreSQL.
+CASE_FILE_COLUMNS = (
+    "version, departments, assignee, view, file, timeline_head,"
+    " (SELECT string_agg(t.entry, ',' ORDER BY t.version) FROM timeline_entries t"
+    " WHERE t.case_id = case_files.case_id) AS entries"
+)
+
+
 async def read_case(
     store: EventStore,
     mapper: CaseEventMapper,
@@ -55,26 +63,27 @@ async def read_case(
 ) -> CaseRead:
     """The case as `store` has it; `files` is where case_files is read (default: the store's pool)."""
     files = files or store.pool
-    row = await files.fetchrow(
-        "SELECT version, departments, assignee, view, timeline, file FROM case_files WHERE case_id = $1", case_id
-    )
+    row = await files.fetchrow(f"SELECT {CASE_FILE_COLUMNS} FROM case_files WHERE case_id = $1", case_id)
     tail = await store.read_stream(case_id, gt=row["version"] if row else None)
     if not tail and row is not None:
-        return CaseRead(list(row["departments"]), row["assignee"], row["version"], row["view"], row["timeline"])
+        return CaseRead(list(row["departments"]), row["assignee"], row["version"], row["view"],
+                        timeline_bytes(row["timeline_head"], row["entries"]))
     if row is None and tail and tail[0].topic != CASE_OPENED_TOPIC:
         raise CaseNotFoundError(str(case_id))  # another kind of stream (a merchant's)
     return file_with(row, (mapper.to_domain_event(s) for s in tail), zone, case_id)
 
 
 def file_with(row: Mapping[str, Any] | None, events: Iterable[CaseEvent], zone: tzinfo, case_id: UUID) -> CaseRead:
-    """A case_files row (version, view, timeline, file; None before the first projection) with
-    the stream's newer events folded in; events the row already holds are skipped."""
-    file = stored_file(row["view"], row["timeline"], row["file"]) if row is not None else None
+    """A case_files row (CASE_FILE_COLUMNS; None before the first projection) with the
+    stream's newer events folded in; events the row already holds are skipped."""
+    file = stored_file(row["view"], row["file"]) if row is not None else None
     if file is not None:  # the projection may have moved on since the events were read
         events = (e for e in events if e.originator_version > file.view.version)
     file = fold(events, file, zone)
     if file is None:
         raise CaseNotFoundError(str(case_id))
     view = file.view
+    timeline = (timeline_bytes(timeline_head(file), row["entries"], file.timeline) if row is not None
+                else _encode(timeline_of(file)))
     return CaseRead(list(view.departments), view.assignee.id if view.assignee else None, view.version,
-                    _encode(view), _encode(timeline_of(file)))
+                    _encode(view), timeline)

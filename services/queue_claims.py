@@ -22,6 +22,7 @@ from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.events import CaseEvent
 from casedesk.projections.work_queues import QUEUE_ORDER
+from casedesk.services.case_reading import CASE_FILE_COLUMNS
 from casedesk.services.case_service import CaseService, Idempotency, Outcome, Respond
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.tokens import Principal
@@ -62,7 +63,7 @@ WITH candidate AS (
     SELECT originator_version, state FROM case_snapshots WHERE originator_id = (SELECT case_id FROM held)
     ORDER BY originator_version DESC LIMIT 1
 ), case_file AS (
-    SELECT version, view, timeline, file FROM case_files WHERE case_id = (SELECT case_id FROM held)
+    SELECT {CASE_FILE_COLUMNS} FROM case_files WHERE case_id = (SELECT case_id FROM held)
 ), tail AS (
     SELECT originator_version, topic, state FROM case_events
     WHERE originator_id = (SELECT case_id FROM held) AND originator_version > LEAST(
@@ -72,7 +73,8 @@ SELECT (SELECT case_id FROM candidate) AS candidate, (SELECT case_id FROM held) 
     set_config('synchronous_commit', 'off', true) AS asynchronous_commit,
     (SELECT originator_version FROM snapshot) AS snapshot_version, (SELECT state FROM snapshot) AS snapshot,
     (SELECT version FROM case_file) AS version, (SELECT view FROM case_file) AS view,
-    (SELECT timeline FROM case_file) AS timeline, (SELECT file FROM case_file) AS file,
+    (SELECT file FROM case_file) AS file, (SELECT timeline_head FROM case_file) AS timeline_head,
+    (SELECT entries FROM case_file) AS entries,
     (SELECT array_agg(originator_version ORDER BY originator_version) FROM tail) AS versions,
     (SELECT array_agg(topic ORDER BY originator_version) FROM tail) AS topics,
     (SELECT array_agg(state ORDER BY originator_version) FROM tail) AS states
@@ -86,7 +88,7 @@ class HeldCase:
     case_id: UUID
     snapshot_version: int
     snapshot: bytes | None
-    case_file: Mapping[str, Any] | None  # version, view, timeline, file; None until first projected
+    case_file: Mapping[str, Any] | None  # CASE_FILE_COLUMNS (departments, assignee unused); None until projected
     events: list[CaseEvent]  # the stream after the older of snapshot and case file
 
     @property

@@ -105,7 +105,7 @@ async def test_agents_holding_open_cases_are_listed_with_their_count(client, aut
     agent, cases = f"agent-{uuid.uuid4().hex[:8]}", [uuid.uuid4() for _ in range(3)]
     for case_id, status in zip(cases, ["open", "open", "resolved"], strict=True):
         await pool.execute("INSERT INTO case_files (case_id, version, status, departments, assignee, assignee_name,"
-                           " file, view, timeline) VALUES ($1, 1, $2, '{fraud}', $3, 'M. Aoki', '', '', '')",
+                           " file, view, timeline_head) VALUES ($1, 1, $2, '{fraud}', $3, 'M. Aoki', '', '', '')",
                            case_id, status, agent)
     try:
         body = await (await client.get("/v1/dashboard", headers=auth("auditor"))).json()
