@@ -109,7 +109,7 @@ _encode = msgspec.json.Encoder().encode
 
 def stored_file(view: bytes, rest: bytes) -> CaseFile:
     """A case file from its case_files columns (view, file), to fold further; its
-    stored timeline entries stay in timeline_entries, so `timeline` starts empty."""
+    stored timeline entries stay in timeline_parts, so `timeline` starts empty."""
     stored = _decode_rest(rest)
     return CaseFile(view=_decode_view(view), started=stored.started, pinned_entry=stored.pinned_entry)
 

@@ -48,7 +48,7 @@ class CaseRead:
 # One statement: the case file row and its timeline entries, joined in PostgreSQL.
 CASE_FILE_COLUMNS = (
     "version, departments, assignee, view, file, timeline_head,"
-    " (SELECT string_agg(t.entry, ',' ORDER BY t.version) FROM timeline_entries t"
+    " (SELECT string_agg(t.entries, ',' ORDER BY t.from_version) FROM timeline_parts t"
     " WHERE t.case_id = case_files.case_id) AS entries"
 )
 

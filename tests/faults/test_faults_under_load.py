@@ -38,6 +38,7 @@ from casedesk.services.rebuild import rebuild_projections
 from casedesk.services.tokens import issue_token
 from tests.api.conftest import SECRET
 from tests.faults.processes import Casedesk
+from tests.projections.helpers import contents_of
 
 AGENT = "desk-agent-1"
 Entry = dict[str, Any]
@@ -244,7 +245,7 @@ async def check_the_store(pool: asyncpg.Pool, ledger: list[Entry]) -> None:
 async def projection_rows(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every projection's tables, in a stable order."""
     tables = [t for p in all_projections() for t in p.tables]
-    return {t: [tuple(r.values()) for r in await pool.fetch(f"SELECT * FROM {t} x ORDER BY x::text")]
+    return {t: [tuple(r.values()) for r in await pool.fetch(f"SELECT * FROM ({contents_of(t)}) x ORDER BY x::text")]
             for t in tables}
 
 

@@ -14,6 +14,7 @@ import asyncpg
 
 from casedesk.domain import decisions as d
 from casedesk.domain.values import Card, ContactStart, Customer, Money, PhoneNumber
+from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import Projection, ProjectionRunner
 from casedesk.services.case_service import CaseService
 from casedesk.services.tokens import Principal
@@ -85,12 +86,18 @@ async def wait_until_caught_up(runner: ProjectionRunner, name: str, within: floa
             await asyncio.sleep(0.01)
 
 
+def contents_of(table: str) -> str:
+    """A query of what `table` holds, the same however batches split the work (see CaseFiles.contents)."""
+    return CaseFiles.contents.get(table, f"SELECT * FROM {table}")
+
+
 async def rows(pool: asyncpg.Pool, table: str, key: str, ids: list[uuid.UUID]) -> list[tuple]:
-    records = await pool.fetch(f"SELECT * FROM {table} t WHERE {key} = ANY($1::uuid[]) ORDER BY t::text", ids)
+    records = await pool.fetch(f"SELECT * FROM ({contents_of(table)}) t WHERE {key} = ANY($1::uuid[])"
+                               " ORDER BY t::text", ids)
     return [tuple(r.values()) for r in records]
 
 
-CASE_TABLES = ("case_files", "timeline_entries", "queue_items", "case_customers", "outbound_attempts")
+CASE_TABLES = ("case_files", "timeline_parts", "queue_items", "case_customers", "outbound_attempts")
 
 
 async def all_rows(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> dict[str, list[tuple]]:

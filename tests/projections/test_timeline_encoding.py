@@ -1,5 +1,5 @@
-"""The stored timeline (a head in case_files, one row per entry in timeline_entries,
-written batch by batch) reads back byte for byte as the full encoding of the case
+"""The stored timeline (a head in case_files, then per batch a row of the entries it
+added, in timeline_parts) reads back byte for byte as the full encoding of the case
 folded from its first event, pinned note first."""
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ async def test_a_timeline_stored_batch_by_batch_reads_as_its_full_encoding(empty
         read = await read_case(store, mapper, case_id, projection.zone)
         assert read.version == len(events)
         assert read.timeline == _encode(timeline_of(whole))
-        assert await empty_pool.fetchval("SELECT count(*) FROM timeline_entries WHERE case_id = $1",
-                                         case_id) == len(events)
+        parts = await empty_pool.fetch("SELECT from_version, to_version FROM timeline_parts WHERE case_id = $1"
+                                       " ORDER BY from_version", case_id)
+        assert [v for p in parts for v in range(p[0], p[1] + 1)] == list(range(1, len(events) + 1))  # once each
         pinned += whole.view.pinned_note is not None
     assert pinned > 0  # the pinned entry, shown first, is covered
     await store.close()

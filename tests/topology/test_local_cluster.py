@@ -33,7 +33,7 @@ from casedesk.services.event_store import EventStore
 from casedesk.services.migrations import migrate
 from casedesk.services.tokens import issue_token
 from tests.api.conftest import new_case_body
-from tests.projections.helpers import drain
+from tests.projections.helpers import contents_of, drain
 from tests.topology.cluster import LocalCluster, why_no_cluster
 
 AGENTS = 12
@@ -232,7 +232,8 @@ async def check_store_against_ledger(cluster: LocalCluster, ledger: list[Acknowl
 async def projection_rows(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     conn = await asyncpg.connect(dsn)
     try:
-        return {table: [tuple(r.values()) for r in await conn.fetch(f"SELECT * FROM {table} t ORDER BY t::text")]
+        return {table: [tuple(r.values()) for r in await conn.fetch(
+                    f"SELECT * FROM ({contents_of(table)}) t ORDER BY t::text")]
                 for p in all_projections() for table in p.tables}
     finally:
         await conn.close()
