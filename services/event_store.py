@@ -14,10 +14,15 @@ it fast is that casedesk does not pay that serialisation per command: the
 transaction (group commit), checks each command's optimistic-concurrency
 expectation separately, and answers each caller with its own outcome.
 
+One round trip. The lock, the insert, the hash chains and the NOTIFY are one
+call of the casedesk_append function (migrations/009_append_function.sql);
+outside a transaction block that call is its own transaction, so a batch
+without Idempotency-Keys costs one round trip, the lock held only while
+PostgreSQL works. With keys it runs in a transaction that stores their answers.
+
 Tamper evidence. The statement that inserts a batch's rows also extends each
 written stream's hash chain in `case_event_hashes` (see audit_chain.py), so the
-hashes commit or roll back with the rows, and cost no extra round trip while
-the lock is held.
+hashes commit or roll back with the rows.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from uuid import UUID
 import asyncpg
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 
-CHANNEL = "case_events"
+CHANNEL = "case_events"  # what casedesk_append (migration 009) notifies on every append
 MAX_BATCH_ITEMS = 512
 
 
@@ -122,9 +127,7 @@ class AppendWriter:
             async with self._pool.acquire() as conn:
                 while pending:
                     try:
-                        async with conn.transaction():
-                            await conn.execute(f"LOCK TABLE case_events IN EXCLUSIVE MODE; NOTIFY {CHANNEL}")
-                            results = await _insert(conn, pending)
+                        results = await _write_batch(conn, pending)
                     except _RetryWithout as retry:
                         failed += retry.failed
                         pending = [i for i in pending if all(i is not f for f, _ in retry.failed)]
@@ -140,56 +143,51 @@ class AppendWriter:
                     item.done.set_exception(error)
 
 
-# Insert rows and, in the same statement, extend each written stream's hash chain
-# (audit_chain.py has the definition and the checker): the first row of a stream
-# in the batch chains on the stream's newest stored hash (or 32 zero bytes), each
-# later row on the row before it, hence the recursion over the batch's rows.
-_LINK = (
-    "sha256({previous} || convert_to(coalesce(r.topic, ''), 'UTF8') || coalesce(r.state, ''::bytea)"
-    " || convert_to(r.originator_version::text, 'UTF8'))"
-)
-_STORED_PREVIOUS = (
-    "coalesce((SELECT h.hash FROM case_event_hashes h WHERE h.originator_id = r.originator_id"
-    " AND h.originator_version < r.originator_version ORDER BY h.originator_version DESC LIMIT 1),"
-    " decode(repeat('00', 32), 'hex'))"
-)
-_INSERT_CHAINED = f"""
-WITH RECURSIVE written AS (
-    INSERT INTO case_events (originator_id, originator_version, topic, state)
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bytea[]) {{on_conflict}}
-    RETURNING originator_id, originator_version, topic, state, notification_id
-), ranked AS (
-    SELECT *, row_number() OVER (PARTITION BY originator_id ORDER BY originator_version) AS n FROM written
-), chain AS (
-    SELECT r.originator_id, r.originator_version, r.n, {_LINK.format(previous=_STORED_PREVIOUS)} AS hash
-    FROM ranked r WHERE r.n = 1
-    UNION ALL
-    SELECT r.originator_id, r.originator_version, r.n, {_LINK.format(previous="c.hash")}
-    FROM chain c JOIN ranked r ON r.originator_id = c.originator_id AND r.n = c.n + 1
-), hashed AS (
-    INSERT INTO case_event_hashes (originator_id, originator_version, hash)
-    SELECT originator_id, originator_version, hash FROM chain
-    ON CONFLICT DO NOTHING  -- a hash left by a deleted event stays as evidence
-)
-SELECT originator_id, originator_version, notification_id FROM written ORDER BY notification_id
-"""
-_INSERT_OR_SKIP = _INSERT_CHAINED.format(on_conflict="ON CONFLICT DO NOTHING")
-_INSERT_ALL = _INSERT_CHAINED.format(on_conflict="")
+async def _write_batch(conn: asyncpg.Connection, items: list[_Append]) -> list[list[int] | Exception]:
+    """One batch: a single call of casedesk_append (its own transaction, one round trip);
+    with Idempotency-Keys, inside a transaction that stores their answers too."""
+    if all(item.idempotency is None for item in items):
+        return await _insert(conn, items)
+    async with conn.transaction():
+        results = await _insert(conn, items)
+        await _keep_idempotency_keys(conn, items, results)
+        return results
+
+
+# migrations/009_append_function.sql: lock, insert, hash chains, NOTIFY, and the
+# all-or-nothing check per command; SQLSTATE CD001 names the commands not written whole.
+_APPEND = "SELECT * FROM casedesk_append($1::uuid[], $2::bigint[], $3::text[], $4::bytea[], $5::integer[])"
+HALF_WRITTEN = "CD001"
+
+
+def _not_written_whole(error: asyncpg.PostgresError) -> set[int] | None:
+    """The numbers of the commands casedesk_append found not written whole; None for other errors."""
+    if getattr(error, "sqlstate", None) != HALF_WRITTEN:
+        return None
+    return {int(n) for n in (getattr(error, "detail", None) or "").split(",") if n}
 
 
 async def _insert(conn: asyncpg.Connection, items: list[_Append]) -> list[list[int] | Exception]:
     """Insert every item's rows; fail the ones that conflict, all or nothing each."""
     events = [e for item in items for e in item.events]
-    rows = await conn.fetch(
-        _INSERT_OR_SKIP,
-        [e.originator_id for e in events],
-        [e.originator_version for e in events],
-        [e.topic for e in events],
-        [e.state for e in events],
-    )
+    try:
+        rows = await conn.fetch(
+            _APPEND,
+            [e.originator_id for e in events],
+            [e.originator_version for e in events],
+            [e.topic for e in events],
+            [e.state for e in events],
+            [n for n, item in enumerate(items) for _ in item.events],
+        )
+    except asyncpg.PostgresError as error:
+        numbers = _not_written_whole(error)
+        if numbers is None:
+            raise
+        # Some rows of a failed command went in: the batch rolled back; redo it without them.
+        raise _RetryWithout([(item, StreamConflictError(f"stream {item.events[0].originator_id} moved on"))
+                             for n, item in enumerate(items) if n in numbers]) from None
     written = {(r[0], r[1]): r[2] for r in rows}
     results: list[list[int] | Exception] = []
-    half_written: list[_Append] = []
     claimed: set[tuple[Any, int]] = set()
     for item in items:
         item_keys = [(_uuid(e.originator_id), e.originator_version) for e in item.events]
@@ -198,15 +196,8 @@ async def _insert(conn: asyncpg.Connection, items: list[_Append]) -> list[list[i
         claimed.update(item_keys)
         if len(mine) != len(item_keys) or len(set(item_keys)) != len(item_keys):
             results.append(StreamConflictError(f"stream {item_keys[0][0]} moved on"))
-            if mine:
-                half_written.append(item)
         else:
             results.append([written[k] for k in item_keys])
-    if not half_written:
-        await _keep_idempotency_keys(conn, items, results, half_written)
-    if half_written:
-        # Some rows of a failed command went in: undo the batch, redo without it.
-        raise _RetryWithout([(i, o) for i, o in zip(items, results, strict=True) if isinstance(o, Exception)])
     return results
 
 
@@ -214,9 +205,13 @@ async def _keep_idempotency_keys(
     conn: asyncpg.Connection,
     items: list[_Append],
     results: list[list[int] | Exception],
-    half_written: list[_Append],
 ) -> None:
-    """Store the answer of every successful command that carries a key."""
+    """Store the answer of every successful command that carries a key.
+
+    A command whose key a twin in the same batch took first wrote its events
+    for nothing: the batch is redone without it (its caller then finds the
+    twin's stored answer).
+    """
     keyed = [
         (n, item.idempotency, *item.idempotency.render(ids))
         for n, (item, ids) in enumerate(zip(items, results, strict=True))
@@ -237,13 +232,15 @@ async def _keep_idempotency_keys(
             [body for _, _, _, body in keyed],
         )
     }
+    wrote_for_nothing = False
     for n, record, _, _ in keyed:
         if (record.principal, record.key) in kept:
             kept.discard((record.principal, record.key))  # a twin later in the batch lost
         else:
             results[n] = IdempotencyRaceError("the same Idempotency-Key is in use")
-            if items[n].events:
-                half_written.append(items[n])
+            wrote_for_nothing = wrote_for_nothing or bool(items[n].events)
+    if wrote_for_nothing:
+        raise _RetryWithout([(i, o) for i, o in zip(items, results, strict=True) if isinstance(o, Exception)])
 
 
 def _uuid(value: UUID | str) -> UUID:
@@ -362,17 +359,21 @@ class EventStore:
             await record_position(conn, tracking_name, notification_id)
             if not events:
                 return []
-            await conn.execute(f"LOCK TABLE case_events IN EXCLUSIVE MODE; NOTIFY {CHANNEL}")
             try:
                 rows = await conn.fetch(
-                    _INSERT_ALL,
+                    _APPEND,
                     [e.originator_id for e in events],
                     [e.originator_version for e in events],
                     [e.topic for e in events],
                     [e.state for e in events],
+                    [0] * len(events),
                 )
-            except asyncpg.UniqueViolationError as error:
+            except asyncpg.PostgresError as error:
+                if _not_written_whole(error) is None:
+                    raise
                 raise StreamConflictError(str(error)) from error
+            if len(rows) != len(events):
+                raise StreamConflictError(f"stream {events[0].originator_id} moved on")
             return [r[2] for r in rows]
 
     async def close(self) -> None:
