@@ -92,20 +92,27 @@ class CaseFiles:
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[ev.CaseEvent]) -> None:
         ids = list({e.originator_id for e in events if isinstance(e, ev.CaseEvent)})
-        files = await self._files(conn, ids)
-        customers = {
-            r["case_id"]: CustomerRow(**dict(r))
-            for r in await conn.fetch("SELECT * FROM case_customers WHERE case_id = ANY($1::uuid[])", ids)
-        }
-        merchants = await MerchantBook.load(conn, list(events))
-        with collector_paused():
-            changed, outbound, activity = self._fold(events, files, customers, merchants)
-        await _write_files(conn, changed)
-        await _write_queues(conn, changed)
-        await _write_lookup(conn, list(customers.values()), outbound)
-        await _write_activity(conn, activity)
-        await merchants.write(conn)
-        self._remember(changed)
+        try:
+            files = await self._files(conn, ids)
+            customers = {
+                r["case_id"]: CustomerRow(**dict(r))
+                for r in await conn.fetch("SELECT * FROM case_customers WHERE case_id = ANY($1::uuid[])", ids)
+            }
+            merchants = await MerchantBook.load(conn, list(events))
+            with collector_paused():
+                changed, outbound, activity = self._fold(events, files, customers, merchants)
+            await _write_files(conn, changed)
+            await _write_queues(conn, changed)
+            await _write_lookup(conn, list(customers.values()), outbound)
+            await _write_activity(conn, activity)
+            await merchants.write(conn)
+            self._remember(changed)
+        except BaseException:
+            # Files folded for a batch that will not commit are ahead of the table and still
+            # hold entries it never got: forget them, so the next batch reads what is stored.
+            for case_id in ids:
+                self._remembered.pop(case_id, None)
+            raise
 
     def _fold(
         self,

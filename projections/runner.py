@@ -132,6 +132,7 @@ class ProjectionRunner:
             task.cancel()  # a batch cut short rolls back; it is read again next time
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._unlisten()
+        _COLLECTOR.resume()  # stopped right after a full batch: the collector must not stay off
 
     def wake(self, *_: object) -> None:
         for event in self._wake.values():

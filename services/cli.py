@@ -87,19 +87,19 @@ def _project(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
 
     async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        orphaned = asyncio.create_task(stop_when_orphaned(stop))  # from the start: serve may die any time
         # Session advisory locks and LISTEN: never through PgBouncer in transaction mode.
         pool = await create_pool(direct_database_url(settings), min_size=2, max_size=6)
         async with pool.acquire() as conn:
             await migrate(conn)
         store = EventStore(pool)
         runner = ProjectionRunner(store, pool, all_projections(ZoneInfo(settings.timezone)))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await runner.start()
         print("casedesk projection worker running (SIGTERM stops it at a batch boundary)", file=sys.stderr)
-        orphaned = asyncio.create_task(stop_when_orphaned(stop))
         await stop.wait()
         orphaned.cancel()
         await runner.stop()

@@ -33,6 +33,8 @@ log = structlog.get_logger("casedesk.projection_worker")
 class WorkerProcess:
     """One supervised `casedesk project` child."""
 
+    not_started_retry_seconds = RESTART_DELAYS[-1]
+
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = dict(environ)
         self._process: asyncio.subprocess.Process | None = None
@@ -47,6 +49,11 @@ class WorkerProcess:
     async def start(self) -> None:
         await self._spawn()
         self._supervisor = asyncio.create_task(self._supervise(), name="casedesk-projection-worker")
+
+    def no_more_restarts(self) -> None:
+        """Serve is shutting down: a child that exits from now on (systemd signals the whole
+        control group) stays down."""
+        self._stopping = True
 
     async def stop(self) -> None:
         """SIGTERM (the worker finishes its batch), then SIGKILL after STOP_GRACE_SECONDS."""
@@ -66,10 +73,11 @@ class WorkerProcess:
                 process.kill()
             await process.wait()
 
+    command = (sys.executable, "-m", "casedesk.services.cli", "project")
+
     async def _spawn(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "casedesk.services.cli", "project",
-            env={**self._environ, PARENT_ENV: str(os.getpid())}, stdin=asyncio.subprocess.DEVNULL,
+            *self.command, env={**self._environ, PARENT_ENV: str(os.getpid())}, stdin=asyncio.subprocess.DEVNULL,
         )
         self.starts += 1
         log.info("projection_worker_started", pid=self._process.pid)
@@ -81,13 +89,25 @@ class WorkerProcess:
             assert self._process is not None
             started = loop.time()
             code = await self._process.wait()
-            if self._stopping:
+            if self._stopping:  # stopped on purpose (stop, or the shutdown signal reached it too)
                 return
             quick_deaths = 0 if loop.time() - started > HEALTHY_AFTER_SECONDS else quick_deaths + 1
             delay = RESTART_DELAYS[min(quick_deaths, len(RESTART_DELAYS) - 1)]
             log.warning("projection_worker_exited", code=code, restart_in_s=delay)
+            await self._respawn(delay)
+
+    async def _respawn(self, delay: float) -> None:
+        """Start a new child after `delay`; if that fails (fork, exec, file descriptors), keep trying."""
+        while not self._stopping:
             await asyncio.sleep(delay)
-            await self._spawn()
+            if self._stopping:
+                return
+            try:
+                await self._spawn()
+                return
+            except OSError as error:  # never give up quietly: projections would stop for good
+                delay = self.not_started_retry_seconds
+                log.error("projection_worker_not_started", error=str(error), retry_in_s=delay)
 
 
 @contextlib.asynccontextmanager

@@ -36,10 +36,14 @@ from casedesk.services.http.metrics import METRICS, Metrics, measure
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
 from casedesk.services.http.routes import add_routes
 from casedesk.services.personal_data import PersonalData
-from casedesk.services.projection_worker import projection_worker
+from casedesk.services.projection_worker import WorkerProcess, projection_worker
 from casedesk.services.settings import Settings
 
 MAX_BODY = 64 * 1024
+
+
+async def _no_more_restarts(worker: WorkerProcess) -> None:
+    worker.no_more_restarts()
 
 
 def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application:
@@ -79,7 +83,8 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         runner = ProjectionRunner(app[STORE], app[DIRECT_POOL], all_projections(app[ZONE]))
         app[RUNNER] = runner
         if settings.projections == "process":
-            async with projection_worker(app[DIRECT_URL]):
+            async with projection_worker(app[DIRECT_URL]) as worker:
+                app.on_shutdown.append(lambda _: _no_more_restarts(worker))
                 yield
             return
         if settings.projections == "in-process":

@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from casedesk.projections.catalogue import all_projections
 from casedesk.services.http.app_keys import POOL
 
 _PARAM = re.compile(r"\{[^}]+\}")
@@ -64,9 +65,12 @@ async def serve_metrics(request: web.Request) -> web.Response:
     pool = app[POOL]
     metrics.pool_size.set(pool.get_size())
     metrics.pool_idle.set(pool.get_idle_size())
-    # From the tracking table, not this process's runner: the projections may run in a worker process.
-    rows = await pool.fetch("SELECT application_name, notification_id,"
-                            " (SELECT coalesce(max(notification_id), 0) FROM case_events) FROM projection_tracking")
+    # From the tracking table, not this process's runner: the projections may run in a worker
+    # process. Every projection is reported, one with no tracking row yet (just rebuilt) at 0.
+    rows = await pool.fetch("SELECT n, coalesce(t.notification_id, 0),"
+                            " (SELECT coalesce(max(notification_id), 0) FROM case_events)"
+                            " FROM unnest($1::text[]) n LEFT JOIN projection_tracking t ON t.application_name = n",
+                            [p.name for p in all_projections()])
     for name, position, head in rows:
         metrics.position.labels(name).set(position)
         metrics.lag.labels(name).set(max(head - position, 0))

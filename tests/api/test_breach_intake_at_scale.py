@@ -47,7 +47,7 @@ def affected_cards(tag: str) -> tuple[bytes, list[int], list[str]]:
 async def quiet_client(aiohttp_client: Any, database_dsn: str, tmp_path: Any) -> AsyncIterator[tuple[TestClient, asyncpg.Pool]]:
     schema = await new_schema(database_dsn)
     settings = Settings(token_secret=SECRET, pii_key="test-pii-key", data_dir=tmp_path, pool_min=1, pool_max=8,
-                        projections=False)
+                        projections="off")
     client = await aiohttp_client(create_app(settings, dsn=with_schema(database_dsn, schema)))
     pool = await create_pool(database_dsn, schema=schema, min_size=1, max_size=2)
     yield client, pool

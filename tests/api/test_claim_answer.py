@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from casedesk.domain import decisions as d
 from casedesk.domain.values import Card, Customer, Money, PhoneNumber
-from casedesk.services.case_service import SNAPSHOT_EVERY
+from casedesk.services.case_service import SNAPSHOT_EVERY, CaseService
 from casedesk.services.http.app import create_app
 from casedesk.services.http.app_keys import CASES, RUNNER
 from casedesk.services.settings import Settings
@@ -34,7 +34,7 @@ PHONE = PhoneNumber(masked="•••• 0000", key="k")
 @pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Any, database_dsn: str) -> TestClient:
     """The app on a schema of its own, its projections moved by hand (`project`), never by themselves."""
-    settings = Settings(token_secret=SECRET, pii_key="test-pii-key", data_dir=tmp_path, projections=False)
+    settings = Settings(token_secret=SECRET, pii_key="test-pii-key", data_dir=tmp_path, projections="off")
     return await aiohttp_client(create_app(settings, dsn=with_schema(database_dsn, await new_schema(database_dsn))))
 
 
@@ -126,4 +126,44 @@ async def test_a_claimed_case_never_projected_beyond_its_queue_entry_before_a_sn
     client.app[CASES].forget(case_id)
     claimed = await _claim(client, auth, dept, case_id)
     assert claimed["version"] == SNAPSHOT_EVERY + 3
+    await _same_as_a_read(client, auth, dept, claimed)
+
+
+async def test_a_write_between_the_hold_and_the_assignment_is_in_the_answer(client: Any, auth: Any) -> None:
+    """Another process writes to the case after the claim read it: the assignment is redone on
+    fresh state, and the answer (read afresh, the claim's own read being short) shows that write."""
+    dept = f"d_{uuid.uuid4().hex[:8]}"
+    case_id = await _queued_case(client, dept, notes=1)
+    await project(client)
+    cases = client.app[CASES]
+    elsewhere = CaseService(cases.store, cases.mapper)  # another API process on the same store
+    change = cases.change
+
+    async def written_elsewhere_first(*args: Any, **kwargs: Any) -> Any:
+        await elsewhere.change(BOSS, case_id, partial(d.add_handoff_note, note_id=uuid.uuid4(),
+                                                      text="pinned meanwhile", pinned=True))
+        return await change(*args, **kwargs)
+
+    cases.change = written_elsewhere_first
+    try:
+        claimed = await _claim(client, auth, dept, case_id)
+    finally:
+        del cases.change
+    assert claimed["version"] == 5  # opened, note, escalated, the note written elsewhere, assigned
+    assert claimed["timeline"]["entries"][0]["text"].endswith(": pinned meanwhile")  # pinned: shown first
+    assert claimed["case"]["pinned_note"]["text"] == "pinned meanwhile"
+    await _same_as_a_read(client, auth, dept, claimed)
+
+
+async def test_a_claimed_case_with_a_pinned_note(client: Any, auth: Any) -> None:
+    dept = f"d_{uuid.uuid4().hex[:8]}"
+    case_id = await _queued_case(client, dept, notes=2)
+    await client.app[CASES].change(BOSS, case_id, partial(d.add_handoff_note, note_id=uuid.uuid4(),
+                                                          text="call back after 17:00", pinned=True))
+    await project(client)
+    await _note(client, case_id, "unpinned, later")
+    client.app[CASES].forget(case_id)
+    claimed = await _claim(client, auth, dept, case_id)
+    entries = claimed["timeline"]["entries"]
+    assert entries[0]["text"].endswith(": call back after 17:00") and len(entries) == claimed["version"] + 1
     await _same_as_a_read(client, auth, dept, claimed)

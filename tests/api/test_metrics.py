@@ -24,3 +24,13 @@ async def test_metrics_count_requests_and_commands(client, auth) -> None:
     assert after[refused] == before.get(refused, 0) + 1
     assert ("casedesk_db_pool_size", ()) in after
     assert any(name == "casedesk_http_request_seconds_bucket" for name, _ in after)
+
+
+async def test_projection_position_and_lag_come_from_the_tracking_table_for_every_projection(client, auth) -> None:
+    r = await client.post("/v1/cases", json=new_case_body(), headers=auth())
+    position = (await r.json())["position"]
+    await client.get("/v1/queues", params={"min_position": position}, headers=auth(role="supervisor"))
+    after = samples(await (await client.get("/metrics")).text())
+    names = {dict(labels)["projection"] for name, labels in after if name == "casedesk_projection_position"}
+    assert names == {"case_files"}  # the projections by name: never "__migration__" or another tracking row
+    assert after[("casedesk_projection_position", (("projection", "case_files"),))] >= position

@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,3 +119,32 @@ def test_in_process_and_off_are_still_there(env: dict[str, str]) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == "casedesk: CASEDESK_PROJECTIONS='sometimes': expected process, in-process or off"
+
+
+async def test_the_supervisor_keeps_trying_when_a_worker_cannot_be_started() -> None:
+    from casedesk.services.projection_worker import WorkerProcess
+
+    class Flaky(WorkerProcess):
+        """Its child exits at once; the next start fails twice (as a fork or exec can), then works."""
+
+        not_started_retry_seconds = 0.05
+        failures = 2
+
+        async def _spawn(self) -> None:
+            if self.starts == 1 and self.failures:
+                self.failures -= 1
+                raise OSError("Too many open files")
+            self.command = (sys.executable, "-c", f"import time; time.sleep({0 if self.starts == 0 else 60})")
+            await super()._spawn()
+
+    worker = Flaky(dict(os.environ))
+    await worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while worker.starts < 2:
+            assert time.monotonic() < deadline, "the supervisor gave up after a failed start"
+            await asyncio.sleep(0.05)
+        assert worker.failures == 0 and worker.pid is not None and alive(worker.pid)
+    finally:
+        await worker.stop()
+    assert not alive(worker.pid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncpg
 import msgspec
+import pytest
 
 from casedesk.projections.case_file import fold, timeline_of
 from casedesk.projections.case_files import CaseFiles
@@ -38,4 +39,38 @@ async def test_a_timeline_stored_batch_by_batch_reads_as_its_full_encoding(empty
         assert [v for p in parts for v in range(p[0], p[1] + 1)] == list(range(1, len(events) + 1))  # once each
         pinned += whole.view.pinned_note is not None
     assert pinned > 0  # the pinned entry, shown first, is covered
+    await store.close()
+
+
+class FailsOnce(CaseFiles):
+    """CaseFiles whose second batch fails after it folded and wrote its timeline parts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    async def apply(self, conn, events) -> None:  # type: ignore[no-untyped-def]
+        await super().apply(conn, events)
+        self.batches += 1
+        if self.batches == 2:
+            raise RuntimeError("the batch fails before it commits")
+
+
+async def test_a_batch_rolled_back_after_folding_leaves_no_entry_missing_or_doubled(empty_pool: asyncpg.Pool) -> None:
+    store = EventStore(empty_pool)
+    mapper = CaseEventMapper()
+    cases = CaseService(store, mapper)
+    ids = await write_mixed_cases(cases, 6)
+    projection = FailsOnce()
+    runner = ProjectionRunner(store, empty_pool, [projection], batch=7)
+    await runner.catch_up(projection)  # a first batch, committed: files remembered
+    with pytest.raises(RuntimeError):
+        await runner.catch_up(projection)  # folded, parts written, then rolled back
+    ids += await write_mixed_cases(cases, 2, seed=11)
+    await drain(runner, projection)
+    for case_id in ids:
+        events = [mapper.to_domain_event(s) for s in await store.read_stream(case_id)]
+        whole = fold(events, None, projection.zone)
+        assert whole is not None
+        assert (await read_case(store, mapper, case_id, projection.zone)).timeline == _encode(timeline_of(whole))
     await store.close()
