@@ -51,11 +51,13 @@ def open_file(event: ev.CaseOpened) -> CaseFile:
     return CaseFile(view=view)
 
 
-def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC) -> CaseFile:
+def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC, *, timeline: bool = True) -> CaseFile:
     """Fold one event into the case file (in place) and return it.
 
     The handoff summary is derived once per fold, not per event: call
     `refresh_handoff(file.view)` (fold does) before the file is read or stored.
+    Without `timeline` only the view is kept (audit history sends no timeline,
+    and its sentences were a seventh of a 1,000-event replay).
     """
     if file is None:
         if not isinstance(event, ev.CaseOpened):
@@ -67,6 +69,8 @@ def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC) -> Cas
         file.started[str(event.contact_id)] = event
     file.view.version = event.originator_version
     file.view.updated_at = event.timestamp
+    if not timeline:
+        return file
     entry = TimelineEntry(
         at=event.timestamp,
         kind=KIND[type(event)],
@@ -82,11 +86,11 @@ def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC) -> Cas
 
 
 def fold(
-    events: Iterable[ev.CaseEvent], file: CaseFile | None = None, zone: tzinfo = UTC
+    events: Iterable[ev.CaseEvent], file: CaseFile | None = None, zone: tzinfo = UTC, *, timeline: bool = True
 ) -> CaseFile | None:
-    """Fold events into a case file and derive its handoff summary."""
+    """Fold events into a case file and derive its handoff summary (`timeline`: see apply)."""
     for event in events:
-        file = apply(file, event, zone)
+        file = apply(file, event, zone, timeline=timeline)
     if file is not None:
         refresh_handoff(file.view)
     return file

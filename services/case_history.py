@@ -99,7 +99,7 @@ async def case_history(
         events: list[CaseEvent] = [mapper.to_domain_event(a.stored) for a in audited]
         if as_of is not None:
             events = list(takewhile(lambda e: e.timestamp <= as_of, events))
-        file = fold(events, zone=zone)
+        file = fold(events, zone=zone, timeline=False)  # the answer holds the view, not the timeline
         return HistoryAnswer(
             case_id=case_id,
             events=[_entry(a, e) for a, e in zip(audited, events, strict=False)],

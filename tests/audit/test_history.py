@@ -98,3 +98,13 @@ async def test_history_of_an_unknown_case_is_404_and_agents_may_not_read_it(clie
     case_id = await open_case_with_story(client, auth())
     await history(client, auth(role="auditor"), uuid.uuid4(), status=404)
     await history(client, auth(), case_id, status=403)
+
+
+async def test_history_at_the_last_version_shows_the_case_exactly_as_the_case_view(client, auth) -> None:
+    """History folds the view alone (no timeline sentences): it must still be the view agents read."""
+    agent = auth(sub="agent-kita", name="M. Kita")
+    case_id = await open_case_with_story(client, agent)
+    answer = await history(client, auth(role="auditor"), case_id)
+    r = await client.get(f"/v1/cases/{case_id}", params={"min_position": answer["events"][-1]["position"]},
+                         headers=agent)
+    assert answer["state"] == await r.json()
