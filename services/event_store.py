@@ -167,18 +167,24 @@ def _not_written_whole(error: asyncpg.PostgresError) -> set[int] | None:
     return {int(n) for n in (getattr(error, "detail", None) or "").split(",") if n}
 
 
+async def _append(conn: asyncpg.Connection, events: Sequence[StoredEvent], commands: list[int]) -> list[Any]:
+    """One call of casedesk_append: the rows written, as (originator_id, version, notification_id)."""
+    rows: list[Any] = await conn.fetch(
+        _APPEND,
+        [e.originator_id for e in events],
+        [e.originator_version for e in events],
+        [e.topic for e in events],
+        [e.state for e in events],
+        commands,
+    )
+    return rows
+
+
 async def _insert(conn: asyncpg.Connection, items: list[_Append]) -> list[list[int] | Exception]:
     """Insert every item's rows; fail the ones that conflict, all or nothing each."""
-    events = [e for item in items for e in item.events]
     try:
-        rows = await conn.fetch(
-            _APPEND,
-            [e.originator_id for e in events],
-            [e.originator_version for e in events],
-            [e.topic for e in events],
-            [e.state for e in events],
-            [n for n, item in enumerate(items) for _ in item.events],
-        )
+        rows = await _append(conn, [e for item in items for e in item.events],
+                             [n for n, item in enumerate(items) for _ in item.events])
     except asyncpg.PostgresError as error:
         numbers = _not_written_whole(error)
         if numbers is None:
@@ -360,14 +366,7 @@ class EventStore:
             if not events:
                 return []
             try:
-                rows = await conn.fetch(
-                    _APPEND,
-                    [e.originator_id for e in events],
-                    [e.originator_version for e in events],
-                    [e.topic for e in events],
-                    [e.state for e in events],
-                    [0] * len(events),
-                )
+                rows = await _append(conn, events, [0] * len(events))
             except asyncpg.PostgresError as error:
                 if _not_written_whole(error) is None:
                     raise

@@ -19,6 +19,13 @@ from casedesk.services.event_store import (
 )
 
 
+@pytest.fixture
+def pool(empty_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """A schema of its own: these made-up events (topic "t") must never reach a projection
+    of the shared schema, which API tests that run after these would find stopped."""
+    return empty_pool
+
+
 def stream(case_id: uuid.UUID, first: int, count: int = 1) -> list[StoredEvent]:
     return [StoredEvent(case_id, v, "t", b"{}") for v in range(first, first + count)]
 
