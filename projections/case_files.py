@@ -34,7 +34,6 @@ from casedesk.projections.customer_lookup import (
 )
 from casedesk.projections.handoff import refresh_handoff
 from casedesk.projections.merchant_intelligence import MerchantBook
-from casedesk.projections.runner import collector_paused
 from casedesk.projections.work_queues import queue_rows
 
 _encode = msgspec.json.Encoder().encode
@@ -99,8 +98,8 @@ class CaseFiles:
                 for r in await conn.fetch("SELECT * FROM case_customers WHERE case_id = ANY($1::uuid[])", ids)
             }
             merchants = await MerchantBook.load(conn, list(events))
-            with collector_paused():
-                changed, outbound, activity = self._fold(events, files, customers, merchants)
+            # (no collector passes meanwhile: the runner pauses it around the whole batch)
+            changed, outbound, activity = self._fold(events, files, customers, merchants)
             await _write_files(conn, changed)
             await _write_queues(conn, changed)
             await _write_lookup(conn, list(customers.values()), outbound)

@@ -16,8 +16,7 @@ import asyncio
 import contextlib
 import gc
 import zlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Protocol
 
 import asyncpg
@@ -51,28 +50,15 @@ class Projection(Protocol):
     async def apply(self, conn: asyncpg.Connection, events: Sequence[CaseEvent]) -> None: ...
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
+class _CollectorWhileBehind:
     """No cyclic GC passes while a batch is read, decoded, folded and written: it
     allocates many objects that all stay alive, so the passes (each walking every
-    tracked object, files remembered included) found nothing and took a third of
-    a rebuild at 100,000 cases. A batch lasts milliseconds live and about a second
-    in a rebuild; the collector catches up after it."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-class _CollectorWhileBehind:
-    """The cyclic collector stays paused from batch to batch while a runner is behind
-    (its batches come back full: a rebuild, a catch-up after downtime) and runs again
-    once a batch comes back short. Re-enabled after every full batch, it spent its
-    next pass walking the batch just kept (about 8% of a 1,000,000-event rebuild);
-    refcounting still frees all but cycles meanwhile."""
+    tracked object, files remembered included) found nothing and took a third of a
+    rebuild at 100,000 cases. The collector stays paused from batch to batch while
+    a runner is behind (its batches come back full: a rebuild, a catch-up after
+    downtime) and runs again once a batch comes back short; re-enabled after every
+    full batch, its next pass walked the batch just kept (about 8% of a
+    1,000,000-event rebuild). Refcounting still frees all but cycles meanwhile."""
 
     def __init__(self) -> None:
         self._paused_here = False

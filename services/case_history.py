@@ -20,7 +20,6 @@ from casedesk.domain.events import CaseEvent
 from casedesk.domain.values import Actor, Customer, PhoneNumber
 from casedesk.projections.case_file import fold
 from casedesk.projections.case_view import CaseView
-from casedesk.projections.runner import collector_paused
 from casedesk.services.case_reading import CASE_OPENED_TOPIC
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.event_mapper import CaseEventMapper
@@ -93,15 +92,12 @@ async def case_history(
     audited = await store.read_stream_audited(case_id, lte=version)
     if not audited or audited[0].stored.topic != CASE_OPENED_TOPIC:
         raise CaseNotFoundError(str(case_id))
-    # No await from here on, and everything made stays alive until the answer is sent:
-    # a collector pass in between (a full one walks the whole heap) would find nothing.
-    with collector_paused():
-        events: list[CaseEvent] = [mapper.to_domain_event(a.stored) for a in audited]
-        if as_of is not None:
-            events = list(takewhile(lambda e: e.timestamp <= as_of, events))
-        file = fold(events, zone=zone, timeline=False)  # the answer holds the view, not the timeline
-        return HistoryAnswer(
-            case_id=case_id,
-            events=[_entry(a, e) for a, e in zip(audited, events, strict=False)],
-            state=file.view if file is not None else None,
-        )
+    events: list[CaseEvent] = [mapper.to_domain_event(a.stored) for a in audited]
+    if as_of is not None:
+        events = list(takewhile(lambda e: e.timestamp <= as_of, events))
+    file = fold(events, zone=zone, timeline=False)  # the answer holds the view, not the timeline
+    return HistoryAnswer(
+        case_id=case_id,
+        events=[_entry(a, e) for a, e in zip(audited, events, strict=False)],
+        state=file.view if file is not None else None,
+    )

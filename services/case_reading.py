@@ -42,15 +42,16 @@ class CaseRead:
     assignee: str | None
     version: int
     view: bytes
-    timeline: bytes
+    timeline: bytes | None  # None when the read was for the view alone
 
 
 # One statement: the case file row and its timeline entries, joined in PostgreSQL.
+_ROW_COLUMNS = "version, departments, assignee, view, file, timeline_head"
 CASE_FILE_COLUMNS = (
-    "version, departments, assignee, view, file, timeline_head,"
-    " (SELECT string_agg(t.entries, ',' ORDER BY t.from_version) FROM timeline_parts t"
+    f"{_ROW_COLUMNS}, (SELECT string_agg(t.entries, ',' ORDER BY t.from_version) FROM timeline_parts t"
     " WHERE t.case_id = case_files.case_id) AS entries"
 )
+_VIEW_COLUMNS = f"{_ROW_COLUMNS}, NULL::bytea AS entries"  # a view read joins no timeline parts
 
 
 async def read_case(
@@ -60,30 +61,36 @@ async def read_case(
     zone: tzinfo,
     *,
     files: asyncpg.Pool | None = None,
+    timeline: bool = True,
 ) -> CaseRead:
-    """The case as `store` has it; `files` is where case_files is read (default: the store's pool)."""
+    """The case as `store` has it; `files` is where case_files is read (default: the store's
+    pool). Without `timeline` only the view is read and folded (GET of the case)."""
     files = files or store.pool
-    row = await files.fetchrow(f"SELECT {CASE_FILE_COLUMNS} FROM case_files WHERE case_id = $1", case_id)
+    columns = CASE_FILE_COLUMNS if timeline else _VIEW_COLUMNS
+    row = await files.fetchrow(f"SELECT {columns} FROM case_files WHERE case_id = $1", case_id)
     tail = await store.read_stream(case_id, gt=row["version"] if row else None)
     if not tail and row is not None:
         return CaseRead(list(row["departments"]), row["assignee"], row["version"], row["view"],
-                        timeline_bytes(row["timeline_head"], row["entries"]))
+                        timeline_bytes(row["timeline_head"], row["entries"]) if timeline else None)
     if row is None and tail and tail[0].topic != CASE_OPENED_TOPIC:
         raise CaseNotFoundError(str(case_id))  # another kind of stream (a merchant's)
-    return file_with(row, (mapper.to_domain_event(s) for s in tail), zone, case_id)
+    return file_with(row, (mapper.to_domain_event(s) for s in tail), zone, case_id, timeline=timeline)
 
 
-def file_with(row: Mapping[str, Any] | None, events: Iterable[CaseEvent], zone: tzinfo, case_id: UUID) -> CaseRead:
+def file_with(row: Mapping[str, Any] | None, events: Iterable[CaseEvent], zone: tzinfo, case_id: UUID,
+              *, timeline: bool = True) -> CaseRead:
     """A case_files row (CASE_FILE_COLUMNS; None before the first projection) with the
     stream's newer events folded in; events the row already holds are skipped."""
     file = stored_file(row["view"], row["file"]) if row is not None else None
     if file is not None:  # the projection may have moved on since the events were read
         events = (e for e in events if e.originator_version > file.view.version)
-    file = fold(events, file, zone)
+    file = fold(events, file, zone, timeline=timeline)
     if file is None:
         raise CaseNotFoundError(str(case_id))
     view = file.view
-    timeline = (timeline_bytes(timeline_head(file), row["entries"], file.timeline) if row is not None
-                else _encode(timeline_of(file)))
+    answer: bytes | None = None
+    if timeline:
+        answer = (timeline_bytes(timeline_head(file), row["entries"], file.timeline) if row is not None
+                  else _encode(timeline_of(file)))
     return CaseRead(list(view.departments), view.assignee.id if view.assignee else None, view.version,
-                    _encode(view), timeline)
+                    _encode(view), answer)

@@ -14,13 +14,14 @@ from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.read_your_writes import wait_for_min_position
 
 
-async def _read(request: web.Request) -> CaseRead:
+async def _read(request: web.Request, *, timeline: bool) -> CaseRead:
     waited = await wait_for_min_position(request, "case_files")
     app, cases = request.app, request.app[CASES]
     # Once the standby has passed the caller's min_position it holds every event the caller
     # wrote, so the tail may come from it too; otherwise from the primary (see case_reading).
     store = app[READ_STORE] if waited else cases.store
-    read = await read_case(store, cases.mapper, path_uuid(request, "case_id"), app[ZONE], files=app[READ_POOL])
+    read = await read_case(store, cases.mapper, path_uuid(request, "case_id"), app[ZONE], files=app[READ_POOL],
+                           timeline=timeline)
     check_may_read_parts(request[PRINCIPAL], read.departments, read.assignee)
     return read
 
@@ -33,12 +34,13 @@ def _answer(body: bytes, version: int) -> web.Response:
 
 
 async def get_case(request: web.Request) -> web.Response:
-    read = await _read(request)
+    read = await _read(request, timeline=False)
     return _answer(read.view, read.version)
 
 
 async def get_timeline(request: web.Request) -> web.Response:
-    read = await _read(request)
+    read = await _read(request, timeline=True)
+    assert read.timeline is not None
     return _answer(read.timeline, read.version)
 
 

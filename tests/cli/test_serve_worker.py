@@ -68,12 +68,22 @@ def queued(port: int, token: str, position: int) -> list[str]:
     return [item["case_id"] for item in page["items"]]
 
 
-def test_serve_projects_in_a_worker_it_restarts_and_stops(env: dict[str, str]) -> None:
-    port = free_port()
+def serve_with_worker(env: dict[str, str], port: int) -> tuple[subprocess.Popen[str], int]:
+    """`casedesk serve` answering, and the pid of its one worker child."""
     process = serve(env, port)
     try:
         wait_for(lambda: len(children(process.pid)) == 1)
-        [worker] = children(process.pid)
+    except AssertionError:
+        process.kill()
+        raise
+    [worker] = children(process.pid)
+    return process, worker
+
+
+def test_serve_projects_in_a_worker_it_restarts_and_stops(env: dict[str, str]) -> None:
+    port = free_port()
+    process, worker = serve_with_worker(env, port)
+    try:
         token = run(["token", "--sub", "a1", "--role", "agent"], env).stdout.strip()
         case_id, position = open_alert(port, token)
         assert case_id in queued(port, token, position)
@@ -89,11 +99,8 @@ def test_serve_projects_in_a_worker_it_restarts_and_stops(env: dict[str, str]) -
 
 
 def test_a_worker_whose_serve_was_killed_stops_by_itself(env: dict[str, str]) -> None:
-    port = free_port()
-    process = serve(env, port)
+    process, worker = serve_with_worker(env, free_port())
     try:
-        wait_for(lambda: len(children(process.pid)) == 1)
-        [worker] = children(process.pid)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         wait_for(lambda: not alive(worker), seconds=10)
