@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import SECRET, new_case_body
+from tests.clock import ago, from_now
 
 CONTACT = "{contact}"
 
@@ -20,7 +21,7 @@ def routes(case: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
         (f"{c}/contacts/{case['contact']}/end", {"outcome": "connected", "summary": "done"}),
         (f"{c}/identity-checks", {"contact_id": case["contact"], "method": "knowledge_based", "passed": True, "factors": ["dob"]}),
         (f"{c}/identity-unlock", {"reason": "customer verified at branch"}),
-        (f"{c}/transactions/reviewed", {"contact_id": case["contact"], "transactions": [{"transaction_id": "t1", "merchant": "WEBTEL", "amount": {"amount": "19.95", "currency": "USD"}, "occurred_at": "2026-11-20T10:00:00+09:00", "answer": "unrecognized"}]}),
+        (f"{c}/transactions/reviewed", {"contact_id": case["contact"], "transactions": [{"transaction_id": "t1", "merchant": "WEBTEL", "amount": {"amount": "19.95", "currency": "USD"}, "occurred_at": ago(days=3), "answer": "unrecognized"}]}),
         (f"{c}/disputes", {"contact_id": case["contact"], "transaction_id": "t1", "merchant": "WEBTEL", "amount": {"amount": "19.95", "currency": "USD"}, "reason_code": "10.4", "network": "visa"}),
         (f"{c}/disputes/{uuid.uuid4()}/resolve", {"outcome": "upheld", "note": "ok"}),
         (f"{c}/liability-waivers", {"contact_id": case["contact"], "note": "owes nothing"}),
@@ -33,7 +34,7 @@ def routes(case: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
         (f"{c}/contact-details", {"contact_id": case["contact"], "daytime_phone": "+81 3 1234 5678"}),
         (f"{c}/notes", {"text": "hello", "pinned": False}),
         (f"{c}/escalations", {"to_department": "credit_management", "reason": "needs decision", "priority": 2}),
-        (f"{c}/callbacks", {"due_at": "2026-11-25T10:00:00+09:00", "phone": "registered", "reason": "follow up", "department": "fraud"}),
+        (f"{c}/callbacks", {"due_at": from_now(days=7), "phone": "registered", "reason": "follow up", "department": "fraud"}),
         (f"{c}/callbacks/{uuid.uuid4()}/complete", {"note": "called"}),
         (f"{c}/callbacks/{uuid.uuid4()}/missed", {"note": "no answer"}),
         (f"{c}/release", {"note": "end of shift"}),

@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.api.conftest import new_case_body
+from tests.clock import ago, from_now
 
 REGISTERED_PHONE = "+81 90 1234 5678"
 USD = {"amount": "19.95", "currency": "USD"}
@@ -68,7 +69,7 @@ def details(c: Case) -> dict[str, Any]:
 def review(c: Case) -> dict[str, Any]:
     return {"contact_id": c.contact, "transactions": [{
         "transaction_id": "tx-1", "merchant": "WEBTEL", "amount": USD,
-        "occurred_at": "2024-12-10T03:12:00+00:00", "answer": "unrecognized"}]}
+        "occurred_at": ago(days=3), "answer": "unrecognized"}]}
 
 
 def check(c: Case, method: str = "knowledge_based", contact: str | None = None) -> dict[str, Any]:
@@ -81,8 +82,8 @@ def constant(body: dict[str, Any]) -> Body:
 
 SUSPEND = constant({"reason": "fraud", "include_linked": False})
 CALL = constant(INBOUND)
-CALLBACK = constant({"due_at": "2099-01-01T10:00:00+09:00", "phone": "registered", "reason": "r",
-                     "department": "fraud"})
+def CALLBACK(_: Case) -> dict[str, Any]:
+    return {"due_at": from_now(days=7), "phone": "registered", "reason": "r", "department": "fraud"}
 RESOLVE = constant({"resolution": "fraud_confirmed", "summary": "done"})
 
 

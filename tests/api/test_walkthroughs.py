@@ -11,7 +11,7 @@ import json
 import random
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.api.conftest import new_case_body
+from tests.clock import ago, from_now
 
 REGISTERED_PHONE = "+81 90 1234 5678"
 NO_FEE = {"amount": {"amount": "0", "currency": "JPY"}, "bearer": "issuer"}
@@ -95,7 +96,7 @@ def own_phone() -> str:
 
 
 def soon(hours: float) -> str:
-    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
+    return from_now(hours=hours)
 
 
 async def open_case(desk: Desk, **body: Any) -> tuple[str, dict[str, Any]]:
@@ -170,7 +171,7 @@ async def test_webtel_charge_escalated_to_credit_management_called_back_and_card
     await verify(kita, case, first_call, "knowledge_based", ["name", "date_of_birth"])
     await kita.post(f"{case}/transactions/reviewed", {"contact_id": first_call, "transactions": [
         {"transaction_id": "tx-webtel", "merchant": "WEBTEL", "amount": {"amount": "19.95", "currency": "USD"},
-         "occurred_at": "2024-12-10T03:12:00+00:00", "answer": "unrecognized"}]})
+         "occurred_at": ago(days=3), "answer": "unrecognized"}]})
 
     # She cannot decide: escalate with a pinned note, promise a callback at home, end the call.
     escalated = await kita.post(f"{case}/escalations", {
@@ -346,7 +347,7 @@ async def test_family_card_fraud_alert_suspends_both_cards_reviews_charges_and_w
 
     async def review(transaction_id: str, merchant: str, yen: str, answer: str) -> None:
         tx = {"transaction_id": transaction_id, "merchant": merchant, "amount": {"amount": yen, "currency": "JPY"},
-              "occurred_at": "2024-05-01T13:20:00+09:00", "answer": answer}
+              "occurred_at": ago(days=2), "answer": answer}
         reviewed = await mori.post(f"{case}/transactions/reviewed", {"contact_id": call, "transactions": [tx]})
         assert types(reviewed) == ["TransactionReviewed"]
 

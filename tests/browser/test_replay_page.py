@@ -11,6 +11,7 @@ from aiohttp import ClientSession
 from casedesk.services.tokens import issue_token
 from tests.api.conftest import SECRET, new_case_body
 from tests.browser.conftest import LiveApp, Tab, skip_without_a_browser
+from tests.clock import from_now
 
 skip_without_a_browser()
 
@@ -43,7 +44,7 @@ async def a_suspended_card_case(url: str) -> tuple[str, int]:
         await post(f"{case}/disputes", {"contact_id": contact, "transaction_id": "t-1", "merchant": "WEBTEL",
                                          "amount": {"amount": "19.95", "currency": "USD"}, "reason_code": "10.4",
                                          "network": "visa"})
-        await post(f"{case}/callbacks", {"due_at": "2099-01-01T10:00:00+09:00", "phone": "registered",
+        await post(f"{case}/callbacks", {"due_at": from_now(days=7), "phone": "registered",
                                          "reason": "confirm the replacement card", "department": "fraud"})
         await post(f"{case}/notes", {"text": "Customer travels often; call after 6pm", "pinned": True})
         last = await post(f"{case}/cards/card-p/suspend", {"reason": "fraud", "include_linked": False})

@@ -144,7 +144,7 @@ def work_a_case(n: int):  # type: ignore[no-untyped-def]
     yield Command(f"{case}/cards/card-p/suspend", {"reason": "unrecognised charge", "include_linked": n % 2 == 0})
     yield Command(f"{case}/transactions/reviewed", {"contact_id": call, "transactions": [
         {"transaction_id": f"tx-{n}", "merchant": "WEBTEL", "amount": {"amount": "19.95", "currency": "USD"},
-         "occurred_at": "2026-11-20T03:12:00+00:00", "answer": "unrecognized"}]})
+         "occurred_at": (datetime.now(UTC) - timedelta(days=3)).isoformat(), "answer": "unrecognized"}]})
     disputed = yield Command(f"{case}/disputes", {
         "contact_id": call, "transaction_id": f"tx-{n}", "merchant": "WEBTEL",
         "amount": {"amount": "19.95", "currency": "USD"}, "reason_code": "10.4", "network": "visa"})
