@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, tzinfo
+from zoneinfo import ZoneInfo
 
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import Projection
+from casedesk.services.audit_seal import AuditSeal, HeadsFile, key_bytes
+from casedesk.services.settings import Settings
 
 
 def all_projections(zone: tzinfo = UTC) -> list[Projection]:
+    """The read models: each can be rebuilt from zero."""
     return [CaseFiles(zone)]
+
+
+def running_projections(settings: Settings) -> list[Projection]:
+    """What a projection worker runs: the read models, and the audit seal over the log,
+    which is not a read model and never rebuilt (a rebuild would seal whatever the log now says)."""
+    key = key_bytes(settings.audit_key)
+    seal = AuditSeal(key, HeadsFile(settings.audit_heads_path, key))
+    return [*all_projections(ZoneInfo(settings.timezone)), seal]

@@ -167,7 +167,9 @@ class ProjectionRunner:
             if not notifications:
                 self.positions[projection.name] = position
                 return 0
-            events = [self.mapper.to_domain_event(n) for n in notifications]
+            # The audit seal reads the stored bytes themselves; read models read events.
+            events = (notifications if getattr(projection, "reads_stored_events", False)
+                      else [self.mapper.to_domain_event(n) for n in notifications])
             async with contextlib.AsyncExitStack() as stack:
                 conn = holder if holder is not None else await stack.enter_async_context(self.pool.acquire())
                 await stack.enter_async_context(conn.transaction())

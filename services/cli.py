@@ -73,9 +73,8 @@ def _token(args: argparse.Namespace) -> int:
 
 def _project(args: argparse.Namespace) -> int:
     import signal
-    from zoneinfo import ZoneInfo
 
-    from casedesk.projections.catalogue import all_projections
+    from casedesk.projections.catalogue import running_projections
     from casedesk.projections.runner import ProjectionRunner
     from casedesk.services.database import create_pool, direct_database_url
     from casedesk.services.event_store import EventStore
@@ -97,7 +96,7 @@ def _project(args: argparse.Namespace) -> int:
         async with pool.acquire() as conn:
             await migrate(conn)
         store = EventStore(pool)
-        runner = ProjectionRunner(store, pool, all_projections(ZoneInfo(settings.timezone)))
+        runner = ProjectionRunner(store, pool, running_projections(settings))
         await runner.start()
         print("casedesk projection worker running (SIGTERM stops it at a batch boundary)", file=sys.stderr)
         await stop.wait()
@@ -138,23 +137,34 @@ def _audit_verify(args: argparse.Namespace) -> int:
     import asyncpg
 
     from casedesk.services.audit_chain import verify_with_progress
+    from casedesk.services.audit_seal import HeadsFile, SealCheck, check_seal, key_bytes
     from casedesk.services.database import database_url
     from casedesk.services.migrations import migrate
 
-    async def run() -> tuple[int, int]:
-        conn = await asyncpg.connect(database_url(load_settings()))
+    settings = load_settings()
+
+    async def run() -> tuple[int, int, SealCheck | None]:
+        conn = await asyncpg.connect(database_url(settings))
         try:
             await migrate(conn)
-            return await verify_with_progress(conn, args.case)
+            checked, broken = await verify_with_progress(conn, args.case)
+            if args.case:
+                return checked, broken, None
+            # The whole log against the keyed seal and the heads exported outside the database.
+            key = key_bytes(settings.audit_key)
+            return checked, broken, await check_seal(conn, key, HeadsFile(settings.audit_heads_path, key))
         finally:
             await conn.close()
 
-    checked, broken = asyncio.run(run())
+    checked, broken, seal = asyncio.run(run())
     if args.case and not checked:
         print(f"no case {args.case}", file=sys.stderr)
         return 2
     print(f"{checked} stream(s) checked, {broken} with a broken hash chain")
-    return 1 if broken else 0
+    if seal is not None:
+        print(f"audit seal: {seal.events_checked} event(s) checked, sealed up to position {seal.sealed_up_to},"
+              f" {seal.heads_checked} exported head(s) checked: {'ok' if seal.ok else seal.problem}")
+    return 1 if broken or (seal is not None and not seal.ok) else 0
 
 
 def _import_breach(args: argparse.Namespace) -> int:
@@ -256,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="audit tools: verify the hash chains of the case streams")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="AUDIT_COMMAND")
-    verify = audit_commands.add_parser("verify", help="recompute hash chains; exit 1 if any stream was tampered with")
+    verify = audit_commands.add_parser("verify", help="recompute the hash chains and the keyed seal over the whole log;"
+                                       " exit 1 naming what was tampered with")
     which = verify.add_mutually_exclusive_group()
     which.add_argument("--case", type=UUID, metavar="ID", help="check one case")
     which.add_argument("--all", action="store_true", help="check every stream (the default)")

@@ -36,6 +36,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8080
     token_secret: str = ""
     pii_key: str = ""
+    # The audit seal's key and where its signed heads go: both outside the database,
+    # so a database writer can neither recompute the seal nor rewrite the heads.
+    audit_key: str = ""
+    audit_heads: Path | None = None
     log_format: str = "json"
     log_level: str = "info"
     pool_min: int = 2
@@ -50,6 +54,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def audit_heads_path(self) -> Path:
+        return self.audit_heads or self.data_dir / "audit-heads.jsonl"
 
 
 def _secret_in(data_dir: Path, name: str) -> str:
@@ -97,6 +105,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=int(env.get("CASEDESK_PORT") or 8080),
         token_secret=env.get("CASEDESK_TOKEN_SECRET") or _secret_in(data_dir, "token_secret"),
         pii_key=env.get("CASEDESK_PII_KEY") or _secret_in(data_dir, "pii_key"),
+        audit_key=env.get("CASEDESK_AUDIT_KEY") or _secret_in(data_dir, "audit_key"),
+        audit_heads=Path(env["CASEDESK_AUDIT_HEADS"]).resolve() if env.get("CASEDESK_AUDIT_HEADS") else None,
         log_format=env.get("CASEDESK_LOG_FORMAT") or "json",
         log_level=env.get("CASEDESK_LOG_LEVEL") or "info",
         pool_min=int(env.get("CASEDESK_POOL_MIN") or 2),

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from casedesk.projections.catalogue import all_projections
+from casedesk.projections.catalogue import running_projections
 from casedesk.projections.runner import ProjectionRunner
 from casedesk.services.case_service import CaseService
 from casedesk.services.database import Pools, database_url, migrate_directly
@@ -80,7 +80,7 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         await store.close()
 
     async def projections(app: web.Application) -> AsyncIterator[None]:
-        runner = ProjectionRunner(app[STORE], app[DIRECT_POOL], all_projections(app[ZONE]))
+        runner = ProjectionRunner(app[STORE], app[DIRECT_POOL], running_projections(settings))
         app[RUNNER] = runner
         if settings.projections == "process":
             async with projection_worker(app[DIRECT_URL]) as worker:
