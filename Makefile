@@ -19,7 +19,13 @@ serve: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/casedesk migrate
 
-test: $(STAMP)
+# The OpenAPI linters of tests/contract come from npm (pinned in its package.json).
+CONTRACT_TOOLS := tests/contract/node_modules/.bin/spectral
+
+$(CONTRACT_TOOLS): tests/contract/package.json
+	command -v npm >/dev/null 2>&1 && npm ci --prefix tests/contract --no-audit --no-fund --silent || echo "no npm: tests/contract will skip its linters" >&2
+
+test: $(STAMP) $(CONTRACT_TOOLS)
 	$(BIN)/python -m pytest -q
 
 # The several-process topology alone (it is part of `make test` too, ~45 s):

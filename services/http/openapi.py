@@ -10,6 +10,7 @@ from aiohttp import web
 
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
 from casedesk.services.http.commands import IF_MATCH
+from casedesk.services.http.operation_texts import DESCRIPTIONS, TAGS, operation_id, tag_of
 from casedesk.services.http.problems import ProblemBody
 from casedesk.services.http.query_numbers import BIGINT
 
@@ -108,7 +109,9 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
         params.append({"name": "X-Access-Reason", "in": "header", "required": False, "schema": {"type": "string"}})
     op: dict[str, Any] = {
         "summary": route.summary,
-        "operationId": route.handler.__module__.rsplit(".", 1)[-1] + "_" + route.handler.__name__,
+        "description": DESCRIPTIONS.get((route.method, route.path), route.summary),
+        "tags": [tag_of(route.path)],
+        "operationId": operation_id(route.handler.__name__),
         "parameters": params,
         "responses": _answers(route, ref),
     }
@@ -119,8 +122,8 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
         # A list, one line per item: NDJSON objects, or CSV rows under a header naming the fields.
         lines = {"type": "array", "items": ref[route.line]} if route.line else {"type": "string"}
         op["requestBody"] = {"required": True, "content": {media: {"schema": lines} for media in route.upload}}
-    if route.roles is not None:
-        op["security"] = [{"bearer": []}]
+    # Public routes say so: no security requirement at all, not an inherited one.
+    op["security"] = [{"bearer": []}] if route.roles is not None else []
     return op
 
 
@@ -155,10 +158,17 @@ def build_document(routes: list[Any]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, ref)
+    ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
+    assert len(ids) == len(set(ids)), "two routes' handlers share a name: operation ids must be unique"
     return {
         "openapi": "3.1.0",
         "info": {"title": "casedesk", "version": "1.0.0",
-                 "description": "Fraud-case backend for a card issuer's call center (CONTRACT.md)."},
+                 "description": "Fraud-case backend for a card issuer's call center (CONTRACT.md).",
+                 "contact": {"name": "casedesk engineering"},
+                 "license": {"name": "Proprietary", "identifier": "LicenseRef-Proprietary"}},
+        "servers": [{"url": "http://127.0.0.1:8080", "description": "`casedesk serve` on its default address"}],
+        "tags": TAGS,
+        "security": [{"bearer": []}],
         "paths": paths,
         "components": {"schemas": components,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},

@@ -1,0 +1,139 @@
+"""What each operation of the OpenAPI document says to an integrator: its tag and description.
+
+Kept apart from the route table so the table stays one line of facts per URL.
+A description says what the operation does, the rules it enforces and the
+names (the last part of a 409 problem's `type`) a client can branch on.
+`tests/contract` fails for an operation that has none.
+"""
+
+from __future__ import annotations
+
+CASE = "/v1/cases/{case_id}"
+_IDENTITY = " Needs an identity check passed in the contact named (`identity-not-verified`)."
+_OPEN = " Refused on a resolved case (`case-resolved`)."
+
+DESCRIPTIONS: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): "Liveness: the process answers. No database is touched.",
+    ("GET", "/readyz"): "Readiness: the database answers and every projection is within `CASEDESK_READY_MAX_LAG`"
+                        " events of the log (503 with the reason otherwise).",
+    ("GET", "/metrics"): "Prometheus text exposition: request counts and latencies, projection lag, pool use.",
+    ("POST", "/v1/cases"): "Open a fraud case for a customer's cards; with `contact`, the contact starts at once."
+                           " Refused: no card (`case-needs-a-card`), a card twice (`duplicate-card`), a family card"
+                           " naming itself or a primary naming a primary (`invalid-card-link`), a full card number"
+                           " in any field (422).",
+    ("GET", CASE): "The case view the next agent reads first: status, masked customer, cards and their states,"
+                   " disputes, payment stops, callbacks, assignee, pinned note, identity and the `handoff` summary"
+                   " derived from the events. `min_position` waits for the projection (read your writes).",
+    ("GET", f"{CASE}/contact-details"): "The unmasked follow-up phone, for the agent who must dial it. Every read is"
+                                         " written to the access log with the `X-Access-Reason` header.",
+    ("GET", f"{CASE}/timeline"): "Every contact and action in order, each as a sentence for a person, the pinned"
+                                 " note first.",
+    ("GET", f"{CASE}/history"): "Auditors: every stored event up to a time (`as_of`) or a `version` (not both), each"
+                                " with actor, contact, time, masked payload and hash, and the case view as it stood."
+                                " The read is written to the access log.",
+    ("GET", f"{CASE}/verify"): "Recompute the case's hash chain; name the first version that does not chain.",
+    ("GET", f"{CASE}/access-log"): "Who read the case's history or personal data, when and why, newest first.",
+    ("POST", f"{CASE}/contacts"): "Start a call, chat, branch visit or email. One contact is open at a time"
+                                  " (`contact-already-open`); an outbound call needs the dialled number"
+                                  " (`dialled-number-needed`) and is recorded for returning-caller lookup." + _OPEN,
+    ("POST", f"{CASE}/contacts/{{contact_id}}/end"): "End the open contact with its outcome and a summary"
+                                                     " (`contact-already-ended`, `unknown-contact`).",
+    ("POST", f"{CASE}/identity-checks"): "Record an identity check in the open contact; three failures in 24 h lock"
+                                         " further checks (`identity-locked`). A callback check is valid only on a"
+                                         " call to the registered number"
+                                         " (`callback-verification-needs-registered-number`).",
+    ("POST", f"{CASE}/identity-unlock"): "Supervisors: lift an identity lock (`identity-not-locked`).",
+    ("POST", f"{CASE}/transactions/reviewed"): "Record the customer's answer for each transaction read out."
+                                               + _IDENTITY + " (`no-transactions`, `duplicate-transaction`)",
+    ("POST", f"{CASE}/disputes"): "Dispute a charge; one dispute per transaction (`duplicate-dispute`)." + _IDENTITY,
+    ("POST", f"{CASE}/disputes/{{dispute_id}}/resolve"): "Resolve a dispute as upheld, rejected or withdrawn"
+                                                         " (`dispute-already-resolved`, `unknown-dispute`).",
+    ("POST", f"{CASE}/liability-waivers"): "Tell the customer they owe nothing, for one dispute or the whole case"
+                                           " (`liability-already-waived`)." + _IDENTITY,
+    ("POST", f"{CASE}/payment-stops"): "Stop payments to one merchant, all overseas, or all"
+                                       " (`payment-stop-needs-merchant`, `duplicate-payment-stop`)." + _IDENTITY,
+    ("POST", f"{CASE}/cards/{{card_id}}/suspend"): "Suspend a card, with `include_linked` every card linked to it"
+                                                   " (primary and family). Protective: no identity check needed"
+                                                   " (`card-already-suspended`, `unknown-card`).",
+    ("POST", f"{CASE}/cards/{{card_id}}/reissue"): "Issue a replacement for a suspended card (`card-not-suspended`):"
+                                                   " delivery, expedite and who pays the fee (a breach's merchant,"
+                                                   " never the customer: `breach-reissue-not-charged-to-customer`)."
+                                                   + _IDENTITY,
+    ("POST", f"{CASE}/cards/{{card_id}}/destroyed"): "Record the replaced card destroyed at a branch against a"
+                                                     " certificate (`card-not-replaced`, `card-already-destroyed`).",
+    ("POST", f"{CASE}/online-access/suspend"): "Suspend the cardholder's online account access"
+                                               " (`online-access-already-suspended`).",
+    ("POST", f"{CASE}/compromise"): "Record where the card data probably leaked: a merchant site, a breach,"
+                                    " skimming or unknown.",
+    ("POST", f"{CASE}/contact-details"): "Record a daytime phone for follow-up (masked in views)." + _IDENTITY,
+    ("POST", f"{CASE}/notes"): "Add a handoff note, optionally for a department or pinned; card numbers in the text"
+                               " are redacted (`empty-note`).",
+    ("POST", f"{CASE}/escalations"): "Escalate to a department's queue with a reason and priority 1 (highest) to 5"
+                                     " (`invalid-priority`, `department-needed`).",
+    ("POST", f"{CASE}/callbacks"): "Promise the customer a callback at a time (`callback-due-in-the-past`).",
+    ("POST", f"{CASE}/callbacks/{{callback_id}}/complete"): "Record the promised callback made"
+                                                            " (`callback-already-closed`, `unknown-callback`).",
+    ("POST", f"{CASE}/callbacks/{{callback_id}}/missed"): "Record the promised callback missed"
+                                                          " (`callback-already-closed`, `unknown-callback`).",
+    ("POST", f"{CASE}/release"): "Give the case back to its queues (`not-assigned`, `held-by-another-agent`).",
+    ("POST", f"{CASE}/resolve"): "Resolve the case. Refused while a contact is open (`contact-still-open`), a"
+                                 " dispute is open (`dispute-still-open`) or a callback is pending"
+                                 " (`callback-pending`).",
+    ("POST", f"{CASE}/reopen"): "Reopen a resolved case (`case-not-resolved`).",
+    ("GET", "/v1/queues"): "Every work queue with its depth, oldest wait and items past due.",
+    ("GET", "/v1/queues/{queue}/items"): "A queue's items in claim order: priority 1 first, then earliest due,"
+                                         " then earliest enqueued. Paged with `limit` and `cursor`.",
+    ("POST", "/v1/queues/{queue}/claim"): "Take the next case of a queue: it is assigned to the caller and answered"
+                                          " with its view and timeline; two agents never get the same case. 204 when"
+                                          " the queue is empty.",
+    ("GET", "/v1/lookup"): "Find a caller: by `phone`, `name` + `phone` or `name` + `last4`. Answers masked"
+                           " customers with open cases, and outbound calls recently made to that number.",
+    ("POST", "/v1/breaches"): "Supervisors: record a merchant's data breach: exposure window, data exposed, who"
+                              " pays for reissues (`invalid-exposure-window`, `data-exposed-needed`).",
+    ("GET", "/v1/breaches/{breach_id}"): "A breach record.",
+    ("POST", "/v1/breaches/{breach_id}/affected-cards"): "Supervisors: the breach's list of affected cards, NDJSON or"
+                                                         " CSV, read as a stream: one outreach case per card,"
+                                                         " idempotent; bad lines are listed, never stop good ones.",
+    ("GET", "/v1/merchants/flagged"): "Flagged merchant descriptors with their dispute counts across cases.",
+    ("POST", "/v1/merchants/flags"): "Supervisors: flag a merchant descriptor known for fraud billing; new cases"
+                                     " involving it rank higher (`merchant-needed`).",
+    ("GET", "/v1/dashboard"): "Queues, agents holding cases, claims and resolutions per hour.",
+    ("GET", "/v1/dashboard/stream"): "Server-sent events with the dashboard on every change. A browser's"
+                                     " EventSource cannot send headers, so the token may come as `access_token`.",
+    ("GET", "/dashboard"): "The supervisors' live dashboard page (HTML). It takes the token from its URL fragment.",
+    ("GET", "/cases/{case_id}"): "The auditors' replay page of one case (HTML), stepping event by event.",
+    ("GET", "/v1/openapi.json"): "This document.",
+}
+
+
+def tag_of(path: str) -> str:
+    """The resource an operation belongs to, for grouping in generated clients and docs."""
+    if not path.startswith("/v1/"):
+        return "pages" if path in ("/dashboard", "/cases/{case_id}") else "operations"
+    resource = path.split("/")[2]
+    if resource == "cases" and path.rsplit("/", 1)[-1] in ("history", "verify", "access-log"):
+        return "audit"
+    return {"openapi.json": "operations"}.get(resource, resource)
+
+
+TAGS = [
+    {"name": "cases", "description": "Fraud cases: open, work and read them"},
+    {"name": "audit", "description": "History as of any moment, hash chains, access log"},
+    {"name": "queues", "description": "Work queues and claiming"},
+    {"name": "lookup", "description": "Finding a returning caller"},
+    {"name": "breaches", "description": "Merchant data breaches and their affected cards"},
+    {"name": "merchants", "description": "Merchant intelligence"},
+    {"name": "dashboard", "description": "Supervisors' live view"},
+    {"name": "pages", "description": "HTML pages for browsers"},
+    {"name": "operations", "description": "Health, readiness, metrics, this document"},
+]
+
+
+_RENAMED = {"serve": "get_openapi_document", "serve_metrics": "get_metrics", "healthz": "get_liveness",
+            "readyz": "get_readiness"}
+
+
+def operation_id(handler_name: str) -> str:
+    """camelCase of the handler's name: stable, in the API's words, free of module names."""
+    first, *rest = _RENAMED.get(handler_name, handler_name).split("_")
+    return first + "".join(word.capitalize() for word in rest)
