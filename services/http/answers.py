@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
 
+from casedesk.domain.values import Money
 from casedesk.projections.case_view import CaseView, TimelineAnswer
 
 
@@ -41,6 +43,128 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     ready: bool | None = None
     database: bool | None = None
     detail: str | None = None
+
+
+class QueueDepth(msgspec.Struct, frozen=True, kw_only=True):
+    """One queue as supervisors and agents see it."""
+
+    queue: str
+    depth: int
+    oldest_age_seconds: int
+    overdue: int
+    claims_last_hour: int
+    resolutions_last_hour: int
+
+
+class QueuesAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[QueueDepth]
+
+
+class QueueItem(msgspec.Struct, frozen=True, kw_only=True):
+    """A case waiting in a queue, in claim order."""
+
+    case_id: UUID
+    priority: int
+    reason: str
+    due_at: datetime | None
+    enqueued_at: datetime
+    amount_at_risk: Money | None
+
+
+class QueueItemsAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[QueueItem]
+    next_cursor: str | None
+
+
+class ClaimAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """The claimed case, now assigned to the caller: its view and timeline in one answer."""
+
+    case_id: UUID
+    version: int
+    position: int
+    case: CaseView
+    timeline: TimelineAnswer
+
+
+class CustomerOpenCase(msgspec.Struct, frozen=True, kw_only=True):
+    case_id: UUID
+    reason: str
+    opened_at: datetime
+
+
+class FoundCustomer(msgspec.Struct, frozen=True, kw_only=True):
+    customer_id: str
+    name: str
+    open_cases: list[CustomerOpenCase]
+
+
+class OutboundAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """A call the issuer made to that number: who, when, why (what a returning caller is told first)."""
+
+    at: datetime
+    department: str
+    purpose: str | None
+    agent_name: str
+    case_id: UUID
+
+
+class LookupAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    customers: list[FoundCustomer]
+    recent_outbound: list[OutboundAttempt]
+
+
+class FlaggedMerchant(msgspec.Struct, frozen=True, kw_only=True):
+    merchant: str
+    reason: str
+    flagged_at: datetime
+    flagged_by: str
+    disputes: int
+
+
+class DisputedMerchant(msgspec.Struct, frozen=True, kw_only=True):
+    merchant: str
+    disputes: int
+    cases: int
+
+
+class FlaggedMerchantsAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[FlaggedMerchant]
+    most_disputed: list[DisputedMerchant]
+
+
+class MerchantFlagAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    merchant: str
+    reason: str
+    version: int
+    position: int
+
+
+class ContactDetailsAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    case_id: UUID
+    version: int
+    daytime_phone: str | None
+
+
+class AgentHolding(msgspec.Struct, frozen=True, kw_only=True):
+    agent_id: str
+    name: str
+    cases: int
+
+
+class HourCount(msgspec.Struct, frozen=True, kw_only=True):
+    hour: datetime
+    claims: int
+    resolutions: int
+
+
+class DashboardAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """The supervisors' board; the stream sends the same as each event's data."""
+
+    generated_at: datetime
+    queues: list[QueueDepth]
+    agents: list[AgentHolding]
+    claims_per_hour: list[HourCount]
+    positions: dict[str, int]
 
 
 CaseViewAnswer = CaseView

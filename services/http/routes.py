@@ -17,6 +17,7 @@ from casedesk.services.access_log import AccessLogPage
 from casedesk.services.audit_chain import ChainCheck
 from casedesk.services.breach_intake import AffectedCardLine
 from casedesk.services.case_history import HistoryAnswer
+from casedesk.services.http import answers as ans
 from casedesk.services.http import audit_handlers as audit
 from casedesk.services.http import breach_handlers as breaches
 from casedesk.services.http import case_handlers as cmd
@@ -40,6 +41,7 @@ CASE = "/v1/cases/{case_id}"
 
 HTML = "text/html"  # an answer that is a page, not JSON
 TEXT = "text/plain"  # an answer that is plain text (Prometheus' exposition format)
+SSE = "text/event-stream"  # server-sent events, each event's data a DashboardAnswer
 
 
 class Route(NamedTuple):
@@ -69,7 +71,7 @@ ROUTES: list[Route] = [
     Route("GET", CASE, q.get_case, READERS, "The case view with its handoff summary", answer=CaseView,
           query=("min_position",)),
     Route("GET", f"{CASE}/contact-details", q.get_contact_details, AGENTS,
-          "The unmasked follow-up phone (every read is in the access log)", answer=Anything),
+          "The unmasked follow-up phone (every read is in the access log)", answer=ans.ContactDetailsAnswer),
     Route("GET", f"{CASE}/timeline", q.get_timeline, READERS, "The handoff timeline",
           answer=TimelineAnswer, query=("min_position",)),
     Route("GET", f"{CASE}/history", audit.get_history, AUDITORS,
@@ -124,13 +126,13 @@ ROUTES: list[Route] = [
     Route("POST", f"{CASE}/resolve", cmd.resolve_case, AGENTS, "Resolve the case", rq.ResolveCase),
     Route("POST", f"{CASE}/reopen", cmd.reopen_case, AGENTS, "Reopen the case", rq.ReopenCase),
     Route("GET", "/v1/queues", queues.list_queues, READERS, "Queues with depth, oldest wait, overdue",
-          answer=Anything, query=("min_position",)),
+          answer=ans.QueuesAnswer, query=("min_position",)),
     Route("GET", "/v1/queues/{queue}/items", queues.list_items, READERS, "A queue's items in claim order",
-          answer=Anything, query=("limit", "cursor", "min_position")),
+          answer=ans.QueueItemsAnswer, query=("limit", "cursor", "min_position")),
     Route("POST", "/v1/queues/{queue}/claim", queues.claim, AGENTS,
-          "Take the next case of a queue (204 when empty)", answer=Anything, also=((204, None),)),
+          "Take the next case of a queue (204 when empty)", answer=ans.ClaimAnswer, also=((204, None),)),
     Route("GET", "/v1/lookup", lookup_handlers.lookup, AGENTS,
-          "Find a caller's customer record and recent outbound calls", answer=Anything,
+          "Find a caller's customer record and recent outbound calls", answer=ans.LookupAnswer,
           query=("phone", "name", "last4", "min_position")),
     Route("POST", "/v1/breaches", breaches.record_breach, SUPERVISORS,
           "Record a merchant's data breach: exposure window, data exposed, who pays for reissues",
@@ -142,14 +144,16 @@ ROUTES: list[Route] = [
           answer=breaches.IntakeAnswer, status=202, upload=tuple(breaches.LIST_TYPES),
           line=AffectedCardLine),
     Route("GET", "/v1/merchants/flagged", merchants.list_flagged, READERS,
-          "Flagged merchant descriptors with their dispute counts", answer=Anything, query=("min_position",)),
+          "Flagged merchant descriptors with their dispute counts", answer=ans.FlaggedMerchantsAnswer,
+          query=("min_position",)),
     Route("POST", "/v1/merchants/flags", merchants.flag_merchant, SUPERVISORS,
-          "Flag a merchant descriptor known for fraud billing", merchants.FlagMerchant, answer=Anything, status=201),
+          "Flag a merchant descriptor known for fraud billing", merchants.FlagMerchant, answer=ans.MerchantFlagAnswer,
+          status=201),
     Route("GET", "/v1/dashboard", dashboard.get_dashboard, ("supervisor", "auditor", "admin"),
-          "Queues, agents holding cases, claims and resolutions per hour", answer=Anything),
+          "Queues, agents holding cases, claims and resolutions per hour", answer=ans.DashboardAnswer),
     Route("GET", "/v1/dashboard/stream", dashboard.dashboard_stream, ("supervisor", "auditor", "admin"),
           "Server-sent events with the dashboard on every change (token also as ?access_token=)",
-          answer=Anything, query=("access_token",)),
+          answer=SSE, query=("access_token",)),
     Route("GET", "/dashboard", dashboard.dashboard_page, PUBLIC, "The supervisor dashboard page",
           answer=HTML),
     Route("GET", "/cases/{case_id}", replay_page.replay_page, PUBLIC, "The case replay page", answer=HTML),
