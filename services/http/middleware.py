@@ -127,6 +127,7 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     token = _bearer(request)
     if not token:
         raise Problem(401, "unauthorized", "A bearer token is required",
+                      "send 'Authorization: Bearer <token>' (`casedesk token` prints one)",
                       headers={"WWW-Authenticate": "Bearer"})
     try:
         principal = read_token(request.app[SETTINGS].token_secret, token)

@@ -82,8 +82,28 @@ def _content(answer: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
     return {"application/json": {"schema": ref.get(answer, {"type": "object"})}}
 
 
+_ETAG = {"ETag": {"description": "The case's version, for If-Match", "schema": {"type": "string"}}}
+_LOCATION = {"Location": {"description": "Where the new resource is read", "schema": {"type": "string"}}}
+
+
+def _answer_headers(route: Any) -> dict[str, Any]:
+    """ETag on every answer about one case; Location on what a POST creates at a readable URL."""
+    headers: dict[str, Any] = {}
+    if route.path.startswith("/v1/cases/{case_id}") and route.path.rsplit("/", 1)[-1] not in ("history", "verify",
+                                                                                             "access-log"):
+        headers |= _ETAG
+    if route.path.endswith("/claim"):
+        headers |= _ETAG
+    if route.method == "POST" and route.path in ("/v1/cases", "/v1/breaches"):
+        headers |= _ETAG if route.path == "/v1/cases" else {}
+        headers |= _LOCATION
+    return headers
+
+
 def _answers(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
     answers: dict[str, Any] = {str(route.status): {"description": "OK", "content": _content(route.answer, ref)}}
+    if headers := _answer_headers(route):
+        answers[str(route.status)]["headers"] = headers
     for status, answer in route.also:
         answers[str(status)] = ({"description": "No content"} if answer is None
                                 else {"description": "See the summary", "content": _content(answer, ref)})
@@ -119,8 +139,10 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
         op["requestBody"] = {"required": True,
                              "content": {"application/json": {"schema": ref[route.body]}}}
     elif route.upload:
-        # A list, one line per item: NDJSON objects, or CSV rows under a header naming the fields.
-        lines = {"type": "array", "items": ref[route.line]} if route.line else {"type": "string"}
+        # Text, one line per item: NDJSON objects, or CSV rows under a header naming the fields. Not a JSON
+        # array: a client that sent one would have every line refused. Each line's fields are the line schema's.
+        fields = ", ".join(f.name for f in msgspec.structs.fields(route.line)) if route.line else ""
+        lines = {"type": "string", "description": f"One item per line: {fields}"}
         op["requestBody"] = {"required": True, "content": {media: {"schema": lines} for media in route.upload}}
     # Public routes say so: no security requirement at all, not an inherited one.
     op["security"] = [{"bearer": []}] if route.roles is not None else []
@@ -149,7 +171,7 @@ def _inside_request_bodies(routes: list[Any]) -> set[type]:
 
 
 def build_document(routes: list[Any]) -> dict[str, Any]:
-    kinds = sorted({t for r in routes for t in (r.body, r.answer, r.line, *(a for _, a in r.also))
+    kinds = sorted({t for r in routes for t in (r.body, r.answer, *(a for _, a in r.also))
                     if isinstance(t, type) and issubclass(t, msgspec.Struct)} | {ProblemBody}, key=lambda t: t.__name__)
     schemas, components = msgspec.json.schema_components(kinds, ref_template="#/components/schemas/{name}")
     ref = dict(zip(kinds, schemas, strict=True))
