@@ -78,8 +78,14 @@ _COLLECTOR = _CollectorWhileBehind()  # the collector is the process's, so one f
 
 
 def lock_key(name: str) -> int:
-    """A stable advisory-lock key per projection name."""
-    return 7_141_000_000 + zlib.crc32(name.encode())
+    """A stable advisory-lock key per projection name (an int4: the schema is the lock's other half)."""
+    return zlib.crc32(name.encode()) - 2**31
+
+
+# Advisory locks are database-wide: keyed by the projection and the schema, so casedesk
+# deployments (or test runs) in other schemas of one database never stand by for each other.
+TRY_LOCK = "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))"
+UNLOCK = "SELECT pg_advisory_unlock($1, hashtext(current_schema()))"
 
 
 class ProjectionRunner:
@@ -203,7 +209,7 @@ class ProjectionRunner:
     async def _hold_lock_and_run(self, holder: asyncpg.Connection, projection: Projection) -> None:
         key = lock_key(projection.name)
         keeps_session_state(holder)
-        while not await holder.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        while not await holder.fetchval(TRY_LOCK, key):
             if self._stopping:
                 return
             await asyncio.sleep(FALLBACK_POLL_SECONDS)  # another process runs it; stand by
@@ -225,7 +231,7 @@ class ProjectionRunner:
             # error that brought us here, not one from this clean-up.
             with contextlib.suppress(Exception):
                 if not holder.is_closed():
-                    await holder.execute("SELECT pg_advisory_unlock($1)", key)
+                    await holder.execute(UNLOCK, key)
 
 
 async def rebuild(runner: ProjectionRunner, projection: Projection) -> None:

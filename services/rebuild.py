@@ -14,7 +14,15 @@ import asyncpg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from casedesk.projections.catalogue import all_projections
-from casedesk.projections.runner import REBUILD_BATCH, Projection, ProjectionRunner, lock_key, rebuild
+from casedesk.projections.runner import (
+    REBUILD_BATCH,
+    TRY_LOCK,
+    UNLOCK,
+    Projection,
+    ProjectionRunner,
+    lock_key,
+    rebuild,
+)
 from casedesk.services.database import keeps_session_state
 from casedesk.services.event_store import EventStore, read_position
 
@@ -46,7 +54,7 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str]) -> dict[str,
                 started = time.perf_counter()
                 async with pool.acquire() as holder:
                     keeps_session_state(holder)
-                    mine = await holder.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(projection.name))
+                    mine = await holder.fetchval(TRY_LOCK, lock_key(projection.name))
                     await rebuild(runner, projection)
                     done = 0
                     while (position := await read_position(pool, projection.name) or 0) < goal:
@@ -59,7 +67,7 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str]) -> dict[str,
                         progress.update(task, completed=done)
                     progress.update(task, completed=total)
                     if mine:
-                        await holder.execute("SELECT pg_advisory_unlock($1)", lock_key(projection.name))
+                        await holder.execute(UNLOCK, lock_key(projection.name))
                 rates[projection.name] = total / max(time.perf_counter() - started, 1e-9)
     finally:
         await store.close()

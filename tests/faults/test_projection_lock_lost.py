@@ -14,7 +14,7 @@ import asyncpg
 from structlog.testing import capture_logs
 
 from casedesk.projections.case_files import CaseFiles
-from casedesk.projections.runner import ProjectionRunner, lock_key
+from casedesk.projections.runner import TRY_LOCK, UNLOCK, ProjectionRunner, lock_key
 from casedesk.services.case_service import CaseService
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore, read_position
@@ -32,13 +32,14 @@ async def test_a_worker_that_lost_its_lock_connection_waits_for_the_lock_before_
         await write_mixed_cases(cases, 2)
         await wait_until_caught_up(runner, "case_files")
         holder = await empty_pool.fetchval(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid::bigint = $1 AND objid::bigint = $2", key >> 32, key & 0xFFFF_FFFF)
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
+            " AND classid::bigint = $1::int::bigint & 4294967295"
+            " AND objid::bigint = hashtext(current_schema())::bigint & 4294967295", key)
         assert holder is not None
         with capture_logs() as logs:
             await empty_pool.execute("SELECT pg_terminate_backend($1)", holder)
             async with asyncio.timeout(10):  # the lock is free: another process takes it
-                while not await standby.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                while not await standby.fetchval(TRY_LOCK, key):
                     await asyncio.sleep(0.05)
             before = await read_position(empty_pool, "case_files")
             await write_mixed_cases(cases, 2, seed=9)
@@ -47,6 +48,6 @@ async def test_a_worker_that_lost_its_lock_connection_waits_for_the_lock_before_
                     assert await read_position(empty_pool, "case_files") == before, "projected without the lock"
                     await asyncio.sleep(0.05)
         assert await read_position(empty_pool, "case_files") == before
-        await standby.execute("SELECT pg_advisory_unlock($1)", key)
+        await standby.execute(UNLOCK, key)
         await wait_until_caught_up(runner, "case_files", within=15)  # it takes the lock back and catches up
     await store.close()

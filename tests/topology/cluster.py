@@ -160,8 +160,9 @@ class LocalCluster:
         try:
             port = await conn.fetchval(
                 "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1"
-                " AND l.objid::bigint = $2", key >> 32, key & 0xFFFFFFFF)
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+                " AND l.classid::bigint = $1::int::bigint & 4294967295"
+                " AND l.objid::bigint = hashtext(current_schema())::bigint & 4294967295", key)
         finally:
             await conn.close()
         if port is None:
