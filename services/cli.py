@@ -22,9 +22,8 @@ async def _freeze_startup_objects(_app: object) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from casedesk.services.http.app import create_app
+    from casedesk.services.http.slow_clients import Limits, run_guarded
     from casedesk.services.logs import configure_logging
 
     settings = load_settings()
@@ -40,7 +39,9 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"casedesk serving on http://{host}:{port}  (dashboard: /dashboard)", file=sys.stderr)
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=10)
+    limits = Limits(header_timeout=settings.header_timeout, body_idle_timeout=settings.body_idle_timeout,
+                    max_connections_per_ip=settings.max_connections_per_ip)
+    run_guarded(app, host=host, port=port, limits=limits, shutdown_timeout=10)
     return 0
 
 

@@ -50,6 +50,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     readiness_max_lag: int = 1000
     statement_cache: bool = True
     timezone: str = "UTC"
+    # Slow clients (services/http/slow_clients.py): seconds for a request head, seconds a body
+    # may go without a byte, connections one address may hold.
+    header_timeout: float = 10.0
+    body_idle_timeout: float = 30.0
+    max_connections_per_ip: int = 256
 
     @property
     def embedded(self) -> bool:
@@ -115,4 +120,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         readiness_max_lag=int(env.get("CASEDESK_READY_MAX_LAG") or 1000),
         statement_cache=_flag(env.get("CASEDESK_STATEMENT_CACHE"), True),
         timezone=env.get("CASEDESK_TIMEZONE") or "UTC",
+        header_timeout=float(env.get("CASEDESK_HEADER_TIMEOUT") or 10.0),
+        body_idle_timeout=float(env.get("CASEDESK_BODY_IDLE_TIMEOUT") or 30.0),
+        max_connections_per_ip=int(env.get("CASEDESK_MAX_CONNECTIONS_PER_IP") or 256),
     )
