@@ -163,12 +163,14 @@ class ProjectionRunner:
         (if that connection dies, PostgreSQL frees the lock for a standby, and
         this batch fails instead of running beside the standby's).
         """
-        position = await read_position(self.pool, projection.name) or 0
+        # On the lock holder's connection when there is one: a worker needs no other connection than
+        # the one it holds, so the pool's other connections stay free for requests however many run.
+        position = await read_position(holder or self.pool, projection.name) or 0
         _COLLECTOR.pause()
         behind = False
         try:
             notifications = await self.store.read_notifications(
-                position, self.batch, inclusive_of_start=False
+                position, self.batch, inclusive_of_start=False, conn=holder
             )
             if not notifications:
                 self.positions[projection.name] = position

@@ -330,9 +330,11 @@ class EventStore:
         topics: Sequence[str] = (),
         *,
         inclusive_of_start: bool = True,
+        conn: asyncpg.Connection | None = None,
     ) -> list[Notification]:
+        """The log after `start`; on `conn` when given (a reader's own connection, not one more from the pool)."""
         after = 0 if start is None else (start - 1 if inclusive_of_start else start)
-        rows = await self.pool.fetch(
+        rows = await (conn or self.pool).fetch(
             "SELECT notification_id, originator_id, originator_version, topic, state"
             " FROM case_events WHERE notification_id > $1 AND notification_id <= $2"
             " AND (cardinality($3::text[]) = 0 OR topic = ANY($3::text[]))"

@@ -64,8 +64,11 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         app[POOL] = await pools.open(primary, statement_cache=settings.statement_cache)
         app[READ_POOL] = (await pools.open(settings.database_read_url, statement_cache=settings.statement_cache)
                           if settings.database_read_url else app[POOL])
-        # The direct pool holds LISTEN connections for its whole life: start empty, open on demand.
-        app[DIRECT_POOL] = app[POOL] if direct == primary else await pools.open(direct, min_size=0)
+        # The direct pool holds LISTEN connections for its whole life: start empty, open on demand. It is a
+        # pool of its own even at the primary's address: what holds connections for good (LISTEN, projection
+        # workers on their locks) must never take the ones requests need (a pool of 4 with two projections
+        # in-process, their LISTEN and the dashboard's left requests none).
+        app[DIRECT_POOL] = await pools.open(direct, min_size=0)
         app[DIRECT_URL] = direct
         yield
         await pools.close()
