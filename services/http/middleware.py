@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -9,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from casedesk.domain.card_data import redact_card_numbers
+from casedesk.domain.card_data import contains_card_data, redact_card_numbers
 from casedesk.domain.errors import CardDataRefused, RuleViolation
 from casedesk.services.case_access import AccessDeniedError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
@@ -57,6 +58,7 @@ DATABASE_UNREACHABLE = Problem(
     headers={"Retry-After": "1"},
 )
 
+REQUEST_ID = re.compile(r"[!-~]{1,200}")
 _HTTP_KINDS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
@@ -64,10 +66,23 @@ _HTTP_KINDS = {
 }
 
 
+def request_id_of(request: web.Request) -> str:
+    """The caller's X-Request-Id, or a new one in place of one unfit for the log.
+
+    The id is logged with every line of the request and echoed back, so one that
+    holds a card number or a security code (or is not short printable ASCII) is
+    replaced, not refused: the caller still gets its answer, under our id.
+    """
+    given = request.headers.get("X-Request-Id", "")
+    if REQUEST_ID.fullmatch(given) and not contains_card_data(given):
+        return given
+    return uuid.uuid4().hex
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id, answer every error as problem+json, log one line per request."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = request_id_of(request)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
