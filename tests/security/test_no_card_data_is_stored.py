@@ -42,11 +42,11 @@ SECRET = "card-proof-secret-" + "y" * 40
 NO_FEE = {"amount": {"amount": "0", "currency": "JPY"}, "bearer": "issuer"}
 
 
-def token(corpus: Corpus | None = None, claim: str = "", role: str = "supervisor") -> str:
+def token(corpus: Corpus | None = None, claim: str = "", role: str = "supervisor", code: bool = False) -> str:
     claims: dict[str, Any] = {"sub": "proof-agent", "name": "K. Takano", "role": role,
                               "departments": ["fraud"], "exp": int(time.time()) + 3600}
     if corpus is not None:
-        value = corpus.number()
+        value = corpus.code() if code else corpus.number()
         claims[claim] = [value] if claim == "departments" else value
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
@@ -83,7 +83,8 @@ class Attacker:
         self.position = 0
 
     def headers(self, bearer: str | None = None, post: bool = False) -> dict[str, str]:
-        h = {"Authorization": f"Bearer {bearer or token()}", "X-Request-Id": self.corpus.number(),
+        request_id = self.corpus.number() if len(self.corpus.numbers) % 3 else self.corpus.code()
+        h = {"Authorization": f"Bearer {bearer or token()}", "X-Request-Id": request_id,
              "X-Access-Reason": self.corpus.free_text()}
         if post:
             h["Idempotency-Key"] = self.corpus.number()
@@ -112,8 +113,9 @@ class Attacker:
         if status not in (200, 201):
             self.unaccepted.append((path, answer))
         for leaf in leaves(body):
-            status, _ = await self.send("POST", path, replaced(body, leaf, self.corpus.number()))
-            self.structured.append((path, leaf, status))
+            for value in (self.corpus.number(), f"x {self.corpus.code()}"):
+                status, _ = await self.send("POST", path, replaced(body, leaf, value))
+                self.structured.append((path, leaf, status))
         return answer
 
 
@@ -246,8 +248,9 @@ async def attack_queries_and_claims(a: Attacker, case: str) -> None:
     await a.send("GET", f"{case}/history", bearer=token(role="auditor"))  # with X-Access-Reason, stored
     await a.send("POST", "/v1/queues/fraud_alerts/claim", None)
     for claim in ("sub", "name", "departments"):
-        status, _ = await a.send("POST", f"{case}/notes", {"text": "hello"}, bearer=token(c, claim))
-        a.structured.append(("token", (claim,), 422 if status == 401 else status))
+        for code in (False, True):
+            status, _ = await a.send("POST", f"{case}/notes", {"text": "hello"}, bearer=token(c, claim, code=code))
+            a.structured.append(("token", (claim,), 422 if status == 401 else status))
 
 
 async def caught_up(a: Attacker, case: str) -> None:
