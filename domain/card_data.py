@@ -32,9 +32,9 @@ __all__ = [
 
 MASKED_CODE = "•••"
 _MASKED_PREFIX = "[card ••••"
-# What may join two groups of digits: any non-letter but a currency sign, "•"
-# (our own mask) and a line's end; at most four in a row.
-_JOINER = r"(?:(?![$\u00a2-\u00a5\u20a0-\u20bf•\n])[\W_])"
+# What may join two groups of digits: any non-letter (a line's end too) but a
+# currency sign and "•" (our own mask); at most four in a row.
+_JOINER = r"(?:(?![$\u00a2-\u00a5\u20a0-\u20bf•])[\W_])"
 # A stretch starts at a group's first digit, never at the last four a mask kept.
 _RUN = re.compile(rf"(?<!\d)(?<!\[card ••••)\d+(?:{_JOINER}{{1,4}}\d+)*")
 _GROUP = re.compile(r"\d+")

@@ -33,6 +33,7 @@ WRITTEN_FORMS = [
     "4111\u22121111\u22121111\u22121111",  # minus sign
     "4111 - 1111 - 1111 - 1111",
     "4111:1111:1111:1111",
+    "4111\n1111\r\n1111\n1111",  # one group a line
     "4\u200b111\u200b1111\u200b1111\u200b1111",  # zero-width space
     "4111\u20601111\u20601111\u20601111",  # word joiner
     "\ufeff4111111111111111",  # byte order mark

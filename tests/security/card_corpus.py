@@ -56,6 +56,7 @@ WRITINGS = [
     lambda d: _in_script(d, "٠"),
     lambda d: " - ".join(_groups(d, 3)),
     lambda d: ":".join(_groups(d, 2)),
+    lambda d: "\n".join(_groups(d)),
 ]
 
 LABELS = ["CVV-{}", "CVV code {}", "cvv ({})", "C V V {}", "c\u200bv\u200bv {}", "CVC: {}", "cvc2 is {}", "CID {}",
@@ -78,6 +79,12 @@ class Corpus:
         digits = body + next(d for d in "0123456789" if luhn_valid(body + d))
         self.numbers.append(digits)
         return WRITINGS[len(self.numbers) % len(WRITINGS)](digits)
+
+    def header_number(self) -> str:
+        """A fresh number written a way an HTTP header can carry (no line breaks)."""
+        while "\n" in (written := self.number()):
+            pass
+        return written
 
     def code(self) -> str:
         """A security code in the next phrasing."""

@@ -83,11 +83,11 @@ class Attacker:
         self.position = 0
 
     def headers(self, bearer: str | None = None, post: bool = False) -> dict[str, str]:
-        request_id = self.corpus.number() if len(self.corpus.numbers) % 3 else self.corpus.code()
+        request_id = self.corpus.header_number() if len(self.corpus.numbers) % 3 else self.corpus.code()
         h = {"Authorization": f"Bearer {bearer or token()}", "X-Request-Id": request_id,
-             "X-Access-Reason": self.corpus.free_text()}
+             "X-Access-Reason": self.corpus.free_text().replace("\n", " ")}
         if post:
-            h["Idempotency-Key"] = self.corpus.number()
+            h["Idempotency-Key"] = self.corpus.header_number()
         return h
 
     async def send(self, method: str, path: str, body: Any = None, *, data: bytes | None = None,
