@@ -38,13 +38,17 @@ _JOINER = r"(?:(?![$\u00a2-\u00a5\u20a0-\u20bf•])[\W_])"
 # A stretch starts at a group's first digit, never at the last four a mask kept.
 _RUN = re.compile(rf"(?<!\d)(?<!\[card ••••)\d+(?:{_JOINER}{{1,4}}\d+)*")
 _GROUP = re.compile(r"\d+")
-# A calendar date (1900-2099), with its time and offset if it has them: never a card
-# number (no card range starts 19 or 20), and the end of any stretch next to it, so
-# "2024-05-01T10:30:15.123456+00:00" or a list of dates is not read as digits to join.
-_DATE_TIME = re.compile(
+# What is never a card number, and ends any stretch of digits next to it:
+# - a calendar date (1900-2099), with its time and offset if it has them (no card
+#   range starts 19 or 20), so "2024-05-01T10:30:15.123456+00:00" or a list of dates
+#   is not read as digits to join;
+# - a UUID with at least one hex letter (as every random one has, but for about one in
+#   a million), whose decimal groups would otherwise join ("…-4282-8561-420b…").
+_NEVER_A_CARD = re.compile(
     r"(?<!\d)(?:19|20)\d\d(?P<sep>[-/.])(?:0?[1-9]|1[0-2])(?P=sep)(?:0?[1-9]|[12]\d|3[01])"
     r"(?:[T\s](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?(?:Z|[+\u2212-](?:[01]\d|2[0-3]):?[0-5]\d)?)?"
-    r"(?!\d)",
+    r"(?!\d)"
+    r"|(?<![0-9a-f])(?=[\d-]{0,35}[a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f])",
     re.IGNORECASE,
 )
 
@@ -130,16 +134,16 @@ def _card_spans(run: str) -> list[tuple[int, int]]:
     return [(groups[first].start(), groups[last].end()) for first, last in merged]
 
 
-def _without_dates(text: str) -> str:
-    """The text with each date (and time) blanked out, character for character."""
-    if not _DATE_TIME.search(text):
+def _without_dates_and_ids(text: str) -> str:
+    """The text with each date (and time) and UUID blanked out, character for character."""
+    if not _NEVER_A_CARD.search(text):
         return text
-    return _DATE_TIME.sub(lambda m: "x" * len(m.group()), text)
+    return _NEVER_A_CARD.sub(lambda m: "x" * len(m.group()), text)
 
 
 def _card_number_spans(read: ReadText) -> list[tuple[int, int]]:
     """Spans of the folded text that are card numbers."""
-    runs = _RUN.finditer(_without_dates(read.text))
+    runs = _RUN.finditer(_without_dates_and_ids(read.text))
     return [(run.start() + s, run.start() + e) for run in runs for s, e in _card_spans(run.group())]
 
 

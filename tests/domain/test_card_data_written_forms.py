@@ -7,6 +7,7 @@ read through; ordinary amounts, dates, times and phone numbers are not touched.
 
 import re
 import unicodedata
+import uuid as uuid_module
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -162,3 +163,20 @@ def test_a_time_with_its_offset_is_never_card_data(moment: datetime, offset: tim
     written = moment.replace(tzinfo=offset).isoformat(timespec=precision)
     assert not holds_card_data("due_at", written)
     assert redact_card_numbers(f"call back {written}, {written}") == f"call back {written}, {written}"
+
+
+def test_a_uuid_whose_decimal_groups_pass_luhn_is_an_id() -> None:
+    # Found under load: 50, 4282, 8561 and 420 are 13 digits that pass Luhn.
+    uuid = "ed5e970d-bd50-4282-8561-420b1910db42"
+    assert not holds_card_data("contact_id", uuid)
+    assert redact_card_numbers(f"contact {uuid} ended") == f"contact {uuid} ended"
+
+
+@settings(max_examples=500)
+@given(st.uuids(), st.booleans())
+def test_an_id_is_never_card_data(value: uuid_module.UUID, upper: bool) -> None:
+    written = str(value).upper() if upper else str(value)
+    if not re.search(r"[a-fA-F]", written):
+        return  # all decimal: about one in a million, and read as digits like any other
+    assert not holds_card_data("case_id", written)
+    assert redact_card_numbers(f"case {written}, {written}") == f"case {written}, {written}"
