@@ -6,7 +6,8 @@ digits (`written_digits`: NFKC, format characters dropped), so fullwidth
 digits and zero-width characters change nothing. A card number is then any
 stretch of 13-19 digits, in groups joined by up to four non-letters (spaces,
 dots, slashes, commas, dashes, parentheses...), that passes the Luhn check;
-a currency sign ends a stretch, so amounts next to each other stay amounts.
+a currency sign ends a stretch, so amounts next to each other stay amounts,
+and so do a date (with its time) and a UUID.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from itertools import accumulate
 
 from .errors import CardDataRefused
 from .written_digits import ReadText, read_as_digits
@@ -83,15 +85,15 @@ PHONE_FIELDS = frozenset({"phone", "registered_phone", "daytime_phone"})
 _INTERNATIONAL_PHONE = re.compile(r"\s*\+[\d\s()-]+")
 
 
+_DOUBLED = str.maketrans("0123456789", "0246813579")  # a digit doubled, its two digits summed
+
+
 def luhn_valid(digits: str) -> bool:
     """The Luhn check every card number passes (digits only, any script)."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
+    if not digits.isascii():
+        digits = "".join(str(int(char)) for char in digits)
+    kept, doubled = digits[-1::-2], digits[-2::-2].translate(_DOUBLED)
+    return sum(map(int, kept + doubled)) % 10 == 0
 
 
 def _is_pan_digits(digits: str) -> bool:
@@ -114,16 +116,18 @@ def _card_spans(run: str) -> list[tuple[int, int]]:
     13-19 digits is masked; overlapping stretches are masked as one.
     """
     groups = list(_GROUP.finditer(run))
-    if sum(len(g.group()) for g in groups) < 13:
+    digits = "".join(g.group() for g in groups)
+    if len(digits) < 13:
         return []  # most runs: dates, amounts, parts of phone numbers
+    ends = list(accumulate(len(g.group()) for g in groups))  # where each group ends in `digits`
     hits: list[tuple[int, int]] = []
-    for first in range(len(groups)):
-        digits = ""
+    for first, group in enumerate(groups):
+        start = ends[first] - len(group.group())
         for last in range(first, len(groups)):
-            digits += groups[last].group()
-            if len(digits) > 19:
+            length = ends[last] - start
+            if length > 19:
                 break
-            if _is_pan_digits(digits):
+            if length >= 13 and luhn_valid(digits[start : ends[last]]):
                 hits.append((first, last))
     merged: list[list[int]] = []
     for first, last in sorted(hits):
