@@ -180,3 +180,11 @@ def test_an_id_is_never_card_data(value: uuid_module.UUID, upper: bool) -> None:
         return  # all decimal: about one in a million, and read as digits like any other
     assert not holds_card_data("case_id", written)
     assert redact_card_numbers(f"case {written}, {written}") == f"case {written}, {written}"
+
+
+@settings(max_examples=300)
+@given(st.data(), st.lists(card_numbers(), min_size=1, max_size=3), st.text(max_size=20))
+def test_redacting_twice_changes_nothing_more(data: st.DataObject, pans: list[str], between: str) -> None:
+    text = between.join(data.draw(written_as(pan)) for pan in pans)
+    once = redact_card_numbers(text)
+    assert redact_card_numbers(once) == once and not contains_card_data(once)
