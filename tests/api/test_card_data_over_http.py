@@ -19,6 +19,7 @@ import pytest
 from casedesk.services.http.request_body import FREE_TEXT
 from tests.api.conftest import SECRET, new_case_body
 from tests.api.test_bad_input import routes
+from tests.api.test_breaches import read_after
 
 FORMS = ["4111.1111.1111.1111", "4111/1111/1111/1111", "5555_5555_5555_4444", "4111 (1111) 1111 1111",
          "4111\u200b1111\u20601111\ufeff1111", "３７８２８２２４６３１０００５", "4111\u22121111\u22121111\u22121111"]
@@ -119,9 +120,9 @@ async def test_a_note_written_with_separators_comes_back_redacted(client, auth, 
     text = "read out " + " and ".join(FORMS) + ", CVV-789, C V V 258, セキュリティコード：321"
     r = await client.post(f"/v1/cases/{case['id']}/notes", json={"text": text}, headers=auth())
     assert r.status == 201
-    r = await client.get(f"/v1/cases/{case['id']}/timeline?min_position={(await r.json())['position']}",
-                         headers=auth())
-    [note] = [e["text"] for e in (await r.json())["entries"] if "read out" in e["text"]]
+    timeline = await read_after(client, f"/v1/cases/{case['id']}/timeline?min_position={(await r.json())['position']}",
+                                auth())
+    [note] = [e["text"] for e in timeline["entries"] if "read out" in e["text"]]
     assert note.count("[card ••••") == len(FORMS)
     for code in ("789", "258", "321"):
         assert code not in note
