@@ -3,8 +3,8 @@
 A real `casedesk serve` (with its projection worker) on a schema of its own,
 its log captured. Luhn-valid numbers in twenty ways of writing them, and
 security codes in sixteen phrasings, go through every free-text and
-structured field of every command, the path, Idempotency-Key, X-Request-Id
-and X-Access-Reason, token claims, query strings, and both upload formats of
+structured field of every command, the path, Idempotency-Key, X-Request-Id,
+If-Match and X-Access-Reason, token claims, query strings, and both upload formats of
 the affected-cards list. Then a `pg_dump` of the schema and the server log are
 searched (plain digits however separated, and as hex) and nothing is found.
 """
@@ -91,8 +91,9 @@ class Attacker:
         return h
 
     async def send(self, method: str, path: str, body: Any = None, *, data: bytes | None = None,
-                   content_type: str = "application/json", bearer: str | None = None) -> tuple[int, Any]:
-        headers = self.headers(bearer, post=method == "POST")
+                   content_type: str = "application/json", bearer: str | None = None,
+                   extra: dict[str, str] | None = None) -> tuple[int, Any]:
+        headers = self.headers(bearer, post=method == "POST") | (extra or {})
         if body is not None:
             data = json.dumps(body, ensure_ascii=False).encode()
         if data is not None:
@@ -247,6 +248,9 @@ async def attack_queries_and_claims(a: Attacker, case: str) -> None:
                             f"&version={quote(c.number())}&cursor={quote(c.number())}&limit={quote(c.number())}")
     await a.send("GET", f"{case}/history", bearer=token(role="auditor"))  # with X-Access-Reason, stored
     await a.send("POST", "/v1/queues/fraud_alerts/claim", None)
+    await a.send("POST", f"{case}/notes", {"text": "x"}, extra={"If-Match": f'"{c.header_number()}"'})
+    breach = next(path for path, status in a.statuses if path.startswith("POST /v1/breaches/") and status == 202)
+    await a.send("GET", breach.removeprefix("POST ").removesuffix("/affected-cards"))
     for claim in ("sub", "name", "departments"):
         for code in (False, True):
             status, _ = await a.send("POST", f"{case}/notes", {"text": "hello"}, bearer=token(c, claim, code=code))
