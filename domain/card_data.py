@@ -1,22 +1,31 @@
 """Card-data safety: full card numbers and security codes are never stored.
 
 Free text is redacted before it becomes an event; structured fields that hold
-card data are refused (the caller hears which field). A "card number" is a run
-of 13-19 digits, optionally split by single spaces or dashes, that passes the
-Luhn check, so phone numbers and amounts are left alone.
+card data are refused (the caller hears which field). Text is first read as
+digits (`written_digits`: NFKC, format characters dropped), so fullwidth
+digits and zero-width characters change nothing. A card number is then any
+stretch of 13-19 digits, in groups joined by up to four non-letters (spaces,
+dots, slashes, commas, dashes, parentheses...), that passes the Luhn check;
+a currency sign ends a stretch, so amounts next to each other stay amounts,
+and so do a date (with its time) and a UUID.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
+from itertools import accumulate
 
 from .errors import CardDataRefused
+from .written_digits import ReadText, read_as_digits
 
 __all__ = [
+    "PHONE_FIELDS",
     "CardDataRefused",
     "check_structured_field",
     "contains_card_data",
+    "holds_card_data",
     "looks_like_pan",
     "looks_like_security_code",
     "luhn_valid",
@@ -24,31 +33,67 @@ __all__ = [
 ]
 
 MASKED_CODE = "•••"
-# One separator between digits; the ideographic space and full-width dash are
-# what Japanese input methods produce.
-_SEPARATORS = re.escape(" \u00a0\u3000-\u2010\u2011\u2012\u2013\uff0d")
-_RUN = re.compile(rf"\d(?:[{_SEPARATORS}]?\d)*")
+_MASKED_PREFIX = "[card ••••"
+# What may join two groups of digits: any non-letter (a line's end too) but a
+# currency sign and "•" (our own mask); at most four in a row.
+_JOINER = r"(?:(?![$\u00a2-\u00a5\u20a0-\u20bf•])[\W_])"
+# A stretch starts at a group's first digit, never at the last four a mask kept.
+_RUN = re.compile(rf"(?<!\d)(?<!\[card ••••)\d+(?:{_JOINER}{{1,4}}\d+)*")
 _GROUP = re.compile(r"\d+")
-_SECURITY_CODE = re.compile(
-    r"(?P<label>(?<![a-z])(?:cvv2?|cvc2?|cvn2?|cav2|cid|csc|security[\s_-]*code"
-    r"|card[\s_-]*verification(?:[\s_-]*(?:value|code|number))?)(?![a-z])"
-    r"|セキュリティー?コード|セキュリティー?番号)"
-    r"(?P<gap>[\s:=#：＝、は]*(?:(?:is|was|of|no\.?|number)\s*)?[\s:=#：＝]*)"
-    r"(?P<code>(?<!\d)\d{3,4}(?!\d))",
+# What is never a card number, and ends any stretch of digits next to it:
+# - a calendar date (1900-2099), with its time and offset if it has them (no card
+#   range starts 19 or 20), so "2024-05-01T10:30:15.123456+00:00" or a list of dates
+#   is not read as digits to join;
+# - a UUID with at least one hex letter (as every random one has, but for about one in
+#   a million), whose decimal groups would otherwise join ("…-4282-8561-420b…").
+_NEVER_A_CARD = re.compile(
+    r"(?<!\d)(?:19|20)\d\d(?P<sep>[-/.])(?:0?[1-9]|1[0-2])(?P=sep)(?:0?[1-9]|[12]\d|3[01])"
+    r"(?:[T\s](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?(?:Z|[+\u2212-](?:[01]\d|2[0-3]):?[0-5]\d)?)?"
+    r"(?!\d)"
+    r"|(?<![0-9a-f])(?=[\d-]{0,35}[a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f])",
     re.IGNORECASE,
 )
+
+
+def _spaced(word: str) -> str:
+    """A label also written letter by letter: C V V, C.V.V., c-v-v."""
+    return r"[\s._-]?".join(re.escape(letter) for letter in word)
+
+
+_EN_LABELS = "|".join(_spaced(w) for w in ("cvv2", "cvc2", "cvn2", "cav2", "cvv", "cvc", "cvn", "cvd", "cid", "csc"))
+_LABEL = (
+    rf"(?<![a-z])(?:{_EN_LABELS}"
+    r"|sec(?:urity)?[\s._-]*(?:code|number|no)"
+    r"|card[\s._-]*verification(?:[\s._-]*(?:value|code|number))?"
+    r")(?![a-z])"
+    # Japanese: セキュリティ(ー)(・)コード / 番号 / ナンバー; a halfwidth ﾄﾞ folds to ト and a mark.
+    r"|セキュリティー?[・\s]?(?:コー?(?:ド|ト\u3099)|番号|ナンバー)"
+    r"|カード(?:の)?確認(?:コー?(?:ド|ト\u3099)|番号)"
+)
+# Between the label and the code: punctuation, brackets and a few words ("CVV code is 321").
+_GAP = (
+    r"(?:[\s:=#\-–—−()\[\]{}<>、,。.はがを]"
+    r"|(?<![a-z])(?:is|was|of|no|number|num|code|the|card|value|given|as|reads?)(?![a-z])"
+    r"|番号|です|の)*"
+)
+# A code is 3-4 digits (or written apart: 7 8 9), and not the start of a date or longer number.
+_CODE = r"(?<!\d)(?:\d{3,4}|\d(?:[\s.\-]\d){2,3})(?![\-/.:]?\d)"
+_SECURITY_CODE = re.compile(rf"(?P<label>{_LABEL})(?P<gap>{_GAP})(?P<code>{_CODE})", re.IGNORECASE)
 _CODE_FIELD_TOKENS = {"cvv", "cvv2", "cvc", "cvc2", "csc", "cvn", "cid", "securitycode"}
+# Phone fields: a number in international form (+, at most E.164's 15 digits) is a phone, whatever Luhn says.
+PHONE_FIELDS = frozenset({"phone", "registered_phone", "daytime_phone"})
+_INTERNATIONAL_PHONE = re.compile(r"\s*\+[\d\s()-]+")
+
+
+_DOUBLED = str.maketrans("0123456789", "0246813579")  # a digit doubled, its two digits summed
 
 
 def luhn_valid(digits: str) -> bool:
-    """The Luhn check every card number passes (digits only)."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
+    """The Luhn check every card number passes (digits only, any script)."""
+    if not digits.isascii():
+        digits = "".join(str(int(char)) for char in digits)
+    kept, doubled = digits[-1::-2], digits[-2::-2].translate(_DOUBLED)
+    return sum(map(int, kept + doubled)) % 10 == 0
 
 
 def _is_pan_digits(digits: str) -> bool:
@@ -56,29 +101,33 @@ def _is_pan_digits(digits: str) -> bool:
 
 
 def looks_like_pan(value: str) -> bool:
-    """True when the whole value is a Luhn-valid 13-19 digit number (spaces/dashes allowed)."""
-    value = value.strip()
-    if not _RUN.fullmatch(value):
+    """True when the whole value is one Luhn-valid 13-19 digit number, however separated."""
+    read = read_as_digits(value).text.strip()
+    if not _RUN.fullmatch(read):
         return False
-    return _is_pan_digits("".join(_GROUP.findall(value)))
+    return _is_pan_digits("".join(_GROUP.findall(read)))
 
 
-def _card_spans(run: str) -> list[tuple[int, int, str]]:
-    """Character spans of `run` to mask, each with the last four digits it keeps.
+def _card_spans(run: str) -> list[tuple[int, int]]:
+    """Spans of `run` (offsets in it) that are card numbers.
 
     Any whole-group stretch of the run may be a card number (the digits before
     it can be a phone number typed next to it), so every Luhn-valid stretch of
     13-19 digits is masked; overlapping stretches are masked as one.
     """
     groups = list(_GROUP.finditer(run))
+    digits = "".join(g.group() for g in groups)
+    if len(digits) < 13:
+        return []  # most runs: dates, amounts, parts of phone numbers
+    ends = list(accumulate(len(g.group()) for g in groups))  # where each group ends in `digits`
     hits: list[tuple[int, int]] = []
-    for first in range(len(groups)):
-        digits = ""
+    for first, group in enumerate(groups):
+        start = ends[first] - len(group.group())
         for last in range(first, len(groups)):
-            digits += groups[last].group()
-            if len(digits) > 19:
+            length = ends[last] - start
+            if length > 19:
                 break
-            if _is_pan_digits(digits):
+            if length >= 13 and luhn_valid(digits[start : ends[last]]):
                 hits.append((first, last))
     merged: list[list[int]] = []
     for first, last in sorted(hits):
@@ -86,43 +135,58 @@ def _card_spans(run: str) -> list[tuple[int, int, str]]:
             merged[-1][1] = max(merged[-1][1], last)
         else:
             merged.append([first, last])
-    spans = []
-    for first, last in merged:
-        digits = "".join(g.group() for g in groups[first : last + 1])
-        spans.append((groups[first].start(), groups[last].end(), digits[-4:]))
-    return spans
+    return [(groups[first].start(), groups[last].end()) for first, last in merged]
 
 
-def _mask_run(match: re.Match[str]) -> str:
-    run = match.group()
-    if len(run) < 13:
-        return run  # too short to hold 13 digits: most runs (dates, amounts, phones' parts)
+def _without_dates_and_ids(text: str) -> str:
+    """The text with each date (and time) and UUID blanked out, character for character."""
+    if not _NEVER_A_CARD.search(text):
+        return text
+    return _NEVER_A_CARD.sub(lambda m: "x" * len(m.group()), text)
+
+
+def _card_number_spans(read: ReadText) -> list[tuple[int, int]]:
+    """Spans of the folded text that are card numbers."""
+    runs = _RUN.finditer(_without_dates_and_ids(read.text))
+    return [(run.start() + s, run.start() + e) for run in runs for s, e in _card_spans(run.group())]
+
+
+def _last4(written: str, start: int, end: int) -> str:
+    """The last four digits as they were written (a fullwidth number keeps fullwidth digits)."""
+    kept = [c for c in written[start:end] if read_as_digits(c).text.isdigit()]
+    return "".join(kept[-4:])
+
+
+def _replace(
+    written: str, read: ReadText, spans: list[tuple[int, int]], mask: str | Callable[[int, int], str]
+) -> str:
     out, cursor = [], 0
-    for start, end, last4 in _card_spans(run):
-        out.append(run[cursor:start])
-        out.append(f"[card ••••{last4}]")
-        cursor = end
-    out.append(run[cursor:])
+    for start, end in spans:
+        w_start, w_end = read.span_in_written(start, end)
+        out.append(written[cursor:w_start])
+        out.append(mask if isinstance(mask, str) else mask(w_start, w_end))
+        cursor = w_end
+    out.append(written[cursor:])
     return "".join(out)
-
-
-def _mask_code(match: re.Match[str]) -> str:
-    return f"{match.group('label')}{match.group('gap')}{MASKED_CODE}"
 
 
 def redact_card_numbers(text: str) -> str:
     """Mask card numbers (keeping the last four) and security codes named as such."""
-    text = _RUN.sub(_mask_run, text)
-    return _SECURITY_CODE.sub(_mask_code, text)
+    read = read_as_digits(text)
+    spans = _card_number_spans(read)
+    if spans:
+        text = _replace(text, read, spans, lambda s, e: f"{_MASKED_PREFIX}{_last4(text, s, e)}]")
+        read = read_as_digits(text)
+    codes = [m.span("code") for m in _SECURITY_CODE.finditer(read.text)]
+    return _replace(text, read, codes, MASKED_CODE) if codes else text
 
 
 def contains_card_data(text: str) -> bool:
     """True when redaction would change the text (without building the redacted text)."""
-    for match in _RUN.finditer(text):
-        run = match.group()
-        if len(run) >= 13 and _card_spans(run):
-            return True
-    return _SECURITY_CODE.search(text) is not None
+    read = read_as_digits(text)
+    if _card_number_spans(read):
+        return True
+    return _SECURITY_CODE.search(read.text) is not None
 
 
 @lru_cache(maxsize=512)
@@ -137,12 +201,26 @@ def looks_like_security_code(field_name: str, value: str) -> bool:
     """True for a 3-4 digit value in a field whose name says security code (cvv, cvc...)."""
     if not _CODE_FIELD_TOKENS & _field_tokens(field_name):
         return False
-    return re.fullmatch(r"\s*\d{3,4}\s*", value) is not None
+    return re.fullmatch(r"\s*\d{3,4}\s*", read_as_digits(value).text) is not None
+
+
+def _is_international_phone(value: str) -> bool:
+    read = read_as_digits(value).text
+    return _INTERNATIONAL_PHONE.fullmatch(read) is not None and sum(c.isdigit() for c in read) <= 15
+
+
+def holds_card_data(field: str, value: str) -> bool:
+    """The one test of a structured value: a card number or security code anywhere in it.
+
+    The HTTP layer asks it of every structured string of every request, the
+    breach intake of every column, the domain of the fields it decides on.
+    """
+    if field in PHONE_FIELDS and _is_international_phone(value):
+        return False
+    return contains_card_data(value) or looks_like_security_code(field, value)
 
 
 def check_structured_field(field: str, value: str | None) -> None:
     """Refuse (`CardDataRefused(field)`) a value holding a card number or security code."""
-    if value is None:
-        return
-    if contains_card_data(value) or looks_like_security_code(field, value):
+    if value is not None and holds_card_data(field, value):
         raise CardDataRefused(field)

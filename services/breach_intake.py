@@ -28,7 +28,7 @@ from uuid import UUID
 import msgspec
 
 from casedesk.domain.breaches import BreachRecorded, breach_case_id, open_breach_outreach
-from casedesk.domain.card_data import contains_card_data, looks_like_security_code, redact_card_numbers
+from casedesk.domain.card_data import contains_card_data, holds_card_data, redact_card_numbers
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.values import Actor, Card, Customer, is_last4
 from casedesk.services.event_mapper import CaseEventMapper
@@ -127,7 +127,7 @@ def _field_problem(name: str, value: str) -> str | None:
     if "\x00" in value:  # PostgreSQL text cannot hold it: the read side would stop on it
         return f"{name} contains the NUL character"
     # The domain's own test, so no line the domain would refuse gets past this point.
-    if contains_card_data(value) or looks_like_security_code(name, value):
+    if holds_card_data(name, value):
         return f"{name} holds card data (a card number or security code); it is never stored"
     return None
 

@@ -14,13 +14,20 @@ class AccessDeniedError(PermissionError):
     """The caller's role or departments do not admit this case."""
 
 
+class CaseHiddenError(AccessDeniedError):
+    """The case exists, but not for this caller (not its departments, not assigned to it).
+
+    Answered exactly like an unknown id (404): a 403 would tell that the case exists.
+    """
+
+
 def check_may_read_parts(principal: Principal, departments: list[str] | tuple[str, ...],
                          assignee_id: str | None) -> None:
     """Agents read the cases of their departments and those assigned to them."""
     if principal.role in ("supervisor", "admin", "auditor"):
         return
     if not (set(principal.departments) & set(departments)) and assignee_id != principal.sub:
-        raise AccessDeniedError("the case is not in your departments nor assigned to you")
+        raise CaseHiddenError("the case is not in your departments nor assigned to you")
 
 
 def check_may_read(principal: Principal, case: FraudCase) -> None:

@@ -43,6 +43,20 @@ class PersonalData:
     def digest(self, kind: str, value: str) -> str:
         return hmac.digest(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hex()[:32]
 
+    def idempotency_key(self, key: str) -> str:
+        """How an Idempotency-Key is stored: a keyed digest, never the key a client chose.
+
+        A client may put anything in the header, a card number included, and a
+        plain SHA-256 of a 16-digit number is found by brute force: PCI DSS 3.4
+        asks for a keyed hash. The PII key is kept out of the database, like
+        the token secret; rotating it only forgets the last 24 hours' keys.
+        """
+        return self.digest("idempotency-key", key)
+
+    def request_digest(self, request: bytes) -> bytes:
+        """A keyed digest of what a request carried (its body may hold a card number)."""
+        return hmac.digest(self._key, b"request:" + request, hashlib.sha256)
+
     def phone(self, raw: str, *, keep_number: bool = False) -> PhoneNumber:
         digits = phone_digits(raw)
         return PhoneNumber(

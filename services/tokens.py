@@ -9,6 +9,8 @@ from typing import Literal
 import jwt
 import msgspec
 
+from casedesk.domain.card_data import contains_card_data
+
 Role = Literal["agent", "supervisor", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("agent", "supervisor", "auditor", "admin")
 
@@ -52,6 +54,22 @@ _verified: OrderedDict[tuple[str, str], Principal] = OrderedDict()
 VERIFIED_KEPT = 10_000
 
 
+def _refuse_unusable_claims(principal: Principal) -> None:
+    """Claims that would be written down as they are must be fit to write down.
+
+    `sub`, `name` and `departments` go into events (the actor), the timeline
+    and the log: one holding a card number or a security code would store it,
+    so the token is refused. An empty `sub` names nobody, so nothing it did
+    could be told apart from another nobody's.
+    """
+    if not principal.sub.strip():
+        raise InvalidTokenError("the sub claim is empty")
+    for claim, values in (("sub", [principal.sub]), ("name", [principal.name]),
+                          ("departments", principal.departments)):
+        if any(contains_card_data(value) for value in values):
+            raise InvalidTokenError(f"the {claim} claim holds card data, which is never accepted")
+
+
 def read_token(secret: str, token: str) -> Principal:
     key = (secret, token)
     principal = _verified.get(key)
@@ -63,6 +81,7 @@ def read_token(secret: str, token: str) -> Principal:
             principal = msgspec.convert(claims, Principal)
         except (jwt.PyJWTError, msgspec.ValidationError) as error:
             raise InvalidTokenError(str(error)) from error
+        _refuse_unusable_claims(principal)
         _verified[key] = principal
         if len(_verified) > VERIFIED_KEPT:
             _verified.popitem(last=False)

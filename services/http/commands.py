@@ -8,7 +8,6 @@ and the case's ETag.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +17,10 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from casedesk.domain.card_data import looks_like_pan
+from casedesk.domain.card_data import holds_card_data
 from casedesk.services.case_service import Decision, Idempotency, Opening, Outcome
 from casedesk.services.event_store import IdempotencyRaceError
-from casedesk.services.http.app_keys import CASES, POOL
+from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 
@@ -45,8 +44,8 @@ def path_uuid(request: web.Request, name: str) -> UUID:
 def card_in_path(request: web.Request) -> str:
     """The card id in the path; a full card number there is refused like in a body."""
     card_id = request.match_info["card_id"]
-    if looks_like_pan(card_id):
-        raise validation_problem([FieldError("card_id", "a full card number is never accepted here")])
+    if holds_card_data("card_id", card_id):
+        raise validation_problem([FieldError("card_id", "card numbers and security codes are never accepted here")])
     return card_id
 
 
@@ -86,7 +85,9 @@ async def idempotency_of(request: web.Request) -> Idempotency | web.Response | N
     if not 1 <= len(key) <= 200:
         raise validation_problem([FieldError("Idempotency-Key", "must be 1 to 200 characters")])
     principal = request[PRINCIPAL].sub
-    digest = hashlib.sha256(request.method.encode() + request.path.encode() + await request.read()).digest()
+    personal = request.app[PERSONAL_DATA]
+    key = personal.idempotency_key(key)  # kept only as a keyed digest: the header may hold a card number
+    digest = personal.request_digest(request.method.encode() + request.path.encode() + await request.read())
     row = await request.app[POOL].fetchrow(
         "SELECT request_hash, status, response, created_at > now() - interval '24 hours' AS live"
         " FROM idempotency_keys WHERE principal = $1 AND key = $2",

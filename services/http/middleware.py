@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -9,9 +10,9 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from casedesk.domain.card_data import redact_card_numbers
+from casedesk.domain.card_data import contains_card_data, redact_card_numbers
 from casedesk.domain.errors import CardDataRefused, RuleViolation
-from casedesk.services.case_access import AccessDeniedError
+from casedesk.services.case_access import AccessDeniedError, CaseHiddenError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
 from casedesk.services.database import database_unreachable
 from casedesk.services.event_store import IdempotencyRaceError, StreamConflictError
@@ -36,12 +37,25 @@ def problem_response(problem: Problem) -> web.Response:
     )
 
 
+def unknown_case(case_id: str) -> Problem:
+    """The one answer for a case id that does not exist, or not for the caller."""
+    return Problem(404, "not-found", "No such case", f"case {case_id} does not exist")
+
+
+def _case_in_path(request: web.Request) -> str:
+    raw = request.match_info.get("case_id", "")
+    try:
+        return str(uuid.UUID(raw))  # as an unknown id is named: the same answer, to the letter
+    except ValueError:
+        return raw
+
+
 def service_problem(error: Exception) -> Problem:
     """The answer for each refusal of the application service."""
     if isinstance(error, AccessDeniedError):
         return Problem(403, "forbidden", "Not allowed", str(error))
     if isinstance(error, CaseNotFoundError):
-        return Problem(404, "not-found", "No such case", f"case {error} does not exist")
+        return unknown_case(str(error))
     if isinstance(error, VersionMismatchError):
         return Problem(412, "version-mismatch", "The case has changed", str(error),
                        current_version=error.current)
@@ -57,6 +71,7 @@ DATABASE_UNREACHABLE = Problem(
     headers={"Retry-After": "1"},
 )
 
+REQUEST_ID = re.compile(r"[!-~]{1,200}")
 _HTTP_KINDS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
@@ -64,10 +79,23 @@ _HTTP_KINDS = {
 }
 
 
+def request_id_of(request: web.Request) -> str:
+    """The caller's X-Request-Id, or a new one in place of one unfit for the log.
+
+    The id is logged with every line of the request and echoed back, so one that
+    holds a card number or a security code (or is not short printable ASCII) is
+    replaced, not refused: the caller still gets its answer, under our id.
+    """
+    given = request.headers.get("X-Request-Id", "")
+    if REQUEST_ID.fullmatch(given) and not contains_card_data(given):
+        return given
+    return uuid.uuid4().hex
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id, answer every error as problem+json, log one line per request."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = request_id_of(request)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
@@ -77,6 +105,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = problem_response(problem)
     except CardDataRefused as refused:
         response = problem_response(validation_problem([FieldError(refused.field, refused.detail)]))
+    except CaseHiddenError:
+        response = problem_response(unknown_case(_case_in_path(request)))
     except RuleViolation as violation:
         response = problem_response(
             Problem(409, violation.rule, "Refused by a rule of the case", violation.detail, rule=True)
@@ -110,10 +140,20 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-def _bearer(request: web.Request) -> str | None:
+def _bearer(request: web.Request, path: str) -> str | None:
+    """The bearer token; from `?access_token=` only on the streams (CONTRACT.md).
+
+    A browser's EventSource cannot send headers, so a stream takes the token in
+    its URL; anywhere else a token in a URL would end up in proxies' and
+    browsers' histories, so it is not taken (and the answer says why).
+    """
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header[7:].strip()
+    if "access_token" in request.query and not path.endswith("/stream"):
+        raise Problem(401, "unauthorized", "A bearer token is required",
+                      "?access_token= is taken by the streams only; send Authorization: Bearer",
+                      headers={"WWW-Authenticate": "Bearer"})
     return request.query.get("access_token")
 
 
@@ -121,10 +161,11 @@ def _bearer(request: web.Request) -> str | None:
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """401 without a valid token, 403 when the route does not admit the role."""
     route = request.match_info.route
-    roles = request.app[ALLOWED_ROLES].get((route.method, route.resource.canonical if route.resource else ""))
+    path = route.resource.canonical if route.resource else ""
+    roles = request.app[ALLOWED_ROLES].get((route.method, path))
     if roles is None:
         return await handler(request)
-    token = _bearer(request)
+    token = _bearer(request, path)
     if not token:
         raise Problem(401, "unauthorized", "A bearer token is required",
                       "send 'Authorization: Bearer <token>' (`casedesk token` prints one)",

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from casedesk.domain.card_data import looks_like_pan
+from casedesk.domain.card_data import holds_card_data
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -86,8 +86,13 @@ def _struct_of(t: msgspec.inspect.Type) -> type[msgspec.Struct] | None:
     return None
 
 
-def _card_data_problems(value: Any, path: str) -> list[FieldError]:
-    """A full card number or a security code in a structured field is refused."""
+def _card_data_problems(value: Any, path: str, name: str = "") -> list[FieldError]:
+    """A card number or a security code in a structured field is refused.
+
+    Every request Struct of the API is decoded through `convert`, so this is the
+    one structured check at the edge: every string not named free text, at any
+    depth, however its digits are written (see `holds_card_data`).
+    """
     if isinstance(value, dict):
         found: list[FieldError] = []
         for key, item in value.items():
@@ -95,12 +100,12 @@ def _card_data_problems(value: Any, path: str) -> list[FieldError]:
             if SECURITY_CODE_NAMES.fullmatch(str(key)):
                 found.append(FieldError(child, "security codes are never accepted"))
             elif key not in FREE_TEXT:
-                found += _card_data_problems(item, child)
+                found += _card_data_problems(item, child, str(key))
         return found
     if isinstance(value, list):
-        return [e for n, item in enumerate(value) for e in _card_data_problems(item, f"{path}[{n}]")]
-    if isinstance(value, str) and looks_like_pan(value):
-        return [FieldError(path, "a full card number is never accepted here")]
+        return [e for n, item in enumerate(value) for e in _card_data_problems(item, f"{path}[{n}]", name)]
+    if isinstance(value, str) and holds_card_data(name, value):
+        return [FieldError(path or "body", "card numbers and security codes are never accepted here")]
     return []
 
 

@@ -2,7 +2,8 @@
 
 Allowed means the request passes authentication and authorisation (it may
 still be refused by a rule, 409, or by validation, 422); refused means 401
-for a missing, expired or forged token and 403 for a role or case not allowed.
+for a missing, expired or forged token, 403 for a role not allowed and 404 for
+a case the caller may not see (as for an unknown id: a 403 would tell it exists).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def expected(route: Any, caller: str) -> str:
     if role not in route.roles:
         return "403"
     if caller == "agent_other_dept" and CASE_LEVEL in route.path:
-        return "403"  # not its department's case, never assigned to it
+        return "404"  # not its department's case, never assigned to it: answered as an unknown id
     if role == "agent" and caller != "agent_of_case" and route.path.startswith("/v1/queues/{queue}"):
         return "403"  # fraud_alerts is worked by department fraud only
     return "allowed"
@@ -92,7 +93,8 @@ async def test_every_route_answers_each_caller_as_the_role_table_says(client, au
         path, body = request_for(route, assigned_case)
         h = headers_for(auth, caller, assigned_case["sub"])
         r = await (client.get(path, headers=h) if route.method == "GET" else client.post(path, json=body, headers=h))
-        got = "401" if r.status == 401 else "403" if r.status == 403 else "allowed"
+        hidden = r.status == 404 and (await r.json())["title"] == "No such case"  # the case exists
+        got = "401" if r.status == 401 else "403" if r.status == 403 else "404" if hidden else "allowed"
         if got != expected(route, caller):
             mismatches.append((route.method, route.path, r.status, expected(route, caller)))
     assert mismatches == [], "\n".join(map(str, mismatches))

@@ -350,12 +350,16 @@ async def test_the_same_idempotency_key_with_another_body_is_422_and_changes_not
 
 
 async def test_a_key_older_than_24_hours_is_free_again(client, auth, pool) -> None:
-    agent = auth(sub=f"agent-{uuid.uuid4().hex[:8]}")
+    agent_sub = f"agent-{uuid.uuid4().hex[:8]}"
+    agent = auth(sub=agent_sub)
     c = await given(client, agent, "on_a_call")
     key = f"old-{uuid.uuid4()}"
     keyed = agent | {"Idempotency-Key": key}
     first = await send(client, keyed, f"{c.path}/notes", {"text": "first use of the key"}, 201)
-    await pool.execute("UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE key = $1", key)
+    aged = await pool.execute(  # the key is stored as a keyed digest: find it by its principal, unique here
+        "UPDATE idempotency_keys SET created_at = created_at - interval '25 hours' WHERE principal = $1",
+        agent_sub)
+    assert aged == "UPDATE 1"
 
     again = await send(client, keyed, f"{c.path}/notes", {"text": "the key a day later"}, 201)
     assert again["version"] == first["version"] + 1  # a new command, not a replay and not 409
