@@ -128,6 +128,15 @@ ORDER BY array_position($1::text[], n.queue) NULLS LAST, n.queue
 """
 
 
+async def queue_exists(conn: Any, queue: str) -> bool:
+    """A standing queue, or a department's that has held a case (by escalation or a callback owed)."""
+    if queue in KNOWN_QUEUES or queue in FRAUD_QUEUES:
+        return True
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM queue_items WHERE queue = $1)"
+        " OR EXISTS (SELECT 1 FROM queue_activity WHERE queue = $1)", queue))
+
+
 async def queue_depths(conn: Any) -> list[dict[str, Any]]:
     """Per queue: depth, oldest wait, overdue, claims and resolutions this hour (known queues even when empty)."""
     return [dict(r) for r in await conn.fetch(_DEPTHS, list(KNOWN_QUEUES))]

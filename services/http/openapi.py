@@ -33,10 +33,16 @@ _PATH: dict[str, dict[str, Any]] = {
     "queue": {"type": "string", "pattern": DEPARTMENT_PATTERN},
 }
 _ERRORS = {
-    "400": "Malformed JSON", "401": "Missing or invalid token", "403": "Role or case not allowed",
-    "404": "No such resource", "409": "Refused by a rule of the case (type names the rule)",
-    "412": "If-Match does not match the case version", "413": "Body over 64 KiB",
-    "415": "Body is not JSON", "422": "Validation failed (errors lists each field)",
+    "400": "Malformed JSON (also: a key twice in one object, nesting deeper than 32 levels)",
+    "401": "Missing or invalid token",
+    "403": "Role or case not allowed",
+    "404": "No such resource (a case, an id, a queue, or a history version the case has not reached)",
+    "409": "Refused by a rule of the case (type names the rule)",
+    "412": "If-Match does not match the case version",
+    "413": "Body over 64 KiB",
+    "415": "Body is not JSON, or not UTF-8 (charset)",
+    "422": "Validation failed (errors lists each field); min_position past the last position written"
+           " (type position-not-written)",
     "503": "Not ready, the database is out of reach, or the projection has not reached min_position",
 }
 _HEADERS = {

@@ -45,7 +45,7 @@ async def test_an_agent_claims_only_from_its_departments_queues(client, auth) ->
     r = await client.post("/v1/queues/fraud_alerts/claim", headers=auth(departments=("credit_management",)))
     assert r.status == 403
     r = await client.post(f"/v1/queues/q_{uuid.uuid4().hex[:8]}/claim", headers=auth(role="supervisor"))
-    assert r.status == 204
+    assert r.status == 404  # no such queue (issue 14.5: it was 204, and 403 for an agent)
 
 
 async def test_escalation_puts_the_case_in_the_department_queue(client, auth) -> None:

@@ -1,0 +1,169 @@
+"""Input a hostile or careless client sends is refused with a 4xx problem, never a 500 nor a guess.
+
+Issue 14.4 and issue 15 (robustness): duplicate keys, deep nesting, times
+without an offset, a charset other than UTF-8, a phone that is no phone, a
+queue or history version that does not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.api.conftest import new_case_body
+from tests.clock import ago, from_now
+
+JSON = {"Content-Type": "application/json"}
+
+
+async def _case_with_contact(client: TestClient, auth: Any) -> dict[str, str]:
+    body = new_case_body(contact={"direction": "inbound", "channel": "phone", "department": "fraud"})
+    r = await client.post("/v1/cases", json=body, headers=auth())
+    answer = await r.json()
+    assert r.status == 201, answer
+    return {"id": answer["case_id"], "contact": answer["contact_id"]}
+
+
+async def _version(client: TestClient, auth: Any, case_id: str) -> int:
+    r = await client.get(f"/v1/cases/{case_id}", headers=auth(role="supervisor"))
+    version: int = (await r.json())["version"]
+    return version
+
+
+async def test_a_key_given_twice_is_malformed_json_and_changes_nothing(client: TestClient, auth: Any) -> None:
+    case = await _case_with_contact(client, auth)
+    before = await _version(client, auth, case["id"])
+    raw = b'{"text": "first", "text": "second"}'
+    r = await client.post(f"/v1/cases/{case['id']}/notes", data=raw, headers={**auth(), **JSON})
+    problem = await r.json()
+    assert r.status == 400, problem
+    assert problem["type"].endswith("/malformed-json")
+    assert "text" in problem["detail"]
+    assert await _version(client, auth, case["id"]) == before
+
+
+async def test_a_key_given_twice_inside_a_nested_object_is_refused_too(client: TestClient, auth: Any) -> None:
+    raw = (b'{"customer": {"customer_id": "c-1", "name": "A", "name": "B", "registered_phone": "+81 90 1234 5678"},'
+           b' "cards": [{"card_id": "c", "last4": "4242", "network": "visa", "kind": "primary"}],'
+           b' "reason": "unrecognized_charge", "channel": "phone", "summary": "s"}')
+    r = await client.post("/v1/cases", data=raw, headers={**auth(), **JSON})
+    assert r.status == 400, await r.text()
+
+
+@pytest.mark.parametrize("depth", [33, 1_000, 5_000])
+async def test_json_nested_deeper_than_any_request_is_400_not_500(client: TestClient, auth: Any, depth: int) -> None:
+    for raw in (b"[" * depth + b"]" * depth, b'{"text": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"):
+        r = await client.post("/v1/cases", data=raw, headers={**auth(), **JSON})
+        problem = await r.json()
+        assert r.status == 400, problem
+        assert problem["type"].endswith("/malformed-json")
+
+
+async def test_a_callback_due_at_without_an_offset_is_422_naming_it(client: TestClient, auth: Any) -> None:
+    case = await _case_with_contact(client, auth)
+    naive = from_now(days=2).split("+")[0]
+    body = {"due_at": naive, "phone": "registered", "reason": "follow up", "department": "fraud"}
+    r = await client.post(f"/v1/cases/{case['id']}/callbacks", json=body, headers=auth())
+    problem = await r.json()
+    assert r.status == 422, problem
+    assert problem["errors"][0]["field"] == "due_at"
+
+
+async def test_a_transaction_time_without_an_offset_is_422_naming_it(client: TestClient, auth: Any) -> None:
+    case = await _case_with_contact(client, auth)
+    body = {"contact_id": case["contact"], "transactions": [
+        {"transaction_id": "t1", "merchant": "WEBTEL", "amount": {"amount": "19.95", "currency": "USD"},
+         "occurred_at": ago(days=3).split("+")[0], "answer": "unrecognized"}]}
+    r = await client.post(f"/v1/cases/{case['id']}/transactions/reviewed", json=body, headers=auth())
+    problem = await r.json()
+    assert r.status == 422, problem
+    assert problem["errors"][0]["field"] == "transactions[0].occurred_at"
+
+
+async def test_a_breach_window_without_an_offset_is_422_naming_it(client: TestClient, auth: Any) -> None:
+    body = {"merchant": "ShopNet", "window_start": ago(days=60).split("+")[0], "window_end": ago(days=1),
+            "data_exposed": ["card_number"], "reissue_fee_bearer": "merchant"}
+    r = await client.post("/v1/breaches", json=body, headers=auth(role="supervisor"))
+    problem = await r.json()
+    assert r.status == 422, problem
+    assert problem["errors"][0]["field"] == "window_start"
+
+
+async def test_history_as_of_without_an_offset_is_422_naming_it(client: TestClient, auth: Any) -> None:
+    case = await _case_with_contact(client, auth)
+    r = await client.get(f"/v1/cases/{case['id']}/history", params={"as_of": from_now().split("+")[0]},
+                         headers=auth(role="auditor"))
+    assert r.status == 422, await r.text()
+    assert (await r.json())["errors"][0]["field"] == "as_of"
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "iso-8859-1", "utf-16"])
+async def test_a_body_in_another_charset_than_utf8_is_415(client: TestClient, auth: Any, charset: str) -> None:
+    case = await _case_with_contact(client, auth)
+    r = await client.post(f"/v1/cases/{case['id']}/notes", data='{"text": "caf\u00e9"}'.encode("latin-1"),
+                          headers={**auth(), "Content-Type": f"application/json; charset={charset}"})
+    assert r.status == 415, await r.text()
+    assert r.content_type == "application/problem+json"
+
+
+async def test_a_body_declared_utf8_is_taken(client: TestClient, auth: Any) -> None:
+    case = await _case_with_contact(client, auth)
+    r = await client.post(f"/v1/cases/{case['id']}/notes", data='{"text": "caf\u00e9"}'.encode(),
+                          headers={**auth(), "Content-Type": "application/json; charset=UTF-8"})
+    assert r.status == 201, await r.text()
+
+
+@pytest.mark.parametrize("phone", ["abc", "+", "--", "1"])
+async def test_lookup_by_a_phone_that_is_no_phone_is_422(client: TestClient, auth: Any, phone: str) -> None:
+    r = await client.get("/v1/lookup", params={"phone": phone}, headers=auth())
+    problem = await r.json()
+    assert r.status == 422, problem
+    assert problem["errors"][0]["field"] == "phone"
+
+
+async def test_lookup_by_a_phone_still_answers(client: TestClient, auth: Any) -> None:
+    r = await client.get("/v1/lookup", params={"phone": "+81 90 1234 5678"}, headers=auth())
+    assert r.status == 200, await r.text()
+
+
+async def test_claiming_from_a_queue_that_does_not_exist_is_404(client: TestClient, auth: Any) -> None:
+    queue = f"nonexistent_{uuid.uuid4().hex[:8]}"
+    for headers in (auth(), auth(role="supervisor")):
+        r = await client.post(f"/v1/queues/{queue}/claim", headers=headers)
+        assert r.status == 404, await r.text()
+        r = await client.get(f"/v1/queues/{queue}/items", headers=headers)
+        assert r.status == 404, await r.text()
+
+
+async def test_another_departments_existing_queue_is_still_403(client: TestClient, auth: Any) -> None:
+    r = await client.post("/v1/queues/credit_management/claim", headers=auth())
+    assert r.status == 403, await r.text()
+
+
+async def test_a_department_queue_exists_once_a_case_is_escalated_to_it(client: TestClient, auth: Any) -> None:
+    department = f"legal_{uuid.uuid4().hex[:8]}"
+    case = await _case_with_contact(client, auth)
+    r = await client.post(f"/v1/cases/{case['id']}/escalations", headers=auth(),
+                          json={"to_department": department, "reason": "needs counsel", "priority": 2})
+    position = (await r.json())["position"]
+    r = await client.get(f"/v1/queues/{department}/items", params={"min_position": position},
+                         headers=auth(departments=(department,)))
+    assert r.status == 200, await r.text()
+    assert case["id"] in [i["case_id"] for i in (await r.json())["items"]]
+
+
+async def test_history_of_a_version_the_case_never_reached_is_404(client: TestClient, auth: Any) -> None:
+    case = await _case_with_contact(client, auth)
+    version = await _version(client, auth, case["id"])
+    r = await client.get(f"/v1/cases/{case['id']}/history", params={"version": 999}, headers=auth(role="auditor"))
+    problem = await r.json()
+    assert r.status == 404, problem
+    assert problem["type"].endswith("/version-not-found")
+    assert problem["current_version"] == version
+    r = await client.get(f"/v1/cases/{case['id']}/history", params={"version": version},
+                         headers=auth(role="auditor"))
+    assert r.status == 200
+    assert len((await r.json())["events"]) == version
