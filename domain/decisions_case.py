@@ -12,6 +12,7 @@ from .case import FraudCase
 from .decisions_contacts import contact_started
 from .errors import RuleViolation
 from .guards import Stamps, no_card_data, stamps, still_open
+from .money_rules import check_amount
 from .values import Actor, Card, CaseReason, ContactStart, Customer, Money, OpeningChannel
 
 HIGHEST_PRIORITY, LOWEST_PRIORITY = 1, 5
@@ -35,6 +36,8 @@ def open_case(
     """Open a case for a customer's cards, optionally with the contact it opened in."""
     no_card_data(customer_id=customer.customer_id, customer_name=customer.name_masked)
     _check_cards(cards)
+    if amount_at_risk is not None:
+        check_amount("amount_at_risk", amount_at_risk)
     stamp = Stamps(case_id, 0, actor, at, None if contact is None else contact.contact_id)
     events: list[ev.CaseEvent] = [
         ev.CaseOpened(

@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from casedesk.domain.card_data import redact_card_numbers
-from casedesk.domain.errors import CardDataRefused, RuleViolation
+from casedesk.domain.errors import FieldRefused, RuleViolation
 from casedesk.services.case_access import AccessDeniedError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
 from casedesk.services.database import database_unreachable
@@ -75,7 +75,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except Problem as problem:
         response = problem_response(problem)
-    except CardDataRefused as refused:
+    except FieldRefused as refused:  # card data, an impossible amount: bad input in one field
         response = problem_response(validation_problem([FieldError(refused.field, refused.detail)]))
     except RuleViolation as violation:
         response = problem_response(

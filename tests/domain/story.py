@@ -62,7 +62,7 @@ def jpy(amount: str) -> Money:
 TRANSACTION = ReviewedTransaction(
     transaction_id="tx-1",
     merchant="WEBTEL",
-    amount=jpy("19.95"),
+    amount=jpy("1995"),
     occurred_at=T0 - timedelta(days=2),
     answer="unrecognized",
 )
