@@ -193,6 +193,12 @@ class Escalate(Request, kw_only=True):
     priority: Annotated[int, msgspec.Meta(ge=1, le=5)]
 
 
+class ConcludeEscalation(Request, kw_only=True):
+    """The escalated department's decision, for the agent who takes the case back."""
+
+    decision: Text
+
+
 class ScheduleCallback(Request, kw_only=True):
     due_at: AwareTime
     phone: Annotated[str, msgspec.Meta(pattern=r"^(registered|\+?[0-9][0-9 ()-]{5,24})$")]
@@ -202,6 +208,15 @@ class ScheduleCallback(Request, kw_only=True):
 
 class CloseCallback(Request, kw_only=True):
     note: Text | None = None
+
+
+class RescheduleCallback(Request, kw_only=True):
+    due_at: AwareTime
+    note: Text | None = None
+
+
+class WaiveCallback(Request, kw_only=True):
+    reason: Text
 
 
 class Release(Request, kw_only=True):

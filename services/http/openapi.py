@@ -31,6 +31,7 @@ _QUERY: dict[str, dict[str, Any]] = {
 _PATH: dict[str, dict[str, Any]] = {
     **{name: {"type": "string", "format": "uuid"} for name in ("case_id", "contact_id", "dispute_id", "callback_id")},
     "queue": {"type": "string", "pattern": DEPARTMENT_PATTERN},
+    "department": {"type": "string", "pattern": DEPARTMENT_PATTERN},
 }
 _ERRORS = {
     "400": "Malformed JSON (also: a key twice in one object, nesting deeper than 32 levels)",

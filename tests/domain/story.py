@@ -207,7 +207,7 @@ class Given:
         ]
         self.case: FraudCase | None = replay(self.history)
 
-    def when(self, decision: Callable[..., list[ev.CaseEvent]], **kwargs: Any) -> When:
+    def when(self, decision: Callable[..., list[ev.CaseEvent]], /, **kwargs: Any) -> When:
         kwargs.setdefault("actor", AGENT)
         kwargs.setdefault("at", NOW)
         return When(self.case, decision, kwargs)
