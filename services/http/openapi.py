@@ -61,6 +61,11 @@ def _problem(code: str) -> dict[str, Any]:
     return answer
 
 
+def _reason_required(route: Any) -> bool:
+    """The unmasked personal-data reads: refused (422) without an X-Access-Reason."""
+    return route.method == "GET" and route.path.endswith("/contact-details")
+
+
 def _refusals(route: Any) -> list[str]:
     """The problem statuses a route can answer, from what it takes: no more, no fewer."""
     ids = [name for name in _PARAM.findall(route.path) if name.endswith("_id")]
@@ -73,7 +78,7 @@ def _refusals(route: Any) -> list[str]:
         codes |= {"415", "422"}  # not a list's media type; a CSV header without the columns
     if route.roles is not None:
         codes.add("503")  # the database out of reach (Retry-After), as for min_position
-    if set(route.query) - {"access_token"} or "card_id" in ids:
+    if set(route.query) - {"access_token"} or "card_id" in ids or _reason_required(route):
         codes.add("422")  # a query value out of range; a full card number in the path
     if route.method == "POST" and route.roles is not None:
         codes |= {"409", "422"}  # a rule of the case, or a change that kept racing; a bad Idempotency-Key
@@ -113,6 +118,9 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
     params += [{"name": name, "in": "query", "required": False, "schema": _QUERY[name]} for name in route.query]
     if route.method == "GET" and route.path.endswith("/history"):
         params.append({"name": "X-Access-Reason", "in": "header", "required": False, "schema": {"type": "string"}})
+    if _reason_required(route):
+        params.append({"name": "X-Access-Reason", "in": "header", "required": True,
+                       "schema": {"type": "string", "minLength": 1, "pattern": r"\S"}})
     op: dict[str, Any] = {
         "summary": route.summary,
         "operationId": route.handler.__module__.rsplit(".", 1)[-1] + "_" + route.handler.__name__,
