@@ -7,6 +7,7 @@ queue or history version that does not exist.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -167,3 +168,32 @@ async def test_history_of_a_version_the_case_never_reached_is_404(client: TestCl
                          headers=auth(role="auditor"))
     assert r.status == 200
     assert len((await r.json())["events"]) == version
+
+
+async def _raw(client: TestClient, request: bytes) -> tuple[str, bytes]:
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(request)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), body
+
+
+@pytest.mark.parametrize("name", ["X-Note", "Authorization"])
+async def test_an_oversized_header_is_a_problem_that_does_not_echo_it(client: TestClient, name: str) -> None:
+    secret_looking = "4111 1111 1111 1111 " + "x" * 9_000
+    head, body = await _raw(client, f"GET /v1/queues HTTP/1.1\r\nHost: x\r\n{name}: {secret_looking}\r\n\r\n".encode())
+    assert head.split(" ")[1] == "400"
+    assert "content-type: application/problem+json" in head.lower()
+    assert b"4111" not in body and b"xxxx" not in body
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["type"].endswith("/bad-request")
+
+
+async def test_a_malformed_request_line_is_a_problem_too(client: TestClient) -> None:
+    head, body = await _raw(client, b"GET /v1/queues HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
+    assert head.split(" ")[1] == "400"
+    assert json.loads(body)["status"] == 400
