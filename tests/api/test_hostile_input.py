@@ -197,3 +197,30 @@ async def test_a_malformed_request_line_is_a_problem_too(client: TestClient) -> 
     head, body = await _raw(client, b"GET /v1/queues HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
     assert head.split(" ")[1] == "400"
     assert json.loads(body)["status"] == 400
+
+
+def test_every_time_a_request_body_takes_must_carry_its_offset() -> None:
+    """Any time field, now or later added, is declared tz-aware, so a naive time is 422 naming it, never a 500."""
+    import msgspec
+
+    from casedesk.services.http.routes import ROUTES
+
+    naive: list[str] = []
+
+    def walk(t: msgspec.inspect.Type, where: str, seen: set[type]) -> None:
+        if isinstance(t, msgspec.inspect.DateTimeType) and t.tz is not True:
+            naive.append(where)
+        elif isinstance(t, msgspec.inspect.StructType) and t.cls not in seen:
+            for f in t.fields:
+                walk(f.type, f"{t.cls.__name__}.{f.name}", seen | {t.cls})
+        elif isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType)):
+            walk(t.item_type, where, seen)
+        elif isinstance(t, msgspec.inspect.UnionType):
+            for option in t.types:
+                walk(option, where, seen)
+
+    for route in ROUTES:
+        for kind in (route.body, route.line):
+            if kind is not None:
+                walk(msgspec.inspect.type_info(kind), route.path, set())
+    assert naive == []
