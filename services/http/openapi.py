@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
+from casedesk.services.http.case_requests import DEPARTMENT_PATTERN, PHONE_PATTERN
 from casedesk.services.http.commands import IF_MATCH
 from casedesk.services.http.problems import ProblemBody
 from casedesk.services.http.query_numbers import BIGINT
@@ -22,7 +22,7 @@ _QUERY: dict[str, dict[str, Any]] = {
     "cursor": {"type": "string"},
     "as_of": {"type": "string", "format": "date-time"},
     "version": {"type": "integer", "minimum": 1, "maximum": BIGINT},
-    "phone": {"type": "string"},
+    "phone": {"type": "string", "pattern": PHONE_PATTERN},
     "name": {"type": "string"},
     "last4": {"type": "string", "pattern": "^[0-9]{4}$"},
     "access_token": {"type": "string"},

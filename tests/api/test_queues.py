@@ -75,7 +75,7 @@ async def test_fifty_concurrent_claimers_never_get_the_same_case(client, auth) -
             d.open_case, case_id=uuid.uuid4(), reason="unrecognized_charge", channel="phone", summary=f"c{n}",
             customer=Customer(customer_id=f"c{n}", name_masked="X", name_key="x", phone=phone),
             cards=(Card(card_id="p", last4="1234", network="visa", kind="primary"),),
-            amount_at_risk=Money(amount=str(n), currency="USD"), contact=None))
+            amount_at_risk=Money(amount=str(n + 1), currency="USD"), contact=None))
         await cases.change(boss, opened.case.id, partial(d.escalate, to_department=dept, reason="r", priority=3))
         return str(opened.case.id)
 
