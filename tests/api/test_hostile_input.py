@@ -11,8 +11,10 @@ import json
 import uuid
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import given, settings
 
 from tests.api.conftest import new_case_body
 from tests.clock import ago, from_now
@@ -224,3 +226,32 @@ def test_every_time_a_request_body_takes_must_carry_its_offset() -> None:
             if kind is not None:
                 walk(msgspec.inspect.type_info(kind), route.path, set())
     assert naive == []
+
+
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=3)  # no lone surrogates: not JSON text
+
+
+@given(st.recursive(st.none() | st.integers(-(2**63), 2**63 - 1) | _TEXT,
+                    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(_TEXT, inner, max_size=2),
+                    max_leaves=60),
+       st.integers(min_value=0, max_value=3_000))
+@settings(max_examples=60, deadline=None)
+def test_any_nesting_parses_or_is_a_400_never_a_crash(value: Any, wrapping: int) -> None:
+    from casedesk.services.http.problems import Problem
+    from casedesk.services.http.request_body import MAX_DEPTH, parse_json
+
+    def depth(item: Any) -> int:
+        children = list(item.values()) if isinstance(item, dict) else item if isinstance(item, list) else None
+        return 0 if children is None else 1 + max(map(depth, children), default=0)
+
+    raw = b"[" * wrapping + json.dumps(value).encode() + b"]" * wrapping
+    deep = wrapping + depth(value) > MAX_DEPTH
+    try:
+        parsed = parse_json(raw)
+    except Problem as problem:
+        assert deep and problem.status == 400 and "nested deeper" in problem.body.detail
+    else:
+        assert not deep
+        for _ in range(wrapping):
+            parsed = parsed[0]
+        assert parsed == value

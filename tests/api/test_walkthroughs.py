@@ -259,6 +259,7 @@ async def test_webtel_charge_escalated_to_credit_management_called_back_and_card
     entry(entries, "replacement_card_issued", "expedited for pickup at the branch")
     entry(entries, "card_destroyed", "Ikebukuro counter", "CERT-2024-1224-0042", "S. Ono (branch counter)")
     entry(entries, "callback_completed", "K. Takano")
+    entry(entries, "escalation_concluded", "credit management", "K. Takano", "Stop WEBTEL only")
 
 
 # --- 2. A missed outbound call: the caller is told who called before being asked anything ---
