@@ -71,6 +71,8 @@ class FraudCase(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     daytime_phone: PhoneNumber | None = None
     callbacks: dict[str, CallbackState] = {}
     departments: tuple[str, ...] = (HOME_DEPARTMENT,)
+    # Departments escalated to that have not given their decision yet.
+    open_escalations: tuple[str, ...] = ()
     priority: int | None = None
     assignee: Assignee | None = None
     breach_fee: BreachFee | None = None
@@ -280,7 +282,15 @@ def _escalated(case: FraudCase, e: ev.CaseEscalated) -> FraudCase:
     departments = case.departments
     if e.to_department not in departments:
         departments = (*departments, e.to_department)
-    return replace(case, departments=departments, priority=e.priority)
+    open_escalations = case.open_escalations
+    if e.to_department not in open_escalations:
+        open_escalations = (*open_escalations, e.to_department)
+    return replace(case, departments=departments, priority=e.priority, open_escalations=open_escalations)
+
+
+@_applies(ev.EscalationConcluded)
+def _escalation_concluded(case: FraudCase, e: ev.EscalationConcluded) -> FraudCase:
+    return replace(case, open_escalations=tuple(d for d in case.open_escalations if d != e.department))
 
 
 @_applies(ev.CallbackScheduled)
@@ -299,6 +309,16 @@ def _callback_completed(case: FraudCase, e: ev.CallbackCompleted) -> FraudCase:
 @_applies(ev.CallbackMissed)
 def _callback_missed(case: FraudCase, e: ev.CallbackMissed) -> FraudCase:
     return _with(case, "callbacks", e.callback_id, status="missed")
+
+
+@_applies(ev.CallbackRescheduled)
+def _callback_rescheduled(case: FraudCase, e: ev.CallbackRescheduled) -> FraudCase:
+    return _with(case, "callbacks", e.callback_id, status="scheduled", due_at=e.due_at)
+
+
+@_applies(ev.CallbackWaived)
+def _callback_waived(case: FraudCase, e: ev.CallbackWaived) -> FraudCase:
+    return _with(case, "callbacks", e.callback_id, status="waived")
 
 
 @_applies(ev.CaseAssigned)

@@ -21,6 +21,7 @@ from .decisions_cards import (
 from .decisions_case import (
     add_handoff_note,
     assign,
+    conclude_escalation,
     escalate,
     open_case,
     release,
@@ -40,9 +41,11 @@ from .decisions_contacts import (
     end_contact,
     miss_callback,
     record_contact_details,
+    reschedule_callback,
     schedule_callback,
     start_contact,
     unlock_identity,
+    waive_callback,
 )
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "assign",
     "check_identity",
     "complete_callback",
+    "conclude_escalation",
     "dispute_charge",
     "end_contact",
     "escalate",
@@ -62,6 +66,7 @@ __all__ = [
     "reissue_fee",
     "release",
     "reopen_case",
+    "reschedule_callback",
     "resolve_case",
     "resolve_dispute",
     "review_transactions",
@@ -71,5 +76,6 @@ __all__ = [
     "suspend_card",
     "suspend_online_access",
     "unlock_identity",
+    "waive_callback",
     "waive_liability",
 ]

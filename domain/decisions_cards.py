@@ -10,6 +10,7 @@ from .card_data import redact_card_numbers as redact
 from .case import FraudCase
 from .errors import RuleViolation
 from .guards import known_card, no_card_data, stamps, still_open, verified_contact
+from .money_rules import check_amount
 from .values import Actor, CompromiseSource, Delivery, Fee, FeeBearer, Money, is_last4
 
 
@@ -92,8 +93,7 @@ def reissue_card(
         raise RuleViolation("duplicate-card", f"card {new_card_id} is already on this case")
     if not is_last4(new_last4):
         raise RuleViolation("invalid-last4", "last4 is four digits")
-    if fee.amount.decimal() < 0:
-        raise RuleViolation("invalid-amount", "a fee is never negative")
+    check_amount("fee.amount", fee.amount, positive=False)  # a fee of zero is the usual one
     if (fee.bearer == "merchant") != bool(fee.merchant):
         raise RuleViolation(
             "fee-merchant-mismatch", "a merchant is named exactly when a merchant pays the fee"

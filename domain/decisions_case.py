@@ -12,6 +12,7 @@ from .case import FraudCase
 from .decisions_contacts import contact_started
 from .errors import RuleViolation
 from .guards import Stamps, no_card_data, stamps, still_open
+from .money_rules import check_amount
 from .values import Actor, Card, CaseReason, ContactStart, Customer, Money, OpeningChannel
 
 HIGHEST_PRIORITY, LOWEST_PRIORITY = 1, 5
@@ -35,6 +36,8 @@ def open_case(
     """Open a case for a customer's cards, optionally with the contact it opened in."""
     no_card_data(customer_id=customer.customer_id, customer_name=customer.name_masked)
     _check_cards(cards)
+    if amount_at_risk is not None:
+        check_amount("amount_at_risk", amount_at_risk)
     stamp = Stamps(case_id, 0, actor, at, None if contact is None else contact.contact_id)
     events: list[ev.CaseEvent] = [
         ev.CaseOpened(
@@ -117,6 +120,30 @@ def escalate(
     ]
 
 
+def conclude_escalation(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    department: str,
+    decision: str,
+    actor_departments: Sequence[str],
+) -> list[ev.CaseEvent]:
+    """The escalated department gives its decision: the case leaves its queue, the decision goes to the handoff.
+
+    Only that department decides (its agents, or a supervisor); `actor_departments` are the caller's.
+    """
+    still_open(case)
+    if department not in case.open_escalations:
+        raise RuleViolation("no-open-escalation", f"the case awaits no decision from {department}")
+    if department not in actor_departments and actor.role not in _MAY_RELEASE_ANY:
+        raise RuleViolation("not-the-escalated-department", f"only {department} gives its decision")
+    if not decision.strip():
+        raise RuleViolation("empty-decision", "say what the department decided")
+    stamp = stamps(case, actor, at).next()
+    return [ev.EscalationConcluded(**stamp, department=department, decision=redact(decision))]
+
+
 def assign(
     case: FraudCase,
     *,
@@ -149,12 +176,14 @@ def release(case: FraudCase, *, actor: Actor, at: datetime, note: str = "") -> l
 def resolve_case(
     case: FraudCase, *, actor: Actor, at: datetime, resolution: str, summary: str
 ) -> list[ev.CaseEvent]:
-    """Close the case once nothing is left hanging: no open call, promise or dispute."""
+    """Close the case once nothing is left hanging: no open call, promise (kept or not) or dispute."""
     still_open(case)
     if case.open_contact_id is not None:
         raise RuleViolation("contact-still-open", f"end contact {case.open_contact_id} first")
     if any(c.status == "scheduled" for c in case.callbacks.values()):
         raise RuleViolation("callback-pending", "a promised callback is still scheduled")
+    if any(c.status == "missed" for c in case.callbacks.values()):
+        raise RuleViolation("callback-missed", "a missed callback is still owed: reschedule or waive it")
     if any(d.outcome is None for d in case.disputes.values()):
         raise RuleViolation("dispute-still-open", "a dispute awaits its outcome")
     stamp = stamps(case, actor, at).next()

@@ -9,8 +9,10 @@ from uuid import UUID
 from . import events as ev
 from .card_data import redact_card_numbers as redact
 from .case import FraudCase
+from .dispute_reasons import check_reason_code
 from .errors import RuleViolation
 from .guards import no_card_data, stamps, still_open, verified_contact
+from .money_rules import check_amount
 from .values import Actor, DisputeOutcome, Money, ReviewedTransaction, StopScope
 
 
@@ -31,8 +33,9 @@ def review_transactions(
     verified_contact(case, contact_id)
     if not transactions:
         raise RuleViolation("no-transactions", "name at least one reviewed transaction")
-    for t in transactions:
+    for n, t in enumerate(transactions):
         no_card_data(transaction_id=t.transaction_id, merchant=t.merchant)
+        check_amount(f"transactions[{n}].amount", t.amount)
     ids = [t.transaction_id for t in transactions]
     if len(set(ids)) != len(ids):
         raise RuleViolation("duplicate-transaction", "each transaction is reviewed once a call")
@@ -65,8 +68,8 @@ def dispute_charge(
         )
     if str(dispute_id) in case.disputes:
         raise RuleViolation("duplicate-dispute", f"dispute {dispute_id} already exists")
-    if amount.decimal() <= 0:
-        raise RuleViolation("invalid-amount", "a disputed amount is positive")
+    check_amount("amount", amount)
+    check_reason_code(network, reason_code)
     return [
         ev.ChargeDisputed(
             **stamps(case, actor, at, contact_id).next(),

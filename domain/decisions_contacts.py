@@ -9,7 +9,7 @@ from uuid import UUID
 
 from . import events as ev
 from .card_data import redact_card_numbers as redact
-from .case import FAILURE_WINDOW, FraudCase
+from .case import FAILURE_WINDOW, CallbackState, FraudCase
 from .errors import RuleViolation
 from .guards import (
     Stamp,
@@ -219,12 +219,48 @@ def miss_callback(
     return [ev.CallbackMissed(**stamp, callback_id=callback_id, note=redact(note))]
 
 
-def _scheduled_callback(case: FraudCase, callback_id: UUID) -> None:
+def reschedule_callback(
+    case: FraudCase, *, actor: Actor, at: datetime, callback_id: UUID, due_at: datetime, note: str = ""
+) -> list[ev.CaseEvent]:
+    """Move a promised callback, missed or not yet made, to a new time: it is owed again."""
+    _owed_callback(case, callback_id)
+    if due_at < at:
+        raise RuleViolation("callback-due-in-the-past", "a callback is due now or later")
+    stamp = stamps(case, actor, at).next()
+    return [ev.CallbackRescheduled(**stamp, callback_id=callback_id, due_at=due_at, note=redact(note))]
+
+
+def waive_callback(
+    case: FraudCase, *, actor: Actor, at: datetime, callback_id: UUID, reason: str
+) -> list[ev.CaseEvent]:
+    """Release the issuer from a promised callback, saying why (the customer called in, declined it)."""
+    _owed_callback(case, callback_id)
+    if not reason.strip():
+        raise RuleViolation("waiver-needs-reason", "say why the callback is no longer owed")
+    stamp = stamps(case, actor, at).next()
+    return [ev.CallbackWaived(**stamp, callback_id=callback_id, reason=redact(reason))]
+
+
+def _known_callback(case: FraudCase, callback_id: UUID) -> CallbackState:
     still_open(case)
     callback = case.callbacks.get(str(callback_id))
     if callback is None:
         raise RuleViolation("unknown-callback", f"callback {callback_id} is not on this case")
+    return callback
+
+
+def _scheduled_callback(case: FraudCase, callback_id: UUID) -> None:
+    callback = _known_callback(case, callback_id)
     if callback.status != "scheduled":
+        raise RuleViolation(
+            "callback-already-closed", f"callback {callback_id} is {callback.status}"
+        )
+
+
+def _owed_callback(case: FraudCase, callback_id: UUID) -> None:
+    """Scheduled, or missed: a missed callback is still owed until rescheduled or waived."""
+    callback = _known_callback(case, callback_id)
+    if callback.status not in ("scheduled", "missed"):
         raise RuleViolation(
             "callback-already-closed", f"callback {callback_id} is {callback.status}"
         )

@@ -16,7 +16,19 @@ class RuleViolation(Exception):
         self.detail = detail
 
 
-class CardDataRefused(RuleViolation, ValueError):
+class FieldRefused(RuleViolation, ValueError):
+    """A value in one field of a command is unusable; `.field` names it.
+
+    It is a `ValueError` (bad input, 422 naming `.field`) and a
+    `RuleViolation` (with its rule name) at once.
+    """
+
+    def __init__(self, rule: str, field: str, detail: str) -> None:
+        super().__init__(rule, detail)
+        self.field = field
+
+
+class CardDataRefused(FieldRefused):
     """A structured field holds a full card number or a security code.
 
     It is a `ValueError` (bad input, 422 naming `.field`) and a
@@ -25,5 +37,4 @@ class CardDataRefused(RuleViolation, ValueError):
     """
 
     def __init__(self, field: str) -> None:
-        super().__init__("card-data-refused", f"{field} looks like card data; it is never stored")
-        self.field = field
+        super().__init__("card-data-refused", field, f"{field} looks like card data; it is never stored")

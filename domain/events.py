@@ -215,6 +215,13 @@ class CaseEscalated(CaseEvent, frozen=True, kw_only=True):
     priority: int
 
 
+class EscalationConcluded(CaseEvent, frozen=True, kw_only=True):
+    """The department a case was escalated to gave its decision; the case leaves its queue."""
+
+    department: str
+    decision: str
+
+
 class CallbackScheduled(CaseEvent, frozen=True, kw_only=True):
     """A callback was promised; `phone` None means the registered number."""
 
@@ -238,6 +245,21 @@ class CallbackMissed(CaseEvent, frozen=True, kw_only=True):
 
     callback_id: UUID
     note: str
+
+
+class CallbackRescheduled(CaseEvent, frozen=True, kw_only=True):
+    """A promised callback (missed, or not yet due) was moved to a new time."""
+
+    callback_id: UUID
+    due_at: datetime
+    note: str
+
+
+class CallbackWaived(CaseEvent, frozen=True, kw_only=True):
+    """A promised callback is no longer owed (the customer called in, or declined it); `reason` says why."""
+
+    callback_id: UUID
+    reason: str
 
 
 class CaseAssigned(CaseEvent, frozen=True, kw_only=True):
@@ -289,9 +311,12 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     ContactDetailsRecorded,
     HandoffNoteAdded,
     CaseEscalated,
+    EscalationConcluded,
     CallbackScheduled,
     CallbackCompleted,
     CallbackMissed,
+    CallbackRescheduled,
+    CallbackWaived,
     CaseAssigned,
     CaseReleased,
     CaseResolved,

@@ -41,7 +41,7 @@ DataExposed = Literal[
 ]
 CardKind = Literal["primary", "family"]
 CardStatus = Literal["active", "suspended", "replaced", "destroyed"]
-CallbackStatus = Literal["scheduled", "completed", "missed"]
+CallbackStatus = Literal["scheduled", "completed", "missed", "waived"]
 
 _AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _CURRENCY = re.compile(r"[A-Z]{3}")

@@ -96,11 +96,17 @@ class ContactView(msgspec.Struct, kw_only=True, gc=False):
 
 
 class EscalationView(msgspec.Struct, kw_only=True, gc=False):
+    """An escalation; open until the department gives its `decision`."""
+
     to_department: str
     reason: str
     priority: int
     at: datetime
     by: Person
+    status: str = "open"
+    decision: str | None = None
+    concluded_at: datetime | None = None
+    concluded_by: Person | None = None
 
 
 class IdentityView(msgspec.Struct, kw_only=True, gc=False):
@@ -136,6 +142,8 @@ class Handoff(msgspec.Struct, kw_only=True, gc=False):
     verified: Verified | None = None
     promised: list[HandoffItem] = []
     pending: list[HandoffItem] = []
+    # What escalated-to departments decided, for the agent who takes the case back.
+    decisions: list[HandoffItem] = []
 
 
 class CaseView(msgspec.Struct, kw_only=True, gc=False):

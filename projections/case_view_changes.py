@@ -177,6 +177,14 @@ def _(event: ev.CaseEscalated, file: CaseFile) -> None:
 
 
 @change_view.register
+def _(event: ev.EscalationConcluded, file: CaseFile) -> None:
+    for escalation in file.view.escalations:
+        if escalation.to_department == event.department and escalation.status == "open":
+            escalation.status, escalation.decision = "concluded", event.decision
+            escalation.concluded_at, escalation.concluded_by = event.timestamp, person(event.actor)
+
+
+@change_view.register
 def _(event: ev.CallbackScheduled, file: CaseFile) -> None:
     file.view.callbacks.append(CallbackView(
         callback_id=event.callback_id, due_at=event.due_at,
@@ -192,6 +200,17 @@ def _(event: ev.CallbackCompleted, file: CaseFile) -> None:
 @change_view.register
 def _(event: ev.CallbackMissed, file: CaseFile) -> None:
     _callback(file, event.callback_id).status = "missed"
+
+
+@change_view.register
+def _(event: ev.CallbackRescheduled, file: CaseFile) -> None:
+    callback = _callback(file, event.callback_id)
+    callback.status, callback.due_at = "scheduled", event.due_at
+
+
+@change_view.register
+def _(event: ev.CallbackWaived, file: CaseFile) -> None:
+    _callback(file, event.callback_id).status = "waived"
 
 
 @change_view.register

@@ -1,7 +1,10 @@
 """The handoff summary: derived from the case view, so no free text is needed to continue.
 
 `last_contact` (when, who, channel, outcome, summary), `verified` (the last passed
-check), `promised` (what the customer was told) and `pending` (what is not done).
+check), `promised` (what the customer was told), `pending` (what is not done:
+a missed callback stays here, and in `promised`, until rescheduled or waived;
+an escalation until its department decides) and `decisions` (what escalated-to
+departments decided).
 """
 
 from __future__ import annotations
@@ -18,13 +21,26 @@ def refresh_handoff(view: CaseView) -> None:
             direction=c.direction, outcome=c.outcome, summary=c.summary)
     handoff.promised = _promised(view)
     handoff.pending = _pending(view)
+    handoff.decisions = [
+        HandoffItem(kind="escalation_decision",
+                    text=f"{_department(e.to_department).capitalize()} decided: {e.decision}")
+        for e in view.escalations if e.status == "concluded"
+    ]
+
+
+def _department(department: str) -> str:
+    return department.replace("_", " ")
+
+
+_OWED = ("scheduled", "missed")  # a missed callback is still owed to the customer
 
 
 def _promised(view: CaseView) -> list[HandoffItem]:
     items = [
         HandoffItem(kind="callback", due_at=cb.due_at,
-                    text=f"Callback by {cb.department.replace('_', ' ')} ({cb.reason})")
-        for cb in view.callbacks if cb.status == "scheduled"
+                    text=f"Callback by {_department(cb.department)} ({cb.reason})"
+                         + (" — missed, still owed" if cb.status == "missed" else ""))
+        for cb in view.callbacks if cb.status in _OWED
     ]
     items += [
         HandoffItem(kind="liability_waiver",
@@ -66,7 +82,18 @@ def _pending(view: CaseView) -> list[HandoffItem]:
     ]
     items += [
         HandoffItem(kind="callback_due", due_at=cb.due_at,
-                    text=f"Callback due by {cb.department.replace('_', ' ')}: {cb.reason}")
+                    text=f"Callback due by {_department(cb.department)}: {cb.reason}")
         for cb in view.callbacks if cb.status == "scheduled"
+    ]
+    items += [
+        HandoffItem(kind="callback_missed", due_at=cb.due_at,
+                    text=f"Callback missed by {_department(cb.department)}, reschedule or waive it: {cb.reason}")
+        for cb in view.callbacks if cb.status == "missed"
+    ]
+    items += [
+        HandoffItem(kind="escalation",
+                    text=f"Escalated to {_department(e.to_department)} (priority {e.priority}), awaiting its"
+                         f" decision: {e.reason}")
+        for e in view.escalations if e.status == "open"
     ]
     return items

@@ -117,12 +117,18 @@ TEXT: dict[type, Describe] = {
     ev.CaseEscalated: lambda e, _: (
         f"Escalated to {department_name(e.to_department)} (priority {e.priority}) "
         f"by {who(e.actor)}: {e.reason}"),
+    ev.EscalationConcluded: lambda e, _: (
+        f"Escalation to {department_name(e.department)} concluded by {who(e.actor)}: {e.decision}"),
     ev.CallbackScheduled: lambda e, _: (
         f"Callback promised for {e.due_at.isoformat(timespec='minutes')} to "
         f"{'the registered number' if e.to_registered_number else (e.phone.masked if e.phone else 'another number')}"
         f" by {department_name(e.department)} — {e.reason}"),
     ev.CallbackCompleted: lambda e, _: f"Callback made by {who(e.actor)}" + (f": {e.note}" if e.note else ""),
     ev.CallbackMissed: lambda e, _: f"Callback missed — {who(e.actor)}" + (f": {e.note}" if e.note else ""),
+    ev.CallbackRescheduled: lambda e, _: (
+        f"Callback moved to {e.due_at.isoformat(timespec='minutes')} by {who(e.actor)}"
+        + (f": {e.note}" if e.note else "")),
+    ev.CallbackWaived: lambda e, _: f"Callback no longer owed — {who(e.actor)}: {e.reason}",
     ev.CaseAssigned: lambda e, _: f"Case taken by {e.agent_name}",
     ev.CaseReleased: lambda e, _: f"Case released by {who(e.actor)}" + (f": {e.note}" if e.note else ""),
     ev.CaseResolved: lambda e, _: f"Case resolved by {who(e.actor)} ({e.resolution}): {e.summary}",

@@ -9,7 +9,11 @@ place (enqueued_at), as a person in the queue would expect.
 - `disputes`: a case with an open dispute;
 - `reissue`: a case with a suspended card not yet replaced;
 - `callbacks_due`: a promised callback of department fraud (due_at = when);
-- department D (e.g. `credit_management`): the case was escalated to D, or D owes a callback.
+- department D (e.g. `credit_management`): the case was escalated to D and awaits its
+  decision (EscalationConcluded takes it out), or D owes a callback.
+
+A missed callback keeps its place in the callbacks queue (overdue) until it is
+rescheduled or waived.
 
 Priority: 1 when the case names a flagged merchant, else from the amount at
 risk (2 urgent, 3 pressing, 4 otherwise), or the escalation's if higher.
@@ -89,10 +93,10 @@ def queue_rows(view: CaseView) -> list[QueueRow]:
         if card.state == "suspended":
             add("reissue", card.suspended_at or view.opened_at)
     for escalation in view.escalations:
-        if escalation.to_department != HOME:
+        if escalation.to_department != HOME and escalation.status == "open":
             add(escalation.to_department, escalation.at, min(base, escalation.priority))
     for callback in view.callbacks:
-        if callback.status == "scheduled":
+        if callback.status in ("scheduled", "missed"):
             queue = "callbacks_due" if callback.department == HOME else callback.department
             add(queue, view.opened_at, base, callback.due_at)
     return list(rows.values())
@@ -126,6 +130,15 @@ SELECT n.queue,
 FROM names n LEFT JOIN waiting w USING (queue) LEFT JOIN activity a USING (queue)
 ORDER BY array_position($1::text[], n.queue) NULLS LAST, n.queue
 """
+
+
+async def queue_exists(conn: Any, queue: str) -> bool:
+    """A standing queue, or a department's that has held a case (by escalation or a callback owed)."""
+    if queue in KNOWN_QUEUES or queue in FRAUD_QUEUES:
+        return True
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM queue_items WHERE queue = $1)"
+        " OR EXISTS (SELECT 1 FROM queue_activity WHERE queue = $1)", queue))
 
 
 async def queue_depths(conn: Any) -> list[dict[str, Any]]:

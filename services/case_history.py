@@ -79,6 +79,14 @@ def _entry(audited: AuditedEvent, event: CaseEvent) -> HistoryEvent:
     )
 
 
+class VersionNotWrittenError(LookupError):
+    """History was asked as of a version the case has not reached."""
+
+    def __init__(self, asked: int, current: int) -> None:
+        super().__init__(f"the case is at version {current}; version {asked} was never written")
+        self.current = current
+
+
 async def case_history(
     store: EventStore,
     mapper: CaseEventMapper,
@@ -92,6 +100,9 @@ async def case_history(
     audited = await store.read_stream_audited(case_id, lte=version)
     if not audited or audited[0].stored.topic != CASE_OPENED_TOPIC:
         raise CaseNotFoundError(str(case_id))
+    if version is not None and audited[-1].stored.originator_version < version:
+        # Answering the whole case would pass it off as the asked version.
+        raise VersionNotWrittenError(version, audited[-1].stored.originator_version)
     events: list[CaseEvent] = [mapper.to_domain_event(a.stored) for a in audited]
     if as_of is not None:
         events = list(takewhile(lambda e: e.timestamp <= as_of, events))

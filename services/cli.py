@@ -25,6 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
     from casedesk.services.http.app import create_app
     from casedesk.services.http.slow_clients import Limits, run_guarded
     from casedesk.services.logs import configure_logging
+    from casedesk.services.tokens import key_id
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -37,6 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"casedesk serving on http://{host}:{port}  (dashboard: /dashboard)", file=sys.stderr)
+    print(f"bearer tokens checked with key {key_id(settings.token_secret)}, the token secret from"
+          f" {settings.token_secret_source}", file=sys.stderr)
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)
     limits = Limits(header_timeout=settings.header_timeout, body_idle_timeout=settings.body_idle_timeout,
@@ -64,11 +67,16 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from casedesk.services.tokens import issue_token
+    from casedesk.services.tokens import issue_token, key_id
 
+    settings = load_settings()
     departments = [d for d in args.departments.split(",") if d]
-    print(issue_token(load_settings().token_secret, sub=args.sub, name=args.name or args.sub,
+    print(issue_token(settings.token_secret, sub=args.sub, name=args.name or args.sub,
                       role=args.role, departments=departments, ttl=args.ttl))
+    # On stderr, so `TOKEN=$(casedesk token ...)` still captures the token alone.
+    print(f"signed with key {key_id(settings.token_secret)}, the token secret from {settings.token_secret_source};"
+          " a server accepts it only with the same secret (the same CASEDESK_TOKEN_SECRET, or the same"
+          " CASEDESK_DATA_DIR)", file=sys.stderr)
     return 0
 
 

@@ -21,6 +21,26 @@ def phone_digits(raw: str) -> str:
     return _NOT_DIGIT.sub("", raw)
 
 
+# The country a number written without one is in (national numbers start with its trunk 0).
+HOME_COUNTRY_CODE = "81"
+
+
+def e164(number: str, country_code: str = HOME_COUNTRY_CODE) -> str:
+    """A kept number as it is dialled from anywhere: '+81355551234'.
+
+    Numbers are kept as their digits ('+81 3 5555 1234' as 81355551234,
+    '03 5555 1234' as 0355551234); a leading 00 is the international prefix,
+    a single 0 the home country's trunk prefix, anything else already starts
+    with its country code.
+    """
+    digits = phone_digits(number)
+    if digits.startswith("00"):
+        return "+" + digits[2:]
+    if digits.startswith("0"):
+        return "+" + country_code + digits[1:]
+    return "+" + digits
+
+
 def mask_phone(raw: str) -> str:
     return "•••• " + phone_digits(raw)[-4:]
 

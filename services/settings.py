@@ -35,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     token_secret: str = ""
+    # Where the token secret came from, to say so (never the secret): the variable, or the file's path.
+    token_secret_source: str = "CASEDESK_TOKEN_SECRET"
     pii_key: str = ""
     # The audit seal's key and where its signed heads go: both outside the database,
     # so a database writer can neither recompute the seal nor rewrite the heads.
@@ -109,6 +111,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         host=env.get("CASEDESK_HOST") or "127.0.0.1",
         port=int(env.get("CASEDESK_PORT") or 8080),
         token_secret=env.get("CASEDESK_TOKEN_SECRET") or _secret_in(data_dir, "token_secret"),
+        token_secret_source=("CASEDESK_TOKEN_SECRET" if env.get("CASEDESK_TOKEN_SECRET")
+                             else str(data_dir / "token_secret")),
         pii_key=env.get("CASEDESK_PII_KEY") or _secret_in(data_dir, "pii_key"),
         audit_key=env.get("CASEDESK_AUDIT_KEY") or _secret_in(data_dir, "audit_key"),
         audit_heads=Path(env["CASEDESK_AUDIT_HEADS"]).resolve() if env.get("CASEDESK_AUDIT_HEADS") else None,

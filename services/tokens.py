@@ -1,7 +1,15 @@
-"""Bearer tokens: HS256 JWTs with the agent's id, name, role and departments."""
+"""Bearer tokens: HS256 JWTs with the agent's id, name, role and departments.
+
+Each token's header names the key it was signed with (`kid`, a fingerprint of
+the secret), so a token refused for its signature can say which secret signed
+it and which one the server holds, without either secret being shown. The
+fingerprint tells nothing a signed token does not: both can only be checked
+against a guess of the secret.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from typing import Literal
@@ -29,6 +37,19 @@ class InvalidTokenError(Exception):
     """The token is missing, expired, forged or malformed."""
 
 
+class SignedWithAnotherSecretError(InvalidTokenError):
+    """The signature does not verify: another secret signed it (`signed_with`: its key id, if it says)."""
+
+    def __init__(self, signed_with: str | None) -> None:
+        super().__init__("Signature verification failed")
+        self.signed_with = signed_with
+
+
+def key_id(secret: str) -> str:
+    """A short fingerprint naming a token secret, never revealing it."""
+    return hashlib.sha256(b"casedesk token key:" + secret.encode()).hexdigest()[:12]
+
+
 def issue_token(
     secret: str,
     *,
@@ -45,7 +66,7 @@ def issue_token(
         "departments": list(departments),
         "exp": int(time.time()) + ttl,
     }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": key_id(secret)})
 
 
 # Tokens whose signature was already checked: an agent sends the same token with
@@ -79,6 +100,8 @@ def read_token(secret: str, token: str) -> Principal:
                 token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]}
             )
             principal = msgspec.convert(claims, Principal)
+        except jwt.InvalidSignatureError as error:
+            raise SignedWithAnotherSecretError(_named_key(token)) from error
         except (jwt.PyJWTError, msgspec.ValidationError) as error:
             raise InvalidTokenError(str(error)) from error
         _refuse_unusable_claims(principal)
@@ -89,3 +112,11 @@ def read_token(secret: str, token: str) -> Principal:
         _verified.pop(key, None)
         raise InvalidTokenError("Signature has expired")
     return principal
+
+
+def _named_key(token: str) -> str | None:
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return kid if isinstance(kid, str) and len(kid) <= 64 and kid.isalnum() else None

@@ -34,6 +34,7 @@ from casedesk.services.http.app_keys import (
 from casedesk.services.http.dashboard import close_streams, dashboard_feed
 from casedesk.services.http.metrics import METRICS, Metrics, measure
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
+from casedesk.services.http.protocol_errors import answer_protocol_errors_as_problems
 from casedesk.services.http.routes import add_routes
 from casedesk.services.personal_data import PersonalData
 from casedesk.services.projection_worker import WorkerProcess, projection_worker
@@ -48,6 +49,7 @@ async def _no_more_restarts(worker: WorkerProcess) -> None:
 
 def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application:
     """Build the aiohttp application; `dsn` overrides where the database is (tests)."""
+    answer_protocol_errors_as_problems()
     app = web.Application(middlewares=[measure, request_context, bearer_auth], client_max_size=MAX_BODY)
     app[METRICS] = Metrics()
     app[SETTINGS] = settings

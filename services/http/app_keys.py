@@ -26,3 +26,5 @@ CASES = web.AppKey("cases", "CaseService")
 PERSONAL_DATA = web.AppKey("personal_data", "PersonalData")
 ZONE = web.AppKey("zone", tzinfo)
 RUNNER = web.AppKey("runner", "ProjectionRunner")
+# Set on every projection batch's NOTIFY: readers waiting for a min_position wake on it.
+READ_MODELS_MOVED = web.AppKey("read_models_moved", "ReadModelsMoved")

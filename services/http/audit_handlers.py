@@ -12,12 +12,12 @@ from aiohttp import web
 
 from casedesk.services.access_log import REASON_HEADER, AccessLogPage, access_page, reason_of, record_access
 from casedesk.services.audit_chain import check_stream
-from casedesk.services.case_history import case_history
+from casedesk.services.case_history import VersionNotWrittenError, case_history
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.http.app_keys import CASES, POOL, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
-from casedesk.services.http.problems import FieldError, validation_problem
+from casedesk.services.http.problems import FieldError, Problem, validation_problem
 from casedesk.services.http.query_numbers import BIGINT, whole_number
 
 _encode = msgspec.json.Encoder().encode
@@ -62,7 +62,12 @@ def _point(request: web.Request) -> tuple[int | None, datetime | None]:
 async def get_history(request: web.Request) -> web.Response:
     case_id, (version, as_of) = path_uuid(request, "case_id"), _point(request)
     cases = request.app[CASES]
-    answer = await case_history(cases.store, cases.mapper, case_id, request.app[ZONE], version=version, as_of=as_of)
+    try:
+        answer = await case_history(cases.store, cases.mapper, case_id, request.app[ZONE], version=version,
+                                    as_of=as_of)
+    except VersionNotWrittenError as error:
+        raise Problem(404, "version-not-found", "No such version of the case", str(error),
+                      current_version=error.current) from error
     what = "history" + (f" version={version}" if version else "") + (f" as_of={as_of.isoformat()}" if as_of else "")
     await record_access(request.app[POOL], request[PRINCIPAL], case_id, what,
                         reason_of(request.headers.get(REASON_HEADER)))

@@ -17,6 +17,7 @@ from casedesk.services.breaches import find_breach
 from casedesk.services.http import case_requests as rq
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA
 from casedesk.services.http.commands import card_in_path, path_uuid, run
+from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, validation_problem
 from casedesk.services.http.request_body import decode
 
@@ -185,6 +186,13 @@ async def escalate(request: web.Request) -> web.Response:
     return await run(request, path_uuid(request, "case_id"), decide)
 
 
+async def conclude_escalation(request: web.Request) -> web.Response:
+    body = await decode(request, rq.ConcludeEscalation)
+    decide = partial(d.conclude_escalation, department=request.match_info["department"], decision=body.decision,
+                     actor_departments=tuple(request[PRINCIPAL].departments))
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
 async def schedule_callback(request: web.Request) -> web.Response:
     body = await decode(request, rq.ScheduleCallback)
     callback_id = uuid4()
@@ -204,6 +212,19 @@ async def complete_callback(request: web.Request) -> web.Response:
 async def miss_callback(request: web.Request) -> web.Response:
     body = await decode(request, rq.CloseCallback)
     decide = partial(d.miss_callback, callback_id=path_uuid(request, "callback_id"), note=body.note or "")
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def reschedule_callback(request: web.Request) -> web.Response:
+    body = await decode(request, rq.RescheduleCallback)
+    decide = partial(d.reschedule_callback, callback_id=path_uuid(request, "callback_id"), due_at=body.due_at,
+                     note=body.note or "")
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def waive_callback(request: web.Request) -> web.Response:
+    body = await decode(request, rq.WaiveCallback)
+    decide = partial(d.waive_callback, callback_id=path_uuid(request, "callback_id"), reason=body.reason)
     return await run(request, path_uuid(request, "case_id"), decide)
 
 

@@ -11,7 +11,9 @@ from casedesk.services.case_reading import CaseRead, read_case
 from casedesk.services.http.app_keys import CASES, POOL, READ_POOL, READ_STORE, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
+from casedesk.services.http.problems import FieldError, validation_problem
 from casedesk.services.http.read_your_writes import wait_for_min_position
+from casedesk.services.personal_data import e164
 
 
 async def _read(request: web.Request, *, timeline: bool) -> CaseRead:
@@ -49,10 +51,12 @@ async def get_contact_details(request: web.Request) -> web.Response:
     case_id = path_uuid(request, "case_id")
     case = await request.app[CASES].load(case_id)
     check_may_change(request[PRINCIPAL], case)  # those who work the case, not auditors
+    if not (request.headers.get(REASON_HEADER) or "").strip():  # PCI DSS 10.2: every such read says why
+        raise validation_problem([FieldError(REASON_HEADER, "say why you need the unmasked phone; it is logged")])
     phone = case.daytime_phone
     await record_access(request.app[POOL], request[PRINCIPAL], case_id, "contact details (daytime phone)",
                         reason_of(request.headers.get(REASON_HEADER)))
     body = {"case_id": str(case_id), "version": case.version,
-            "daytime_phone": phone.number if phone is not None else None}
+            "daytime_phone": e164(phone.number) if phone is not None and phone.number else None}
     return web.Response(body=_encode(body), content_type="application/json",
                         headers={"ETag": f'"{case.version}"', "Cache-Control": "no-store"})

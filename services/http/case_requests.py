@@ -34,10 +34,14 @@ Plain = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=NO_NUL)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=NO_NUL)]
-Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9][0-9 ()-]{5,24}$")]
+PHONE_PATTERN = r"^\+?[0-9][0-9 ()-]{5,24}$"
+Phone = Annotated[str, msgspec.Meta(pattern=PHONE_PATTERN)]
 Last4 = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}$")]
 DEPARTMENT_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"  # also every queue's name (a department's queue)
 Department = Annotated[str, msgspec.Meta(pattern=DEPARTMENT_PATTERN)]
+# Every time a client sends carries its offset (CONTRACT.md: RFC 3339 with offset): a naive time
+# names no instant, and compared with an aware one it could only fail.
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -101,7 +105,7 @@ class TransactionIn(Request, kw_only=True):
     transaction_id: Short
     merchant: Short
     amount: Money
-    occurred_at: datetime
+    occurred_at: AwareTime
     answer: TransactionAnswer
 
 
@@ -189,8 +193,14 @@ class Escalate(Request, kw_only=True):
     priority: Annotated[int, msgspec.Meta(ge=1, le=5)]
 
 
+class ConcludeEscalation(Request, kw_only=True):
+    """The escalated department's decision, for the agent who takes the case back."""
+
+    decision: Text
+
+
 class ScheduleCallback(Request, kw_only=True):
-    due_at: datetime
+    due_at: AwareTime
     phone: Annotated[str, msgspec.Meta(pattern=r"^(registered|\+?[0-9][0-9 ()-]{5,24})$")]
     reason: Text
     department: Department
@@ -198,6 +208,15 @@ class ScheduleCallback(Request, kw_only=True):
 
 class CloseCallback(Request, kw_only=True):
     note: Text | None = None
+
+
+class RescheduleCallback(Request, kw_only=True):
+    due_at: AwareTime
+    note: Text | None = None
+
+
+class WaiveCallback(Request, kw_only=True):
+    reason: Text
 
 
 class Release(Request, kw_only=True):

@@ -32,7 +32,8 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from casedesk.projections.work_queues import queue_depths
 from casedesk.services.database import keeps_session_state
-from casedesk.services.http.app_keys import DIRECT_POOL, READ_POOL
+from casedesk.services.http.app_keys import DIRECT_POOL, READ_MODELS_MOVED, READ_POOL
+from casedesk.services.http.read_your_writes import ReadModelsMoved
 from casedesk.services.http.static_page import static_page
 
 log = structlog.get_logger("casedesk.dashboard")
@@ -156,7 +157,9 @@ async def dashboard_feed(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: LISTEN for read-model changes and fan them out to streams."""
     broadcaster = Broadcaster()
     app[BROADCASTER] = broadcaster
-    task = asyncio.create_task(_feed(app[DIRECT_POOL], app[READ_POOL], broadcaster), name="dashboard-feed")
+    moves = ReadModelsMoved()
+    app[READ_MODELS_MOVED] = moves
+    task = asyncio.create_task(_feed(app[DIRECT_POOL], app[READ_POOL], broadcaster, moves), name="dashboard-feed")
     yield
     broadcaster.close()
     task.cancel()
@@ -169,10 +172,13 @@ async def close_streams(app: web.Application) -> None:
     app[BROADCASTER].close()
 
 
-async def _feed(listen_pool: asyncpg.Pool, pool: asyncpg.Pool, broadcaster: Broadcaster) -> None:
-    """LISTEN on the primary (a standby cannot LISTEN); snapshots from `pool` (maybe the standby)."""
+async def _feed(listen_pool: asyncpg.Pool, pool: asyncpg.Pool, broadcaster: Broadcaster,
+                moves: ReadModelsMoved) -> None:
+    """LISTEN on the primary (a standby cannot LISTEN); snapshots from `pool` (maybe the standby).
+
+    The same notifications wake readers waiting for a min_position (`moves`)."""
     moved = asyncio.Event()
-    listener = asyncio.create_task(_listen(listen_pool, moved), name="dashboard-listen")
+    listener = asyncio.create_task(_listen(listen_pool, moved, moves), name="dashboard-listen")
     try:
         while True:
             with contextlib.suppress(TimeoutError):
@@ -194,13 +200,13 @@ async def _publish(pool: asyncpg.Pool, broadcaster: Broadcaster) -> None:
         log.warning("dashboard_snapshot_failed", error=repr(error))
 
 
-async def _listen(pool: asyncpg.Pool, moved: asyncio.Event) -> None:
+async def _listen(pool: asyncpg.Pool, moved: asyncio.Event, moves: ReadModelsMoved) -> None:
     """Hold one LISTEN connection; when it dies, take another after a growing pause."""
     first, longest = RECONNECT_SECONDS
     pause = first
     while True:
         try:
-            await _listen_until_lost(pool, moved)
+            await _listen_until_lost(pool, moved, moves)
             pause = first  # it had been listening: this loss starts the pauses over
         except Exception as error:  # cannot connect (database restarting): never let the feed die
             log.warning("dashboard_listen_failed", error=repr(error), retry_in=pause)
@@ -208,9 +214,10 @@ async def _listen(pool: asyncpg.Pool, moved: asyncio.Event) -> None:
         pause = min(pause * 2, longest)
 
 
-async def _listen_until_lost(pool: asyncpg.Pool, moved: asyncio.Event) -> None:
+async def _listen_until_lost(pool: asyncpg.Pool, moved: asyncio.Event, moves: ReadModelsMoved) -> None:
     def notified(*_: object) -> None:
         moved.set()
+        moves.moved()
 
     lost = asyncio.Event()
     conn = await pool.acquire()
@@ -219,6 +226,7 @@ async def _listen_until_lost(pool: asyncpg.Pool, moved: asyncio.Event) -> None:
         keeps_session_state(conn)
         await conn.add_listener(CHANNEL, notified)
         moved.set()  # whatever moved while nobody listened shows at once
+        moves.moved()
         await lost.wait()
         log.warning("dashboard_listener_lost")
     finally:

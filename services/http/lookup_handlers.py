@@ -9,11 +9,13 @@ from aiohttp import web
 
 from casedesk.projections.customer_lookup import find_customers, recent_outbound
 from casedesk.services.http.app_keys import PERSONAL_DATA, READ_POOL
+from casedesk.services.http.case_requests import PHONE_PATTERN
 from casedesk.services.http.problems import FieldError, validation_problem
 from casedesk.services.http.read_your_writes import wait_for_min_position
 
 _encode = msgspec.json.Encoder().encode
 _LAST4 = re.compile(r"[0-9]{4}")
+_PHONE = re.compile(PHONE_PATTERN)
 
 
 async def lookup(request: web.Request) -> web.Response:
@@ -21,6 +23,9 @@ async def lookup(request: web.Request) -> web.Response:
     name, phone, last4 = q.get("name") or None, q.get("phone") or None, q.get("last4")
     if last4 is not None and not _LAST4.fullmatch(last4):  # given, even empty, it is four digits
         raise validation_problem([FieldError("last4", "must be four digits")])
+    # An unescaped '+' arrives as a space; a phone without digits matches nobody and was answered 200 as if searched.
+    if phone is not None and not _PHONE.fullmatch(phone.strip()):
+        raise validation_problem([FieldError("phone", "must be a phone number, e.g. +81 90 1234 5678")])
     if not (phone or (name and last4)):
         raise validation_problem([FieldError("query", "give phone, name + phone, or name + last4")])
     await wait_for_min_position(request, "case_files")

@@ -11,14 +11,14 @@ import structlog
 from aiohttp import web
 
 from casedesk.domain.card_data import contains_card_data, redact_card_numbers
-from casedesk.domain.errors import CardDataRefused, RuleViolation
+from casedesk.domain.errors import FieldRefused, RuleViolation
 from casedesk.services.case_access import AccessDeniedError, CaseHiddenError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
 from casedesk.services.database import database_unreachable
 from casedesk.services.event_store import IdempotencyRaceError, StreamConflictError
 from casedesk.services.http.app_keys import SETTINGS
 from casedesk.services.http.problems import CONTENT_TYPE, FieldError, Problem, as_json, validation_problem
-from casedesk.services.tokens import InvalidTokenError, Principal, read_token
+from casedesk.services.tokens import InvalidTokenError, Principal, SignedWithAnotherSecretError, key_id, read_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("casedesk.http")
@@ -103,7 +103,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except Problem as problem:
         response = problem_response(problem)
-    except CardDataRefused as refused:
+    except FieldRefused as refused:  # card data, an impossible amount: bad input in one field
         response = problem_response(validation_problem([FieldError(refused.field, refused.detail)]))
     except CaseHiddenError:
         response = problem_response(unknown_case(_case_in_path(request)))
@@ -157,6 +157,18 @@ def _bearer(request: web.Request, path: str) -> str | None:
     return request.query.get("access_token")
 
 
+def _another_secret(secret: str, source: str, error: InvalidTokenError) -> str | None:
+    """Which secret the server checks with, and which signed the token (key ids; never a secret, nor a path)."""
+    if not isinstance(error, SignedWithAnotherSecretError):
+        return None
+    where = ("CASEDESK_TOKEN_SECRET" if source == "CASEDESK_TOKEN_SECRET"
+             else "the token_secret file of its data directory (CASEDESK_DATA_DIR)")
+    signed = f"key {error.signed_with}" if error.signed_with else "a key it does not name"
+    return (f"Signature verification failed: this server checks tokens with key {key_id(secret)} (from {where});"
+            f" this token was signed with {signed}. Issue it with the server's secret: the same"
+            " CASEDESK_TOKEN_SECRET, or `casedesk token` with the same CASEDESK_DATA_DIR.")
+
+
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """401 without a valid token, 403 when the route does not admit the role."""
@@ -170,10 +182,12 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         raise Problem(401, "unauthorized", "A bearer token is required",
                       "send 'Authorization: Bearer <token>' (`casedesk token` prints one)",
                       headers={"WWW-Authenticate": "Bearer"})
+    settings = request.app[SETTINGS]
     try:
-        principal = read_token(request.app[SETTINGS].token_secret, token)
+        principal = read_token(settings.token_secret, token)
     except InvalidTokenError as error:
-        raise Problem(401, "unauthorized", "The bearer token is not valid", str(error),
+        detail = _another_secret(settings.token_secret, settings.token_secret_source, error) or str(error)
+        raise Problem(401, "unauthorized", "The bearer token is not valid", detail,
                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from error
     if principal.role not in roles:
         raise Problem(403, "forbidden", "Your role may not do this",

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
+from casedesk.services.http.case_requests import DEPARTMENT_PATTERN, PHONE_PATTERN
 from casedesk.services.http.commands import IF_MATCH
 from casedesk.services.http.operation_texts import DESCRIPTIONS, TAGS, operation_id, tag_of
 from casedesk.services.http.problems import ProblemBody
@@ -23,7 +23,7 @@ _QUERY: dict[str, dict[str, Any]] = {
     "cursor": {"type": "string"},
     "as_of": {"type": "string", "format": "date-time"},
     "version": {"type": "integer", "minimum": 1, "maximum": BIGINT},
-    "phone": {"type": "string"},
+    "phone": {"type": "string", "pattern": PHONE_PATTERN},
     "name": {"type": "string"},
     "last4": {"type": "string", "pattern": "^[0-9]{4}$"},
     "access_token": {"type": "string"},
@@ -32,12 +32,19 @@ _QUERY: dict[str, dict[str, Any]] = {
 _PATH: dict[str, dict[str, Any]] = {
     **{name: {"type": "string", "format": "uuid"} for name in ("case_id", "contact_id", "dispute_id", "callback_id")},
     "queue": {"type": "string", "pattern": DEPARTMENT_PATTERN},
+    "department": {"type": "string", "pattern": DEPARTMENT_PATTERN},
 }
 _ERRORS = {
-    "400": "Malformed JSON", "401": "Missing or invalid token", "403": "Role or case not allowed",
-    "404": "No such resource", "409": "Refused by a rule of the case (type names the rule)",
-    "412": "If-Match does not match the case version", "413": "Body over 64 KiB",
-    "415": "Body is not JSON", "422": "Validation failed (errors lists each field)",
+    "400": "Malformed JSON (also: a key twice in one object, nesting deeper than 32 levels)",
+    "401": "Missing or invalid token",
+    "403": "Role or case not allowed",
+    "404": "No such resource (a case, an id, a queue, or a history version the case has not reached)",
+    "409": "Refused by a rule of the case (type names the rule)",
+    "412": "If-Match does not match the case version",
+    "413": "Body over 64 KiB",
+    "415": "Body is not JSON, or not UTF-8 (charset)",
+    "422": "Validation failed (errors lists each field); min_position past the last position written"
+           " (type position-not-written)",
     "503": "Not ready, the database is out of reach, or the projection has not reached min_position",
 }
 _HEADERS = {
@@ -55,6 +62,11 @@ def _problem(code: str) -> dict[str, Any]:
     return answer
 
 
+def _reason_required(route: Any) -> bool:
+    """The unmasked personal-data reads: refused (422) without an X-Access-Reason."""
+    return route.method == "GET" and route.path.endswith("/contact-details")
+
+
 def _refusals(route: Any) -> list[str]:
     """The problem statuses a route can answer, from what it takes: no more, no fewer."""
     ids = [name for name in _PARAM.findall(route.path) if name.endswith("_id")]
@@ -67,7 +79,7 @@ def _refusals(route: Any) -> list[str]:
         codes |= {"415", "422"}  # not a list's media type; a CSV header without the columns
     if route.roles is not None:
         codes.add("503")  # the database out of reach (Retry-After), as for min_position
-    if set(route.query) - {"access_token"} or "card_id" in ids:
+    if set(route.query) - {"access_token"} or "card_id" in ids or _reason_required(route):
         codes.add("422")  # a query value out of range; a full card number in the path
     if route.method == "POST" and route.roles is not None:
         codes |= {"409", "422"}  # a rule of the case, or a change that kept racing; a bad Idempotency-Key
@@ -127,6 +139,9 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
     params += [{"name": name, "in": "query", "required": False, "schema": _QUERY[name]} for name in route.query]
     if route.method == "GET" and route.path.endswith("/history"):
         params.append({"name": "X-Access-Reason", "in": "header", "required": False, "schema": {"type": "string"}})
+    if _reason_required(route):
+        params.append({"name": "X-Access-Reason", "in": "header", "required": True,
+                       "schema": {"type": "string", "minLength": 1, "pattern": r"\S"}})
     op: dict[str, Any] = {
         "summary": route.summary,
         "description": DESCRIPTIONS.get((route.method, route.path), route.summary),

@@ -11,7 +11,7 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
-from casedesk.projections.work_queues import department_of, queue_depths, queue_page
+from casedesk.projections.work_queues import department_of, queue_depths, queue_exists, queue_page
 from casedesk.services.case_reading import CaseRead, file_with, read_case
 from casedesk.services.http.app_keys import CASES, POOL, READ_POOL, ZONE
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
@@ -31,9 +31,12 @@ def _works(principal: Principal, queue: str) -> bool:
     return principal.role in ("supervisor", "admin", "auditor") or department_of(queue) in principal.departments
 
 
-def _queue(request: web.Request) -> str:
+async def _queue(request: web.Request) -> str:
     queue = request.match_info["queue"]
-    if not _QUEUE_NAME.fullmatch(queue):  # never a queue, and no text to hand PostgreSQL (a NUL is a 500)
+    # Not a queue name: no text to hand PostgreSQL (a NUL is a 500). A department's own queue
+    # exists for its agents before its first case; any other, once it has held one.
+    if not _QUEUE_NAME.fullmatch(queue) or (
+            queue not in request[PRINCIPAL].departments and not await queue_exists(request.app[READ_POOL], queue)):
         raise not_found(f"queue {queue!r}")
     if not _works(request[PRINCIPAL], queue):
         raise Problem(403, "forbidden", "Not your queue", f"{queue} is worked by {department_of(queue)}")
@@ -72,8 +75,9 @@ async def list_queues(request: web.Request) -> web.Response:
 
 
 async def list_items(request: web.Request) -> web.Response:
-    queue, limit, after = _queue(request), _limit(request), _cursor_in(request)
-    await wait_for_min_position(request, "case_files")
+    limit, after = _limit(request), _cursor_in(request)
+    await wait_for_min_position(request, "case_files")  # first: a department's first case may be what it waits for
+    queue = await _queue(request)
     rows = await queue_page(request.app[READ_POOL], queue, limit + 1, after)
     items = [
         {"case_id": r["case_id"], "priority": r["priority"], "reason": r["reason"], "due_at": r["due_at"],
@@ -86,7 +90,7 @@ async def list_items(request: web.Request) -> web.Response:
 
 
 async def claim(request: web.Request) -> web.StreamResponse:
-    queue, cases = _queue(request), request.app[CASES]
+    queue, cases = await _queue(request), request.app[CASES]
     first = await idempotency_of(request)
     if isinstance(first, web.Response):  # this key claimed before: that case again, as it stands now
         claimed = msgspec.json.decode(first.body)

@@ -1,12 +1,14 @@
 """Turning a request body into a request Struct, or a clear 4xx.
 
-400 for malformed JSON, 415 for a body that is not JSON, 422 with one entry
+400 for malformed JSON (duplicate keys and nesting deeper than MAX_DEPTH
+included), 415 for a body that is not JSON or not UTF-8, 422 with one entry
 per field for unknown, missing, mistyped or card-data-bearing fields, and for
 any text holding a NUL character.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 from typing import Any, TypeVar
@@ -26,6 +28,59 @@ FREE_TEXT = frozenset(
 )
 SECURITY_CODE_NAMES = re.compile(r"(cvv|cvc|cvv2|cid|security_?code)", re.IGNORECASE)
 _PATH = re.compile(r"`\$((?:\.[A-Za-z_0-9]+|\[\d+\])*)`")
+# No request is nested half this deep; the checks below walk bodies recursively.
+MAX_DEPTH = 32
+_UTF8 = frozenset({"utf-8", "utf8"})
+
+
+def _malformed(detail: str) -> Problem:
+    return Problem(400, "malformed-json", "Malformed JSON", detail)
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest (iterative: a deep body must not exhaust the stack)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        todo.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a JSON document, refusing what a lenient parser would guess at.
+
+    A duplicate key would silently lose one of its values (the last wins), so
+    it is malformed here; so is nesting past MAX_DEPTH.
+    """
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as error:
+        raise _malformed(str(error)) from error
+    except RecursionError:
+        raise _malformed(f"nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(value) > MAX_DEPTH:
+        raise _malformed(f"nested deeper than {MAX_DEPTH} levels")
+    try:
+        # The stdlib parser is the one that shows each key as written; the body is small and shallow now.
+        json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
+    except ValueError as error:
+        raise _malformed(str(error)) from error
+    return value
 
 
 async def read_json(request: web.Request) -> Any:
@@ -34,11 +89,10 @@ async def read_json(request: web.Request) -> Any:
     if request.content_type != "application/json":
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
                       f"send application/json, not {request.content_type}")
-    raw = await request.read()
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError as error:
-        raise Problem(400, "malformed-json", "Malformed JSON", str(error)) from error
+    if request.charset is not None and request.charset.lower() not in _UTF8:
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      f"JSON is read as UTF-8; charset={request.charset} is not accepted")
+    return parse_json(await request.read())
 
 
 def _field_problems(value: Any, kind: type[msgspec.Struct], prefix: str) -> list[FieldError]:

@@ -116,12 +116,22 @@ ROUTES: list[Route] = [
           status=201),
     Route("POST", f"{CASE}/escalations", cmd.escalate, AGENTS, "Escalate to a department",
           rq.Escalate),
+    Route("POST", f"{CASE}/escalations/{{department}}/conclude", cmd.conclude_escalation, AGENTS,
+          "The escalated department's decision (its agents or a supervisor): the case leaves that department's"
+          " queue and the decision shows in handoff.decisions; 409 no-open-escalation,"
+          " not-the-escalated-department", rq.ConcludeEscalation),
     Route("POST", f"{CASE}/callbacks", cmd.schedule_callback, AGENTS, "Promise a callback",
           rq.ScheduleCallback, status=201),
     Route("POST", f"{CASE}/callbacks/{{callback_id}}/complete", cmd.complete_callback, AGENTS,
           "Record a callback made", rq.CloseCallback),
     Route("POST", f"{CASE}/callbacks/{{callback_id}}/missed", cmd.miss_callback, AGENTS,
           "Record a callback missed", rq.CloseCallback),
+    Route("POST", f"{CASE}/callbacks/{{callback_id}}/reschedule", cmd.reschedule_callback, AGENTS,
+          "Move a missed (or not yet due) callback to a new time; it is owed again", rq.RescheduleCallback),
+    Route("POST", f"{CASE}/callbacks/{{callback_id}}/waive", cmd.waive_callback, AGENTS,
+          "Release the issuer from a missed (or scheduled) callback, saying why; until rescheduled or waived"
+          " a missed callback stays in handoff.pending and resolve answers 409 callback-missed",
+          rq.WaiveCallback),
     Route("POST", f"{CASE}/release", cmd.release, AGENTS, "Release the case", rq.Release),
     Route("POST", f"{CASE}/resolve", cmd.resolve_case, AGENTS, "Resolve the case", rq.ResolveCase),
     Route("POST", f"{CASE}/reopen", cmd.reopen_case, AGENTS, "Reopen the case", rq.ReopenCase),

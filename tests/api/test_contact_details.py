@@ -22,13 +22,33 @@ async def test_the_daytime_phone_is_masked_in_views_and_each_unmasked_read_is_lo
     assert "5555" not in str(view)
 
     r = await client.get(f"/v1/cases/{case_id}/contact-details", headers={**agent, "X-Access-Reason": "calling back"})
-    assert r.status == 200 and (await r.json())["daytime_phone"] == "81355550123"
+    assert r.status == 200 and (await r.json())["daytime_phone"] == "+81355550123"  # E.164: it can be dialled
     assert r.headers["Cache-Control"] == "no-store"
     assert (await client.get(f"/v1/cases/{case_id}/contact-details", headers=auth(role="auditor"))).status == 403
     # Another department's agent is told what an unknown id tells: nothing (404, not 403).
     assert (await client.get(f"/v1/cases/{case_id}/contact-details", headers=auth(departments=("x",)))).status == 404
 
+    for no_reason in ({}, {"X-Access-Reason": "  "}):  # PCI DSS 10.2: a read of personal data says why
+        r = await client.get(f"/v1/cases/{case_id}/contact-details", headers={**agent, **no_reason})
+        assert r.status == 422, await r.text()
+        assert (await r.json())["errors"][0]["field"] == "X-Access-Reason"
+
     r = await client.get(f"/v1/cases/{case_id}/access-log", headers=auth(role="auditor"))
     [entry] = (await r.json())["items"]
     assert (entry["agent_id"], entry["why"]) == ("agent-dial", "calling back")
     assert "daytime phone" in entry["what"]
+
+
+async def test_a_national_follow_up_number_is_answered_with_its_country_code(client, auth) -> None:
+    agent = auth()
+    r = await client.post("/v1/cases", headers=agent, json=new_case_body(
+        contact={"direction": "inbound", "channel": "phone", "department": "fraud"}))
+    opened = await r.json()
+    case_id, contact = opened["case_id"], opened["contact_id"]
+    await client.post(f"/v1/cases/{case_id}/identity-checks", headers=agent, json={
+        "contact_id": contact, "method": "knowledge_based", "passed": True, "factors": ["date_of_birth"]})
+    r = await client.post(f"/v1/cases/{case_id}/contact-details", headers=agent,
+                          json={"contact_id": contact, "daytime_phone": "03-5555-1234"})
+    assert r.status == 200, await r.text()
+    r = await client.get(f"/v1/cases/{case_id}/contact-details", headers={**agent, "X-Access-Reason": "calling back"})
+    assert (await r.json())["daytime_phone"] == "+81355551234"

@@ -45,7 +45,7 @@ async def test_an_agent_claims_only_from_its_departments_queues(client, auth) ->
     r = await client.post("/v1/queues/fraud_alerts/claim", headers=auth(departments=("credit_management",)))
     assert r.status == 403
     r = await client.post(f"/v1/queues/q_{uuid.uuid4().hex[:8]}/claim", headers=auth(role="supervisor"))
-    assert r.status == 204
+    assert r.status == 404  # no such queue (issue 14.5: it was 204, and 403 for an agent)
 
 
 async def test_escalation_puts_the_case_in_the_department_queue(client, auth) -> None:
@@ -75,7 +75,7 @@ async def test_fifty_concurrent_claimers_never_get_the_same_case(client, auth) -
             d.open_case, case_id=uuid.uuid4(), reason="unrecognized_charge", channel="phone", summary=f"c{n}",
             customer=Customer(customer_id=f"c{n}", name_masked="X", name_key="x", phone=phone),
             cards=(Card(card_id="p", last4="1234", network="visa", kind="primary"),),
-            amount_at_risk=Money(amount=str(n), currency="USD"), contact=None))
+            amount_at_risk=Money(amount=str(n + 1), currency="USD"), contact=None))
         await cases.change(boss, opened.case.id, partial(d.escalate, to_department=dept, reason="r", priority=3))
         return str(opened.case.id)
 

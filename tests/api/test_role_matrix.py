@@ -72,7 +72,7 @@ def request_for(route: Any, case: dict[str, str]) -> tuple[str, dict[str, Any] |
     path = route.path.replace("{case_id}", case["id"]).replace("{queue}", "fraud_alerts")
     for name in ("contact_id", "dispute_id", "callback_id", "breach_id"):
         path = path.replace("{" + name + "}", case["contact"] if name == "contact_id" else str(uuid.uuid4()))
-    path = path.replace("{card_id}", "card-p")
+    path = path.replace("{card_id}", "card-p").replace("{department}", "credit_management")
     if route.method == "GET":
         return path, None
     bodies = {p.replace(case["id"], "{id}"): b for p, b in case_bodies(case)}

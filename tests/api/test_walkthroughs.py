@@ -213,6 +213,10 @@ async def test_webtel_charge_escalated_to_credit_management_called_back_and_card
         "reason": "Customer comes to the counter: destroy the old card, hand over the new one"})
     await takano.post(f"{case}/notes", {"for_department": "branch_counter", "text":
         "Accident handling (fraud). Confirm with K. Takano or Bikai in credit management before destroying."}, 201)
+    # Credit management's part ends with its decision: the case leaves its queue (issue 14.5).
+    decided = await takano.post(f"{case}/escalations/credit_management/conclude",
+                                {"decision": "Stop WEBTEL only; replace the card, pickup at the counter"})
+    assert types(decided) == ["EscalationConcluded"]
     await end_contact(takano, case, call, "connected", "WEBTEL stopped; card replaced, pickup at the counter")
 
     # Next day at the branch counter: staff see what HQ decided, destroy the old card.
@@ -226,6 +230,7 @@ async def test_webtel_charge_escalated_to_credit_management_called_back_and_card
                                    {"branch": "Ikebukuro counter", "certificate_id": "CERT-2024-1224-0042"})
     assert types(destroyed) == ["CardDestroyed"]
     await end_contact(counter, case, visit, "connected", "Old card cut; customer signed the certificate")
+    await counter.post(f"{case}/escalations/branch_counter/conclude", {"decision": "Old card destroyed, new one handed over"})
 
     view = await takano.view(case)
     assert card(view, "card-p")["state"] == "destroyed"
@@ -240,6 +245,9 @@ async def test_webtel_charge_escalated_to_credit_management_called_back_and_card
     assert view["handoff"]["last_contact"]["by"]["name"] == "S. Ono"
     assert view["handoff"]["pending"] == []
     assert {"payment_stop", "reissue"} <= set(kinds(view["handoff"]["promised"]))
+    assert [d["text"] for d in view["handoff"]["decisions"]] == [
+        "Credit management decided: Stop WEBTEL only; replace the card, pickup at the counter",
+        "Branch counter decided: Old card destroyed, new one handed over"]
 
     entries = await takano.timeline(case)
     assert entries[0]["kind"] == "handoff_note_added" and "Stop ONLY WEBTEL" in entries[0]["text"]
@@ -251,6 +259,7 @@ async def test_webtel_charge_escalated_to_credit_management_called_back_and_card
     entry(entries, "replacement_card_issued", "expedited for pickup at the branch")
     entry(entries, "card_destroyed", "Ikebukuro counter", "CERT-2024-1224-0042", "S. Ono (branch counter)")
     entry(entries, "callback_completed", "K. Takano")
+    entry(entries, "escalation_concluded", "credit management", "K. Takano", "Stop WEBTEL only")
 
 
 # --- 2. A missed outbound call: the caller is told who called before being asked anything ---

@@ -106,7 +106,7 @@ async def queue_cases(db: BenchContext, dept: str, size: int) -> set[str]:
                 d.open_case, case_id=uuid.uuid4(), reason="unrecognized_charge", channel="phone",
                 summary=f"case {n}", customer=Customer(customer_id=f"c{n}", name_masked="X", name_key="x", phone=PHONE),
                 cards=(Card(card_id="p", last4="1234", network="visa", kind="primary"),),
-                amount_at_risk=Money(amount=str(n % 500), currency="USD"), contact=None))
+                amount_at_risk=Money(amount=str(n % 500 + 1), currency="USD"), contact=None))
             await cases.change(SUPERVISOR, opened.case.id,
                                partial(d.escalate, to_department=dept, reason="needs a decision", priority=3))
             return str(opened.case.id)

@@ -51,6 +51,14 @@ async def a_suspended_card_case(url: str) -> tuple[str, int]:
     return opened["case_id"], last["version"]
 
 
+async def give_reason(page: Any, reason: str = "quarterly access review") -> None:
+    """The page asks why the case is opened (sent as X-Access-Reason, kept in the access log)."""
+    box = page.get_by_label("Reason for access")
+    await box.wait_for(timeout=10_000)
+    await box.fill(reason)
+    await page.get_by_role("button", name="Open replay").click()
+
+
 async def shown_version(page: Any, want: int) -> None:
     await page.wait_for_function("([selector, want]) => document.querySelector(selector)?.textContent === want",
                                  arg=[VERSION, str(want)], timeout=10_000)
@@ -60,6 +68,7 @@ async def test_an_auditor_steps_back_from_the_suspension(live_app: LiveApp, tab:
     case_id, latest = await a_suspended_card_case(live_app.url)
     page = tab.page
     await page.goto(f"{live_app.url}/cases/{case_id}#token={token('auditor')}")
+    await give_reason(page)
     await shown_version(page, latest)  # the page opens at the latest version
     assert "token" not in page.url  # the token left the address bar (and so the history)
     assert await page.get_attribute(CARD, "data-state") == "suspended"
@@ -86,15 +95,19 @@ async def test_an_auditor_steps_back_from_the_suspension(live_app: LiveApp, tab:
     assert await page.text_content("#event-title") == "Identity verified"
     await page.click('#events li[data-version="2"]')  # a line of the timeline
     await shown_version(page, 2)
-    await page.reload()  # the step is in the address (#version=2), the token in this tab's storage
+    await page.reload()  # the step is in the address (#version=2), token and reason in this tab's storage
     await shown_version(page, 2)
     assert tab.errors == []
+    async with ClientSession(live_app.url) as http:  # the reason the auditor typed is what the log kept
+        r = await http.get(f"/v1/cases/{case_id}/access-log", headers={"Authorization": f"Bearer {token('admin')}"})
+        assert {e["why"] for e in (await r.json())["items"]} == {"quarterly access review"}
 
 
 async def test_an_agent_token_is_refused_plainly(live_app: LiveApp, tab: Tab, tmp_path: Path) -> None:
     case_id, _ = await a_suspended_card_case(live_app.url)
     page = tab.page
     await page.goto(f"{live_app.url}/cases/{case_id}#token={token('agent')}")
+    await give_reason(page)
     refusal = page.locator("#signin-error")
     await refusal.wait_for(timeout=10_000)
     assert "403" in (await refusal.text_content() or "")
@@ -118,5 +131,6 @@ async def test_an_unknown_case_says_so(live_app: LiveApp, tab: Tab) -> None:
         assert "script-src 'sha256-" in r.headers["Content-Security-Policy"]
     page = tab.page
     await page.goto(f"{live_app.url}/cases/{uuid.uuid4()}#token={token('auditor')}")
+    await give_reason(page)
     await page.get_by_text("No such case").wait_for(timeout=10_000)
     assert await page.is_hidden("#replay")

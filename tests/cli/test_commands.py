@@ -15,6 +15,8 @@ from pathlib import Path
 import jwt
 import pytest
 
+from casedesk.services.tokens import key_id
+
 CASEDESK = [sys.executable, "-m", "casedesk.services.cli"]
 
 
@@ -61,6 +63,12 @@ def test_token_is_signed_with_the_secret_in_the_data_directory(embedded_env: dic
     secret = (Path(embedded_env["CASEDESK_DATA_DIR"]) / "token_secret").read_text()
     claims = jwt.decode(done.stdout.strip(), secret, algorithms=["HS256"])
     assert claims["departments"] == ["fraud", "credit_management"] and claims["role"] == "agent"
+    # Which secret signed it is said on stderr (the file's path and a key id), the secret never.
+    assert str(Path(embedded_env["CASEDESK_DATA_DIR"]) / "token_secret") in done.stderr
+    assert f"key {key_id(secret)}" in done.stderr
+    assert secret not in done.stderr + done.stdout.replace(done.stdout.strip(), "")
+    with_variable = run(["token", "--sub", "a1", "--role", "agent"], {**embedded_env, "CASEDESK_TOKEN_SECRET": "s" * 40})
+    assert "CASEDESK_TOKEN_SECRET" in with_variable.stderr and "s" * 40 not in with_variable.stderr
 
 
 def serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:

@@ -62,7 +62,7 @@ def jpy(amount: str) -> Money:
 TRANSACTION = ReviewedTransaction(
     transaction_id="tx-1",
     merchant="WEBTEL",
-    amount=jpy("19.95"),
+    amount=jpy("1995"),
     occurred_at=T0 - timedelta(days=2),
     answer="unrecognized",
 )
@@ -207,7 +207,7 @@ class Given:
         ]
         self.case: FraudCase | None = replay(self.history)
 
-    def when(self, decision: Callable[..., list[ev.CaseEvent]], **kwargs: Any) -> When:
+    def when(self, decision: Callable[..., list[ev.CaseEvent]], /, **kwargs: Any) -> When:
         kwargs.setdefault("actor", AGENT)
         kwargs.setdefault("at", NOW)
         return When(self.case, decision, kwargs)

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import msgspec
 import pytest
@@ -30,6 +31,7 @@ from .story import (
 )
 
 Step = tuple[Any, dict[str, Any]]
+SECOND_CALLBACK = UUID(int=32)
 
 
 def family_card_fraud() -> list[ev.CaseEvent]:
@@ -104,6 +106,18 @@ def family_card_fraud() -> list[ev.CaseEvent]:
                 reason="decision",
                 department="fraud",
             ),
+        ),
+        (do.reschedule_callback, dict(callback_id=CALLBACK, due_at=NOW + timedelta(days=2), note="asked for later")),
+        (
+            do.schedule_callback,
+            dict(callback_id=SECOND_CALLBACK, due_at=NOW + timedelta(days=1), phone=None, reason="limit",
+                 department="credit_management"),
+        ),
+        (do.waive_callback, dict(callback_id=SECOND_CALLBACK, reason="customer called in")),
+        (
+            do.conclude_escalation,
+            dict(department="credit_management", decision="limit lowered to 100,000",
+                 actor_departments=("credit_management",)),
         ),
         (do.release, dict(note="end of shift")),
         (do.complete_callback, dict(callback_id=CALLBACK, note="told the customer")),

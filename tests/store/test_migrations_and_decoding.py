@@ -47,3 +47,21 @@ async def test_an_undecodable_stored_event_names_its_stream_and_version(empty_po
         await fresh.load(case_id)
     assert str(case_id) in str(refused.value) and f"v{version + 1}" in str(refused.value)
     await store.close()
+
+
+async def test_migration_011_forgets_the_snapshots_of_escalated_cases_only(empty_pool: asyncpg.Pool) -> None:
+    # A snapshot from before `open_escalations` existed would leave an escalation that can never conclude.
+    escalated, plain = uuid.uuid4(), uuid.uuid4()
+    async with empty_pool.acquire() as conn:
+        for case_id, topic in ((escalated, "CaseOpened"), (escalated, "CaseEscalated"), (plain, "CaseOpened")):
+            version = 1 + await conn.fetchval(
+                "SELECT count(*) FROM case_events WHERE originator_id = $1", case_id)
+            await conn.execute("INSERT INTO case_events (originator_id, originator_version, topic, state)"
+                               " VALUES ($1, $2, $3, '{}')", case_id, version, f"casedesk.domain.events:{topic}")
+        for case_id in (escalated, plain):
+            await conn.execute("INSERT INTO case_snapshots VALUES ($1, 100, 'casedesk.domain.case:FraudCase', '{}')",
+                               case_id)
+        [sql] = [text for name, text in migration_files() if name.startswith("011_")]
+        await conn.execute(sql)
+        kept = {r[0] for r in await conn.fetch("SELECT originator_id FROM case_snapshots")}
+    assert kept == {plain}
