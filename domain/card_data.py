@@ -145,10 +145,40 @@ def _without_dates_and_ids(text: str) -> str:
     return _NEVER_A_CARD.sub(lambda m: "x" * len(m.group()), text)
 
 
+def _spans_in(text: str) -> list[tuple[int, int]]:
+    return [(run.start() + s, run.start() + e) for run in _RUN.finditer(text) for s, e in _card_spans(run.group())]
+
+
+def _reaches_past_one_date(span: tuple[int, int], dates: list[tuple[int, int]]) -> bool:
+    """A stretch holding one whole date and digits beyond it, touching no other date (a list of dates is dates)."""
+    start, end = span
+    touched = [(d_start, d_end) for d_start, d_end in dates if d_start < end and start < d_end]
+    if len(touched) != 1:
+        return False
+    d_start, d_end = touched[0]
+    return start <= d_start and d_end <= end and (start < d_start or d_end < end)
+
+
 def _card_number_spans(read: ReadText) -> list[tuple[int, int]]:
-    """Spans of the folded text that are card numbers."""
-    runs = _RUN.finditer(_without_dates_and_ids(read.text))
-    return [(run.start() + s, run.start() + e) for run in runs for s, e in _card_spans(run.group())]
+    """Spans of the folded text that are card numbers.
+
+    Dates end a stretch of digits, but a card number can be grouped so that part
+    of it reads as one ("4111 2000-1-10 111..."): a card number that reaches past
+    a date on either side is a card number all the same.
+    """
+    blanked = _without_dates_and_ids(read.text)
+    spans = _spans_in(blanked)
+    if blanked is read.text:
+        return spans
+    dates = [m.span() for m in _NEVER_A_CARD.finditer(read.text) if m.group("sep")]
+    spans += [span for span in _spans_in(read.text) if _reaches_past_one_date(span, dates)]
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _last4(written: str, start: int, end: int) -> str:

@@ -75,10 +75,21 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                                             " (`callback-already-closed`, `unknown-callback`).",
     ("POST", f"{CASE}/callbacks/{{callback_id}}/missed"): "Record the promised callback missed"
                                                           " (`callback-already-closed`, `unknown-callback`).",
+    ("POST", f"{CASE}/escalations/{{department}}/conclude"): "The escalated department records its decision: the"
+                                                             " case leaves that department's queue and the decision"
+                                                             " joins the handoff. By an agent of that department or"
+                                                             " a supervisor (`not-the-escalated-department`,"
+                                                             " `no-open-escalation`).",
+    ("POST", f"{CASE}/callbacks/{{callback_id}}/reschedule"): "Promise a missed callback again, at a new time: it"
+                                                              " stays owed until made or waived"
+                                                              " (`callback-due-in-the-past`).",
+    ("POST", f"{CASE}/callbacks/{{callback_id}}/waive"): "Let a missed callback go, with the reason: the case can"
+                                                         " then be resolved (`waiver-needs-reason`,"
+                                                         " `callback-already-closed`).",
     ("POST", f"{CASE}/release"): "Give the case back to its queues (`not-assigned`, `held-by-another-agent`).",
     ("POST", f"{CASE}/resolve"): "Resolve the case. Refused while a contact is open (`contact-still-open`), a"
                                  " dispute is open (`dispute-still-open`) or a callback is pending"
-                                 " (`callback-pending`).",
+                                 " (`callback-pending`) or missed and not rescheduled or waived (`callback-missed`).",
     ("POST", f"{CASE}/reopen"): "Reopen a resolved case (`case-not-resolved`).",
     ("GET", "/v1/queues"): "Every work queue with its depth, oldest wait and items past due.",
     ("GET", "/v1/queues/{queue}/items"): "A queue's items in claim order: priority 1 first, then earliest due,"

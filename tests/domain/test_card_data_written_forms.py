@@ -188,3 +188,10 @@ def test_redacting_twice_changes_nothing_more(data: st.DataObject, pans: list[st
     text = between.join(data.draw(written_as(pan)) for pan in pans)
     once = redact_card_numbers(text)
     assert redact_card_numbers(once) == once and not contains_card_data(once)
+
+
+def test_a_card_number_grouped_so_that_part_of_it_reads_as_a_date_is_still_redacted() -> None:
+    # Found by hypothesis: "2000-1-10" inside the number ended the stretch as a date.
+    for written in ("call 0 00 2000-1-10 0005", "4111 2000-1-10 1111 11"):
+        assert "2000-1-10" not in redact_card_numbers(written)
+    assert redact_card_numbers("met 2024-05-01, 2024-05-02 and 2024-05-03") == "met 2024-05-01, 2024-05-02 and 2024-05-03"

@@ -191,6 +191,8 @@ async def attack_cases(a: Attacker) -> str:
         callback = await a.command(f"{case}/callbacks", {"due_at": from_now(days=2), "phone": "+81 90 1111 2222",
                                                          "reason": "x", "department": "fraud"})
         await a.command(f"{case}/callbacks/{callback['callback_id']}/{ending}", {"note": "x"})
+    # A missed callback is still owed: the case resolves only once it is waived.
+    await a.command(f"{case}/callbacks/{callback['callback_id']}/waive", {"reason": "x"})
     await a.command(f"{case}/contacts/{contact}/end", {"outcome": "connected", "summary": "x"})
     outbound = await a.command(f"{case}/contacts", {"direction": "outbound", "channel": "phone",
                                                     "phone": "+81 90 3333 4444", "department": "fraud",
