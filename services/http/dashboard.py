@@ -2,8 +2,9 @@
 
 One snapshot answers everything the board shows: every queue's depth, oldest
 wait, overdue items and this hour's claims and resolutions; the agents holding
-open cases; claims and resolutions per hour over the last eight hours; and how
-far each projection has read. `dashboard_feed` keeps one LISTEN connection on
+open cases; claims and resolutions per hour over the last eight hours; how
+far each projection has read; and the card-processor instructions in flight
+(not yet answered by the processor) with the oldest one's age. `dashboard_feed` keeps one LISTEN connection on
 `read_models_moved` (the projection runner notifies it on every commit), takes
 one snapshot per burst of notifications (and every few seconds anyway, so ages
 move) and hands it to every open stream. With a standby the LISTEN stays on
@@ -62,6 +63,13 @@ LEFT JOIN queue_activity a ON a.hour >= h.hour AND a.hour < h.hour + interval '1
 GROUP BY h.hour ORDER BY h.hour
 """
 
+# Card-processor instructions recorded by the sender's follower and not yet answered.
+INSTRUCTIONS_SQL = """
+SELECT count(*) AS in_flight,
+       coalesce(greatest(0, floor(extract(epoch FROM now() - min(requested_at)))), 0)::bigint AS oldest_age_seconds
+FROM processor_instructions WHERE state = 'pending'
+"""
+
 POSITIONS_SQL = """
 SELECT application_name, notification_id FROM projection_tracking
 WHERE application_name <> '__migration__' ORDER BY application_name
@@ -75,12 +83,14 @@ async def dashboard_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
         agents = await conn.fetch(AGENTS_SQL)
         hours = await conn.fetch(HOURS_SQL)
         positions = await conn.fetch(POSITIONS_SQL)
+        instructions = await conn.fetchrow(INSTRUCTIONS_SQL)
     return {
         "generated_at": datetime.now(UTC),
         "queues": queues,
         "agents": [dict(r) for r in agents],
         "claims_per_hour": [dict(r) for r in hours],
         "positions": {r["application_name"]: r["notification_id"] for r in positions},
+        "processor_instructions": dict(instructions),
     }
 
 
