@@ -60,13 +60,14 @@ class ProcessorClient:
 
     def __init__(self, url: str, user: str, password: str, timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
-        self._auth = aiohttp.BasicAuth(user, password)
+        self._authorization = aiohttp.encode_basic_auth(user, password)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=self._timeout,
+                                                  headers={"Authorization": self._authorization})
         return self._session
 
     async def close(self) -> None:

@@ -152,5 +152,7 @@ class ProcessorInstructions:
             sending.cancel()
             await asyncio.gather(sending, return_exceptions=True)
             with contextlib.suppress(Exception):
+                await listener.remove_listener(CHANNEL, self.wake)
+            with contextlib.suppress(Exception):
                 if not holder.is_closed():
                     await holder.execute("SELECT pg_advisory_unlock($1)", key)

@@ -12,7 +12,7 @@ migrations) and shares nothing with casedesk but the PostgreSQL server.
 - reads for tests: `GET /cards/{card_token}`, `GET /calls`;
 - faults on request (`POST /faults`, in memory, gone with the process):
   `delay_ms` (apply, then wait before answering), `fail_next` calls answered
-  `fail_status` (503) without applying, `drop_next` calls applied and then the
+  `fail_status` (503; `retry_after` adds that header) without applying, `drop_next` calls applied and then the
   connection dropped without an answer, `reject_next` calls refused for good.
 """
 
@@ -50,6 +50,7 @@ class Faults(msgspec.Struct, kw_only=True):
     delay_ms: int = 0
     fail_next: int = 0
     fail_status: int = 503
+    retry_after: int | None = None  # seconds, sent with the fail_status answers
     drop_next: int = 0
     reject_next: int = 0
     reject_status: int = 422
@@ -104,8 +105,9 @@ async def _call(request: web.Request) -> web.StreamResponse:
         return web.json_response(refusal.answer(), status=refusal.status)
     if faults.fail_next > 0:
         faults.fail_next -= 1
+        headers = {"Retry-After": str(faults.retry_after)} if faults.retry_after is not None else None
         return web.json_response({"error_code": "unavailable", "error_message": "fault on request"},
-                                 status=faults.fail_status)
+                                 status=faults.fail_status, headers=headers)
     status, answer = await _apply_once(request.app[POOL], path, body, faults)
     if faults.delay_ms:
         await asyncio.sleep(faults.delay_ms / 1000)
@@ -151,6 +153,8 @@ async def _apply(conn: asyncpg.Connection, body: CardTransition | NewCard | Spen
     if isinstance(body, NewCard):
         await _set_card(conn, body.new_card_token, "ACTIVE", now, replaces=body.replaces_card_token)
         return {"token": body.token, "card_token": body.new_card_token, "created_time": created}
+    await conn.execute("INSERT INTO processor_sim_cards (card_token, state, updated_at) VALUES ($1, 'ACTIVE', $2)"
+                       " ON CONFLICT (card_token) DO NOTHING", body.card_token, now)
     await conn.execute("INSERT INTO processor_sim_spend_controls VALUES ($1, $2, $3, $4)",
                        body.token, body.card_token, body.scope, body.merchant)
     return {"token": body.token, "card_token": body.card_token, "created_time": created}
