@@ -86,9 +86,9 @@ class ProcessorClient:
         if 200 <= status < 300:
             return _applied(payload)
         if is_permanent_refusal(status):
-            error = _error(payload)
-            return Refused(status=status, code=error.error_code or f"http_{status}",
-                           reason=error.error_message or "refused without a reason")
+            said = _error(payload)
+            return Refused(status=status, code=said.error_code or f"http_{status}",
+                           reason=said.error_message or "refused without a reason")
         raise ProcessorUnavailable(f"HTTP {status}", _seconds(retry_after))
 
 

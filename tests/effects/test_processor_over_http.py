@@ -180,3 +180,15 @@ async def _attempts(effects: Effects, token: str) -> int:
         return int(await conn.fetchval("SELECT attempts FROM processor_instructions WHERE token = $1", token))
     finally:
         await conn.close()
+
+
+async def test_an_answer_lost_after_the_processor_applied_is_asked_for_again_and_recorded_once(
+        api: TestClient, effects: Effects) -> None:
+    await effects.faults(drop_next=1)  # applied, then the connection drops before the answer
+    case_id, _ = await open_case(api)
+    await post(api, f"/v1/cases/{case_id}/cards/p/suspend", {"reason": "fraud", "include_linked": False})
+    [instruction] = (await settled(api, effects, case_id))["instructions"]
+    assert instruction["state"] == "confirmed"
+    assert (await effects.calls())[instruction["token"]]["received"] == 2
+    answers = [a for a in await effects.recorded_answers() if a["token"] == instruction["token"]]
+    assert [a["type"] for a in answers] == ["ProcessorInstructionConfirmed"]
