@@ -48,6 +48,13 @@ FALLBACK_POLL_SECONDS = 1.0
 TOPICS = [get_topic(t) for t in (ev.CardSuspended, ev.ReplacementCardIssued, ev.PaymentStopped)]
 _encode = msgspec.json.Encoder().encode
 
+# What the dashboard and /metrics show: instructions not yet answered, and the oldest one's age.
+IN_FLIGHT_SQL = """
+SELECT count(*) AS in_flight,
+       coalesce(greatest(0, floor(extract(epoch FROM now() - min(requested_at)))), 0)::bigint AS oldest_age_seconds
+FROM processor_instructions WHERE state = 'pending'
+"""
+
 _READ = ("SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
          " WHERE notification_id > $1 AND notification_id <= $2 AND topic = ANY($3::text[])"
          " ORDER BY notification_id LIMIT $4")

@@ -33,6 +33,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from casedesk.projections.work_queues import queue_depths
 from casedesk.services.database import keeps_session_state
+from casedesk.services.effects.processor_instructions import IN_FLIGHT_SQL
 from casedesk.services.http.app_keys import DIRECT_POOL, READ_POOL
 from casedesk.services.http.static_page import static_page
 
@@ -63,13 +64,6 @@ LEFT JOIN queue_activity a ON a.hour >= h.hour AND a.hour < h.hour + interval '1
 GROUP BY h.hour ORDER BY h.hour
 """
 
-# Card-processor instructions recorded by the sender's follower and not yet answered.
-INSTRUCTIONS_SQL = """
-SELECT count(*) AS in_flight,
-       coalesce(greatest(0, floor(extract(epoch FROM now() - min(requested_at)))), 0)::bigint AS oldest_age_seconds
-FROM processor_instructions WHERE state = 'pending'
-"""
-
 POSITIONS_SQL = """
 SELECT application_name, notification_id FROM projection_tracking
 WHERE application_name <> '__migration__' ORDER BY application_name
@@ -83,7 +77,7 @@ async def dashboard_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
         agents = await conn.fetch(AGENTS_SQL)
         hours = await conn.fetch(HOURS_SQL)
         positions = await conn.fetch(POSITIONS_SQL)
-        instructions = await conn.fetchrow(INSTRUCTIONS_SQL)
+        instructions = await conn.fetchrow(IN_FLIGHT_SQL)
     return {
         "generated_at": datetime.now(UTC),
         "queues": queues,

@@ -170,6 +170,8 @@ async def test_a_waiting_instruction_shows_in_the_handoff_with_its_age_and_on_th
         return (await r.json())["processor_instructions"]["in_flight"] == 1
 
     await effects.until("the dashboard counts the instruction in flight", in_flight)
+    metrics = await (await api.get("/metrics")).text()
+    assert "casedesk_processor_instructions_in_flight 1.0" in metrics.splitlines()
 
 
 async def _attempts(effects: Effects, token: str) -> int:
