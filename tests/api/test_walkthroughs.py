@@ -156,7 +156,7 @@ def kinds(items: list[dict[str, Any]]) -> list[str]:
 
 def agents_pending(view: dict[str, Any]) -> list[dict[str, Any]]:
     """What is pending for people: no card processor runs here, so its instructions wait too
-    (tests/effects has them confirmed by a real one)."""
+    (tests/effects/processor has them confirmed by a real one)."""
     return [i for i in view["handoff"]["pending"] if i["kind"] != "processor_instruction"]
 
 

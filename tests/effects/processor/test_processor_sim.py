@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.effects.processes import Effects
+from tests.effects.processor.processes import Effects
 
 
 @pytest.fixture

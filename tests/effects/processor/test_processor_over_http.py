@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from casedesk.services.http.app import create_app
 from casedesk.services.settings import Settings
 from casedesk.services.tokens import issue_token
-from tests.effects.processes import PASSWORD, SECRET, USER, Effects
+from tests.effects.processor.processes import PASSWORD, SECRET, USER, Effects
 
 AGENT = {"Authorization": "Bearer " + issue_token(SECRET, sub="agent-3", name="K. Takano", role="agent",
                                                   departments=["fraud"])}

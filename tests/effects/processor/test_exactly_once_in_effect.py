@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from tests.effects.conftest import open_case_and_suspend
-from tests.effects.processes import Effects
+from casedesk.services.tokens import issue_token
+from tests.effects.processor.processes import SECRET, Effects, open_case_and_suspend
 
 
 def confirmations_per_token(answers: list[dict[str, object]]) -> Counter[str]:
@@ -90,7 +90,4 @@ async def test_the_processor_down_for_a_while_makes_instructions_wait_never_lost
 
 
 def issue_supervisor_token() -> str:
-    from casedesk.services.tokens import issue_token
-    from tests.effects.processes import SECRET
-
     return issue_token(SECRET, sub="sup-1", name="Y. Kato", role="supervisor", departments=["fraud"])

@@ -1,6 +1,6 @@
 """How long after a suspension's answer the processor receives its call (not a test: a measurement).
 
-    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m tests.effects.latency 200
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m tests.effects.processor.latency 200
 
 Real processes as in test_exactly_once_in_effect.py (API, sender, simulator), one
 suspension at a time with 20 ms between them, no other load. The processor's
@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from casedesk.services.tokens import issue_token
-from tests.effects.conftest import open_case_and_suspend
-from tests.effects.processes import SECRET, Effects
+from tests.effects.processor.processes import SECRET, Effects, open_case_and_suspend
 
 
 async def measure(count: int) -> list[float]:
