@@ -136,7 +136,8 @@ class ProcessorInstructions:
                 await asyncio.sleep(1.0)
 
     async def _hold_lock_and_run(self, holder: asyncpg.Connection, listener: asyncpg.Connection) -> None:
-        key = lock_key(NAME)
+        # Per schema: casedesks in two schemas of one database (tests do that) each send their own.
+        key = lock_key(f"{NAME}@{await holder.fetchval('SELECT current_schema()')}")
         keeps_session_state(holder)
         keeps_session_state(listener)
         while not await holder.fetchval("SELECT pg_try_advisory_lock($1)", key):
