@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS processor_instructions (
     body bytea NOT NULL,
     position bigint NOT NULL,   -- notification id of the causing event
     seq smallint NOT NULL,      -- its n-th call (a replacement: new card 1, old card terminated 2)
-    requested_at timestamptz NOT NULL,
+    requested_at timestamptz NOT NULL,     -- the causing event's time
+    recorded_at timestamptz NOT NULL DEFAULT now(),  -- when the follower picked it up
     state text NOT NULL DEFAULT 'pending',  -- pending, confirmed, rejected
     attempts integer NOT NULL DEFAULT 0,
     last_error text,
