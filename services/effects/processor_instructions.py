@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -37,7 +36,7 @@ from casedesk.services.database import keeps_session_state
 from casedesk.services.effects.processor_client import ProcessorClient
 from casedesk.services.effects.processor_sender import InstructionSender
 from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import CHANNEL, read_position, record_position
+from casedesk.services.event_store import CHANNEL
 
 log = structlog.get_logger("casedesk.processor")
 
@@ -58,46 +57,47 @@ FROM processor_instructions WHERE state = 'pending'
 _READ = ("SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
          " WHERE notification_id > $1 AND notification_id <= $2 AND topic = ANY($3::text[])"
          " ORDER BY notification_id LIMIT $4")
-_INSERT = (
-    "INSERT INTO processor_instructions (token, case_id, card_id, instruction, path, body, position, seq,"
-    " requested_at) SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bytea[],"
-    " $7::bigint[], $8::smallint[], $9::timestamptz[]) ON CONFLICT (token) DO NOTHING")
+_WHERE = ("SELECT (SELECT notification_id FROM projection_tracking WHERE application_name = $1),"
+          " (SELECT coalesce(max(notification_id), 0) FROM case_events)")
+# One statement, so one transaction: the calls and the position move together. Only the lock
+# holder moves the position; were it ever not to move, the calls it inserted are already
+# there (the token is the key), so nothing would be recorded twice.
+_RECORD = (
+    "WITH calls AS (INSERT INTO processor_instructions (token, case_id, card_id, instruction, path, body, position,"
+    " seq, requested_at) SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
+    " $6::bytea[], $7::bigint[], $8::smallint[], $9::timestamptz[]) ON CONFLICT (token) DO NOTHING)"
+    " INSERT INTO projection_tracking (application_name, notification_id) VALUES ($10, $11)"
+    " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id"
+    " WHERE projection_tracking.notification_id < excluded.notification_id RETURNING notification_id")
+
+Call = tuple[int, int, ev.CaseEvent, ProcessorInstruction]  # position, n-th call of its event, event, call
 
 
 async def follow(conn: asyncpg.Connection, mapper: CaseEventMapper, batch: int = BATCH) -> int:
     """Record the instructions of the next events after the position; return how many events were read.
 
-    The head is read first: appends commit in notification order (the store's
-    table lock), so every id up to it is visible, and the position may move to
-    the head even past events that ask nothing.
+    The head is read with the position: appends commit in notification order
+    (the store's table lock), so every id up to it is visible, and the
+    position may move to the head even past events that ask nothing.
+    Three round trips, whatever the batch holds.
     """
-    position = await read_position(conn, NAME) or 0
-    head = await conn.fetchval("SELECT coalesce(max(notification_id), 0) FROM case_events")
+    position, head = await conn.fetchrow(_WHERE, NAME)
+    position = position or 0
     if head <= position:
         return 0
     rows = await conn.fetch(_READ, position, head, TOPICS, batch)
     events: list[tuple[int, ev.CaseEvent]] = [
         (r[0], mapper.to_domain_event(Notification(id=r[0], originator_id=r[1], originator_version=r[2],
                                                    topic=r[3], state=bytes(r[4])))) for r in rows]
-    moved_to = rows[-1][0] if len(rows) == batch else head
-    async with conn.transaction():
-        await _insert(conn, [(position, n, event, i) for position, event in events
-                             for n, i in enumerate(instructions_for(event), 1)])
-        await record_position(conn, NAME, moved_to)
-    return max(len(rows), 1)
-
-
-Call = tuple[int, int, ev.CaseEvent, ProcessorInstruction]  # position, n-th call of its event, event, call
-
-
-async def _insert(conn: asyncpg.Connection, calls: Sequence[Call]) -> None:
-    if not calls:
-        return
-    await conn.execute(
-        _INSERT, [i.token for *_, i in calls], [i.case_id for *_, i in calls], [i.card_id for *_, i in calls],
+    calls: list[Call] = [(at, n, event, i) for at, event in events for n, i in enumerate(instructions_for(event), 1)]
+    moved = await conn.fetchval(
+        _RECORD, [i.token for *_, i in calls], [i.case_id for *_, i in calls], [i.card_id for *_, i in calls],
         [i.instruction for *_, i in calls], [i.path for *_, i in calls], [_encode(i.call) for *_, i in calls],
-        [p for p, *_ in calls], [n for _, n, *_ in calls], [e.timestamp for _, _, e, _ in calls])
-
+        [p for p, *_ in calls], [n for _, n, *_ in calls], [e.timestamp for _, _, e, _ in calls],
+        NAME, rows[-1][0] if len(rows) == batch else head)
+    if moved is None:
+        log.warning("processor_position_not_moved", position=position)
+    return max(len(rows), 1)
 
 class ProcessorInstructions:
     """The follower and the sender, run together in one process at a time (advisory lock)."""
