@@ -84,16 +84,15 @@ def test_serve_starts_the_simulator_and_the_sender_and_restarts_the_sender(env: 
     assert not alive(sim) and (sender is None or not alive(sender))  # stopped with serve
 
 
-def test_the_simulator_and_the_sender_stop_by_themselves_when_serve_is_killed(env: dict[str, str]) -> None:
+def test_the_simulator_the_sender_and_the_worker_stop_by_themselves_when_serve_is_killed(env: dict[str, str]) -> None:
     process = serve(env, free_port())
     try:
-        wait_for(lambda: None not in (child_running(process.pid, "processor-sim"),
-                                      child_running(process.pid, "processor-instructions")))
-        sim, sender = child_running(process.pid, "processor-sim"), child_running(process.pid, "processor-instructions")
-        assert sim is not None and sender is not None
+        names = ("processor-sim", "processor-instructions", "project")
+        wait_for(lambda: None not in [child_running(process.pid, name) for name in names])
+        pids = [child_running(process.pid, name) for name in names]
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-        wait_for(lambda: not alive(sim) and not alive(sender), seconds=15)
+        wait_for(lambda: not any(alive(pid) for pid in pids if pid is not None), seconds=15)
     finally:
         if process.poll() is None:
             process.kill()
