@@ -76,6 +76,8 @@ class FraudCase(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     priority: int | None = None
     assignee: Assignee | None = None
     breach_fee: BreachFee | None = None
+    # Tokens of processor instructions whose answer is recorded (confirmed or refused).
+    answered_instructions: frozenset[str] = frozenset()
 
     def contact(self, contact_id: UUID) -> ContactState | None:
         return self.contacts.get(str(contact_id))
@@ -335,6 +337,16 @@ def _released(case: FraudCase, _: ev.CaseReleased) -> FraudCase:
 def _resolved(case: FraudCase, _: ev.CaseResolved) -> FraudCase:
     # A resolved case sits in no one's hands (queues and dashboards agree).
     return replace(case, status="resolved", assignee=None)
+
+
+def _processor_answered(
+    case: FraudCase, e: ev.ProcessorInstructionConfirmed | ev.ProcessorInstructionRejected
+) -> FraudCase:
+    return replace(case, answered_instructions=case.answered_instructions | {e.token})
+
+
+_APPLIERS[ev.ProcessorInstructionConfirmed] = _processor_answered
+_APPLIERS[ev.ProcessorInstructionRejected] = _processor_answered
 
 
 @_applies(ev.CaseReopened)

@@ -4,8 +4,8 @@ A decision takes the current `FraudCase` and the command's arguments (always
 `actor` and `at`), checks the rules and returns the new events, or raises
 `RuleViolation` naming the broken rule. It never changes state itself; the
 events do, through `case.evolve`. The decisions live by concern in
-`decisions_case`, `decisions_contacts`, `decisions_cards` and
-`decisions_charges`; this module gathers them in one place.
+`decisions_case`, `decisions_contacts`, `decisions_cards`,
+`decisions_charges` and `decisions_processor`; this module gathers them in one place.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from .decisions_contacts import (
     unlock_identity,
     waive_callback,
 )
+from .decisions_processor import confirm_instruction, reject_instruction
 
 __all__ = [
     "add_handoff_note",
@@ -54,6 +55,7 @@ __all__ = [
     "check_identity",
     "complete_callback",
     "conclude_escalation",
+    "confirm_instruction",
     "dispute_charge",
     "end_contact",
     "escalate",
@@ -64,6 +66,7 @@ __all__ = [
     "record_contact_details",
     "reissue_card",
     "reissue_fee",
+    "reject_instruction",
     "release",
     "reopen_case",
     "reschedule_callback",

@@ -145,7 +145,9 @@ def stop_payments(
     if any(s.scope == scope and _same_merchant(s.merchant, merchant) for s in case.payment_stops):
         raise RuleViolation("duplicate-payment-stop", "that payment stop is already in place")
     stamp = stamps(case, actor, at, contact_id).next()
-    return [ev.PaymentStopped(**stamp, scope=scope, merchant=merchant)]
+    # Every card still in use gets the stop at the processor (replaced and destroyed ones are gone).
+    in_use = tuple(cid for cid, card in case.cards.items() if card.state in ("active", "suspended"))
+    return [ev.PaymentStopped(**stamp, scope=scope, merchant=merchant, card_ids=in_use)]
 
 
 def _same_merchant(a: str | None, b: str | None) -> bool:

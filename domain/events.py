@@ -28,6 +28,7 @@ from .values import (
     Fee,
     FeeBearer,
     IdentityMethod,
+    InstructionKind,
     Money,
     OpeningChannel,
     PhoneNumber,
@@ -142,10 +143,15 @@ class CustomerLiabilityWaived(CaseEvent, frozen=True, kw_only=True):
 
 
 class PaymentStopped(CaseEvent, frozen=True, kw_only=True):
-    """Charges are stopped: from one merchant, all overseas, or all."""
+    """Charges are stopped: from one merchant, all overseas, or all.
+
+    `card_ids`: the cards still in use when it was decided, each of which gets
+    a spend control at the card processor (empty on events from before that).
+    """
 
     scope: StopScope
     merchant: str | None
+    card_ids: tuple[str, ...] = ()
 
 
 class CardSuspended(CaseEvent, frozen=True, kw_only=True):
@@ -290,6 +296,33 @@ class CaseReopened(CaseEvent, frozen=True, kw_only=True):
     reason: str
 
 
+class ProcessorInstructionConfirmed(CaseEvent, frozen=True, kw_only=True):
+    """The card processor applied an instruction (recorded by casedesk itself, not an agent).
+
+    `token` is the instruction's idempotency token, `at` when the processor says
+    it applied it; `last4` names the card for people.
+    """
+
+    instruction: InstructionKind
+    token: str
+    card_id: str
+    last4: str
+    processor_reference: str
+    at: datetime
+
+
+class ProcessorInstructionRejected(CaseEvent, frozen=True, kw_only=True):
+    """The card processor refused an instruction for good (a 4xx other than 408, 409, 429)."""
+
+    instruction: InstructionKind
+    token: str
+    card_id: str
+    last4: str
+    status: int
+    code: str
+    reason: str
+
+
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
     ContactStarted,
@@ -321,6 +354,8 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseReleased,
     CaseResolved,
     CaseReopened,
+    ProcessorInstructionConfirmed,
+    ProcessorInstructionRejected,
 )
 
 if TYPE_CHECKING:

@@ -42,6 +42,8 @@ DataExposed = Literal[
 CardKind = Literal["primary", "family"]
 CardStatus = Literal["active", "suspended", "replaced", "destroyed"]
 CallbackStatus = Literal["scheduled", "completed", "missed", "waived"]
+# What casedesk asks of the card processor (domain/processor_instructions.py).
+InstructionKind = Literal["suspend_card", "issue_replacement", "terminate_card", "stop_payments"]
 
 _AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _CURRENCY = re.compile(r"[A-Z]{3}")

@@ -135,6 +135,23 @@ class HandoffItem(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
     kind: str
     text: str
     due_at: datetime | None = None
+    since: datetime | None = None  # waiting since (a processor instruction); reads add `age_seconds`
+
+
+class InstructionView(msgspec.Struct, kw_only=True, gc=False):
+    """A card-processor instruction a decision caused, and what the processor answered."""
+
+    token: str
+    instruction: str
+    card_id: str
+    state: str  # pending, confirmed, rejected
+    requested_at: datetime
+    confirmed_at: datetime | None = None
+    processor_reference: str | None = None
+    rejected_at: datetime | None = None
+    status: int | None = None
+    code: str | None = None
+    reason: str | None = None
 
 
 class Handoff(msgspec.Struct, kw_only=True, gc=False):
@@ -178,6 +195,7 @@ class CaseView(msgspec.Struct, kw_only=True, gc=False):
     connected_contacts: int = 0
     handoff: Handoff = msgspec.field(default_factory=Handoff)
     updated_at: datetime | None = None
+    instructions: list[InstructionView] = []
 
 
 class TimelineEntry(msgspec.Struct, kw_only=True, gc=False):

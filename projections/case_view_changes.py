@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import singledispatch
 
 from casedesk.domain import events as ev
+from casedesk.domain.processor_instructions import instructions_for
 from casedesk.projections.case_view import (
     CallbackView,
     CardView,
@@ -12,6 +13,7 @@ from casedesk.projections.case_view import (
     ContactView,
     DisputeView,
     EscalationView,
+    InstructionView,
     NoteView,
     PaymentStopView,
     Person,
@@ -112,16 +114,50 @@ def _(event: ev.CustomerLiabilityWaived, file: CaseFile) -> None:
             dispute.liability_waived = True
 
 
+def _instructions_requested(event: ev.CaseEvent, file: CaseFile) -> None:
+    """The processor calls the event causes, pending until the processor answers."""
+    file.view.instructions += [
+        InstructionView(token=i.token, instruction=i.instruction, card_id=i.card_id, state="pending",
+                        requested_at=event.timestamp)
+        for i in instructions_for(event)]
+
+
+def _instruction(file: CaseFile, event: ev.ProcessorInstructionConfirmed | ev.ProcessorInstructionRejected
+                 ) -> InstructionView:
+    found = next((i for i in file.view.instructions if i.token == event.token), None)
+    if found is None:  # an answer to a call this view never listed (not expected; kept all the same)
+        found = InstructionView(token=event.token, instruction=event.instruction, card_id=event.card_id,
+                                state="pending", requested_at=event.timestamp)
+        file.view.instructions.append(found)
+    return found
+
+
+@change_view.register
+def _(event: ev.ProcessorInstructionConfirmed, file: CaseFile) -> None:
+    instruction = _instruction(file, event)
+    instruction.state, instruction.confirmed_at = "confirmed", event.at
+    instruction.processor_reference = event.processor_reference
+
+
+@change_view.register
+def _(event: ev.ProcessorInstructionRejected, file: CaseFile) -> None:
+    instruction = _instruction(file, event)
+    instruction.state, instruction.rejected_at = "rejected", event.timestamp
+    instruction.status, instruction.code, instruction.reason = event.status, event.code, event.reason
+
+
 @change_view.register
 def _(event: ev.PaymentStopped, file: CaseFile) -> None:
     file.view.payment_stops.append(PaymentStopView(
         scope=event.scope, merchant=event.merchant, at=event.timestamp, by=person(event.actor)))
+    _instructions_requested(event, file)
 
 
 @change_view.register
 def _(event: ev.CardSuspended, file: CaseFile) -> None:
     card = _card(file, event.card_id)
     card.state, card.suspended_reason, card.suspended_at = "suspended", event.reason, event.timestamp
+    _instructions_requested(event, file)
 
 
 @change_view.register
@@ -139,6 +175,7 @@ def _(event: ev.ReplacementCardIssued, file: CaseFile) -> None:
     file.view.cards.append(CardView(
         card_id=event.new_card_id, last4=event.new_last4, network=old.network, kind=old.kind,
         primary_card_id=old.primary_card_id, delivery=event.delivery, expedited=event.expedited))
+    _instructions_requested(event, file)
 
 
 @change_view.register

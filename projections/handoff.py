@@ -96,4 +96,24 @@ def _pending(view: CaseView) -> list[HandoffItem]:
                          f" decision: {e.reason}")
         for e in view.escalations if e.status == "open"
     ]
+    items += [
+        HandoffItem(kind="processor_instruction", since=i.requested_at,
+                    text=f"{_ASKED[i.instruction]} {_card_named(view, i.card_id)}: not yet confirmed by the processor")
+        for i in view.instructions if i.state == "pending"
+    ]
+    items += [
+        HandoffItem(kind="processor_refused", since=i.rejected_at,
+                    text=f"The processor refused to {_ASKED[i.instruction].lower()} {_card_named(view, i.card_id)}"
+                         f" ({i.status} {i.code}): {i.reason}")
+        for i in view.instructions if i.state == "rejected"
+    ]
     return items
+
+
+_ASKED = {"suspend_card": "Block", "issue_replacement": "Create", "terminate_card": "Close",
+          "stop_payments": "Stop charges on"}
+
+
+def _card_named(view: CaseView, card_id: str) -> str:
+    card = next((c for c in view.cards if c.card_id == card_id), None)
+    return f"card •••• {card.last4}" if card is not None else f"card {card_id}"

@@ -135,12 +135,41 @@ TEXT: dict[type, Describe] = {
     ev.CaseReopened: lambda e, _: f"Case reopened by {who(e.actor)}: {e.reason}",
 }
 
+def _clock(at: datetime, zone: tzinfo) -> str:
+    local = at.astimezone(zone)
+    return f"{local.hour:02d}:{local.minute:02d}:{local.second:02d}"
+
+
+_DONE = {"suspend_card": "Card •••• {} blocked at the processor",
+         "issue_replacement": "New card •••• {} created at the processor",
+         "terminate_card": "Card •••• {} closed at the processor",
+         "stop_payments": "Charges stopped on card •••• {} at the processor"}
+_ASKED = {"suspend_card": "block card •••• {}", "issue_replacement": "create new card •••• {}",
+          "terminate_card": "close card •••• {}", "stop_payments": "stop charges on card •••• {}"}
+
+
+def _confirmed(e: ev.ProcessorInstructionConfirmed, zone: tzinfo) -> str:
+    return f"{_DONE[e.instruction].format(e.last4)} at {_clock(e.at, zone)} (ref {e.processor_reference})"
+
+
+def _rejected(e: ev.ProcessorInstructionRejected, zone: tzinfo) -> str:
+    return f"The processor refused to {_ASKED[e.instruction].format(e.last4)}: {e.status} {e.code} — {e.reason}"
+
+
+# Sentences that show a time of their own, written in the display time zone.
+TEXT_IN_ZONE: dict[type, Callable[[Any, tzinfo], str]] = {
+    ev.ProcessorInstructionConfirmed: _confirmed,
+    ev.ProcessorInstructionRejected: _rejected,
+}
+
 KIND: dict[type, str] = {t: "".join("_" + c.lower() if c.isupper() else c for c in t.__name__).lstrip("_")
-                         for t in TEXT}
+                         for t in (*TEXT, *TEXT_IN_ZONE)}
 
 
 def sentence(event: ev.CaseEvent, contacts: dict[str, ev.ContactStarted], zone: tzinfo) -> str:
     """The timeline line for one event, with its local time first."""
     local: datetime = event.timestamp.astimezone(zone)
+    in_zone = TEXT_IN_ZONE.get(type(event))
+    text = in_zone(event, zone) if in_zone is not None else TEXT[type(event)](event, contacts)
     # Not f"{local:%H:%M}": strftime costs a tenth of a fold.
-    return f"{local.hour:02d}:{local.minute:02d} {TEXT[type(event)](event, contacts)}"
+    return f"{local.hour:02d}:{local.minute:02d} {text}"

@@ -9,6 +9,8 @@ place (enqueued_at), as a person in the queue would expect.
 - `disputes`: a case with an open dispute;
 - `reissue`: a case with a suspended card not yet replaced;
 - `callbacks_due`: a promised callback of department fraud (due_at = when);
+- `processor_failures`: the card processor refused an instruction (always priority 1: a
+  card the agent blocked may still be authorising);
 - department D (e.g. `credit_management`): the case was escalated to D and awaits its
   decision (EscalationConcluded takes it out), or D owes a callback.
 
@@ -31,7 +33,7 @@ from casedesk.domain.values import Money
 from casedesk.projections.case_view import CaseView
 
 HOME = "fraud"
-FRAUD_QUEUES = ("fraud_alerts", "callbacks_due", "disputes", "reissue", "breach_outreach")
+FRAUD_QUEUES = ("fraud_alerts", "callbacks_due", "disputes", "reissue", "breach_outreach", "processor_failures")
 # Amount at risk in major units from which a case is urgent (2) or pressing (3).
 _ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW"}
 
@@ -92,6 +94,9 @@ def queue_rows(view: CaseView) -> list[QueueRow]:
     for card in view.cards:
         if card.state == "suspended":
             add("reissue", card.suspended_at or view.opened_at)
+    for instruction in view.instructions:
+        if instruction.state == "rejected":
+            add("processor_failures", instruction.rejected_at or view.opened_at, 1)
     for escalation in view.escalations:
         if escalation.to_department != HOME and escalation.status == "open":
             add(escalation.to_department, escalation.at, min(base, escalation.priority))
@@ -108,7 +113,8 @@ QUEUE_ORDER = "priority, due_at NULLS LAST, enqueued_at, case_id"
 
 
 # The standing queues, in the order people expect them; other department queues follow.
-KNOWN_QUEUES = ("fraud_alerts", "callbacks_due", "credit_management", "disputes", "reissue", "breach_outreach")
+KNOWN_QUEUES = ("fraud_alerts", "callbacks_due", "credit_management", "disputes", "reissue", "breach_outreach",
+                "processor_failures")
 
 _DEPTHS = """
 WITH waiting AS (

@@ -175,6 +175,24 @@ class CaseService:
         async with self._turn(case_id):
             return await self._change(principal, case_id, decide, expected_version, idempotency, respond)
 
+    async def record_for_system(self, actor: Actor, case_id: UUID, decide: Decision) -> Outcome:
+        """A decision casedesk takes itself (a processor's answer): no agent, so no access check.
+
+        Always on the stored state, and again on a lost race, so a decision that
+        records nothing twice (an answer already recorded) sees what is stored.
+        """
+        async with self._turn(case_id):
+            for attempt in range(MAX_ATTEMPTS):
+                case = await self.load(case_id)
+                events = decide(case, actor=actor, at=self.clock())
+                try:
+                    return await self._append(replay(events, case) or case, events, None, None)
+                except StreamConflictError:
+                    self._cache.pop(case_id, None)
+                    if attempt == MAX_ATTEMPTS - 1:
+                        raise
+        raise AssertionError("unreachable")
+
     @contextlib.asynccontextmanager
     async def _turn(self, case_id: UUID) -> AsyncIterator[None]:
         turn = self._turns.get(case_id)

@@ -118,6 +118,69 @@ def _project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _processor_sim(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from casedesk.services.database import direct_database_url
+    from casedesk.services.effects.processor_sim import create_sim_app
+    from casedesk.services.logs import configure_logging
+    from casedesk.services.projection_worker import exit_when_orphaned
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    app = create_sim_app(direct_database_url(settings), settings.processor_user, settings.processor_password)
+    app.cleanup_ctx.append(exit_when_orphaned)
+    print(f"casedesk processor simulator on http://{args.host}:{args.port}", file=sys.stderr)
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5)
+    return 0
+
+
+def _processor_instructions(args: argparse.Namespace) -> int:
+    import signal
+
+    from casedesk.services.case_service import CaseService
+    from casedesk.services.database import create_pool, direct_database_url
+    from casedesk.services.effects.processor_client import ProcessorClient
+    from casedesk.services.effects.processor_instructions import ProcessorInstructions
+    from casedesk.services.event_mapper import CaseEventMapper
+    from casedesk.services.event_store import EventStore
+    from casedesk.services.logs import configure_logging
+    from casedesk.services.migrations import migrate
+    from casedesk.services.projection_worker import stop_when_orphaned
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    if settings.processor_url is None:
+        raise SettingsError("CASEDESK_PROCESSOR_URL is not set: where is the card processor?")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        orphaned = asyncio.create_task(stop_when_orphaned(stop))
+        # A session advisory lock and LISTEN: never through PgBouncer in transaction mode.
+        pool = await create_pool(direct_database_url(settings), min_size=2, max_size=8)
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        store = EventStore(pool)
+        assert settings.processor_url is not None
+        client = ProcessorClient(settings.processor_url, settings.processor_user, settings.processor_password,
+                                 settings.processor_timeout)
+        instructions = ProcessorInstructions(pool, CaseService(store, CaseEventMapper()), client,
+                                             retry_max=settings.processor_retry_max)
+        await instructions.start()
+        print(f"casedesk sending processor instructions to {settings.processor_url}", file=sys.stderr)
+        await stop.wait()
+        orphaned.cancel()
+        await instructions.stop()
+        await store.close()
+        await pool.close()
+
+    asyncio.run(run())
+    return 0
+
+
 def _rebuild(args: argparse.Namespace) -> int:
     from casedesk.services.database import create_pool, direct_database_url
     from casedesk.services.migrations import migrate
@@ -268,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
         "project", help="run the projection workers only (no HTTP); any number may run, each "
         "projection works in one of them at a time")
     project.set_defaults(run=_project)
+
+    sim = commands.add_parser("processor-sim", help="a card processor speaking CONTRACT.md's processor API "
+                              "(the embedded default; tables processor_sim_* on DATABASE_URL)")
+    sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8090, help="listen port (default 8090)")
+    sim.set_defaults(run=_processor_sim)
+
+    instruct = commands.add_parser(
+        "processor-instructions", help="follow the case log and send card-processor instructions to "
+        "$CASEDESK_PROCESSOR_URL, each exactly once in effect (one process at a time works, by advisory lock)")
+    instruct.set_defaults(run=_processor_instructions)
 
     rebuild = commands.add_parser("rebuild", help="rebuild projections from zero, with a progress bar")
     rebuild.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild (default: all)")

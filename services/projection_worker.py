@@ -35,8 +35,10 @@ class WorkerProcess:
 
     not_started_retry_seconds = RESTART_DELAYS[-1]
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], command: tuple[str, ...] | None = None) -> None:
         self._environ = dict(environ)
+        if command is not None:  # another casedesk command supervised the same way (the processor's)
+            self.command = command
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -80,7 +82,7 @@ class WorkerProcess:
             *self.command, env={**self._environ, PARENT_ENV: str(os.getpid())}, stdin=asyncio.subprocess.DEVNULL,
         )
         self.starts += 1
-        log.info("projection_worker_started", pid=self._process.pid)
+        log.info("projection_worker_started", pid=self._process.pid, command=self.command[3:])
 
     async def _supervise(self) -> None:
         quick_deaths = 0
@@ -93,7 +95,7 @@ class WorkerProcess:
                 return
             quick_deaths = 0 if loop.time() - started > HEALTHY_AFTER_SECONDS else quick_deaths + 1
             delay = RESTART_DELAYS[min(quick_deaths, len(RESTART_DELAYS) - 1)]
-            log.warning("projection_worker_exited", code=code, restart_in_s=delay)
+            log.warning("projection_worker_exited", code=code, restart_in_s=delay, command=self.command[3:])
             await self._respawn(delay)
 
     async def _respawn(self, delay: float) -> None:
@@ -124,6 +126,21 @@ async def projection_worker(
         yield worker
     finally:
         await worker.stop()
+
+
+async def exit_when_orphaned(_app: object) -> AsyncIterator[None]:
+    """An aiohttp cleanup context: SIGTERM to this process once its parent is gone."""
+    stop = asyncio.Event()
+    watch = asyncio.create_task(stop_when_orphaned(stop))
+    exit_on_stop = asyncio.create_task(_terminate_after(stop))
+    yield
+    watch.cancel()
+    exit_on_stop.cancel()
+
+
+async def _terminate_after(stop: asyncio.Event) -> None:
+    await stop.wait()
+    os.kill(os.getpid(), signal.SIGTERM)  # aiohttp's run_app shuts down cleanly on it
 
 
 async def stop_when_orphaned(stop: asyncio.Event, every: float = 1.0) -> None:

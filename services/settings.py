@@ -57,6 +57,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     header_timeout: float = 10.0
     body_idle_timeout: float = 30.0
     max_connections_per_ip: int = 256
+    # The card processor (CONTRACT.md "Effects"). No URL: serve starts `casedesk processor-sim`
+    # beside itself and points the sender at it (the embedded default).
+    processor_url: str | None = None
+    processor_user: str = "casedesk"
+    processor_password: str = ""
+    # Where serve runs the processor-instruction sender: "process" (a child, what the
+    # environment defaults to), "in-process", "off" (what tests build: none).
+    processor_instructions: ProjectionMode = "off"
+    processor_timeout: float = 5.0
+    processor_retry_max: float = 10.0  # longest pause between two attempts of one call
 
     @property
     def embedded(self) -> bool:
@@ -89,13 +99,13 @@ class SettingsError(ValueError):
     """An environment variable holds a value casedesk cannot use."""
 
 
-def _projection_mode(value: str | None) -> ProjectionMode:
+def _projection_mode(value: str | None, name: str = "CASEDESK_PROJECTIONS") -> ProjectionMode:
     """CASEDESK_PROJECTIONS: process (default), in-process, off; true/false as before mean in-process/off."""
     if value is None or not value.strip():
         return "process"
     mode = _PROJECTION_MODES.get(value.strip().lower())
     if mode is None:
-        raise SettingsError(f"CASEDESK_PROJECTIONS={value!r}: expected process, in-process or off")
+        raise SettingsError(f"{name}={value!r}: expected process, in-process or off")
     return mode
 
 
@@ -127,4 +137,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         header_timeout=float(env.get("CASEDESK_HEADER_TIMEOUT") or 10.0),
         body_idle_timeout=float(env.get("CASEDESK_BODY_IDLE_TIMEOUT") or 30.0),
         max_connections_per_ip=int(env.get("CASEDESK_MAX_CONNECTIONS_PER_IP") or 256),
+        processor_url=(env.get("CASEDESK_PROCESSOR_URL") or "").rstrip("/") or None,
+        processor_user=env.get("CASEDESK_PROCESSOR_USER") or "casedesk",
+        processor_password=env.get("CASEDESK_PROCESSOR_PASSWORD") or "",
+        processor_instructions=_projection_mode(env.get("CASEDESK_PROCESSOR_INSTRUCTIONS"),
+                                                "CASEDESK_PROCESSOR_INSTRUCTIONS"),
+        processor_timeout=float(env.get("CASEDESK_PROCESSOR_TIMEOUT") or 5.0),
+        processor_retry_max=float(env.get("CASEDESK_PROCESSOR_RETRY_MAX") or 10.0),
     )

@@ -16,6 +16,7 @@ from casedesk.projections.catalogue import running_projections
 from casedesk.projections.runner import ProjectionRunner
 from casedesk.services.case_service import CaseService
 from casedesk.services.database import Pools, database_url, migrate_directly
+from casedesk.services.effects.processor_children import processor_effects
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
 from casedesk.services.http.app_keys import (
@@ -97,7 +98,13 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         yield
         await runner.stop()
 
-    app.cleanup_ctx.extend([database, event_store, projections, dashboard_feed])
+    async def processor(app: web.Application) -> AsyncIterator[None]:
+        async with processor_effects(settings, app[DIRECT_URL], app[DIRECT_POOL], app[CASES]) as children:
+            for child in children:
+                app.on_shutdown.append(lambda _, child=child: _no_more_restarts(child))  # type: ignore[misc]
+            yield
+
+    app.cleanup_ctx.extend([database, event_store, projections, processor, dashboard_feed])
     # Open dashboard streams would otherwise hold shutdown for its whole timeout.
     app.on_shutdown.append(close_streams)
     return app

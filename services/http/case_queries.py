@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
 from aiohttp import web
 
@@ -37,7 +39,23 @@ def _answer(body: bytes, version: int) -> web.Response:
 
 async def get_case(request: web.Request) -> web.Response:
     read = await _read(request, timeline=False)
-    return _answer(read.view, read.version)
+    return _answer(with_ages(read.view, datetime.now(UTC)), read.version)
+
+
+def with_ages(view: bytes, now: datetime) -> bytes:
+    """The view with `age_seconds` on each handoff item waiting `since` (processor instructions).
+
+    Ages move with the clock, so they cannot be prepared by the projection; only
+    a view that has such items (a key, so never inside escaped text) is decoded.
+    """
+    if b'"since":' not in view:
+        return view
+    document = msgspec.json.decode(view)
+    for item in document["handoff"]["pending"]:
+        if "since" in item:
+            waited = now - datetime.fromisoformat(item["since"])
+            item["age_seconds"] = max(0, int(waited.total_seconds()))
+    return _encode(document)
 
 
 async def get_timeline(request: web.Request) -> web.Response:

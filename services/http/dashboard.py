@@ -2,8 +2,9 @@
 
 One snapshot answers everything the board shows: every queue's depth, oldest
 wait, overdue items and this hour's claims and resolutions; the agents holding
-open cases; claims and resolutions per hour over the last eight hours; and how
-far each projection has read. `dashboard_feed` keeps one LISTEN connection on
+open cases; claims and resolutions per hour over the last eight hours; how
+far each projection has read; and the card-processor instructions in flight
+(not yet answered by the processor) with the oldest one's age. `dashboard_feed` keeps one LISTEN connection on
 `read_models_moved` (the projection runner notifies it on every commit), takes
 one snapshot per burst of notifications (and every few seconds anyway, so ages
 move) and hands it to every open stream. With a standby the LISTEN stays on
@@ -32,6 +33,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from casedesk.projections.work_queues import queue_depths
 from casedesk.services.database import keeps_session_state
+from casedesk.services.effects.processor_instructions import IN_FLIGHT_SQL
 from casedesk.services.http.app_keys import DIRECT_POOL, READ_MODELS_MOVED, READ_POOL
 from casedesk.services.http.read_your_writes import ReadModelsMoved
 from casedesk.services.http.static_page import static_page
@@ -76,12 +78,14 @@ async def dashboard_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
         agents = await conn.fetch(AGENTS_SQL)
         hours = await conn.fetch(HOURS_SQL)
         positions = await conn.fetch(POSITIONS_SQL)
+        instructions = await conn.fetchrow(IN_FLIGHT_SQL)
     return {
         "generated_at": datetime.now(UTC),
         "queues": queues,
         "agents": [dict(r) for r in agents],
         "claims_per_hour": [dict(r) for r in hours],
         "positions": {r["application_name"]: r["notification_id"] for r in positions},
+        "processor_instructions": dict(instructions),
     }
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests, commands, projections, the database pool.
+"""Prometheus metrics: requests, commands, projections, the database pool, processor instructions.
 
 One registry per application (not the process-global one), so several apps in
 one test process do not collide.
@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from casedesk.projections.catalogue import all_projections
+from casedesk.services.effects.processor_instructions import IN_FLIGHT_SQL
 from casedesk.services.http.app_keys import POOL
 
 _PARAM = re.compile(r"\{[^}]+\}")
@@ -39,6 +40,10 @@ class Metrics:
                          registry=self.registry)
         self.pool_size = Gauge("casedesk_db_pool_size", "Connections in the pool", registry=self.registry)
         self.pool_idle = Gauge("casedesk_db_pool_idle", "Idle connections in the pool", registry=self.registry)
+        self.instructions = Gauge("casedesk_processor_instructions_in_flight",
+                                  "Card-processor instructions not yet answered", registry=self.registry)
+        self.instruction_age = Gauge("casedesk_processor_instruction_oldest_age_seconds",
+                                     "Age of the oldest unanswered card-processor instruction", registry=self.registry)
 
 
 METRICS = web.AppKey("metrics", Metrics)
@@ -74,5 +79,8 @@ async def serve_metrics(request: web.Request) -> web.Response:
     for name, position, head in rows:
         metrics.position.labels(name).set(position)
         metrics.lag.labels(name).set(max(head - position, 0))
+    in_flight = await pool.fetchrow(IN_FLIGHT_SQL)
+    metrics.instructions.set(in_flight["in_flight"])
+    metrics.instruction_age.set(in_flight["oldest_age_seconds"])
     body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -154,6 +154,12 @@ def kinds(items: list[dict[str, Any]]) -> list[str]:
     return [i["kind"] for i in items]
 
 
+def agents_pending(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """What is pending for people: no card processor runs here, so its instructions wait too
+    (tests/effects/processor has them confirmed by a real one)."""
+    return [i for i in view["handoff"]["pending"] if i["kind"] != "processor_instruction"]
+
+
 # --- 1. WEBTEL $19.95: escalation, callback, merchant-only stop, branch destroys the card ---
 
 
@@ -243,7 +249,7 @@ async def test_webtel_charge_escalated_to_credit_management_called_back_and_card
     assert (done["callback_id"], done["status"], done["phone"]) == (callback, "completed", "registered")
     assert view["handoff"]["verified"]["method"] == "id_document_at_branch"
     assert view["handoff"]["last_contact"]["by"]["name"] == "S. Ono"
-    assert view["handoff"]["pending"] == []
+    assert agents_pending(view) == []
     assert {"payment_stop", "reissue"} <= set(kinds(view["handoff"]["promised"]))
     assert [d["text"] for d in view["handoff"]["decisions"]] == [
         "Credit management decided: Stop WEBTEL only; replace the card, pickup at the counter",
@@ -384,7 +390,7 @@ async def test_family_card_fraud_alert_suspends_both_cards_reviews_charges_and_w
                       new_primary["card_id"]: "active", new_family["card_id"]: "active"}
     assert card(view, "card-f")["suspended_reason"] == "confirmed fraud on the family card"
     assert view["compromise"] == ["merchant_site: hedgehog-sand.xyz"]
-    assert view["handoff"]["pending"] == []
+    assert agents_pending(view) == []
     assert kinds(view["handoff"]["promised"]) == ["liability_waiver", "reissue", "reissue"]
     assert all("by mail" in p["text"] for p in view["handoff"]["promised"] if p["kind"] == "reissue")
     assert card(view, new_family["card_id"])["primary_card_id"] == new_primary["card_id"]
@@ -506,7 +512,7 @@ async def test_second_agent_continues_the_amazon_charge_without_the_customer_rep
     assert (disputed["dispute_id"], disputed["status"], disputed["liability_waived"]) == (dispute_id, "open", True)
     assert view["daytime_phone"] == "•••• 0123"
     assert "liability_waiver" in kinds(view["handoff"]["promised"])
-    assert kinds(view["handoff"]["pending"]) == ["dispute"]
+    assert kinds(agents_pending(view)) == ["dispute"]
     timeline = await fujita.timeline(case)
     entry(timeline, "contact_details_recorded", "•••• 0123", "N. Fujita")
     entry(timeline, "customer_liability_waived", "for the disputed charge")

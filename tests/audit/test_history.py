@@ -107,4 +107,7 @@ async def test_history_at_the_last_version_shows_the_case_exactly_as_the_case_vi
     answer = await history(client, auth(role="auditor"), case_id)
     r = await client.get(f"/v1/cases/{case_id}", params={"min_position": answer["events"][-1]["position"]},
                          headers=agent)
-    assert answer["state"] == await r.json()
+    view = await r.json()
+    for item in view["handoff"]["pending"]:
+        item.pop("age_seconds", None)  # moves with the clock: a read adds it to the view from `since`
+    assert answer["state"] == view

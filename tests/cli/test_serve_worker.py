@@ -49,7 +49,9 @@ def env(tmp_path: Path, database_dsn: str) -> dict[str, str]:
         pytest.skip("reads child processes from /proc (Linux)")
     schema = asyncio.run(new_schema(database_dsn))
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CASEDESK_")}
-    return {**environ, "CASEDESK_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": with_schema(database_dsn, schema)}
+    # The card processor's children are another test's (tests/effects/processor/test_serve_runs_the_processor.py).
+    return {**environ, "CASEDESK_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": with_schema(database_dsn, schema),
+            "CASEDESK_PROCESSOR_INSTRUCTIONS": "off"}
 
 
 def open_alert(port: int, token: str) -> tuple[str, int]:

@@ -139,6 +139,16 @@ def family_card_fraud() -> list[ev.CaseEvent]:
         (do.end_contact, dict(contact_id=LATER_CALL, outcome="connected", summary="destroyed")),
         (do.resolve_case, dict(resolution="fraud_confirmed", summary="refunded and reissued")),
         (do.reopen_case, dict(reason="new charge")),
+        (
+            do.confirm_instruction,
+            dict(instruction="suspend_card", token="a" * 32, card_id="card-p", processor_reference="a" * 32,
+                 applied_at=NOW + timedelta(minutes=30)),
+        ),
+        (
+            do.reject_instruction,
+            dict(instruction="stop_payments", token="b" * 32, card_id="card-n", status=422, code="invalid",
+                 reason="merchant unknown"),
+        ),
     ]
     history = do.open_case(
         case_id=CASE,

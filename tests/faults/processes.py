@@ -56,6 +56,9 @@ class Casedesk:
             "DATABASE_URL": dsn, "CASEDESK_TOKEN_SECRET": secret, "CASEDESK_PII_KEY": "fault-test-pii-key",
             "CASEDESK_DATA_DIR": str(folder / "data"), "CASEDESK_LOG_LEVEL": "warning",
             "CASEDESK_POOL_MAX": "8",
+            # Every stored event must be an answer the clients got: no processor confirmations here
+            # (tests/effects/processor kills the processor's sender and the processor under load).
+            "CASEDESK_PROCESSOR_INSTRUCTIONS": "off",
         }
         self.api: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None

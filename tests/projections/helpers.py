@@ -13,7 +13,8 @@ from functools import partial
 import asyncpg
 
 from casedesk.domain import decisions as d
-from casedesk.domain.values import Card, ContactStart, Customer, Money, PhoneNumber
+from casedesk.domain.processor_instructions import instructions_for
+from casedesk.domain.values import Actor, Card, ContactStart, Customer, Money, PhoneNumber
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import Projection, ProjectionRunner
 from casedesk.services.case_service import CaseService
@@ -53,6 +54,7 @@ async def write_mixed_cases(cases: CaseService, count: int, seed: int = 7) -> li
         ]
         for step in steps[: rng.randint(2, len(steps)) if n % 3 else len(steps)]:
             await cases.change(AGENT, case_id, step)
+    await answer_processor_instructions(cases, ids)
     # Racing notes on one case: the store retries the losers on fresh state.
     await asyncio.gather(*[
         cases.change(AGENT, ids[0], partial(d.add_handoff_note, note_id=uuid.uuid4(), text="race",
@@ -60,6 +62,23 @@ async def write_mixed_cases(cases: CaseService, count: int, seed: int = 7) -> li
         for _ in range(10)
     ])
     return ids
+
+
+PROCESSOR = Actor(id="system:processor", name="casedesk (card processor link)", role="system", department="fraud")
+
+
+async def answer_processor_instructions(cases: CaseService, ids: list[uuid.UUID]) -> None:
+    """The processor's answers, as the sender records them: confirmed, or every fourth case refused."""
+    for n, case_id in enumerate(ids):
+        events = [cases.mapper.to_domain_event(s) for s in await cases.store.read_stream(case_id)]
+        for instruction in [i for e in events for i in instructions_for(e)][:1]:
+            asked = dict(instruction=instruction.instruction, token=instruction.token, card_id=instruction.card_id)
+            decide = (partial(d.reject_instruction, **asked, status=422, code="card_unknown", reason="no such card")
+                      if n % 4 == 0 else
+                      partial(d.confirm_instruction, **asked, processor_reference=instruction.token,
+                              applied_at=datetime.now(UTC)))
+            await cases.record_for_system(PROCESSOR, case_id, decide)
+            await cases.record_for_system(PROCESSOR, case_id, decide)  # a second answer records nothing
 
 
 @contextlib.asynccontextmanager

@@ -32,6 +32,7 @@ async def test_live_projection_equals_a_rebuild_from_zero(empty_pool: asyncpg.Po
     after = await all_rows(empty_pool, ids)
     assert len(before["case_files"]) == 30 and before["queue_items"] and before["outbound_attempts"]
     assert len(before["case_customers"]) == 30
+    assert any(r[0] == "processor_failures" for r in before["queue_items"])  # refused instructions too
     assert after == before
     await store.close()
 

@@ -1,0 +1,166 @@
+"""Processor instructions: follow the case log, keep each call as pending, have it sent.
+
+The pattern of the projections (projections/runner.py) and of the
+`eventsourcing` library's process applications, in two halves:
+
+- the follower reads the log after its tracking position and, for every event
+  that asks something of the card processor (domain/processor_instructions.py),
+  inserts one `processor_instructions` row per call, pending, with its token,
+  in the same transaction as its new position: a crash loses none and, the
+  token being the row's key, doubles none;
+- the sender (processor_sender.py) posts pending rows and turns answers into
+  case events.
+
+Both run under one session advisory lock, so across any number of processes
+one of them works at a time; if its connection dies, PostgreSQL frees the
+lock and a standby takes over, resending what was pending (same tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+from eventsourcing.persistence import Notification
+from eventsourcing.utils import get_topic
+
+from casedesk.domain import events as ev
+from casedesk.domain.processor_instructions import ProcessorInstruction, instructions_for
+from casedesk.projections.runner import lock_key
+from casedesk.services.case_service import CaseService
+from casedesk.services.database import keeps_session_state
+from casedesk.services.effects.processor_client import ProcessorClient
+from casedesk.services.effects.processor_sender import InstructionSender
+from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.event_store import CHANNEL
+
+log = structlog.get_logger("casedesk.processor")
+
+NAME = "processor_instructions"  # its tracking row and its lock
+BATCH = 500
+FALLBACK_POLL_SECONDS = 1.0
+# Only these events ask anything of the processor; the others are skipped in the query.
+TOPICS = [get_topic(t) for t in (ev.CardSuspended, ev.ReplacementCardIssued, ev.PaymentStopped)]
+_encode = msgspec.json.Encoder().encode
+
+# What the dashboard and /metrics show: instructions not yet answered, and the oldest one's age.
+IN_FLIGHT_SQL = """
+SELECT count(*) AS in_flight,
+       coalesce(greatest(0, floor(extract(epoch FROM now() - min(requested_at)))), 0)::bigint AS oldest_age_seconds
+FROM processor_instructions WHERE state = 'pending'
+"""
+
+_READ = ("SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
+         " WHERE notification_id > $1 AND notification_id <= $2 AND topic = ANY($3::text[])"
+         " ORDER BY notification_id LIMIT $4")
+_WHERE = ("SELECT (SELECT notification_id FROM projection_tracking WHERE application_name = $1),"
+          " (SELECT coalesce(max(notification_id), 0) FROM case_events)")
+# One statement, so one transaction: the calls and the position move together. Only the lock
+# holder moves the position; were it ever not to move, the calls it inserted are already
+# there (the token is the key), so nothing would be recorded twice.
+_RECORD = (
+    "WITH calls AS (INSERT INTO processor_instructions (token, case_id, card_id, instruction, path, body, position,"
+    " seq, requested_at) SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
+    " $6::bytea[], $7::bigint[], $8::smallint[], $9::timestamptz[]) ON CONFLICT (token) DO NOTHING)"
+    " INSERT INTO projection_tracking (application_name, notification_id) VALUES ($10, $11)"
+    " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id"
+    " WHERE projection_tracking.notification_id < excluded.notification_id RETURNING notification_id")
+
+Call = tuple[int, int, ev.CaseEvent, ProcessorInstruction]  # position, n-th call of its event, event, call
+
+
+async def follow(conn: asyncpg.Connection, mapper: CaseEventMapper, batch: int = BATCH) -> int:
+    """Record the instructions of the next events after the position; return how many events were read.
+
+    The head is read with the position: appends commit in notification order
+    (the store's table lock), so every id up to it is visible, and the
+    position may move to the head even past events that ask nothing.
+    Three round trips, whatever the batch holds.
+    """
+    position, head = await conn.fetchrow(_WHERE, NAME)
+    position = position or 0
+    if head <= position:
+        return 0
+    rows = await conn.fetch(_READ, position, head, TOPICS, batch)
+    events: list[tuple[int, ev.CaseEvent]] = [
+        (r[0], mapper.to_domain_event(Notification(id=r[0], originator_id=r[1], originator_version=r[2],
+                                                   topic=r[3], state=bytes(r[4])))) for r in rows]
+    calls: list[Call] = [(at, n, event, i) for at, event in events for n, i in enumerate(instructions_for(event), 1)]
+    moved = await conn.fetchval(
+        _RECORD, [i.token for *_, i in calls], [i.case_id for *_, i in calls], [i.card_id for *_, i in calls],
+        [i.instruction for *_, i in calls], [i.path for *_, i in calls], [_encode(i.call) for *_, i in calls],
+        [p for p, *_ in calls], [n for _, n, *_ in calls], [e.timestamp for _, _, e, _ in calls],
+        NAME, rows[-1][0] if len(rows) == batch else head)
+    if moved is None:
+        log.warning("processor_position_not_moved", position=position)
+    return max(len(rows), 1)
+
+class ProcessorInstructions:
+    """The follower and the sender, run together in one process at a time (advisory lock)."""
+
+    def __init__(self, pool: asyncpg.Pool, cases: CaseService, client: ProcessorClient, *,
+                 retry_max: float = 10.0, lanes: int = 32) -> None:
+        self.pool, self.cases, self.client = pool, cases, client
+        self.sender = InstructionSender(pool, cases, client, retry_max=retry_max, lanes=lanes)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._work(), name="processor-instructions")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.client.close()
+
+    def wake(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _work(self) -> None:
+        while not self._stopping:
+            try:
+                async with self.pool.acquire() as holder, self.pool.acquire() as listener:
+                    await self._hold_lock_and_run(holder, listener)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # database gone: log, back off, take the lock again
+                log.exception("processor_instructions_failed")
+                await asyncio.sleep(1.0)
+
+    async def _hold_lock_and_run(self, holder: asyncpg.Connection, listener: asyncpg.Connection) -> None:
+        # Per schema: casedesks in two schemas of one database (tests do that) each send their own.
+        key = lock_key(f"{NAME}@{await holder.fetchval('SELECT current_schema()')}")
+        keeps_session_state(holder)
+        keeps_session_state(listener)
+        while not await holder.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            if self._stopping:
+                return
+            await asyncio.sleep(FALLBACK_POLL_SECONDS)  # another process sends; stand by
+        await listener.add_listener(CHANNEL, self.wake)
+        sending = asyncio.create_task(self.sender.run(), name="processor-sender")
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                while await follow(holder, self.cases.mapper):
+                    self.sender.wake()
+                if sending.done():
+                    sending.result()  # the sender failed: give up the lock and start again
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FALLBACK_POLL_SECONDS):
+                        await self._wake.wait()
+        finally:
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(CHANNEL, self.wake)
+            with contextlib.suppress(Exception):
+                if not holder.is_closed():
+                    await holder.execute("SELECT pg_advisory_unlock($1)", key)

@@ -1,0 +1,58 @@
+"""How long after a suspension's answer the processor receives its call (not a test: a measurement).
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m tests.effects.processor.latency 200
+
+Real processes as in test_exactly_once_in_effect.py (API, sender, simulator), one
+suspension at a time with 20 ms between them, no other load. The processor's
+receipt time is its transaction's now(); the answer's time is the client's
+clock, on the same machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from casedesk.services.tokens import issue_token
+from tests.effects.processor.processes import SECRET, Effects, open_case_and_suspend
+
+
+async def measure(count: int) -> list[float]:
+    """Milliseconds from each suspension's answer to the processor receiving its call, sorted."""
+    with tempfile.TemporaryDirectory() as folder:
+        effects = await Effects.on_new_schema(Path(folder), os.environ["DATABASE_URL"])
+        try:
+            await effects.start_sim()
+            await effects.start_api()
+            effects.start_sender()
+            token = issue_token(SECRET, sub="bench", name="Bench", role="agent", departments=["fraud"])
+            answered: dict[str, datetime] = {}
+            for _ in range(count):
+                _, [card] = await open_case_and_suspend(effects, token)
+                answered[card] = datetime.now(UTC)
+                await asyncio.sleep(0.02)
+            await effects.until("every call received", lambda: _received(effects, count))
+            calls = (await effects.calls()).values()
+            return sorted((datetime.fromisoformat(c["at"]) - answered[c["body"]["card_token"]]).total_seconds()
+                          * 1000 for c in calls)
+        finally:
+            await effects.close()
+
+
+async def _received(effects: Effects, count: int) -> bool:
+    return len(await effects.calls()) == count
+
+
+def main() -> None:
+    latencies = asyncio.run(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 200))
+    p50, p99 = latencies[len(latencies) // 2], latencies[max(0, int(len(latencies) * 0.99) - 1)]
+    print(f"{len(latencies)} suspensions, answer -> processor: p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
+          f" max {latencies[-1]:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
