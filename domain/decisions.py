@@ -20,6 +20,7 @@ from .decisions_cards import (
 )
 from .decisions_case import (
     add_handoff_note,
+    alert_case_id,
     assign,
     escalate,
     open_case,
@@ -47,6 +48,7 @@ from .decisions_contacts import (
 
 __all__ = [
     "add_handoff_note",
+    "alert_case_id",
     "assign",
     "check_identity",
     "complete_callback",

@@ -46,6 +46,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     readiness_max_lag: int = 1000
     statement_cache: bool = True
     timezone: str = "UTC"
+    # Webhooks (CONTRACT.md "Effects"). Where serve runs the sender: "process" (a child,
+    # what the environment defaults to), "in-process", "off" (what tests build).
+    webhooks: ProjectionMode = "off"
+    webhook_allow_private: bool = False  # receivers on loopback/private ranges: local testing only
+    webhook_retry_hours: float = 72.0  # how long one event is retried before the subscription is failing
+    webhook_retry_first_wait: float = 1.0  # seconds before the first retry; doubling from there
+    webhook_retry_max_wait: float = 3600.0  # longest pause between two attempts (also a failing one's probe)
 
     @property
     def embedded(self) -> bool:
@@ -74,13 +81,13 @@ class SettingsError(ValueError):
     """An environment variable holds a value casedesk cannot use."""
 
 
-def _projection_mode(value: str | None) -> ProjectionMode:
+def _projection_mode(value: str | None, name: str = "CASEDESK_PROJECTIONS") -> ProjectionMode:
     """CASEDESK_PROJECTIONS: process (default), in-process, off; true/false as before mean in-process/off."""
     if value is None or not value.strip():
         return "process"
     mode = _PROJECTION_MODES.get(value.strip().lower())
     if mode is None:
-        raise SettingsError(f"CASEDESK_PROJECTIONS={value!r}: expected process, in-process or off")
+        raise SettingsError(f"{name}={value!r}: expected process, in-process or off")
     return mode
 
 
@@ -105,4 +112,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         readiness_max_lag=int(env.get("CASEDESK_READY_MAX_LAG") or 1000),
         statement_cache=_flag(env.get("CASEDESK_STATEMENT_CACHE"), True),
         timezone=env.get("CASEDESK_TIMEZONE") or "UTC",
+        webhooks=_projection_mode(env.get("CASEDESK_WEBHOOKS"), "CASEDESK_WEBHOOKS"),
+        webhook_allow_private=_flag(env.get("CASEDESK_WEBHOOK_ALLOW_PRIVATE"), False),
+        webhook_retry_hours=float(env.get("CASEDESK_WEBHOOK_RETRY_HOURS") or 72.0),
+        webhook_retry_first_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_FIRST_WAIT") or 1.0),
+        webhook_retry_max_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_MAX_WAIT") or 3600.0),
     )

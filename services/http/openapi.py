@@ -29,7 +29,8 @@ _QUERY: dict[str, dict[str, Any]] = {
 }
 
 _PATH: dict[str, dict[str, Any]] = {
-    **{name: {"type": "string", "format": "uuid"} for name in ("case_id", "contact_id", "dispute_id", "callback_id")},
+    **{name: {"type": "string", "format": "uuid"} for name in ("case_id", "contact_id", "dispute_id", "callback_id",
+                                                                "webhook_id")},
     "queue": {"type": "string", "pattern": DEPARTMENT_PATTERN},
 }
 _ERRORS = {
@@ -82,7 +83,8 @@ def _content(answer: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _answers(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
-    answers: dict[str, Any] = {str(route.status): {"description": "OK", "content": _content(route.answer, ref)}}
+    answers: dict[str, Any] = {str(route.status): {"description": "No content"} if route.answer is None
+                               else {"description": "OK", "content": _content(route.answer, ref)}}
     for status, answer in route.also:
         answers[str(status)] = ({"description": "No content"} if answer is None
                                 else {"description": "See the summary", "content": _content(answer, ref)})

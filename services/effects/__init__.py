@@ -1,0 +1,1 @@
+"""Effects: what casedesk's decisions do outside it (the card processor, webhooks)."""
