@@ -98,17 +98,18 @@ def is_public_address(address: str) -> bool:
 
 async def check_receiver(url: str, *, allow_private: bool) -> None:
     """Raise RefusedUrlError unless `url` is http(s), public (or allowed private) and reachable."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RefusedUrlError("must be an http:// or https:// URL with a host")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise RefusedUrlError("has a port that is not a number from 0 to 65535") from None
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a bracketed host that is no IPv6 address, a port that is no number
+        raise RefusedUrlError("is not a well-formed URL (its host or port)") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise RefusedUrlError("must be an http:// or https:// URL with a host")
+    port = port or (443 if parts.scheme == "https" else 80)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(RESOLVE_SECONDS):
-            found = await loop.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+            found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError, UnicodeError):
         raise RefusedUrlError("names a host that does not resolve") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in found))

@@ -10,11 +10,14 @@ path /gone it answers 410 (a receiver that wants no more).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+ANSWER_DELAY = 0.02  # a receiver doing some work: a batch takes long enough to be cut by a kill
 
 
 def create_receiver(secret_file: Path, out: Path, fail_flag: Path) -> web.Application:
@@ -35,7 +38,9 @@ def create_receiver(secret_file: Path, out: Path, fail_flag: Path) -> web.Applic
         return web.Response(status=204)
 
     async def receive(request: web.Request) -> web.Response:
-        return take(await request.read(), dict(request.headers))
+        body = await request.read()
+        await asyncio.sleep(ANSWER_DELAY)
+        return take(body, dict(request.headers))
 
     async def gone(request: web.Request) -> web.Response:
         return web.Response(status=410)
