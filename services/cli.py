@@ -137,6 +137,12 @@ def _webhooks(args: argparse.Namespace) -> int:
         orphaned.cancel()
         await pool.close()
 
+    try:
+        import uvloop
+
+        uvloop.install()  # a third more requests a second out of the same core (aiohttp's client)
+    except ImportError:  # uvloop is optional (not on Windows)
+        pass
     asyncio.run(run())
     return 0
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-ANSWER_DELAY = 0.02  # a receiver doing some work: a batch takes long enough to be cut by a kill
+ANSWER_DELAY = 0.02  # a receiver doing some work (default): a batch takes long enough to be cut by a kill
 
 
-def create_receiver(secret_file: Path, out: Path, fail_flag: Path) -> web.Application:
+def create_receiver(secret_file: Path, out: Path, fail_flag: Path, delay: float = ANSWER_DELAY) -> web.Application:
     def take(body: bytes, headers: dict[str, str]) -> web.Response:
         """Plain file work, synchronous on purpose: the order of the lines is the order of arrival."""
         if fail_flag.exists():
@@ -39,7 +39,7 @@ def create_receiver(secret_file: Path, out: Path, fail_flag: Path) -> web.Applic
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
-        await asyncio.sleep(ANSWER_DELAY)
+        await asyncio.sleep(delay)
         return take(body, dict(request.headers))
 
     async def gone(request: web.Request) -> web.Response:
@@ -61,8 +61,10 @@ def main() -> None:
     parser.add_argument("--secret-file", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--fail-flag", type=Path, required=True)
+    parser.add_argument("--delay", type=float, default=ANSWER_DELAY, help="seconds before each answer")
     args = parser.parse_args()
-    web.run_app(create_receiver(args.secret_file, args.out, args.fail_flag), host="127.0.0.1", port=args.port,
+    web.run_app(create_receiver(args.secret_file, args.out, args.fail_flag, args.delay), host="127.0.0.1",
+                port=args.port,
                 print=None, access_log=None)
 
 
