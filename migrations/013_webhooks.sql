@@ -16,7 +16,10 @@ CREATE TABLE webhooks (
     last_error       text,
     -- When the event at the head of the subscription first failed: the retry window
     -- (CASEDESK_WEBHOOK_RETRY_HOURS) counts from here, across sender restarts.
-    failing_since    timestamptz
+    failing_since    timestamptz,
+    -- Bumped by every admin change (pause, resume, replay): the sender restarts the
+    -- subscription's follower from its row, e.g. out of a failing one's hourly wait.
+    revision         bigint NOT NULL DEFAULT 0
 );
 
 -- Every attempt to deliver one event to one subscription (kept a day: "recent deliveries").

@@ -71,6 +71,7 @@ class WebhookSender:
         self._allow_private = allow_private
         self._followers: dict[UUID, asyncio.Task[None]] = {}
         self._wake: dict[UUID, asyncio.Event] = {}
+        self._revisions: dict[UUID, int] = {}  # the row revision each follower started from
         self._changed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
 
@@ -111,14 +112,16 @@ class WebhookSender:
         stopping.add_done_callback(lambda _: self._changed.set())
         while not stop.is_set():
             self._changed.clear()
-            rows = await self.pool.fetch("SELECT webhook_id FROM webhooks WHERE state IN ('active', 'failing')")
-            wanted = {r["webhook_id"] for r in rows}
-            for webhook_id in set(self._followers) - wanted:
-                self._followers.pop(webhook_id).cancel()
-                self._wake.pop(webhook_id, None)
-            for webhook_id in wanted:
+            rows = await self.pool.fetch(
+                "SELECT webhook_id, revision FROM webhooks WHERE state IN ('active', 'failing')")
+            wanted = {r["webhook_id"]: r["revision"] for r in rows}
+            for webhook_id in list(self._followers):
+                if self._revisions.get(webhook_id) != wanted.get(webhook_id):  # gone, paused, or changed by an admin
+                    self._followers.pop(webhook_id).cancel()
+            for webhook_id, revision in wanted.items():
                 if webhook_id not in self._followers or self._followers[webhook_id].done():
                     self._wake[webhook_id] = asyncio.Event()
+                    self._revisions[webhook_id] = revision
                     self._followers[webhook_id] = asyncio.create_task(self._follow(webhook_id))
             if rounds % 600 == 0:
                 await self.pool.execute(f"DELETE FROM webhook_attempts WHERE at < now() - interval '{KEEP_ATTEMPTS}'")

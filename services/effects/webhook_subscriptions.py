@@ -158,8 +158,9 @@ async def change_state(pool: asyncpg.Pool, webhook_id: UUID, state: WebhookState
     """Pause, or resume (active again, with a fresh retry window); None if there is no such subscription."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            f"UPDATE webhooks SET state = $2, failing_since = CASE WHEN $2 = 'active' THEN NULL"
-            f" ELSE failing_since END WHERE webhook_id = $1 RETURNING {_COLUMNS}",
+            f"UPDATE webhooks SET state = $2, revision = revision + 1,"
+            f" failing_since = CASE WHEN $2 = 'active' THEN NULL ELSE failing_since END"
+            f" WHERE webhook_id = $1 RETURNING {_COLUMNS}",
             webhook_id, state)
         await conn.execute(f"NOTIFY {CHANGED_CHANNEL}")
     return None if row is None else _subscription(row)
@@ -169,8 +170,8 @@ async def replay(pool: asyncpg.Pool, webhook_id: UUID, from_position: int) -> We
     """Deliver again every event from `from_position` on (its state unchanged)."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            f"UPDATE webhooks SET position = greatest($2::bigint - 1, 0), failing_since = NULL"
-            f" WHERE webhook_id = $1 RETURNING {_COLUMNS}",
+            f"UPDATE webhooks SET position = greatest($2::bigint - 1, 0), failing_since = NULL,"
+            f" revision = revision + 1 WHERE webhook_id = $1 RETURNING {_COLUMNS}",
             webhook_id, from_position)
         await conn.execute(f"NOTIFY {CHANGED_CHANNEL}")
     return None if row is None else _subscription(row)

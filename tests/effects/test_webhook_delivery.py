@@ -63,12 +63,12 @@ class Processes:
             await until(lambda: _answers(session, url + "/alive"), "the receiver to listen")
         return url
 
-    def start_sender(self) -> None:
+    def start_sender(self, **settings: str) -> None:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("CASEDESK_")},
                "DATABASE_URL": self.dsn, "CASEDESK_PII_KEY": PII_KEY, "CASEDESK_TOKEN_SECRET": SECRET,
                "CASEDESK_DATA_DIR": str(self.folder / "data"), "CASEDESK_LOG_LEVEL": "warning",
                "CASEDESK_WEBHOOK_ALLOW_PRIVATE": "1", "CASEDESK_WEBHOOK_RETRY_FIRST_WAIT": "0.2",
-               "CASEDESK_WEBHOOK_RETRY_MAX_WAIT": "1"}
+               "CASEDESK_WEBHOOK_RETRY_MAX_WAIT": "1", **settings}
         self.sender = self._spawn([sys.executable, "-m", "casedesk.services.cli", "webhooks"], "sender.log", env)
 
     def kill_sender(self) -> None:
@@ -227,3 +227,42 @@ async def _last_position(schema_dsn: str) -> int:
         return int(await conn.fetchval("SELECT max(notification_id) FROM case_events"))
     finally:
         await conn.close()
+
+
+async def _state_of(api: TestClient, admin: dict[str, str], webhook_id: str) -> dict[str, Any]:
+    listed = await (await api.get("/v1/webhooks", headers=admin)).json()
+    [found] = [w for w in listed["items"] if w["webhook_id"] == webhook_id]
+    return dict(found)
+
+
+async def test_past_the_retry_window_it_is_failing_keeps_its_position_and_resume_sends_everything(
+    api: TestClient, auth: Any, processes: Processes, schema_dsn: str
+) -> None:
+    admin, agent = auth("admin"), auth("agent")
+    receiver = await processes.start_receiver()
+    webhook = await (await api.post("/v1/webhooks", headers=admin, json={
+        "url": receiver + "/hook", "event_types": ["*"]})).json()
+    processes.secret_file.write_text(webhook["secret"])
+    processes.fail_flag.touch()
+    # A retry window of about a second; once failing, the next try would be ten minutes away.
+    processes.start_sender(CASEDESK_WEBHOOK_RETRY_HOURS="0.0003", CASEDESK_WEBHOOK_RETRY_MAX_WAIT="600")
+    cases = [(await (await api.post("/v1/cases", headers=agent, json=new_case_body())).json())["case_id"]
+             for _ in range(3)]
+
+    async def failing() -> bool:
+        return (await _state_of(api, admin, webhook["webhook_id"]))["state"] == "failing"
+
+    await until(failing, "the subscription to be marked failing")
+    state = await _state_of(api, admin, webhook["webhook_id"])
+    assert state["position"] == webhook["position"]  # nothing skipped
+    assert "HTTP 500" in state["last_error"]
+    assert processes.received() == []
+
+    processes.fail_flag.unlink()
+    assert (await api.post(f"/v1/webhooks/{webhook['webhook_id']}/resume", headers=admin)).status == 200
+    last = await _last_position(schema_dsn)
+    await until(lambda: _position_of(api, admin, webhook["webhook_id"], last), "delivery after resume")
+    got = sorted((json.loads(i["body"])["data"]["case_id"], json.loads(i["body"])["data"]["version"])
+                 for i in processes.received())
+    assert sorted(set(got)) == sorted((c, 1) for c in cases)
+    assert (await _state_of(api, admin, webhook["webhook_id"]))["state"] == "active"
