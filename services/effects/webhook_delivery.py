@@ -19,6 +19,7 @@ each request has 10 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -125,6 +126,12 @@ async def _record(pool: asyncpg.Pool, webhook_id: UUID, tries: list[_Try], next_
     if not tries:
         return
     failed = [t for t in tries if t.error is not None]
+    with contextlib.suppress(asyncpg.ForeignKeyViolationError):  # deleted meanwhile: nothing to keep
+        await _keep(pool, webhook_id, tries, failed, next_at)
+
+
+async def _keep(pool: asyncpg.Pool, webhook_id: UUID, tries: list[_Try], failed: list[_Try],
+                next_at: datetime | None) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO webhook_attempts (webhook_id, event_id, position, attempt, status, error, at, next_attempt_at)"
