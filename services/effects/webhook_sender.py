@@ -37,6 +37,9 @@ from casedesk.services.settings import Settings
 log = structlog.get_logger("casedesk.webhooks")
 
 SENDER_LOCK = 7_141_013
+# Advisory locks are the database's, not a schema's: keyed by schema too, senders of two
+# casedesk schemas in one database (tests isolate that way) do not wait for each other.
+_PER_SCHEMA = "hashtext(current_schema())"
 BATCH = 500
 FALLBACK_POLL_SECONDS = 1.0
 KEEP_ATTEMPTS = "1 day"
@@ -89,7 +92,7 @@ class WebhookSender:
                                          resolver=None if self._allow_private else PublicOnlyResolver())
         async with aiohttp.ClientSession(connector=connector) as self._session, self.pool.acquire() as holder:
             keeps_session_state(holder)
-            while not await holder.fetchval("SELECT pg_try_advisory_lock($1)", SENDER_LOCK):
+            while not await holder.fetchval(f"SELECT pg_try_advisory_lock($1, {_PER_SCHEMA})", SENDER_LOCK):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FALLBACK_POLL_SECONDS):
                         await stop.wait()
@@ -103,7 +106,7 @@ class WebhookSender:
                     task.cancel()
                 await asyncio.gather(*self._followers.values(), return_exceptions=True)
                 with contextlib.suppress(Exception):
-                    await holder.execute("SELECT pg_advisory_unlock($1)", SENDER_LOCK)
+                    await holder.execute(f"SELECT pg_advisory_unlock($1, {_PER_SCHEMA})", SENDER_LOCK)
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         """Keep one follower per subscription that is active or failing; prune old attempts."""

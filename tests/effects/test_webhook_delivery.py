@@ -266,3 +266,23 @@ async def test_past_the_retry_window_it_is_failing_keeps_its_position_and_resume
                  for i in processes.received())
     assert sorted(set(got)) == sorted((c, 1) for c in cases)
     assert (await _state_of(api, admin, webhook["webhook_id"]))["state"] == "active"
+
+
+async def test_a_redirect_is_not_followed(api: TestClient, auth: Any, processes: Processes) -> None:
+    admin, agent = auth("admin"), auth("agent")
+    receiver = await processes.start_receiver()
+    webhook = await (await api.post("/v1/webhooks", headers=admin, json={
+        "url": receiver + "/moved", "event_types": ["*"]})).json()
+    processes.secret_file.write_text(webhook["secret"])
+    processes.start_sender()
+    assert (await api.post("/v1/cases", headers=agent, json=new_case_body())).status == 201
+    deliveries = f"/v1/webhooks/{webhook['webhook_id']}/deliveries"
+
+    async def redirected() -> bool:
+        page = await (await api.get(deliveries, headers=admin)).json()
+        return any(a["status"] == 302 for a in page["items"])
+
+    await until(redirected, "an attempt answered with a redirect")
+    assert processes.received() == []  # /hook, where the redirect points, never got it
+    state = await _state_of(api, admin, webhook["webhook_id"])
+    assert state["position"] == webhook["position"] and "HTTP 302" in state["last_error"]

@@ -4,7 +4,7 @@ It verifies every request with the `standardwebhooks` package, using the secret
 in --secret-file (written by the test once casedesk has shown it), and appends
 each request it accepts to --out as one JSON line: the `webhook-id` and the body.
 While --fail-flag exists it answers 500 (a receiver down for a while); on the
-path /gone it answers 410 (a receiver that wants no more).
+path /gone it answers 410 (a receiver that wants no more), on /moved a redirect to /hook.
 """
 
 from __future__ import annotations
@@ -45,12 +45,16 @@ def create_receiver(secret_file: Path, out: Path, fail_flag: Path, delay: float 
     async def gone(request: web.Request) -> web.Response:
         return web.Response(status=410)
 
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/hook")
+
     async def alive(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     app = web.Application()
     app.router.add_post("/hook", receive)
     app.router.add_post("/gone", gone)
+    app.router.add_post("/moved", moved)
     app.router.add_get("/alive", alive)
     return app
 
