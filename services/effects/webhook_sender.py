@@ -110,29 +110,36 @@ class WebhookSender:
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         """Keep one follower per subscription that is active or failing; prune old attempts."""
-        rounds = 0
         stopping = asyncio.create_task(stop.wait())
         stopping.add_done_callback(lambda _: self._changed.set())
-        while not stop.is_set():
-            self._changed.clear()
-            rows = await self.pool.fetch(
-                "SELECT webhook_id, revision FROM webhooks WHERE state IN ('active', 'failing')")
-            wanted = {r["webhook_id"]: r["revision"] for r in rows}
-            for webhook_id in list(self._followers):
-                if self._revisions.get(webhook_id) != wanted.get(webhook_id):  # gone, paused, or changed by an admin
-                    self._followers.pop(webhook_id).cancel()
-            for webhook_id, revision in wanted.items():
-                if webhook_id not in self._followers or self._followers[webhook_id].done():
-                    self._wake[webhook_id] = asyncio.Event()
-                    self._revisions[webhook_id] = revision
-                    self._followers[webhook_id] = asyncio.create_task(self._follow(webhook_id))
-            if rounds % 600 == 0:
-                await self.pool.execute(f"DELETE FROM webhook_attempts WHERE at < now() - interval '{KEEP_ATTEMPTS}'")
-            rounds += 1
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FALLBACK_POLL_SECONDS):
-                    await self._changed.wait()
-        stopping.cancel()
+        try:
+            rounds = 0
+            while not stop.is_set():
+                self._changed.clear()
+                await self._match_followers()
+                if rounds % 600 == 0:
+                    await self.pool.execute(
+                        f"DELETE FROM webhook_attempts WHERE at < now() - interval '{KEEP_ATTEMPTS}'")
+                rounds += 1
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FALLBACK_POLL_SECONDS):
+                        await self._changed.wait()
+        finally:
+            stopping.cancel()
+
+    async def _match_followers(self) -> None:
+        """Start a follower for each subscription to deliver; stop those paused, deleted or
+        changed by an admin (a changed one starts again from its row)."""
+        rows = await self.pool.fetch("SELECT webhook_id, revision FROM webhooks WHERE state IN ('active', 'failing')")
+        wanted = {r["webhook_id"]: r["revision"] for r in rows}
+        for webhook_id in list(self._followers):
+            if self._revisions.get(webhook_id) != wanted.get(webhook_id):
+                self._followers.pop(webhook_id).cancel()
+        for webhook_id, revision in wanted.items():
+            if webhook_id not in self._followers or self._followers[webhook_id].done():
+                self._wake[webhook_id] = asyncio.Event()
+                self._revisions[webhook_id] = revision
+                self._followers[webhook_id] = asyncio.create_task(self._follow(webhook_id))
 
     async def _follow(self, webhook_id: UUID) -> None:
         while True:
