@@ -134,19 +134,42 @@ def _subscription(row: asyncpg.Record) -> WebhookSubscription:
     return WebhookSubscription(**dict(row))
 
 
+class KeyTakenError(Exception):
+    """A concurrent create with the same Idempotency-Key won; its answer is the one to give."""
+
+
 async def create(
     pool: asyncpg.Pool, webhook_id: UUID, url: str, event_types: list[str], description: str | None,
-    sealed: bytes, created_by: str,
+    sealed: bytes, created_by: str, key: tuple[str, str, bytes] | None = None,
 ) -> WebhookSubscription:
-    """A new active subscription, starting at the log's end: it gets what happens from now on."""
+    """A new active subscription, starting at the log's end: it gets what happens from now on.
+
+    With an Idempotency-Key (principal, key, request digest) the key is kept in the same
+    transaction, naming only the subscription: a repeat is answered from the row (its
+    secret unsealed again), so the secret is never stored in clear.
+    """
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"INSERT INTO webhooks (webhook_id, url, event_types, description, secret_sealed, created_by, position)"
             f" VALUES ($1, $2, $3, $4, $5, $6, (SELECT coalesce(max(notification_id), 0) FROM case_events))"
             f" RETURNING {_COLUMNS}",
             webhook_id, url, event_types, description, sealed, created_by)
+        if key is not None and not await conn.fetchval(
+            "INSERT INTO idempotency_keys (principal, key, request_hash, status, response) VALUES ($1, $2, $3, 201, $4)"
+            " ON CONFLICT DO NOTHING RETURNING true", *key, msgspec.json.encode({"webhook_id": webhook_id})):
+            raise KeyTakenError(key[1])  # rolls the subscription back
         await conn.execute(f"NOTIFY {CHANGED_CHANNEL}")
     return _subscription(row)
+
+
+async def with_secret(pool: asyncpg.Pool, webhook_id: UUID) -> tuple[WebhookSubscription, bytes] | None:
+    """A subscription and its sealed secret (for the answer to a repeated create)."""
+    row = await pool.fetchrow(f"SELECT {_COLUMNS}, secret_sealed FROM webhooks WHERE webhook_id = $1", webhook_id)
+    if row is None:
+        return None
+    fields = dict(row)
+    sealed = fields.pop("secret_sealed")
+    return WebhookSubscription(**fields), bytes(sealed)
 
 
 async def list_all(pool: asyncpg.Pool) -> list[WebhookSubscription]:

@@ -15,7 +15,7 @@ from casedesk.services.effects import webhook_subscriptions as subs
 from casedesk.services.effects.webhook_payloads import ALL_TYPES, event_types
 from casedesk.services.http.app_keys import POOL, SETTINGS
 from casedesk.services.http.case_requests import Text
-from casedesk.services.http.commands import path_uuid
+from casedesk.services.http.commands import idempotency_of, path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, not_found, validation_problem
 from casedesk.services.http.query_numbers import BIGINT, whole_number
@@ -72,19 +72,42 @@ def _checked_types(requested: list[str]) -> list[str]:
 
 async def create_webhook(request: web.Request) -> web.Response:
     body = await decode(request, CreateWebhook)
-    types = _checked_types(body.event_types)
+    first = await idempotency_of(request)
+    if isinstance(first, web.Response):  # this key created one: the same answer, secret included
+        return await _created_before(request, first)
     try:
         await subs.check_receiver(body.url, allow_private=request.app[SETTINGS].webhook_allow_private)
     except subs.RefusedUrlError as refused:
         raise validation_problem([FieldError("url", str(refused))]) from None
     secret = subs.new_secret()
     sealed = subs.SecretSeal(request.app[SETTINGS].pii_key).seal(secret)
-    created = await subs.create(request.app[POOL], uuid4(), body.url, types, body.description, sealed,
-                                request[PRINCIPAL].sub)
+    key = (first.principal, first.key, first.request_hash) if first is not None else None
+    try:
+        created = await subs.create(request.app[POOL], uuid4(), body.url, _checked_types(body.event_types),
+                                    body.description, sealed, request[PRINCIPAL].sub, key)
+    except subs.KeyTakenError:
+        again = await idempotency_of(request)
+        if not isinstance(again, web.Response):
+            raise
+        return await _created_before(request, again)
+    return _created(created, secret)
+
+
+def _created(created: subs.WebhookSubscription, secret: str) -> web.Response:
     answer = CreatedWebhook(**{f: getattr(created, f) for f in created.__struct_fields__}, secret=secret)
     response = _json(answer, 201)
     response.headers["Location"] = f"/v1/webhooks/{created.webhook_id}"
     return response
+
+
+async def _created_before(request: web.Request, first: web.Response) -> web.Response:
+    assert isinstance(first.body, bytes)
+    webhook_id = UUID(msgspec.json.decode(first.body)["webhook_id"])
+    found = await subs.with_secret(request.app[POOL], webhook_id)
+    if found is None:
+        raise not_found(f"webhook {webhook_id} (created with this Idempotency-Key, deleted since)")
+    created, sealed = found
+    return _created(created, subs.SecretSeal(request.app[SETTINGS].pii_key).open(sealed))
 
 
 async def list_webhooks(request: web.Request) -> web.Response:

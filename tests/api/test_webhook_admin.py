@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -142,3 +143,27 @@ async def test_replay_needs_a_position(private_ok_client, auth, local_receiver) 
                                      json={"from_position": -1})
     assert await refusal(r) == ["from_position"]
     await asyncio.sleep(0)
+
+
+async def test_a_create_repeated_with_its_idempotency_key_answers_the_same_subscription(
+        private_ok_client, auth, local_receiver) -> None:
+    admin = auth("admin", sub="ops-1")
+    body = {"url": local_receiver, "event_types": ["*"], "description": "notifications"}
+    key = {"Idempotency-Key": f"create-{uuid.uuid4().hex}"}
+    first = await private_ok_client.post("/v1/webhooks", headers={**admin, **key}, json=body)
+    again = await private_ok_client.post("/v1/webhooks", headers={**admin, **key}, json=body)
+    assert (first.status, again.status) == (201, 201)
+    assert await again.json() == await first.json()  # the same subscription, the same secret
+    listed = await (await private_ok_client.get("/v1/webhooks", headers=admin)).json()
+    assert [w["webhook_id"] for w in listed["items"]].count((await first.json())["webhook_id"]) == 1
+    other = await private_ok_client.post("/v1/webhooks", headers={**admin, **key}, json={**body, "description": "x"})
+    assert await refusal(other) == ["Idempotency-Key"]
+
+
+async def test_concurrent_creates_with_one_idempotency_key_make_one_subscription(
+        private_ok_client, auth, local_receiver) -> None:
+    admin = {**auth("admin", sub="ops-2"), "Idempotency-Key": f"create-{uuid.uuid4().hex}"}
+    answers = await asyncio.gather(*(private_ok_client.post("/v1/webhooks", headers=admin, json={
+        "url": local_receiver, "event_types": ["CaseOpened"]}) for _ in range(5)))
+    assert [r.status for r in answers] == [201] * 5
+    assert len({(await r.json())["webhook_id"] for r in answers}) == 1
