@@ -200,11 +200,13 @@ async def test_every_case_event_arrives_once_in_order_across_a_crash_and_an_outa
     everything = "\n".join(item["body"] for item in received)
     assert "Taro Yamada" not in everything and "1234 5678" not in everything and "12345678" not in everything
 
-    listed = await (await api.get("/v1/webhooks", headers=admin)).json()
-    states = {w["webhook_id"]: w for w in listed["items"]}
-    assert states[webhook["webhook_id"]]["state"] == "active"
-    assert states[gone["webhook_id"]]["state"] == "disabled"  # the receiver answered 410 Gone
-    assert "410" in states[gone["webhook_id"]]["last_error"]
+    assert (await _state_of(api, admin, webhook["webhook_id"]))["state"] == "active"
+
+    async def disabled() -> bool:  # the receiver answered 410 Gone to the other subscription
+        return (await _state_of(api, admin, gone["webhook_id"]))["state"] == "disabled"
+
+    await until(disabled, "the subscription answered 410 to be disabled")
+    assert "410" in (await _state_of(api, admin, gone["webhook_id"]))["last_error"]
 
 
 async def _true(value: bool) -> bool:
