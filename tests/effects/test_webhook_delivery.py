@@ -110,8 +110,17 @@ async def schema_dsn(database_dsn: str) -> AsyncIterator[str]:
     schema = await new_schema(database_dsn)
     yield with_schema(database_dsn, schema)
     conn = await asyncpg.connect(database_dsn)
-    await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    await conn.close()
+    try:
+        for attempt in range(5):  # a killed sender's backend may still be finishing a statement
+            try:
+                await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+                break
+            except asyncpg.DeadlockDetectedError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
