@@ -20,6 +20,7 @@ from .decisions_cards import (
 )
 from .decisions_case import (
     add_handoff_note,
+    alert_case_id,
     assign,
     conclude_escalation,
     escalate,
@@ -51,6 +52,7 @@ from .decisions_processor import confirm_instruction, reject_instruction
 
 __all__ = [
     "add_handoff_note",
+    "alert_case_id",
     "assign",
     "check_identity",
     "complete_callback",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from . import events as ev
 from .card_data import redact_card_numbers as redact
@@ -18,6 +18,13 @@ from .values import Actor, Card, CaseReason, ContactStart, Customer, Money, Open
 HIGHEST_PRIORITY, LOWEST_PRIORITY = 1, 5
 # Supervisors may take a case off an agent who is away; agents release their own.
 _MAY_RELEASE_ANY = frozenset({"supervisor", "admin"})
+_ALERTS = uuid5(NAMESPACE_URL, "https://casedesk.dev/fraud-engine-alerts")
+
+
+def alert_case_id(alert_id: str) -> UUID:
+    """The one case a fraud-engine alert opens: however often the engine sends it, the same id,
+    so the stream's first version can be written once only."""
+    return uuid5(_ALERTS, alert_id)
 
 
 def open_case(
@@ -32,9 +39,13 @@ def open_case(
     summary: str,
     amount_at_risk: Money | None = None,
     contact: ContactStart | None = None,
+    alert_id: str | None = None,
 ) -> list[ev.CaseEvent]:
-    """Open a case for a customer's cards, optionally with the contact it opened in."""
-    no_card_data(customer_id=customer.customer_id, customer_name=customer.name_masked)
+    """Open a case for a customer's cards, optionally with the contact it opened in
+    (or for a fraud-engine alert: then `case_id` is `alert_case_id(alert_id)`)."""
+    no_card_data(customer_id=customer.customer_id, customer_name=customer.name_masked, alert_id=alert_id)
+    if alert_id is not None and case_id != alert_case_id(alert_id):
+        raise ValueError("an alert's case is alert_case_id(alert_id)")
     _check_cards(cards)
     if amount_at_risk is not None:
         check_amount("amount_at_risk", amount_at_risk)
@@ -48,6 +59,7 @@ def open_case(
             channel=channel,
             summary=redact(summary),
             amount_at_risk=amount_at_risk,
+            alert_id=alert_id,
         )
     ]
     if contact is not None:

@@ -63,6 +63,7 @@ class CaseOpened(CaseEvent, frozen=True, kw_only=True):
     channel: OpeningChannel
     summary: str
     amount_at_risk: Money | None = None
+    alert_id: str | None = None  # the fraud engine's alert that opened it
 
 
 class ContactStarted(CaseEvent, frozen=True, kw_only=True):

@@ -23,7 +23,7 @@ from casedesk.projections.case_view import CaseView
 from casedesk.services.case_reading import CASE_OPENED_TOPIC
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import AuditedEvent, EventStore
+from casedesk.services.event_store import EventStore
 
 _ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "actor", "contact_id"})
 # Digests and clear values that an audit payload never shows.
@@ -66,16 +66,17 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def _entry(audited: AuditedEvent, event: CaseEvent) -> HistoryEvent:
+def history_event(event: CaseEvent, position: int, chain_hash: bytes | None) -> HistoryEvent:
+    """One event as history shows it, masked (webhooks send the same)."""
     return HistoryEvent(
         type=type(event).__name__,
         version=event.originator_version,
-        position=audited.position,
+        position=position,
         recorded_at=event.timestamp,
         actor=event.actor,
         contact_id=event.contact_id,
         payload=_masked(event),
-        hash=audited.hash.hex() if audited.hash is not None else None,
+        hash=chain_hash.hex() if chain_hash is not None else None,
     )
 
 
@@ -109,6 +110,6 @@ async def case_history(
     file = fold(events, zone=zone, timeline=False)  # the answer holds the view, not the timeline
     return HistoryAnswer(
         case_id=case_id,
-        events=[_entry(a, e) for a, e in zip(audited, events, strict=False)],
+        events=[history_event(e, a.position, a.hash) for a, e in zip(audited, events, strict=False)],
         state=file.view if file is not None else None,
     )

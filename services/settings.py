@@ -67,6 +67,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     processor_instructions: ProjectionMode = "off"
     processor_timeout: float = 5.0
     processor_retry_max: float = 10.0  # longest pause between two attempts of one call
+    # Webhooks (CONTRACT.md "Effects"). Where serve runs the sender: "process" (a child,
+    # what the environment defaults to), "in-process", "off" (what tests build).
+    webhooks: ProjectionMode = "off"
+    webhook_allow_private: bool = False  # receivers on loopback/private ranges: local testing only
+    webhook_retry_hours: float = 72.0  # how long one event is retried before the subscription is failing
+    webhook_retry_first_wait: float = 1.0  # seconds before the first retry; doubling from there
+    webhook_retry_max_wait: float = 3600.0  # longest pause between two attempts (also a failing one's probe)
 
     @property
     def embedded(self) -> bool:
@@ -144,4 +151,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                                                 "CASEDESK_PROCESSOR_INSTRUCTIONS"),
         processor_timeout=float(env.get("CASEDESK_PROCESSOR_TIMEOUT") or 5.0),
         processor_retry_max=float(env.get("CASEDESK_PROCESSOR_RETRY_MAX") or 10.0),
+        webhooks=_projection_mode(env.get("CASEDESK_WEBHOOKS"), "CASEDESK_WEBHOOKS"),
+        webhook_allow_private=_flag(env.get("CASEDESK_WEBHOOK_ALLOW_PRIVATE"), False),
+        webhook_retry_hours=float(env.get("CASEDESK_WEBHOOK_RETRY_HOURS") or 72.0),
+        webhook_retry_first_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_FIRST_WAIT") or 1.0),
+        webhook_retry_max_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_MAX_WAIT") or 3600.0),
     )

@@ -17,6 +17,7 @@ from casedesk.projections.runner import ProjectionRunner
 from casedesk.services.case_service import CaseService
 from casedesk.services.database import Pools, database_url, migrate_directly
 from casedesk.services.effects.processor_children import processor_effects
+from casedesk.services.effects.webhook_children import webhook_sender
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
 from casedesk.services.http.app_keys import (
@@ -104,7 +105,13 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
                 app.on_shutdown.append(lambda _, child=child: _no_more_restarts(child))  # type: ignore[misc]
             yield
 
-    app.cleanup_ctx.extend([database, event_store, projections, processor, dashboard_feed])
+    async def webhooks(app: web.Application) -> AsyncIterator[None]:
+        async with webhook_sender(settings, app[DIRECT_URL], app[DIRECT_POOL]) as child:
+            if child is not None:
+                app.on_shutdown.append(lambda _: _no_more_restarts(child))
+            yield
+
+    app.cleanup_ctx.extend([database, event_store, projections, processor, webhooks, dashboard_feed])
     # Open dashboard streams would otherwise hold shutdown for its whole timeout.
     app.on_shutdown.append(close_streams)
     return app

@@ -16,7 +16,7 @@ from casedesk.domain.values import Card, ContactStart, Customer, ReviewedTransac
 from casedesk.services.breaches import find_breach
 from casedesk.services.http import case_requests as rq
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA
-from casedesk.services.http.commands import card_in_path, path_uuid, run
+from casedesk.services.http.commands import card_in_path, open_once, path_uuid, run
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, validation_problem
 from casedesk.services.http.request_body import decode
@@ -36,11 +36,12 @@ async def open_case(request: web.Request) -> web.Response:
                                department=k.department, purpose=k.purpose)
     cards = tuple(Card(card_id=x.card_id, last4=x.last4, network=x.network, kind=x.kind,
                        primary_card_id=x.primary_card_id) for x in body.cards)
-    decide = partial(d.open_case, case_id=uuid4(), customer=customer, cards=cards, reason=body.reason,
+    case_id = d.alert_case_id(body.alert_id) if body.alert_id is not None else uuid4()
+    decide = partial(d.open_case, case_id=case_id, customer=customer, cards=cards, reason=body.reason,
                      channel=body.channel, summary=body.summary, amount_at_risk=body.amount_at_risk,
-                     contact=contact)
+                     contact=contact, alert_id=body.alert_id)
     extra = {"contact_id": str(contact.contact_id)} if contact else {}
-    return await run(request, None, decide, status=201, extra=lambda _: extra)
+    return await open_once(request, case_id, decide, extra=lambda _: extra)
 
 
 async def start_contact(request: web.Request) -> web.Response:

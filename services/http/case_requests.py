@@ -79,6 +79,7 @@ class OpenCase(Request, kw_only=True):
     summary: Text
     amount_at_risk: Money | None = None
     contact: ContactIn | None = None
+    alert_id: Short | None = None  # the fraud engine's alert: one case per alert, however often sent
 
 
 class StartContact(ContactIn, kw_only=True):

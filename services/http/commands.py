@@ -19,7 +19,7 @@ from aiohttp import web
 
 from casedesk.domain.card_data import holds_card_data
 from casedesk.services.case_service import Decision, Idempotency, Opening, Outcome
-from casedesk.services.event_store import IdempotencyRaceError
+from casedesk.services.event_store import IdempotencyRaceError, StreamConflictError
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
@@ -148,3 +148,36 @@ async def run(
     if case_id is None:
         response.headers["Location"] = f"/v1/cases/{outcome.case.id}"
     return response
+
+
+async def _already_open(request: web.Request, case_id: UUID) -> web.Response | None:
+    """200 with the case `case_id` as it stands, if it was opened; None if it was not."""
+    row = await request.app[POOL].fetchrow(
+        "SELECT originator_version, notification_id FROM case_events WHERE originator_id = $1"
+        " ORDER BY originator_version DESC LIMIT 1", case_id)
+    if row is None:
+        return None
+    body = {"case_id": str(case_id), "version": row[0], "position": row[1], "events": [], "already_open": True}
+    response = _json(200, _encoder.encode(body), row[0])
+    response.headers["Location"] = f"/v1/cases/{case_id}"
+    return response
+
+
+async def open_once(
+    request: web.Request, case_id: UUID, decide: Opening, *, extra: Extra | None = None
+) -> web.Response:
+    """Open case `case_id` (201), unless it is open already: then 200 with it, and nothing written.
+
+    A fraud engine's alert names its case (alert_case_id), so two opens of one alert, even at
+    the same instant, write the stream's first version once: the loser's append conflicts.
+    """
+    existing = await _already_open(request, case_id)
+    if existing is not None:
+        return existing
+    try:
+        return await run(request, None, decide, status=201, extra=extra)
+    except StreamConflictError:
+        existing = await _already_open(request, case_id)
+        if existing is None:
+            raise
+        return existing

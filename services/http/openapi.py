@@ -30,7 +30,8 @@ _QUERY: dict[str, dict[str, Any]] = {
 }
 
 _PATH: dict[str, dict[str, Any]] = {
-    **{name: {"type": "string", "format": "uuid"} for name in ("case_id", "contact_id", "dispute_id", "callback_id")},
+    **{name: {"type": "string", "format": "uuid"} for name in ("case_id", "contact_id", "dispute_id", "callback_id",
+                                                                "webhook_id")},
     "queue": {"type": "string", "pattern": DEPARTMENT_PATTERN},
     "department": {"type": "string", "pattern": DEPARTMENT_PATTERN},
 }
@@ -113,7 +114,8 @@ def _answer_headers(route: Any) -> dict[str, Any]:
 
 
 def _answers(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
-    answers: dict[str, Any] = {str(route.status): {"description": "OK", "content": _content(route.answer, ref)}}
+    answers: dict[str, Any] = {str(route.status): {"description": "No content"} if route.answer is None
+                               else {"description": "OK", "content": _content(route.answer, ref)}}
     if headers := _answer_headers(route):
         answers[str(route.status)]["headers"] = headers
     for status, answer in route.also:

@@ -17,6 +17,7 @@ from casedesk.services.access_log import AccessLogPage
 from casedesk.services.audit_chain import ChainCheck
 from casedesk.services.breach_intake import AffectedCardLine
 from casedesk.services.case_history import HistoryAnswer
+from casedesk.services.effects import webhook_subscriptions as subs
 from casedesk.services.http import answers as ans
 from casedesk.services.http import audit_handlers as audit
 from casedesk.services.http import breach_handlers as breaches
@@ -26,6 +27,7 @@ from casedesk.services.http import case_requests as rq
 from casedesk.services.http import dashboard, health, lookup_handlers, metrics, openapi, replay_page
 from casedesk.services.http import merchant_handlers as merchants
 from casedesk.services.http import queue_handlers as queues
+from casedesk.services.http import webhook_handlers as webhooks
 from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
 from casedesk.services.http.middleware import ALLOWED_ROLES
 
@@ -36,8 +38,10 @@ AGENTS: Roles = ("agent", "supervisor", "admin")
 READERS: Roles = ("agent", "supervisor", "auditor", "admin")
 SUPERVISORS: Roles = ("supervisor", "admin")
 AUDITORS: Roles = ("auditor", "supervisor", "admin")
+ADMINS: Roles = ("admin",)
 
 CASE = "/v1/cases/{case_id}"
+WEBHOOK = "/v1/webhooks/{webhook_id}"
 
 HTML = "text/html"  # an answer that is a page, not JSON
 TEXT = "text/plain"  # an answer that is plain text (Prometheus' exposition format)
@@ -67,7 +71,9 @@ ROUTES: list[Route] = [
           "Readiness: database reachable and projections caught up (503 when not)", answer=Health,
           also=((503, Health),)),
     Route("GET", "/metrics", metrics.serve_metrics, PUBLIC, "Prometheus text", answer=TEXT),
-    Route("POST", "/v1/cases", cmd.open_case, AGENTS, "Open a case", rq.OpenCase, status=201),
+    Route("POST", "/v1/cases", cmd.open_case, AGENTS,
+          "Open a case (with alert_id: one case per fraud-engine alert; 200 with it when already open)",
+          rq.OpenCase, status=201, also=((200, CommandAnswer),)),
     Route("GET", CASE, q.get_case, READERS, "The case view with its handoff summary", answer=CaseView,
           query=("min_position",)),
     Route("GET", f"{CASE}/contact-details", q.get_contact_details, AGENTS,
@@ -167,6 +173,22 @@ ROUTES: list[Route] = [
     Route("GET", "/dashboard", dashboard.dashboard_page, PUBLIC, "The supervisor dashboard page",
           answer=HTML),
     Route("GET", "/cases/{case_id}", replay_page.replay_page, PUBLIC, "The case replay page", answer=HTML),
+    Route("POST", "/v1/webhooks", webhooks.create_webhook, ADMINS,
+          "Subscribe a receiver to case events (Standard Webhooks); the signing secret is shown only here",
+          webhooks.CreateWebhook, answer=webhooks.CreatedWebhook, status=201),
+    Route("GET", "/v1/webhooks", webhooks.list_webhooks, ADMINS,
+          "Every subscription with its state and position (never its secret)", answer=webhooks.WebhookList),
+    Route("POST", f"{WEBHOOK}/pause", webhooks.pause_webhook, ADMINS, "Stop delivering (the position is kept)",
+          answer=subs.WebhookSubscription),
+    Route("POST", f"{WEBHOOK}/resume", webhooks.resume_webhook, ADMINS,
+          "Deliver again from the position, with a fresh retry window", answer=subs.WebhookSubscription),
+    Route("DELETE", WEBHOOK, webhooks.delete_webhook, ADMINS, "Delete a subscription and its delivery log",
+          answer=None, status=204),
+    Route("GET", f"{WEBHOOK}/deliveries", webhooks.list_deliveries, ADMINS,
+          "Recent delivery attempts, newest first", answer=webhooks.DeliveriesPage, query=("limit", "cursor")),
+    Route("POST", f"{WEBHOOK}/replay", webhooks.replay_webhook, ADMINS,
+          "Deliver every event again from a position of the log", webhooks.ReplayWebhook,
+          answer=webhooks.ReplayAccepted, status=202),
     Route("GET", "/v1/openapi.json", openapi.serve, PUBLIC, "This document", answer=Anything),
 ]
 

@@ -49,9 +49,10 @@ def env(tmp_path: Path, database_dsn: str) -> dict[str, str]:
         pytest.skip("reads child processes from /proc (Linux)")
     schema = asyncio.run(new_schema(database_dsn))
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CASEDESK_")}
-    # The card processor's children are another test's (tests/effects/processor/test_serve_runs_the_processor.py).
+    # The card processor's children are another test's (tests/effects/processor/test_serve_runs_the_processor.py);
+    # the webhook sender is serve's other child (CASEDESK_WEBHOOKS): these tests count the projection worker.
     return {**environ, "CASEDESK_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": with_schema(database_dsn, schema),
-            "CASEDESK_PROCESSOR_INSTRUCTIONS": "off"}
+            "CASEDESK_PROCESSOR_INSTRUCTIONS": "off", "CASEDESK_WEBHOOKS": "off"}
 
 
 def open_alert(port: int, token: str) -> tuple[str, int]:
@@ -128,6 +129,17 @@ def test_in_process_and_off_are_still_there(env: dict[str, str]) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == "casedesk: CASEDESK_PROJECTIONS='sometimes': expected process, in-process or off"
+
+
+def test_serve_sends_webhooks_from_a_child_it_stops(env: dict[str, str]) -> None:
+    process = serve({**env, "CASEDESK_PROJECTIONS": "off", "CASEDESK_WEBHOOKS": "process"}, free_port())
+    try:
+        wait_for(lambda: len(children(process.pid)) == 1)
+        [sender] = children(process.pid)
+        assert Path(f"/proc/{sender}/cmdline").read_bytes().split(b"\0")[-2] == b"webhooks"
+    finally:
+        stop(process)
+    assert not alive(sender)
 
 
 async def test_the_supervisor_keeps_trying_when_a_worker_cannot_be_started() -> None:

@@ -99,7 +99,9 @@ REFUSALS_NO_SCHEMA_STATES = ("is not a cursor this API gave out", "give phone, n
                              # money against its currency's minor unit, and a network's own reason codes
                              "decimal places", "is not an ISO 4217 currency code", "must be above zero",
                              "must not be negative", "digits before the point", "reason code",
-                             "disputes are filed with")
+                             "disputes are filed with",
+                             # a webhook receiver must resolve, to public addresses, and take a connection
+                             "does not resolve", "private address", "is not reachable", "is not a well-formed URL")
 # Schemathesis does not keep `format: date-time` in what it calls valid: any refusal of these is fair.
 DATE_TIMES = ("occurred_at", "due_at", "as_of", "window_start", "window_end")
 
