@@ -114,6 +114,18 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("GET", "/dashboard"): "The supervisors' live dashboard page (HTML). It takes the token from its URL fragment.",
     ("GET", "/cases/{case_id}"): "The auditors' replay page of one case (HTML), stepping event by event.",
     ("GET", "/v1/openapi.json"): "This document.",
+    ("POST", "/v1/webhooks"): "Admins: subscribe another system to case events (`[\"*\"]`: all). The answer shows the"
+                              " `whsec_` signing secret, the only time it is shown. Refused (422): a URL that is not"
+                              " http(s), resolves to a private address (unless CASEDESK_WEBHOOK_ALLOW_PRIVATE), or"
+                              " takes no connection. A new subscription starts at the end of the log.",
+    ("GET", "/v1/webhooks"): "Admins: every subscription with its state, position and last delivery (never a secret).",
+    ("POST", "/v1/webhooks/{webhook_id}/pause"): "Admins: stop sending to a subscription; its position is kept.",
+    ("POST", "/v1/webhooks/{webhook_id}/resume"): "Admins: send again from the kept position (also a failing or"
+                                                  " disabled subscription).",
+    ("DELETE", "/v1/webhooks/{webhook_id}"): "Admins: end a subscription.",
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): "Admins: recent delivery attempts, newest first, paged.",
+    ("POST", "/v1/webhooks/{webhook_id}/replay"): "Admins: send again every event from `from_position` on, in log"
+                                                  " order per case.",
 }
 
 
@@ -135,6 +147,7 @@ TAGS = [
     {"name": "breaches", "description": "Merchant data breaches and their affected cards"},
     {"name": "merchants", "description": "Merchant intelligence"},
     {"name": "dashboard", "description": "Supervisors' live view"},
+    {"name": "webhooks", "description": "Other systems told of every case event, signed (Standard Webhooks)"},
     {"name": "pages", "description": "HTML pages for browsers"},
     {"name": "operations", "description": "Health, readiness, metrics, this document"},
 ]

@@ -24,7 +24,10 @@ from casedesk.services.http.request_body import decode
 # A case event's name, or "*" for all; the list is the domain's, read once at import.
 EventType = Literal[(*sorted(event_types()), ALL_TYPES)]  # type: ignore[valid-type]
 # What the sender will be able to open a connection to is checked at creation (check_receiver).
-Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern=r"^https?://[^\s/?#@]+([/?#][^\s]*)?$")]
+# Control characters and spaces spelled out, not `\s`: Python's \s also matches \x1c-\x1f and JavaScript's does
+# not, so a client validating with the document's pattern would send what the server then refuses.
+Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000,
+                                  pattern=r"^https?://[^\x00-\x20\x7f/?#@]+([/?#][^\x00-\x20\x7f]*)?$")]
 
 
 class CreateWebhook(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
