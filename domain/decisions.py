@@ -29,6 +29,7 @@ from .decisions_case import (
 )
 from .decisions_charges import (
     dispute_charge,
+    notify_customer,
     resolve_dispute,
     review_transactions,
     stop_payments,
@@ -54,6 +55,7 @@ __all__ = [
     "end_contact",
     "escalate",
     "miss_callback",
+    "notify_customer",
     "open_case",
     "record_card_destroyed",
     "record_compromise",

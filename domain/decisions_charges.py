@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 from . import events as ev
@@ -11,7 +11,15 @@ from .card_data import redact_card_numbers as redact
 from .case import FraudCase
 from .errors import RuleViolation
 from .guards import no_card_data, stamps, still_open, verified_contact
-from .values import Actor, DisputeOutcome, Money, ReviewedTransaction, StopScope
+from .values import (
+    Actor,
+    DisputeOutcome,
+    Money,
+    NoticeChannel,
+    NoticeSubject,
+    ReviewedTransaction,
+    StopScope,
+)
 
 
 def review_transactions(
@@ -52,8 +60,15 @@ def dispute_charge(
     amount: Money,
     reason_code: str,
     network: str,
+    transaction_date: date | None = None,
+    foreign: bool = False,
+    point_of_sale: bool = False,
 ) -> list[ev.CaseEvent]:
-    """Dispute a charge with the network (sensitive); one dispute per transaction."""
+    """Dispute a charge with the network (sensitive); one dispute per transaction.
+
+    The transaction date starts the network's filing clock; `foreign` and
+    `point_of_sale` give a debit dispute longer to investigate under Regulation E.
+    """
     still_open(case)
     verified_contact(case, contact_id)
     no_card_data(
@@ -67,6 +82,9 @@ def dispute_charge(
         raise RuleViolation("duplicate-dispute", f"dispute {dispute_id} already exists")
     if amount.decimal() <= 0:
         raise RuleViolation("invalid-amount", "a disputed amount is positive")
+    if transaction_date is not None and transaction_date > at.date() + timedelta(days=1):
+        # A day's grace: the charge's date is the merchant's, possibly a time zone ahead.
+        raise RuleViolation("transaction-date-in-future", f"transaction date {transaction_date} has not come yet")
     return [
         ev.ChargeDisputed(
             **stamps(case, actor, at, contact_id).next(),
@@ -76,6 +94,9 @@ def dispute_charge(
             amount=amount,
             reason_code=reason_code,
             network=network,
+            transaction_date=transaction_date,
+            foreign=foreign,
+            point_of_sale=point_of_sale,
         )
     ]
 
@@ -143,6 +164,26 @@ def stop_payments(
         raise RuleViolation("duplicate-payment-stop", "that payment stop is already in place")
     stamp = stamps(case, actor, at, contact_id).next()
     return [ev.PaymentStopped(**stamp, scope=scope, merchant=merchant)]
+
+
+def notify_customer(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    channel: NoticeChannel,
+    subject: NoticeSubject,
+    summary: str,
+) -> list[ev.CaseEvent]:
+    """Record what the customer was told, and how (a letter, an email, a call).
+
+    Telling the result of an investigation meets the regulator's clock for it;
+    a resolved case may still be told (the result comes after the resolution).
+    """
+    if not summary.strip():
+        raise RuleViolation("notice-needs-summary", "say what the customer was told")
+    stamp = stamps(case, actor, at).next()
+    return [ev.CustomerNotified(**stamp, channel=channel, subject=subject, summary=redact(summary))]
 
 
 def _same_merchant(a: str | None, b: str | None) -> bool:

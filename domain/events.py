@@ -8,7 +8,7 @@ Free text in events has already been through card-number redaction.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -29,6 +29,8 @@ from .values import (
     FeeBearer,
     IdentityMethod,
     Money,
+    NoticeChannel,
+    NoticeSubject,
     OpeningChannel,
     PhoneNumber,
     ReviewedTransaction,
@@ -124,6 +126,10 @@ class ChargeDisputed(CaseEvent, frozen=True, kw_only=True):
     amount: Money
     reason_code: str
     network: str
+    # What the deadline clocks need (absent on disputes recorded before them).
+    transaction_date: date | None = None
+    foreign: bool = False
+    point_of_sale: bool = False
 
 
 class DisputeResolved(CaseEvent, frozen=True, kw_only=True):
@@ -268,6 +274,14 @@ class CaseReopened(CaseEvent, frozen=True, kw_only=True):
     reason: str
 
 
+class CustomerNotified(CaseEvent, frozen=True, kw_only=True):
+    """The customer was told something by letter, email or call (e.g. an investigation's result)."""
+
+    channel: NoticeChannel
+    subject: NoticeSubject
+    summary: str
+
+
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
     ContactStarted,
@@ -296,6 +310,7 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseReleased,
     CaseResolved,
     CaseReopened,
+    CustomerNotified,
 )
 
 if TYPE_CHECKING:

@@ -40,6 +40,9 @@ DataExposed = Literal[
     "card_number", "security_code", "expiry_date", "cardholder_name", "phone", "address", "email", "password"
 ]
 CardKind = Literal["primary", "family"]
+CardProduct = Literal["credit", "debit"]
+NoticeChannel = Literal["letter", "email", "call"]
+NoticeSubject = Literal["investigation_result", "provisional_credit", "other"]
 CardStatus = Literal["active", "suspended", "replaced", "destroyed"]
 CallbackStatus = Literal["scheduled", "completed", "missed"]
 
@@ -110,6 +113,7 @@ class Card(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     network: str
     kind: CardKind
     primary_card_id: str | None = None
+    product: CardProduct = "credit"
 
     def __post_init__(self) -> None:
         if not is_last4(self.last4):

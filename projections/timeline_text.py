@@ -127,6 +127,8 @@ TEXT: dict[type, Describe] = {
     ev.CaseReleased: lambda e, _: f"Case released by {who(e.actor)}" + (f": {e.note}" if e.note else ""),
     ev.CaseResolved: lambda e, _: f"Case resolved by {who(e.actor)} ({e.resolution}): {e.summary}",
     ev.CaseReopened: lambda e, _: f"Case reopened by {who(e.actor)}: {e.reason}",
+    ev.CustomerNotified: lambda e, _: (
+        f"Customer told by {e.channel} ({e.subject.replace('_', ' ')}) — {who(e.actor)}: {e.summary}"),
 }
 
 KIND: dict[type, str] = {t: "".join("_" + c.lower() if c.isupper() else c for c in t.__name__).lstrip("_")

@@ -1,9 +1,12 @@
 """Charges: one dispute per transaction, dispute outcomes, waivers, payment stops."""
 
+from datetime import timedelta
+
 import msgspec
 
 from casedesk.domain.decisions import (
     dispute_charge,
+    notify_customer,
     resolve_dispute,
     review_transactions,
     stop_payments,
@@ -21,6 +24,7 @@ from .story import (
     CALL,
     DISPUTE,
     DISPUTE_ARGS,
+    NOW,
     STOP_ARGS,
     TRANSACTION,
     VERIFIED_CALL,
@@ -102,3 +106,16 @@ def test_the_same_payment_stop_is_not_placed_twice() -> None:
     given(*story.history, stop).when(
         stop_payments, **{**STOP_ARGS, "merchant": " webtel "}
     ).refused("duplicate-payment-stop")
+
+
+def test_a_disputed_transaction_date_has_come() -> None:
+    later = (NOW + timedelta(days=3)).date()
+    given(*VERIFIED_CALL).when(dispute_charge, **{**DISPUTE_ARGS, "transaction_date": later}).refused(
+        "transaction-date-in-future"
+    )
+
+
+def test_a_customer_notice_says_what_was_told() -> None:
+    given(*VERIFIED_CALL).when(notify_customer, channel="call", subject="other", summary="  ").refused(
+        "notice-needs-summary"
+    )

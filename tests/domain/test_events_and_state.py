@@ -108,6 +108,7 @@ def family_card_fraud() -> list[ev.CaseEvent]:
         (do.release, dict(note="end of shift")),
         (do.complete_callback, dict(callback_id=CALLBACK, note="told the customer")),
         (do.resolve_dispute, dict(dispute_id=DISPUTE, outcome="upheld", note="refunded")),
+        (do.notify_customer, dict(channel="letter", subject="investigation_result", summary="refunded")),
         (
             do.start_contact,
             dict(

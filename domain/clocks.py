@@ -1,0 +1,210 @@
+"""Deadline clocks, derived from a case's events under a clock policy: pure, time as an argument.
+
+`advance` folds one event into a `ClockBook` (the few facts clocks need, and
+the clocks so far); what events alone decide is kept there: a clock runs, is
+met (on time, or late: `breached` with `met_at`), or is stopped (the dispute
+was withdrawn). Whether a running clock has run out is a matter of time, not
+of an event, so `standing(clock, now)` says it at read time: the same events
+give the same clocks as of any moment, live, rebuilt or replayed. A clock's
+`due_at` is the first instant it is late: met before it, breached from it on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+from functools import cache
+from typing import Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import msgspec
+from msgspec.structs import replace
+
+from . import events as ev
+from .business_days import end_of, nth_day_after, start_of
+from .clock_policies import Calendar, ClockPolicy, ClockRule
+from .values import CardProduct
+
+ClockState = Literal["running", "paused", "met", "breached", "stopped"]
+
+
+class Clock(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """One deadline of a case: which rule, from when (and which event), due when, and how it stands."""
+
+    clock: str
+    rule: str
+    source: str
+    started_at: datetime
+    started_by_event: int
+    due_at: datetime
+    calendar: Calendar
+    state: ClockState
+    met_at: datetime | None = None
+    dispute_id: UUID | None = None
+    callback_id: UUID | None = None
+
+
+class CardFacts(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    network: str
+    product: CardProduct
+
+
+class ClockBook(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What the clocks of one case are derived from: its cards, when its contacts began, the
+    card each dispute is on (by dispute id), and its clocks."""
+
+    cards: dict[str, CardFacts] = {}
+    contacts: dict[str, datetime] = {}
+    disputes: dict[str, CardFacts] = {}
+    clocks: tuple[Clock, ...] = ()
+
+
+def standing(clock: Clock, now: datetime) -> Clock:
+    """The clock as it stands at `now`: a running clock past its due time is breached."""
+    if clock.state == "running" and now >= clock.due_at:
+        return replace(clock, state="breached")
+    return clock
+
+
+def clocks_as_of(clocks: Iterable[Clock], now: datetime) -> list[Clock]:
+    return [standing(c, now) for c in clocks]
+
+
+def clocks_of(events: Iterable[ev.CaseEvent], policy: ClockPolicy, now: datetime) -> list[Clock]:
+    """Every clock of a case's events (up to `now`), as it stands at `now`."""
+    book = ClockBook()
+    for event in events:
+        if event.timestamp > now:
+            break
+        book = advance(book, event, policy)
+    return clocks_as_of(book.clocks, now)
+
+
+def advance(book: ClockBook, event: ev.CaseEvent, policy: ClockPolicy) -> ClockBook:
+    """The book after `event` (the same object when the event changes no clock)."""
+    change = _CHANGES.get(type(event))
+    return change(book, event, policy) if change is not None else book
+
+
+_Change = Callable[[ClockBook, Any, ClockPolicy], ClockBook]
+_CHANGES: dict[type[ev.CaseEvent], _Change] = {}
+
+
+def _on(event_type: type[ev.CaseEvent]) -> Callable[[_Change], _Change]:
+    def register(change: _Change) -> _Change:
+        _CHANGES[event_type] = change
+        return change
+
+    return register
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _due(rule: ClockRule, start: date, zone: ZoneInfo, extended: bool) -> datetime:
+    days = rule.extended_days if extended and rule.extended_days is not None else rule.days
+    return end_of(nth_day_after(start, days, rule.calendar), zone)
+
+
+def _meet(book: ClockBook, policy: ClockPolicy, at: datetime, facts: tuple[str, ...], *,
+          dispute_id: UUID | None = None, callback_id: UUID | None = None) -> tuple[Clock, ...]:
+    """The clocks with every running one that one of `facts` meets marked met (or breached, when late)."""
+    return tuple(
+        replace(c, state="met" if at < c.due_at else "breached", met_at=at)
+        if c.state == "running" and any(f in policy.met_by(c.rule) for f in facts)
+        and (dispute_id is None or c.dispute_id == dispute_id)
+        and (callback_id is None or c.callback_id == callback_id)
+        else c
+        for c in book.clocks
+    )
+
+
+def _started(rule: ClockRule, event: ev.CaseEvent, started_at: datetime, due_at: datetime, *,
+             dispute_id: UUID | None = None, callback_id: UUID | None = None) -> Clock:
+    return Clock(clock=rule.clock, rule=rule.rule, source=rule.source, started_at=started_at,
+                 started_by_event=event.originator_version, due_at=due_at, calendar=rule.calendar,
+                 state="running", dispute_id=dispute_id, callback_id=callback_id)
+
+
+@_on(ev.CaseOpened)
+def _opened(book: ClockBook, e: ev.CaseOpened, _: ClockPolicy) -> ClockBook:
+    cards = {c.card_id: CardFacts(network=c.network.strip().casefold(), product=c.product) for c in e.cards}
+    return replace(book, cards=cards)
+
+
+@_on(ev.ContactStarted)
+def _contact_started(book: ClockBook, e: ev.ContactStarted, _: ClockPolicy) -> ClockBook:
+    return replace(book, contacts={**book.contacts, str(e.contact_id): e.timestamp})
+
+
+@_on(ev.ReplacementCardIssued)
+def _replaced(book: ClockBook, e: ev.ReplacementCardIssued, _: ClockPolicy) -> ClockBook:
+    old = book.cards.get(e.old_card_id)
+    return book if old is None else replace(book, cards={**book.cards, e.new_card_id: old})
+
+
+def _product(book: ClockBook, network: str) -> CardProduct:
+    """The disputed card's product: the card on the network disputed with (else the first card)."""
+    net = network.strip().casefold()
+    card = next((c for c in book.cards.values() if c.network == net), None)
+    card = card or next(iter(book.cards.values()), None)
+    return card.product if card is not None else "credit"
+
+
+@_on(ev.ChargeDisputed)
+def _disputed(book: ClockBook, e: ev.ChargeDisputed, policy: ClockPolicy) -> ClockBook:
+    zone = _zone(policy.zone)
+    notice_at = book.contacts.get(str(e.contact_id), e.timestamp)
+    extended = e.foreign or e.point_of_sale
+    card = CardFacts(network=e.network.strip().casefold(), product=_product(book, e.network))
+    started: list[Clock] = []
+    for rule in policy.for_dispute(card.product, card.network):
+        if rule.starts == "transaction" and e.transaction_date is not None:
+            started_at = start_of(e.transaction_date, zone)
+            due = _due(rule, e.transaction_date, zone, extended)
+        elif rule.starts == "notice":
+            started_at, due = notice_at, _due(rule, notice_at.astimezone(zone).date(), zone, extended)
+        else:
+            continue  # a `resolution` rule starts later; a filing limit needs the transaction date
+        started.append(_started(rule, e, started_at, due, dispute_id=e.dispute_id))
+    book = replace(book, clocks=(*book.clocks, *started), disputes={**book.disputes, str(e.dispute_id): card})
+    return replace(book, clocks=_meet(book, policy, e.timestamp, ("disputed",), dispute_id=e.dispute_id))
+
+
+@_on(ev.DisputeResolved)
+def _dispute_resolved(book: ClockBook, e: ev.DisputeResolved, policy: ClockPolicy) -> ClockBook:
+    if e.outcome == "withdrawn":  # nothing left to do for it: its running clocks stop
+        stopped = tuple(replace(c, state="stopped") if c.dispute_id == e.dispute_id and c.state == "running"
+                        else c for c in book.clocks)
+        return replace(book, clocks=stopped)
+    clocks = _meet(book, policy, e.timestamp, ("resolution",), dispute_id=e.dispute_id)
+    card = book.disputes.get(str(e.dispute_id))
+    if card is None:
+        return replace(book, clocks=clocks)
+    zone, resolved_on = _zone(policy.zone), e.timestamp.astimezone(_zone(policy.zone)).date()
+    started = (_started(r, e, e.timestamp, _due(r, resolved_on, zone, False), dispute_id=e.dispute_id)
+               for r in policy.for_dispute(card.product, card.network) if r.starts == "resolution")
+    return replace(book, clocks=(*clocks, *started))
+
+
+@_on(ev.CustomerNotified)
+def _notified(book: ClockBook, e: ev.CustomerNotified, policy: ClockPolicy) -> ClockBook:
+    return replace(book, clocks=_meet(book, policy, e.timestamp, (f"notice:{e.subject}", "notice:any")))
+
+
+@_on(ev.CallbackScheduled)
+def _callback_scheduled(book: ClockBook, e: ev.CallbackScheduled, policy: ClockPolicy) -> ClockBook:
+    started = (_started(r, e, e.timestamp, e.due_at, callback_id=e.callback_id) for r in policy.for_callback())
+    return replace(book, clocks=(*book.clocks, *started))
+
+
+def _callback_made(book: ClockBook, e: ev.CallbackCompleted | ev.CallbackMissed, policy: ClockPolicy) -> ClockBook:
+    # A missed callback was still attempted when promised: the desk kept its word.
+    return replace(book, clocks=_meet(book, policy, e.timestamp, ("callback",), callback_id=e.callback_id))
+
+
+_CHANGES[ev.CallbackCompleted] = _callback_made
+_CHANGES[ev.CallbackMissed] = _callback_made
