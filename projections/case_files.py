@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 
 from casedesk.domain import events as ev
+from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.case_file import apply, file_rest, stored_file, timeline_head
 from casedesk.projections.case_view import CaseFile
@@ -53,8 +54,8 @@ class CaseFiles:
                           " FROM timeline_parts GROUP BY case_id",
     }
 
-    def __init__(self, zone: tzinfo = UTC, remembered: int = 20_000) -> None:
-        self.zone = zone
+    def __init__(self, zone: tzinfo = UTC, remembered: int = 20_000, policy: ClockPolicy = DEFAULT_POLICY) -> None:
+        self.zone, self.policy = zone, policy
         self._remembered: OrderedDict[UUID, CaseFile] = OrderedDict()
         self._remember_at_most = remembered
 
@@ -132,7 +133,7 @@ class CaseFiles:
             current = files.get(event.originator_id)
             if current is not None and event.originator_version <= current.view.version:
                 continue  # already folded
-            file = files[event.originator_id] = apply(current, event, self.zone)
+            file = files[event.originator_id] = apply(current, event, self.zone, policy=self.policy)
             merchants.mark(file.view, event)
             if isinstance(event, ev.CaseOpened):
                 customers[event.originator_id] = customer_row(event)

@@ -14,6 +14,8 @@ from typing import Literal
 
 import msgspec
 
+from casedesk.domain.clock_policies import policy_named
+
 ProjectionMode = Literal["process", "in-process", "off"]
 _PROJECTION_MODES: dict[str, ProjectionMode] = {
     "process": "process", "worker": "process",
@@ -50,6 +52,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     readiness_max_lag: int = 1000
     statement_cache: bool = True
     timezone: str = "UTC"
+    # Which deadline rules the clocks follow (domain/clock_policies.py): jp or us.
+    clock_policy: str = "jp"
 
     @property
     def embedded(self) -> bool:
@@ -92,6 +96,16 @@ def _projection_mode(value: str | None) -> ProjectionMode:
     return mode
 
 
+def _clock_policy(value: str | None) -> str:
+    """CASEDESK_CLOCK_POLICY: jp (default) or us; anything else stops the process before it serves."""
+    name = (value or "jp").strip().lower()
+    try:
+        policy_named(name)
+    except ValueError as unknown:
+        raise SettingsError(f"CASEDESK_CLOCK_POLICY: {unknown}") from None
+    return name
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the environment (or a given mapping, for tests)."""
     env = os.environ if environ is None else environ
@@ -115,4 +129,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         readiness_max_lag=int(env.get("CASEDESK_READY_MAX_LAG") or 1000),
         statement_cache=_flag(env.get("CASEDESK_STATEMENT_CACHE"), True),
         timezone=env.get("CASEDESK_TIMEZONE") or "UTC",
+        clock_policy=_clock_policy(env.get("CASEDESK_CLOCK_POLICY")),
     )

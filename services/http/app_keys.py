@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 
+from casedesk.domain.clock_policies import ClockPolicy
 from casedesk.services.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,4 +26,5 @@ STORE = web.AppKey("store", "EventStore")
 CASES = web.AppKey("cases", "CaseService")
 PERSONAL_DATA = web.AppKey("personal_data", "PersonalData")
 ZONE = web.AppKey("zone", tzinfo)
+CLOCK_POLICY = web.AppKey("clock_policy", ClockPolicy)
 RUNNER = web.AppKey("runner", "ProjectionRunner")

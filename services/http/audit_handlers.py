@@ -14,7 +14,7 @@ from casedesk.services.access_log import REASON_HEADER, AccessLogPage, access_pa
 from casedesk.services.audit_chain import check_stream
 from casedesk.services.case_history import case_history
 from casedesk.services.case_service import CaseNotFoundError
-from casedesk.services.http.app_keys import CASES, POOL, ZONE
+from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, validation_problem
@@ -62,7 +62,8 @@ def _point(request: web.Request) -> tuple[int | None, datetime | None]:
 async def get_history(request: web.Request) -> web.Response:
     case_id, (version, as_of) = path_uuid(request, "case_id"), _point(request)
     cases = request.app[CASES]
-    answer = await case_history(cases.store, cases.mapper, case_id, request.app[ZONE], version=version, as_of=as_of)
+    answer = await case_history(cases.store, cases.mapper, case_id, request.app[ZONE], version=version, as_of=as_of,
+                                policy=request.app[CLOCK_POLICY])
     what = "history" + (f" version={version}" if version else "") + (f" as_of={as_of.isoformat()}" if as_of else "")
     await record_access(request.app[POOL], request[PRINCIPAL], case_id, what,
                         reason_of(request.headers.get(REASON_HEADER)))

@@ -6,13 +6,14 @@ OpenAPI document's), converted into domain values at the edge.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 
 from casedesk.domain.values import (
+    CardProduct,
     CaseReason,
     CompromiseSource,
     ContactChannel,
@@ -23,6 +24,8 @@ from casedesk.domain.values import (
     FeeBearer,
     IdentityMethod,
     Money,
+    NoticeChannel,
+    NoticeSubject,
     StopScope,
     TransactionAnswer,
 )
@@ -57,6 +60,7 @@ class CardIn(Request, kw_only=True):
     network: Short
     kind: Literal["primary", "family"]
     primary_card_id: Short | None = None
+    product: CardProduct = "credit"
 
 
 class ContactIn(Request, kw_only=True):
@@ -117,11 +121,20 @@ class DisputeCharge(Request, kw_only=True):
     amount: Money
     reason_code: Short
     network: Short
+    transaction_date: date | None = None
+    foreign: bool = False
+    point_of_sale: bool = False
 
 
 class ResolveDispute(Request, kw_only=True):
     outcome: DisputeOutcome
     note: Text
+
+
+class NotifyCustomer(Request, kw_only=True):
+    channel: NoticeChannel
+    subject: NoticeSubject
+    summary: Text
 
 
 class WaiveLiability(Request, kw_only=True):
