@@ -227,6 +227,11 @@ def _dispute_resolved(case: FraudCase, e: ev.DisputeResolved) -> FraudCase:
     return _with(case, "disputes", e.dispute_id, outcome=e.outcome)
 
 
+@_applies(ev.DisputeStageRecorded)
+def _dispute_stage(case: FraudCase, e: ev.DisputeStageRecorded) -> FraudCase:
+    return _with(case, "disputes", e.dispute_id, stage=e.stage)
+
+
 @_applies(ev.CustomerLiabilityWaived)
 def _liability_waived(case: FraudCase, e: ev.CustomerLiabilityWaived) -> FraudCase:
     if e.dispute_id is None:

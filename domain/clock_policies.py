@@ -11,11 +11,13 @@ When a clock starts (`starts`):
 - `notice`: the customer's notice of error: the start of the contact in which
   the charge was disputed (the dispute's own time when it names no contact);
 - `resolution`: the dispute's resolution (upheld or rejected);
+- `representment`: the merchant's answer to the chargeback (a dispute stage);
 - `promise`: a callback, due when it was promised.
 
 What meets it (`met_by`): `disputed` (the chargeback sent: the dispute itself),
-`resolution`, `provisional_credit`, `callback` (made or attempted), or
-`notice:<subject>` / `notice:any` (a customer notice).
+`resolution`, `provisional_credit`, `callback` (made or attempted),
+`stage:<stage>` (a dispute stage), or `notice:<subject>` / `notice:any` (a
+customer notice).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import msgspec
 from .values import CardProduct
 
 Calendar = Literal["business_jp", "business_us", "calendar"]
-ClockStart = Literal["transaction", "notice", "resolution", "promise"]
+ClockStart = Literal["transaction", "notice", "resolution", "promise", "representment"]
 
 
 class ClockRule(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -86,6 +88,22 @@ _NETWORK_FILING = (
     ),
 )
 
+# After the merchant's answer, the issuer's time to take the dispute to pre-arbitration.
+_NETWORK_STAGES = (
+    ClockRule(
+        rule="visa_pre_arbitration_limit", clock="pre_arbitration", starts="representment", days=30,
+        calendar="calendar", met_by=("stage:pre_arbitration", "resolution"), networks=("visa",),
+        source="Visa Core Rules and Visa Product and Service Rules, Dispute Resolution: the issuer may file"
+               " pre-arbitration within 30 calendar days of the dispute response (representment)",
+    ),
+    ClockRule(
+        rule="mastercard_pre_arbitration_limit", clock="pre_arbitration", starts="representment", days=45,
+        calendar="calendar", met_by=("stage:pre_arbitration", "resolution"), networks=("mastercard",),
+        source="Mastercard Chargeback Guide: the issuer may submit pre-arbitration within 45 calendar days"
+               " of the second presentment",
+    ),
+)
+
 # --- the desk's own promises (both policies) -----------------------------------
 
 _DESK_PROMISES = (
@@ -136,9 +154,9 @@ _REGULATION_Z = (
 )
 
 POLICIES: dict[str, ClockPolicy] = {
-    "jp": ClockPolicy(name="jp", zone="Asia/Tokyo", rules=(*_NETWORK_FILING, *_DESK_PROMISES)),
+    "jp": ClockPolicy(name="jp", zone="Asia/Tokyo", rules=(*_NETWORK_FILING, *_NETWORK_STAGES, *_DESK_PROMISES)),
     "us": ClockPolicy(name="us", zone="America/New_York",
-                      rules=(*_NETWORK_FILING, *_DESK_PROMISES, *_REGULATION_E, *_REGULATION_Z)),
+                      rules=(*_NETWORK_FILING, *_NETWORK_STAGES, *_DESK_PROMISES, *_REGULATION_E, *_REGULATION_Z)),
 }
 DEFAULT_POLICY = POLICIES["jp"]
 

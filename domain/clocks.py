@@ -190,6 +190,19 @@ def _dispute_resolved(book: ClockBook, e: ev.DisputeResolved, policy: ClockPolic
     return replace(book, clocks=(*clocks, *started))
 
 
+@_on(ev.DisputeStageRecorded)
+def _stage(book: ClockBook, e: ev.DisputeStageRecorded, policy: ClockPolicy) -> ClockBook:
+    clocks = _meet(book, policy, e.timestamp, (f"stage:{e.stage}",), dispute_id=e.dispute_id)
+    card = book.disputes.get(str(e.dispute_id))
+    if card is None:
+        return replace(book, clocks=clocks)
+    zone = _zone(policy.zone)
+    on = e.timestamp.astimezone(zone).date()
+    started = (_started(r, e, e.timestamp, _due(r, on, zone, False), dispute_id=e.dispute_id)
+               for r in policy.for_dispute(card.product, card.network) if r.starts == e.stage)
+    return replace(book, clocks=(*clocks, *started))
+
+
 @_on(ev.CustomerNotified)
 def _notified(book: ClockBook, e: ev.CustomerNotified, policy: ClockPolicy) -> ClockBook:
     return replace(book, clocks=_meet(book, policy, e.timestamp, (f"notice:{e.subject}", "notice:any")))

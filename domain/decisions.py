@@ -30,6 +30,7 @@ from .decisions_case import (
 from .decisions_charges import (
     dispute_charge,
     notify_customer,
+    record_dispute_stage,
     resolve_dispute,
     review_transactions,
     stop_payments,
@@ -60,6 +61,7 @@ __all__ = [
     "record_card_destroyed",
     "record_compromise",
     "record_contact_details",
+    "record_dispute_stage",
     "reissue_card",
     "reissue_fee",
     "release",

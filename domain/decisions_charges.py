@@ -14,6 +14,7 @@ from .guards import no_card_data, stamps, still_open, verified_contact
 from .values import (
     Actor,
     DisputeOutcome,
+    DisputeStage,
     Money,
     NoticeChannel,
     NoticeSubject,
@@ -116,6 +117,46 @@ def resolve_dispute(
         raise RuleViolation("dispute-already-resolved", f"dispute {dispute_id} is resolved")
     stamp = stamps(case, actor, at).next()
     return [ev.DisputeResolved(**stamp, dispute_id=dispute_id, outcome=outcome, note=redact(note))]
+
+
+# Which stage may follow which; won, lost and withdrawn end the dispute.
+_NEXT_STAGES: dict[DisputeStage | None, tuple[DisputeStage, ...]] = {
+    None: ("filed", "withdrawn"),
+    "filed": ("representment", "won", "withdrawn"),
+    "representment": ("pre_arbitration", "won", "lost", "withdrawn"),
+    "pre_arbitration": ("arbitration", "won", "lost", "withdrawn"),
+    "arbitration": ("won", "lost"),
+}
+_ENDS: dict[DisputeStage, DisputeOutcome] = {"won": "upheld", "lost": "rejected", "withdrawn": "withdrawn"}
+
+
+def record_dispute_stage(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    dispute_id: UUID,
+    stage: DisputeStage,
+    network_reference: str | None,
+    note: str,
+) -> list[ev.CaseEvent]:
+    """Move a dispute a step through the network's lifecycle; a final stage also resolves it."""
+    still_open(case)
+    _known_dispute(case, dispute_id)
+    dispute = case.disputes[str(dispute_id)]
+    if dispute.outcome is not None:
+        raise RuleViolation("dispute-already-resolved", f"dispute {dispute_id} is resolved")
+    if stage not in _NEXT_STAGES.get(dispute.stage, ()):
+        raise RuleViolation("dispute-stage-out-of-order", f"{stage} cannot follow {dispute.stage or 'the dispute'}")
+    no_card_data(network_reference=network_reference)
+    stamp = stamps(case, actor, at)
+    events: list[ev.CaseEvent] = [ev.DisputeStageRecorded(
+        **stamp.next(), dispute_id=dispute_id, stage=stage, network_reference=network_reference,
+        note=redact(note))]
+    if stage in _ENDS:
+        events.append(ev.DisputeResolved(**stamp.next(), dispute_id=dispute_id, outcome=_ENDS[stage],
+                                         note=redact(note)))
+    return events
 
 
 def waive_liability(

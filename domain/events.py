@@ -25,6 +25,7 @@ from .values import (
     Customer,
     Delivery,
     DisputeOutcome,
+    DisputeStage,
     Fee,
     FeeBearer,
     IdentityMethod,
@@ -137,6 +138,15 @@ class DisputeResolved(CaseEvent, frozen=True, kw_only=True):
 
     dispute_id: UUID
     outcome: DisputeOutcome
+    note: str
+
+
+class DisputeStageRecorded(CaseEvent, frozen=True, kw_only=True):
+    """The dispute moved a step in the card network's lifecycle (with the network's reference)."""
+
+    dispute_id: UUID
+    stage: DisputeStage
+    network_reference: str | None
     note: str
 
 
@@ -311,6 +321,7 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseResolved,
     CaseReopened,
     CustomerNotified,
+    DisputeStageRecorded,
 )
 
 if TYPE_CHECKING:

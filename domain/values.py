@@ -32,6 +32,8 @@ IdentityMethod = Literal[
 ]
 TransactionAnswer = Literal["recognized", "unrecognized", "unsure"]
 DisputeOutcome = Literal["upheld", "rejected", "withdrawn"]
+# The card network's dispute lifecycle: won, lost and withdrawn end it.
+DisputeStage = Literal["filed", "representment", "pre_arbitration", "arbitration", "won", "lost", "withdrawn"]
 StopScope = Literal["merchant", "all_overseas", "all"]
 Delivery = Literal["mail", "branch_pickup"]
 FeeBearer = Literal["issuer", "customer", "merchant"]

@@ -45,6 +45,14 @@ class CardView(msgspec.Struct, kw_only=True, gc=False):
     expedited: bool | None = None
 
 
+class DisputeStageView(msgspec.Struct, kw_only=True, gc=False):
+    stage: str
+    network_reference: str | None
+    note: str
+    at: datetime
+    by: Person
+
+
 class DisputeView(msgspec.Struct, kw_only=True, gc=False):
     dispute_id: UUID
     transaction_id: str
@@ -59,6 +67,8 @@ class DisputeView(msgspec.Struct, kw_only=True, gc=False):
     transaction_date: date | None = None
     foreign: bool = False
     point_of_sale: bool = False
+    stage: str | None = None  # where it stands in the card network's lifecycle
+    stages: list[DisputeStageView] = []
 
 
 class PaymentStopView(msgspec.Struct, kw_only=True, gc=False):

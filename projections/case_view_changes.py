@@ -10,6 +10,7 @@ from casedesk.projections.case_view import (
     CardView,
     CaseFile,
     ContactView,
+    DisputeStageView,
     DisputeView,
     EscalationView,
     NoteView,
@@ -96,6 +97,14 @@ def _(event: ev.ChargeDisputed, file: CaseFile) -> None:
         opened_at=event.timestamp, transaction_date=event.transaction_date, foreign=event.foreign,
         point_of_sale=event.point_of_sale,
     ))
+
+
+@change_view.register
+def _(event: ev.DisputeStageRecorded, file: CaseFile) -> None:
+    dispute = _dispute(file, event.dispute_id)
+    dispute.stage = event.stage
+    dispute.stages.append(DisputeStageView(stage=event.stage, network_reference=event.network_reference,
+                                           note=event.note, at=event.timestamp, by=person(event.actor)))
 
 
 @change_view.register

@@ -99,6 +99,13 @@ async def resolve_dispute(request: web.Request) -> web.Response:
     return await run(request, path_uuid(request, "case_id"), decide)
 
 
+async def record_dispute_stage(request: web.Request) -> web.Response:
+    body = await decode(request, rq.RecordDisputeStage)
+    decide = partial(d.record_dispute_stage, dispute_id=path_uuid(request, "dispute_id"), stage=body.stage,
+                     network_reference=body.network_reference, note=body.note)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
 async def notify_customer(request: web.Request) -> web.Response:
     body = await decode(request, rq.NotifyCustomer)
     decide = partial(d.notify_customer, channel=body.channel, subject=body.subject, summary=body.summary)

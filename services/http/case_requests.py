@@ -21,6 +21,7 @@ from casedesk.domain.values import (
     ContactOutcome,
     Delivery,
     DisputeOutcome,
+    DisputeStage,
     FeeBearer,
     IdentityMethod,
     Money,
@@ -128,6 +129,12 @@ class DisputeCharge(Request, kw_only=True):
 
 class ResolveDispute(Request, kw_only=True):
     outcome: DisputeOutcome
+    note: Text
+
+
+class RecordDisputeStage(Request, kw_only=True):
+    stage: DisputeStage
+    network_reference: Short | None = None
     note: Text
 
 

@@ -51,6 +51,13 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                   " dispute 90 days to investigate under Regulation E." + _IDENTITY,
     ("POST", f"{CASE}/disputes/{{dispute_id}}/resolve"): "Resolve a dispute as upheld, rejected or withdrawn"
                                                          " (`dispute-already-resolved`, `unknown-dispute`).",
+    ("POST", f"{CASE}/disputes/{{dispute_id}}/stages"): "Record a step of the card network's dispute lifecycle,"
+                                                        " with the network's reference: filed, representment,"
+                                                        " pre_arbitration, arbitration; won, lost or withdrawn"
+                                                        " end it and resolve the dispute (upheld, rejected,"
+                                                        " withdrawn). A representment starts the network's"
+                                                        " pre-arbitration clock (`dispute-stage-out-of-order`,"
+                                                        " `dispute-already-resolved`, `unknown-dispute`).",
     ("GET", f"{CASE}/clocks"): "The case's deadline clocks as they stand now: the card network's filing limit,"
                                " promised callbacks and, under policy `us`, Regulation E (debit) or Regulation Z"
                                " (credit). Each names its rule and source, what started it (`started_by_event`),"

@@ -97,6 +97,8 @@ ROUTES: list[Route] = [
           rq.DisputeCharge, status=201),
     Route("POST", f"{CASE}/disputes/{{dispute_id}}/resolve", cmd.resolve_dispute, AGENTS,
           "Resolve a dispute", rq.ResolveDispute),
+    Route("POST", f"{CASE}/disputes/{{dispute_id}}/stages", cmd.record_dispute_stage, AGENTS,
+          "Record a step of the card network's dispute lifecycle", rq.RecordDisputeStage),
     Route("GET", f"{CASE}/clocks", q.get_clocks, READERS,
           "The case's deadline clocks as they stand now", answer=ClocksAnswer, query=("min_position",)),
     Route("POST", f"{CASE}/customer-notices", cmd.notify_customer, AGENTS,

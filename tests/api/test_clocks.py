@@ -71,11 +71,10 @@ def days_ago(days: int) -> date:
     return (datetime.now(UTC) - timedelta(days=days)).date()
 
 
-@pytest.fixture(scope="session")
-async def us_database(database_dsn: str) -> AsyncIterator[str]:
-    """A database of its own for the app under policy us: projection locks are per database,
-    so its projection never waits behind another app's (or another run's) on the shared one."""
-    name = f"clocks_us_{uuid.uuid4().hex[:10]}"
+async def _database_of_its_own(database_dsn: str) -> AsyncIterator[str]:
+    """A migrated database of its own. Projection locks are per database: on the shared one the
+    app's projection may wait behind another run's, and its reads with min_position time out."""
+    name = f"clocks_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(database_dsn)
     await admin.execute(f"CREATE DATABASE {name}")
     dsn = urlunsplit(urlsplit(database_dsn)._replace(path=f"/{name}"))
@@ -89,12 +88,34 @@ async def us_database(database_dsn: str) -> AsyncIterator[str]:
     await admin.close()
 
 
+@pytest.fixture(scope="session")
+async def jp_database(database_dsn: str) -> AsyncIterator[str]:
+    async for dsn in _database_of_its_own(database_dsn):
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+async def us_database(database_dsn: str) -> AsyncIterator[str]:
+    async for dsn in _database_of_its_own(database_dsn):
+        yield dsn
+
+
+def _app(tmp_path: Any, dsn: str, policy: str) -> Any:
+    settings = Settings(token_secret=SECRET, pii_key="test-pii-key", data_dir=tmp_path, pool_min=1, pool_max=8,
+                        clock_policy=policy)
+    return create_app(settings, dsn=dsn)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, tmp_path: Any, jp_database: str) -> TestClient:
+    """The app under the default policy, jp."""
+    return await aiohttp_client(_app(tmp_path, jp_database, "jp"))
+
+
 @pytest.fixture
 async def us_client(aiohttp_client: Any, tmp_path: Any, us_database: str) -> TestClient:
-    """The app under CASEDESK_CLOCK_POLICY=us (its projection folds under us)."""
-    settings = Settings(token_secret=SECRET, pii_key="test-pii-key", data_dir=tmp_path, pool_min=1, pool_max=8,
-                        clock_policy="us")
-    return await aiohttp_client(create_app(settings, dsn=us_database))
+    """The app under CASEDESK_CLOCK_POLICY=us."""
+    return await aiohttp_client(_app(tmp_path, us_database, "us"))
 
 
 # --- jp (the default policy) -----------------------------------------------------------
@@ -177,6 +198,24 @@ async def test_a_transaction_date_in_the_future_is_refused_with_the_rule_name(cl
             "transaction_date": (date.today() + timedelta(days=5)).isoformat()}
     problem = await desk.do("/disputes", body, 409)
     assert problem["type"].endswith("transaction-date-in-future")
+
+
+async def test_a_dispute_through_the_network_stages_runs_the_pre_arbitration_clock_and_ends_resolved(
+        client, auth) -> None:
+    desk = await Desk(client, auth()).open()
+    dispute = await desk.dispute(days_ago(10))
+    for stage in ("filed", "representment"):
+        await desk.do(f"/disputes/{dispute}/stages", {"stage": stage, "network_reference": "VROL-7", "note": stage})
+    view = await desk.get()
+    [shown] = view["disputes"]
+    assert (shown["stage"], [s["stage"] for s in shown["stages"]]) == ("representment", ["filed", "representment"])
+    assert (await desk.clocks())["visa_pre_arbitration_limit"]["state"] == "running"
+    await desk.do(f"/disputes/{dispute}/stages", {"stage": "lost", "note": "merchant's proof holds"})
+    [shown] = (await desk.get())["disputes"]
+    assert (shown["status"], shown["outcome"], shown["stage"]) == ("resolved", "rejected", "lost")
+    assert (await desk.clocks())["visa_pre_arbitration_limit"]["state"] == "met"
+    problem = await desk.do(f"/disputes/{dispute}/stages", {"stage": "arbitration", "note": "late"}, 409)
+    assert problem["type"].endswith("dispute-already-resolved")
 
 
 # --- us ---------------------------------------------------------------------------------

@@ -56,6 +56,10 @@ class Given:
     def resolve(self, at: datetime, outcome: str = "upheld") -> Given:
         return self._add(ev.DisputeResolved, at, dispute_id=DISPUTE, outcome=outcome, note="done")
 
+    def stage(self, at: datetime, stage: str) -> Given:
+        return self._add(ev.DisputeStageRecorded, at, dispute_id=DISPUTE, stage=stage, network_reference="VROL-1",
+                         note="network")
+
     def notify(self, at: datetime, subject: str = "investigation_result") -> Given:
         return self._add(ev.CustomerNotified, at, channel="letter", subject=subject, summary="result sent")
 
@@ -207,6 +211,16 @@ def test_a_visa_dispute_filed_after_120_days_breaches_the_filing_limit() -> None
     at = datetime(2026, 5, 3, 0, 0, tzinfo=TOKYO)  # the first instant after day 120
     clock = Given(at=at).dispute(at, transaction_date=date(2026, 1, 2)).clocks(at, JP)["visa_fraud_filing_limit"]
     assert (clock.state, clock.met_at) == ("breached", at)
+
+
+def test_a_representment_starts_visa_30_days_to_go_to_pre_arbitration() -> None:
+    at = datetime(2026, 5, 1, 10, tzinfo=TOKYO)
+    given = Given(at=at).dispute(at, transaction_date=date(2026, 4, 20)).stage(at, "filed")
+    given.stage(datetime(2026, 5, 20, 10, tzinfo=TOKYO), "representment")
+    clock = given.clocks(datetime(2026, 5, 21, tzinfo=TOKYO), JP)["visa_pre_arbitration_limit"]
+    assert (clock.state, clock.due_at) == ("running", datetime(2026, 6, 20, tzinfo=TOKYO))
+    given.stage(datetime(2026, 6, 19, 17, tzinfo=TOKYO), "pre_arbitration")
+    assert given.clocks(datetime(2026, 7, 1, tzinfo=TOKYO), JP)["visa_pre_arbitration_limit"].state == "met"
 
 
 def test_the_jp_policy_has_no_us_regulations() -> None:
