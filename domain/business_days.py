@@ -11,7 +11,7 @@ of that day in the policy's zone.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, tzinfo
-from functools import cache
+from functools import cache, lru_cache
 
 import holidays
 
@@ -33,6 +33,7 @@ def is_business_day(day: date, calendar: Calendar) -> bool:
     return day.weekday() < 5 and day not in _holidays(calendar)
 
 
+@lru_cache(maxsize=8192)  # pure, and a desk's deadlines fall on a few hundred days
 def nth_day_after(start: date, days: int, calendar: Calendar) -> date:
     """The day on which a deadline of `days` days from `start` falls."""
     if calendar == "calendar":
@@ -45,6 +46,7 @@ def nth_day_after(start: date, days: int, calendar: Calendar) -> date:
     return day
 
 
+@lru_cache(maxsize=8192)
 def end_of(day: date, zone: tzinfo) -> datetime:
     """The first instant after `day` in `zone` (a deadline on `day` holds until then)."""
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)

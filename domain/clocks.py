@@ -112,14 +112,41 @@ def _due(rule: ClockRule, start: date, zone: ZoneInfo, extended: bool) -> dateti
 def _meet(book: ClockBook, policy: ClockPolicy, at: datetime, facts: tuple[str, ...], *,
           dispute_id: UUID | None = None, callback_id: UUID | None = None) -> tuple[Clock, ...]:
     """The clocks with every running one that one of `facts` meets marked met (or breached, when late)."""
-    return tuple(
-        replace(c, state="met" if at < c.due_at else "breached", met_at=at)
-        if c.state == "running" and any(f in policy.met_by(c.rule) for f in facts)
-        and (dispute_id is None or c.dispute_id == dispute_id)
-        and (callback_id is None or c.callback_id == callback_id)
-        else c
-        for c in book.clocks
-    )
+    met_by = _index(policy).met_by
+    clocks = list(book.clocks)
+    for n, c in enumerate(clocks):
+        if (c.state == "running" and (dispute_id is None or c.dispute_id == dispute_id)
+                and (callback_id is None or c.callback_id == callback_id)
+                and any(f in met_by.get(c.rule, ()) for f in facts)):
+            clocks[n] = replace(c, state="met" if at < c.due_at else "breached", met_at=at)
+    return tuple(clocks)
+
+
+class _PolicyIndex:
+    """A policy's rules looked up by what the fold asks (a policy is read on every event)."""
+
+    def __init__(self, policy: ClockPolicy) -> None:
+        self.policy = policy
+        self.met_by = {r.rule: r.met_by for r in policy.rules}
+        self.disputes: dict[tuple[CardProduct, str], tuple[ClockRule, ...]] = {}
+
+
+_INDEXES: dict[str, _PolicyIndex] = {}
+
+
+def _index(policy: ClockPolicy) -> _PolicyIndex:
+    index = _INDEXES.get(policy.name)
+    if index is None or index.policy is not policy:  # (another policy of the same name: a test's)
+        index = _INDEXES[policy.name] = _PolicyIndex(policy)
+    return index
+
+
+def _dispute_rules(policy: ClockPolicy, product: CardProduct, network: str) -> tuple[ClockRule, ...]:
+    known = _index(policy).disputes
+    rules = known.get((product, network))
+    if rules is None:
+        rules = known[(product, network)] = policy.for_dispute(product, network)
+    return rules
 
 
 def _started(rule: ClockRule, event: ev.CaseEvent, started_at: datetime, due_at: datetime, *,
@@ -161,7 +188,7 @@ def _disputed(book: ClockBook, e: ev.ChargeDisputed, policy: ClockPolicy) -> Clo
     extended = e.foreign or e.point_of_sale
     card = CardFacts(network=e.network.strip().casefold(), product=_product(book, e.network))
     started: list[Clock] = []
-    for rule in policy.for_dispute(card.product, card.network):
+    for rule in _dispute_rules(policy, card.product, card.network):
         if rule.starts == "transaction" and e.transaction_date is not None:
             started_at = start_of(e.transaction_date, zone)
             due = _due(rule, e.transaction_date, zone, extended)
@@ -186,7 +213,7 @@ def _dispute_resolved(book: ClockBook, e: ev.DisputeResolved, policy: ClockPolic
         return replace(book, clocks=clocks)
     zone, resolved_on = _zone(policy.zone), e.timestamp.astimezone(_zone(policy.zone)).date()
     started = (_started(r, e, e.timestamp, _due(r, resolved_on, zone, False), dispute_id=e.dispute_id)
-               for r in policy.for_dispute(card.product, card.network) if r.starts == "resolution")
+               for r in _dispute_rules(policy, card.product, card.network) if r.starts == "resolution")
     return replace(book, clocks=(*clocks, *started))
 
 
@@ -199,7 +226,7 @@ def _stage(book: ClockBook, e: ev.DisputeStageRecorded, policy: ClockPolicy) -> 
     zone = _zone(policy.zone)
     on = e.timestamp.astimezone(zone).date()
     started = (_started(r, e, e.timestamp, _due(r, on, zone, False), dispute_id=e.dispute_id)
-               for r in policy.for_dispute(card.product, card.network) if r.starts == e.stage)
+               for r in _dispute_rules(policy, card.product, card.network) if r.starts == e.stage)
     return replace(book, clocks=(*clocks, *started))
 
 
