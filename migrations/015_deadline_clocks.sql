@@ -6,3 +6,16 @@
 TRUNCATE case_files, timeline_parts, queue_items, queue_activity, case_customers, outbound_attempts,
     merchant_flags, merchant_disputes;
 DELETE FROM projection_tracking WHERE application_name = 'case_files';
+
+-- Every clock of every case, one row each, for the dashboard's and /metrics' counts per rule
+-- (clocks at risk and breached) without reading every case's view.
+CREATE TABLE IF NOT EXISTS case_clocks (
+    case_id uuid NOT NULL,
+    n smallint NOT NULL,
+    rule text NOT NULL,
+    state text NOT NULL,
+    due_at timestamptz NOT NULL,
+    met_at timestamptz,
+    PRIMARY KEY (case_id, n)
+);
+CREATE INDEX IF NOT EXISTS case_clocks_running_idx ON case_clocks (rule, due_at) WHERE state = 'running';

@@ -33,6 +33,7 @@ from casedesk.projections.customer_lookup import (
     customer_row,
     outbound_row,
 )
+from casedesk.projections.deadline_clocks import write_clocks
 from casedesk.projections.handoff import refresh_handoff
 from casedesk.projections.merchant_intelligence import MerchantBook
 from casedesk.projections.work_queues import queue_rows
@@ -45,7 +46,7 @@ class CaseFiles:
 
     name = "case_files"
     tables = ("case_files", "timeline_parts", "queue_items", "queue_activity", "case_customers", "outbound_attempts",
-              "merchant_flags", "merchant_disputes")
+              "merchant_flags", "merchant_disputes", "case_clocks")
 
     # What a table holds where that is not its rows as such: timeline_parts splits a
     # case's entries by the batches that wrote them, which a rebuild draws differently.
@@ -103,6 +104,7 @@ class CaseFiles:
             changed, outbound, activity = self._fold(events, files, customers, merchants)
             await _write_files(conn, changed)
             await _write_queues(conn, changed)
+            await write_clocks(conn, changed)
             await _write_lookup(conn, list(customers.values()), outbound)
             await _write_activity(conn, activity)
             await merchants.write(conn)

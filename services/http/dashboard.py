@@ -30,6 +30,7 @@ import structlog
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from casedesk.projections.deadline_clocks import clock_risks
 from casedesk.projections.work_queues import queue_depths
 from casedesk.services.database import keeps_session_state
 from casedesk.services.http.app_keys import DIRECT_POOL, READ_POOL
@@ -75,12 +76,14 @@ async def dashboard_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
         agents = await conn.fetch(AGENTS_SQL)
         hours = await conn.fetch(HOURS_SQL)
         positions = await conn.fetch(POSITIONS_SQL)
+        clocks = await clock_risks(conn)
     return {
         "generated_at": datetime.now(UTC),
         "queues": queues,
         "agents": [dict(r) for r in agents],
         "claims_per_hour": [dict(r) for r in hours],
         "positions": {r["application_name"]: r["notification_id"] for r in positions},
+        "clocks": clocks,
     }
 
 

@@ -218,6 +218,20 @@ async def test_a_dispute_through_the_network_stages_runs_the_pre_arbitration_clo
     assert problem["type"].endswith("dispute-already-resolved")
 
 
+async def test_the_dashboard_and_metrics_count_clocks_at_risk_and_met_late_per_rule(client, auth) -> None:
+    desk = await Desk(client, auth()).open()
+    await desk.do("/callbacks", {"due_at": from_now(hours=2), "phone": "registered", "reason": "r",
+                                 "department": "fraud"}, 201)
+    await desk.dispute(days_ago(130))
+    await desk.get()  # the projection has written this case's clocks
+    r = await client.get("/v1/dashboard", headers=auth(role="supervisor"))
+    risks = {c["rule"]: c for c in (await r.json())["clocks"]}
+    assert risks["callback_promise"]["at_risk"] >= 1
+    assert risks["visa_fraud_filing_limit"]["met_late"] >= 1
+    text = await (await client.get("/metrics")).text()
+    assert 'casedesk_clocks{rule="callback_promise",standing="at_risk"}' in text
+
+
 # --- us ---------------------------------------------------------------------------------
 
 
