@@ -22,7 +22,7 @@ from casedesk.services.database import create_pool
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
 from casedesk.services.migrations import migrate
-from tests.projections.helpers import AGENT, REGISTERED, all_rows, drain, running, wait_until_caught_up
+from tests.projections.helpers import AGENT, REGISTERED, all_rows, drain, rows, running, wait_until_caught_up
 
 US = POLICIES["us"]
 
@@ -79,6 +79,8 @@ async def test_live_clocks_under_the_us_policy_equal_a_rebuild_from_zero(own_poo
         ids = await write_disputed_cases(CaseService(store, CaseEventMapper()), 12)
         await wait_until_caught_up(live, "case_files")
     before = await all_rows(own_pool, ids)
+    clocks_before = await rows(own_pool, "case_clocks", "case_id", ids)
+    assert clocks_before
     views = [json.loads(v) for v in await own_pool.fetchval(
         "SELECT array_agg(view) FROM case_files WHERE case_id = ANY($1::uuid[])", ids)]
     rules = {c["rule"] for v in views for c in v["clocks"]}
@@ -88,6 +90,7 @@ async def test_live_clocks_under_the_us_policy_equal_a_rebuild_from_zero(own_poo
     await rebuild(live, projection)
     await drain(ProjectionRunner(store, own_pool, [projection]), projection)
     assert await all_rows(own_pool, ids) == before
+    assert await rows(own_pool, "case_clocks", "case_id", ids) == clocks_before
     await store.close()
 
 
