@@ -9,20 +9,17 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from casedesk.services.http.app import create_app
-from casedesk.services.migrations import migrate
-from casedesk.services.settings import Settings, SettingsError, load_settings
-from tests.api.conftest import SECRET, new_case_body
+from casedesk.services.settings import SettingsError, load_settings
+from tests.api.conftest import new_case_body
+from tests.api.own_database import jp_database, policy_app, us_database  # noqa: F401 (fixtures)
 from tests.clock import from_now
 
 INBOUND = {"direction": "inbound", "channel": "phone", "department": "fraud"}
@@ -71,51 +68,16 @@ def days_ago(days: int) -> date:
     return (datetime.now(UTC) - timedelta(days=days)).date()
 
 
-async def _database_of_its_own(database_dsn: str) -> AsyncIterator[str]:
-    """A migrated database of its own. Projection locks are per database: on the shared one the
-    app's projection may wait behind another run's, and its reads with min_position time out."""
-    name = f"clocks_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(database_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    dsn = urlunsplit(urlsplit(database_dsn)._replace(path=f"/{name}"))
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    yield dsn
-    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    await admin.close()
-
-
-@pytest.fixture(scope="session")
-async def jp_database(database_dsn: str) -> AsyncIterator[str]:
-    async for dsn in _database_of_its_own(database_dsn):
-        yield dsn
-
-
-@pytest.fixture(scope="session")
-async def us_database(database_dsn: str) -> AsyncIterator[str]:
-    async for dsn in _database_of_its_own(database_dsn):
-        yield dsn
-
-
-def _app(tmp_path: Any, dsn: str, policy: str) -> Any:
-    settings = Settings(token_secret=SECRET, pii_key="test-pii-key", data_dir=tmp_path, pool_min=1, pool_max=8,
-                        clock_policy=policy)
-    return create_app(settings, dsn=dsn)
-
-
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Any, jp_database: str) -> TestClient:
+async def client(aiohttp_client: Any, tmp_path: Any, jp_database: str) -> TestClient:  # noqa: F811
     """The app under the default policy, jp."""
-    return await aiohttp_client(_app(tmp_path, jp_database, "jp"))
+    return await aiohttp_client(policy_app(tmp_path, jp_database, "jp"))
 
 
 @pytest.fixture
-async def us_client(aiohttp_client: Any, tmp_path: Any, us_database: str) -> TestClient:
+async def us_client(aiohttp_client: Any, tmp_path: Any, us_database: str) -> TestClient:  # noqa: F811
     """The app under CASEDESK_CLOCK_POLICY=us."""
-    return await aiohttp_client(_app(tmp_path, us_database, "us"))
+    return await aiohttp_client(policy_app(tmp_path, us_database, "us"))
 
 
 # --- jp (the default policy) -----------------------------------------------------------
