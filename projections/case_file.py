@@ -73,7 +73,9 @@ def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC, *, tim
         file.started[str(event.contact_id)] = event
     book = advance(file.clock_book, event, policy)
     if book is not file.clock_book:
-        file.clock_book, file.view.clocks = book, list(book.clocks)
+        if book.clocks is not file.clock_book.clocks:
+            file.view.clocks, file.clocks_moved = list(book.clocks), True
+        file.clock_book = book
     file.view.version = event.originator_version
     file.view.updated_at = event.timestamp
     if not timeline:
@@ -122,14 +124,16 @@ _encode = msgspec.json.Encoder().encode
 def stored_file(view: bytes, rest: bytes) -> CaseFile:
     """A case file from its case_files columns (view, file), to fold further; its
     stored timeline entries stay in timeline_parts, so `timeline` starts empty."""
-    stored = _decode_rest(rest)
-    return CaseFile(view=_decode_view(view), started=stored.started, pinned_entry=stored.pinned_entry,
-                    clock_book=stored.clock_book)
+    stored, case_view = _decode_rest(rest), _decode_view(view)
+    book = msgspec.structs.replace(stored.clock_book, clocks=tuple(case_view.clocks))
+    return CaseFile(view=case_view, started=stored.started, pinned_entry=stored.pinned_entry, clock_book=book)
 
 
 def file_rest(file: CaseFile) -> bytes:
     """The `file` column: only what view and timeline entries do not already store."""
-    return _encode(FileRest(started=file.started, pinned_entry=file.pinned_entry, clock_book=file.clock_book))
+    # The clocks themselves are in the view already; the rest of the book is what they are derived from.
+    book = msgspec.structs.replace(file.clock_book, clocks=())
+    return _encode(FileRest(started=file.started, pinned_entry=file.pinned_entry, clock_book=book))
 
 
 def timeline_head(file: CaseFile) -> bytes:

@@ -86,6 +86,7 @@ class CaseFiles:
     def _remember(self, files: list[CaseFile]) -> None:
         for file in files:
             file.timeline = []  # written: the rows hold them now
+            file.clocks_moved = False
             self._remembered[file.view.case_id] = file
             self._remembered.move_to_end(file.view.case_id)
         while len(self._remembered) > self._remember_at_most:

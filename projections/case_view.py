@@ -221,6 +221,7 @@ class CaseFile(msgspec.Struct, kw_only=True, gc=False):
     started: dict[str, ev.ContactStarted] = {}
     pinned_entry: TimelineEntry | None = None  # the entry of the note view.pinned_note shows
     clock_book: ClockBook = msgspec.field(default_factory=ClockBook)  # what view.clocks is derived from
+    clocks_moved: bool = False  # a clock started or changed since the file was last written
 
 
 class FileRest(msgspec.Struct, kw_only=True, gc=False):

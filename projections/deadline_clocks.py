@@ -28,6 +28,10 @@ class ClockRisk(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def write_clocks(conn: asyncpg.Connection, files: Sequence[CaseFile]) -> None:
+    """The clocks of the files whose clocks moved (most events move none: nothing to write)."""
+    files = [f for f in files if f.clocks_moved]
+    if not files:
+        return
     await conn.execute("DELETE FROM case_clocks WHERE case_id = ANY($1::uuid[])", [f.view.case_id for f in files])
     rows = [(f.view.case_id, n, c.rule, c.state, c.due_at, c.met_at)
             for f in files for n, c in enumerate(f.view.clocks)]
