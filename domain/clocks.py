@@ -12,7 +12,7 @@ give the same clocks as of any moment, live, rebuilt or replayed. A clock's
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, Literal
 from uuid import UUID
@@ -151,8 +151,9 @@ def _dispute_rules(policy: ClockPolicy, product: CardProduct, network: str) -> t
 
 def _started(rule: ClockRule, event: ev.CaseEvent, started_at: datetime, due_at: datetime, *,
              dispute_id: UUID | None = None, callback_id: UUID | None = None) -> Clock:
-    return Clock(clock=rule.clock, rule=rule.rule, source=rule.source, started_at=started_at,
-                 started_by_event=event.originator_version, due_at=due_at, calendar=rule.calendar,
+    # In UTC, as every other time casedesk stores (and cheaper to encode than a zone's offset).
+    return Clock(clock=rule.clock, rule=rule.rule, source=rule.source, started_at=started_at.astimezone(UTC),
+                 started_by_event=event.originator_version, due_at=due_at.astimezone(UTC), calendar=rule.calendar,
                  state="running", dispute_id=dispute_id, callback_id=callback_id)
 
 
