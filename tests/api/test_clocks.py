@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -93,7 +94,8 @@ async def test_a_dispute_within_120_days_meets_the_visa_filing_limit_in_get_cloc
         "network_filing", "visa_fraud_filing_limit", "calendar", "met")
     assert clock["source"].startswith("Visa Core Rules")
     assert clock["started_by_event"] == answer["version"]  # the dispute started it
-    assert date.fromisoformat(clock["started_at"][:10]) == days_ago(30)
+    started = datetime.fromisoformat(clock["started_at"]).astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (started.date(), started.hour) == (days_ago(30), 0)  # the transaction's day began, in Japan
     assert (await desk.get())["clocks"] == answer["clocks"]
 
 
