@@ -86,8 +86,8 @@ async def us_client(aiohttp_client: Any, tmp_path: Any, us_database: str) -> Tes
 
 async def test_a_dispute_within_120_days_meets_the_visa_filing_limit_in_get_clocks_and_the_case_view(
         client, auth) -> None:
-    desk = await Desk(client, auth()).open()
-    await desk.dispute(days_ago(30))
+    desk, transaction_date = await Desk(client, auth()).open(), days_ago(30)
+    await desk.dispute(transaction_date)
     answer = await desk.get("/clocks")
     [clock] = answer["clocks"]
     assert (clock["clock"], clock["rule"], clock["calendar"], clock["state"]) == (
@@ -95,7 +95,7 @@ async def test_a_dispute_within_120_days_meets_the_visa_filing_limit_in_get_cloc
     assert clock["source"].startswith("Visa Core Rules")
     assert clock["started_by_event"] == answer["version"]  # the dispute started it
     started = datetime.fromisoformat(clock["started_at"]).astimezone(ZoneInfo("Asia/Tokyo"))
-    assert (started.date(), started.hour) == (days_ago(30), 0)  # the transaction's day began, in Japan
+    assert (started.date(), started.hour) == (transaction_date, 0)  # the transaction's day began, in Japan
     assert (await desk.get())["clocks"] == answer["clocks"]
 
 
