@@ -112,14 +112,13 @@ def _due(rule: ClockRule, start: date, zone: ZoneInfo, extended: bool) -> dateti
 def _meet(book: ClockBook, policy: ClockPolicy, at: datetime, facts: tuple[str, ...], *,
           dispute_id: UUID | None = None, callback_id: UUID | None = None) -> tuple[Clock, ...]:
     """The clocks with every running one that one of `facts` meets marked met (or breached, when late)."""
-    met_by = _index(policy).met_by
-    clocks = list(book.clocks)
+    met_by, clocks, moved = _index(policy).met_by, list(book.clocks), False
     for n, c in enumerate(clocks):
         if (c.state == "running" and (dispute_id is None or c.dispute_id == dispute_id)
                 and (callback_id is None or c.callback_id == callback_id)
                 and any(f in met_by.get(c.rule, ()) for f in facts)):
-            clocks[n] = replace(c, state="met" if at < c.due_at else "breached", met_at=at)
-    return tuple(clocks)
+            clocks[n], moved = replace(c, state="met" if at < c.due_at else "breached", met_at=at), True
+    return tuple(clocks) if moved else book.clocks  # the same tuple: nothing for the projection to write
 
 
 class _PolicyIndex:
@@ -147,6 +146,12 @@ def _dispute_rules(policy: ClockPolicy, product: CardProduct, network: str) -> t
     if rules is None:
         rules = known[(product, network)] = policy.for_dispute(product, network)
     return rules
+
+
+def _with(clocks: tuple[Clock, ...], started: Iterable[Clock]) -> tuple[Clock, ...]:
+    """The clocks and the newly started ones (the same tuple when none started: nothing moved)."""
+    new = tuple(started)
+    return (*clocks, *new) if new else clocks
 
 
 def _started(rule: ClockRule, event: ev.CaseEvent, started_at: datetime, due_at: datetime, *,
@@ -198,7 +203,7 @@ def _disputed(book: ClockBook, e: ev.ChargeDisputed, policy: ClockPolicy) -> Clo
         else:
             continue  # a `resolution` rule starts later; a filing limit needs the transaction date
         started.append(_started(rule, e, started_at, due, dispute_id=e.dispute_id))
-    book = replace(book, clocks=(*book.clocks, *started), disputes={**book.disputes, str(e.dispute_id): card})
+    book = replace(book, clocks=_with(book.clocks, started), disputes={**book.disputes, str(e.dispute_id): card})
     return replace(book, clocks=_meet(book, policy, e.timestamp, ("disputed",), dispute_id=e.dispute_id))
 
 
@@ -215,7 +220,7 @@ def _dispute_resolved(book: ClockBook, e: ev.DisputeResolved, policy: ClockPolic
     zone, resolved_on = _zone(policy.zone), e.timestamp.astimezone(_zone(policy.zone)).date()
     started = (_started(r, e, e.timestamp, _due(r, resolved_on, zone, False), dispute_id=e.dispute_id)
                for r in _dispute_rules(policy, card.product, card.network) if r.starts == "resolution")
-    return replace(book, clocks=(*clocks, *started))
+    return replace(book, clocks=_with(clocks, started))
 
 
 @_on(ev.DisputeStageRecorded)
@@ -228,7 +233,7 @@ def _stage(book: ClockBook, e: ev.DisputeStageRecorded, policy: ClockPolicy) -> 
     on = e.timestamp.astimezone(zone).date()
     started = (_started(r, e, e.timestamp, _due(r, on, zone, False), dispute_id=e.dispute_id)
                for r in _dispute_rules(policy, card.product, card.network) if r.starts == e.stage)
-    return replace(book, clocks=(*clocks, *started))
+    return replace(book, clocks=_with(clocks, started))
 
 
 @_on(ev.CustomerNotified)
@@ -239,7 +244,7 @@ def _notified(book: ClockBook, e: ev.CustomerNotified, policy: ClockPolicy) -> C
 @_on(ev.CallbackScheduled)
 def _callback_scheduled(book: ClockBook, e: ev.CallbackScheduled, policy: ClockPolicy) -> ClockBook:
     started = (_started(r, e, e.timestamp, e.due_at, callback_id=e.callback_id) for r in policy.for_callback())
-    return replace(book, clocks=(*book.clocks, *started))
+    return replace(book, clocks=_with(book.clocks, started))
 
 
 def _callback_made(book: ClockBook, e: ev.CallbackCompleted | ev.CallbackMissed, policy: ClockPolicy) -> ClockBook:
