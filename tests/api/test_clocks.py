@@ -131,6 +131,21 @@ async def test_the_deadlines_queue_holds_cases_due_within_48_hours_earliest_firs
     assert items[0]["due_at"] < items[1]["due_at"]
 
 
+async def test_a_claim_from_deadlines_takes_the_case_due_soonest(client, auth) -> None:
+    agent = auth()
+    desk = await Desk(client, agent).open()
+    await desk.do("/callbacks", {"due_at": from_now(hours=0.5), "phone": "registered", "reason": "r",
+                                 "department": "fraud"}, 201)
+    r = await client.get("/v1/queues/deadlines/items", headers=agent,
+                         params={"min_position": str(desk.position), "limit": "500"})
+    items = (await r.json())["items"]
+    assert desk.path.rsplit("/", 1)[1] in [i["case_id"] for i in items]
+    r = await client.post("/v1/queues/deadlines/claim", headers=agent)
+    claimed = await r.json()
+    assert r.status == 200, claimed
+    assert claimed["case_id"] == items[0]["case_id"]
+
+
 async def test_history_as_of_a_moment_shows_the_clocks_as_they_stood_then(client, auth) -> None:
     desk = await Desk(client, auth()).open()
     callback = await desk.do("/callbacks", {"due_at": from_now(hours=2), "phone": "registered", "reason": "r",
