@@ -157,6 +157,7 @@ def _unchanged(case: FraudCase, _: ev.CaseEvent) -> FraudCase:
 for _recorded_only in (
     ev.TransactionReviewed,
     ev.HandoffNoteAdded,
+    ev.CustomerNotified,
 ):
     _APPLIERS[_recorded_only] = _unchanged
 
@@ -228,6 +229,11 @@ def _charge_disputed(case: FraudCase, e: ev.ChargeDisputed) -> FraudCase:
 @_applies(ev.DisputeResolved)
 def _dispute_resolved(case: FraudCase, e: ev.DisputeResolved) -> FraudCase:
     return _with(case, "disputes", e.dispute_id, outcome=e.outcome)
+
+
+@_applies(ev.DisputeStageRecorded)
+def _dispute_stage(case: FraudCase, e: ev.DisputeStageRecorded) -> FraudCase:
+    return _with(case, "disputes", e.dispute_id, stage=e.stage)
 
 
 @_applies(ev.CustomerLiabilityWaived)

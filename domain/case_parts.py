@@ -16,6 +16,7 @@ from .values import (
     ContactChannel,
     ContactDirection,
     DisputeOutcome,
+    DisputeStage,
     FeeBearer,
     IdentityMethod,
     Money,
@@ -53,6 +54,7 @@ class DisputeState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     merchant: str
     amount: Money
     outcome: DisputeOutcome | None = None
+    stage: DisputeStage | None = None
     liability_waived: bool = False
 
 

@@ -31,6 +31,8 @@ from .decisions_case import (
 )
 from .decisions_charges import (
     dispute_charge,
+    notify_customer,
+    record_dispute_stage,
     resolve_dispute,
     review_transactions,
     stop_payments,
@@ -62,10 +64,12 @@ __all__ = [
     "end_contact",
     "escalate",
     "miss_callback",
+    "notify_customer",
     "open_case",
     "record_card_destroyed",
     "record_compromise",
     "record_contact_details",
+    "record_dispute_stage",
     "reissue_card",
     "reissue_fee",
     "reject_instruction",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 from . import events as ev
@@ -13,7 +13,16 @@ from .dispute_reasons import check_reason_code
 from .errors import RuleViolation
 from .guards import no_card_data, stamps, still_open, verified_contact
 from .money_rules import check_amount
-from .values import Actor, DisputeOutcome, Money, ReviewedTransaction, StopScope
+from .values import (
+    Actor,
+    DisputeOutcome,
+    DisputeStage,
+    Money,
+    NoticeChannel,
+    NoticeSubject,
+    ReviewedTransaction,
+    StopScope,
+)
 
 
 def review_transactions(
@@ -55,8 +64,15 @@ def dispute_charge(
     amount: Money,
     reason_code: str,
     network: str,
+    transaction_date: date | None = None,
+    foreign: bool = False,
+    point_of_sale: bool = False,
 ) -> list[ev.CaseEvent]:
-    """Dispute a charge with the network (sensitive); one dispute per transaction."""
+    """Dispute a charge with the network (sensitive); one dispute per transaction.
+
+    The transaction date starts the network's filing clock; `foreign` and
+    `point_of_sale` give a debit dispute longer to investigate under Regulation E.
+    """
     still_open(case)
     verified_contact(case, contact_id)
     no_card_data(
@@ -70,6 +86,9 @@ def dispute_charge(
         raise RuleViolation("duplicate-dispute", f"dispute {dispute_id} already exists")
     check_amount("amount", amount)
     check_reason_code(network, reason_code)
+    if transaction_date is not None and transaction_date > at.date() + timedelta(days=1):
+        # A day's grace: the charge's date is the merchant's, possibly a time zone ahead.
+        raise RuleViolation("transaction-date-in-future", f"transaction date {transaction_date} has not come yet")
     return [
         ev.ChargeDisputed(
             **stamps(case, actor, at, contact_id).next(),
@@ -79,6 +98,9 @@ def dispute_charge(
             amount=amount,
             reason_code=reason_code,
             network=network,
+            transaction_date=transaction_date,
+            foreign=foreign,
+            point_of_sale=point_of_sale,
         )
     ]
 
@@ -98,6 +120,46 @@ def resolve_dispute(
         raise RuleViolation("dispute-already-resolved", f"dispute {dispute_id} is resolved")
     stamp = stamps(case, actor, at).next()
     return [ev.DisputeResolved(**stamp, dispute_id=dispute_id, outcome=outcome, note=redact(note))]
+
+
+# Which stage may follow which; won, lost and withdrawn end the dispute.
+_NEXT_STAGES: dict[DisputeStage | None, tuple[DisputeStage, ...]] = {
+    None: ("filed", "withdrawn"),
+    "filed": ("representment", "won", "withdrawn"),
+    "representment": ("pre_arbitration", "won", "lost", "withdrawn"),
+    "pre_arbitration": ("arbitration", "won", "lost", "withdrawn"),
+    "arbitration": ("won", "lost"),
+}
+_ENDS: dict[DisputeStage, DisputeOutcome] = {"won": "upheld", "lost": "rejected", "withdrawn": "withdrawn"}
+
+
+def record_dispute_stage(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    dispute_id: UUID,
+    stage: DisputeStage,
+    network_reference: str | None,
+    note: str,
+) -> list[ev.CaseEvent]:
+    """Move a dispute a step through the network's lifecycle; a final stage also resolves it."""
+    still_open(case)
+    _known_dispute(case, dispute_id)
+    dispute = case.disputes[str(dispute_id)]
+    if dispute.outcome is not None:
+        raise RuleViolation("dispute-already-resolved", f"dispute {dispute_id} is resolved")
+    if stage not in _NEXT_STAGES.get(dispute.stage, ()):
+        raise RuleViolation("dispute-stage-out-of-order", f"{stage} cannot follow {dispute.stage or 'the dispute'}")
+    no_card_data(network_reference=network_reference)
+    stamp = stamps(case, actor, at)
+    events: list[ev.CaseEvent] = [ev.DisputeStageRecorded(
+        **stamp.next(), dispute_id=dispute_id, stage=stage, network_reference=network_reference,
+        note=redact(note))]
+    if stage in _ENDS:
+        events.append(ev.DisputeResolved(**stamp.next(), dispute_id=dispute_id, outcome=_ENDS[stage],
+                                         note=redact(note)))
+    return events
 
 
 def waive_liability(
@@ -148,6 +210,26 @@ def stop_payments(
     # Every card still in use gets the stop at the processor (replaced and destroyed ones are gone).
     in_use = tuple(cid for cid, card in case.cards.items() if card.state in ("active", "suspended"))
     return [ev.PaymentStopped(**stamp, scope=scope, merchant=merchant, card_ids=in_use)]
+
+
+def notify_customer(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    channel: NoticeChannel,
+    subject: NoticeSubject,
+    summary: str,
+) -> list[ev.CaseEvent]:
+    """Record what the customer was told, and how (a letter, an email, a call).
+
+    Telling the result of an investigation meets the regulator's clock for it;
+    a resolved case may still be told (the result comes after the resolution).
+    """
+    if not summary.strip():
+        raise RuleViolation("notice-needs-summary", "say what the customer was told")
+    stamp = stamps(case, actor, at).next()
+    return [ev.CustomerNotified(**stamp, channel=channel, subject=subject, summary=redact(summary))]
 
 
 def _same_merchant(a: str | None, b: str | None) -> bool:

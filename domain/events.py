@@ -8,7 +8,7 @@ Free text in events has already been through card-number redaction.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -25,11 +25,14 @@ from .values import (
     Customer,
     Delivery,
     DisputeOutcome,
+    DisputeStage,
     Fee,
     FeeBearer,
     IdentityMethod,
     InstructionKind,
     Money,
+    NoticeChannel,
+    NoticeSubject,
     OpeningChannel,
     PhoneNumber,
     ReviewedTransaction,
@@ -126,6 +129,10 @@ class ChargeDisputed(CaseEvent, frozen=True, kw_only=True):
     amount: Money
     reason_code: str
     network: str
+    # What the deadline clocks need (absent on disputes recorded before them).
+    transaction_date: date | None = None
+    foreign: bool = False
+    point_of_sale: bool = False
 
 
 class DisputeResolved(CaseEvent, frozen=True, kw_only=True):
@@ -133,6 +140,15 @@ class DisputeResolved(CaseEvent, frozen=True, kw_only=True):
 
     dispute_id: UUID
     outcome: DisputeOutcome
+    note: str
+
+
+class DisputeStageRecorded(CaseEvent, frozen=True, kw_only=True):
+    """The dispute moved a step in the card network's lifecycle (with the network's reference)."""
+
+    dispute_id: UUID
+    stage: DisputeStage
+    network_reference: str | None
     note: str
 
 
@@ -324,6 +340,14 @@ class ProcessorInstructionRejected(CaseEvent, frozen=True, kw_only=True):
     reason: str
 
 
+class CustomerNotified(CaseEvent, frozen=True, kw_only=True):
+    """The customer was told something by letter, email or call (e.g. an investigation's result)."""
+
+    channel: NoticeChannel
+    subject: NoticeSubject
+    summary: str
+
+
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
     ContactStarted,
@@ -357,6 +381,8 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseReopened,
     ProcessorInstructionConfirmed,
     ProcessorInstructionRejected,
+    CustomerNotified,
+    DisputeStageRecorded,
 )
 
 if TYPE_CHECKING:

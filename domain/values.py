@@ -32,6 +32,8 @@ IdentityMethod = Literal[
 ]
 TransactionAnswer = Literal["recognized", "unrecognized", "unsure"]
 DisputeOutcome = Literal["upheld", "rejected", "withdrawn"]
+# The card network's dispute lifecycle: won, lost and withdrawn end it.
+DisputeStage = Literal["filed", "representment", "pre_arbitration", "arbitration", "won", "lost", "withdrawn"]
 StopScope = Literal["merchant", "all_overseas", "all"]
 Delivery = Literal["mail", "branch_pickup"]
 FeeBearer = Literal["issuer", "customer", "merchant"]
@@ -40,6 +42,9 @@ DataExposed = Literal[
     "card_number", "security_code", "expiry_date", "cardholder_name", "phone", "address", "email", "password"
 ]
 CardKind = Literal["primary", "family"]
+CardProduct = Literal["credit", "debit"]
+NoticeChannel = Literal["letter", "email", "call"]
+NoticeSubject = Literal["investigation_result", "provisional_credit", "other"]
 CardStatus = Literal["active", "suspended", "replaced", "destroyed"]
 CallbackStatus = Literal["scheduled", "completed", "missed", "waived"]
 # What casedesk asks of the card processor (domain/processor_instructions.py).
@@ -112,6 +117,7 @@ class Card(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     network: str
     kind: CardKind
     primary_card_id: str | None = None
+    product: CardProduct = "credit"
 
     def __post_init__(self) -> None:
         if not is_last4(self.last4):

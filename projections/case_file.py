@@ -13,6 +13,8 @@ from datetime import UTC, tzinfo
 import msgspec
 
 from casedesk.domain import events as ev
+from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
+from casedesk.domain.clocks import advance
 from casedesk.projections.case_view import (
     CardView,
     CaseFile,
@@ -42,7 +44,7 @@ def open_file(event: ev.CaseOpened) -> CaseFile:
         ),
         cards=[
             CardView(card_id=k.card_id, last4=k.last4, network=k.network, kind=k.kind,
-                     primary_card_id=k.primary_card_id)
+                     primary_card_id=k.primary_card_id, product=k.product)
             for k in event.cards
         ],
         amount_at_risk=event.amount_at_risk,
@@ -51,13 +53,15 @@ def open_file(event: ev.CaseOpened) -> CaseFile:
     return CaseFile(view=view)
 
 
-def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC, *, timeline: bool = True) -> CaseFile:
+def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC, *, timeline: bool = True,
+          policy: ClockPolicy = DEFAULT_POLICY) -> CaseFile:
     """Fold one event into the case file (in place) and return it.
 
     The handoff summary is derived once per fold, not per event: call
     `refresh_handoff(file.view)` (fold does) before the file is read or stored.
     Without `timeline` only the view is kept (audit history sends no timeline,
-    and its sentences were a seventh of a 1,000-event replay).
+    and its sentences were a seventh of a 1,000-event replay). `policy` gives
+    the deadline clocks' rules.
     """
     if file is None:
         if not isinstance(event, ev.CaseOpened):
@@ -67,6 +71,11 @@ def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC, *, tim
         change_view(event, file)
     if isinstance(event, ev.ContactStarted):
         file.started[str(event.contact_id)] = event
+    book = advance(file.clock_book, event, policy)
+    if book is not file.clock_book:
+        if book.clocks is not file.clock_book.clocks:
+            file.view.clocks, file.clocks_moved = list(book.clocks), True
+        file.clock_book = book
     file.view.version = event.originator_version
     file.view.updated_at = event.timestamp
     if not timeline:
@@ -86,11 +95,12 @@ def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC, *, tim
 
 
 def fold(
-    events: Iterable[ev.CaseEvent], file: CaseFile | None = None, zone: tzinfo = UTC, *, timeline: bool = True
+    events: Iterable[ev.CaseEvent], file: CaseFile | None = None, zone: tzinfo = UTC, *, timeline: bool = True,
+    policy: ClockPolicy = DEFAULT_POLICY,
 ) -> CaseFile | None:
-    """Fold events into a case file and derive its handoff summary (`timeline`: see apply)."""
+    """Fold events into a case file and derive its handoff summary (`timeline`, `policy`: see apply)."""
     for event in events:
-        file = apply(file, event, zone, timeline=timeline)
+        file = apply(file, event, zone, timeline=timeline, policy=policy)
     if file is not None:
         refresh_handoff(file.view)
     return file
@@ -114,13 +124,16 @@ _encode = msgspec.json.Encoder().encode
 def stored_file(view: bytes, rest: bytes) -> CaseFile:
     """A case file from its case_files columns (view, file), to fold further; its
     stored timeline entries stay in timeline_parts, so `timeline` starts empty."""
-    stored = _decode_rest(rest)
-    return CaseFile(view=_decode_view(view), started=stored.started, pinned_entry=stored.pinned_entry)
+    stored, case_view = _decode_rest(rest), _decode_view(view)
+    book = msgspec.structs.replace(stored.clock_book, clocks=tuple(case_view.clocks))
+    return CaseFile(view=case_view, started=stored.started, pinned_entry=stored.pinned_entry, clock_book=book)
 
 
 def file_rest(file: CaseFile) -> bytes:
     """The `file` column: only what view and timeline entries do not already store."""
-    return _encode(FileRest(started=file.started, pinned_entry=file.pinned_entry))
+    # The clocks themselves are in the view already; the rest of the book is what they are derived from.
+    book = msgspec.structs.replace(file.clock_book, clocks=())
+    return _encode(FileRest(started=file.started, pinned_entry=file.pinned_entry, clock_book=book))
 
 
 def timeline_head(file: CaseFile) -> bytes:

@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 
 from casedesk.domain import events as ev
+from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.case_file import apply, file_rest, stored_file, timeline_head
 from casedesk.projections.case_view import CaseFile
@@ -32,6 +33,7 @@ from casedesk.projections.customer_lookup import (
     customer_row,
     outbound_row,
 )
+from casedesk.projections.deadline_clocks import write_clocks
 from casedesk.projections.handoff import refresh_handoff
 from casedesk.projections.merchant_intelligence import MerchantBook
 from casedesk.projections.work_queues import queue_rows
@@ -44,7 +46,7 @@ class CaseFiles:
 
     name = "case_files"
     tables = ("case_files", "timeline_parts", "queue_items", "queue_activity", "case_customers", "outbound_attempts",
-              "merchant_flags", "merchant_disputes")
+              "merchant_flags", "merchant_disputes", "case_clocks")
 
     # What a table holds where that is not its rows as such: timeline_parts splits a
     # case's entries by the batches that wrote them, which a rebuild draws differently.
@@ -53,8 +55,8 @@ class CaseFiles:
                           " FROM timeline_parts GROUP BY case_id",
     }
 
-    def __init__(self, zone: tzinfo = UTC, remembered: int = 20_000) -> None:
-        self.zone = zone
+    def __init__(self, zone: tzinfo = UTC, remembered: int = 20_000, policy: ClockPolicy = DEFAULT_POLICY) -> None:
+        self.zone, self.policy = zone, policy
         self._remembered: OrderedDict[UUID, CaseFile] = OrderedDict()
         self._remember_at_most = remembered
 
@@ -84,6 +86,7 @@ class CaseFiles:
     def _remember(self, files: list[CaseFile]) -> None:
         for file in files:
             file.timeline = []  # written: the rows hold them now
+            file.clocks_moved = False
             self._remembered[file.view.case_id] = file
             self._remembered.move_to_end(file.view.case_id)
         while len(self._remembered) > self._remember_at_most:
@@ -102,6 +105,7 @@ class CaseFiles:
             changed, outbound, activity = self._fold(events, files, customers, merchants)
             await _write_files(conn, changed)
             await _write_queues(conn, changed)
+            await write_clocks(conn, changed)
             await _write_lookup(conn, list(customers.values()), outbound)
             await _write_activity(conn, activity)
             await merchants.write(conn)
@@ -132,7 +136,7 @@ class CaseFiles:
             current = files.get(event.originator_id)
             if current is not None and event.originator_version <= current.view.version:
                 continue  # already folded
-            file = files[event.originator_id] = apply(current, event, self.zone)
+            file = files[event.originator_id] = apply(current, event, self.zone, policy=self.policy)
             merchants.mark(file.view, event)
             if isinstance(event, ev.CaseOpened):
                 customers[event.originator_id] = customer_row(event)

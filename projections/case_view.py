@@ -8,12 +8,13 @@ GC pass walked them all (a third of a rebuild's time at 100,000 cases).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 import msgspec
 
 from casedesk.domain import events as ev
+from casedesk.domain.clocks import Clock, ClockBook
 from casedesk.domain.values import Actor, Money
 
 
@@ -35,12 +36,21 @@ class CardView(msgspec.Struct, kw_only=True, gc=False):
     network: str
     kind: str
     primary_card_id: str | None
+    product: str = "credit"
     state: str = "active"
     replaced_by: str | None = None
     suspended_reason: str | None = None
     suspended_at: datetime | None = None
     delivery: str | None = None
     expedited: bool | None = None
+
+
+class DisputeStageView(msgspec.Struct, kw_only=True, gc=False):
+    stage: str
+    network_reference: str | None
+    note: str
+    at: datetime
+    by: Person
 
 
 class DisputeView(msgspec.Struct, kw_only=True, gc=False):
@@ -54,6 +64,11 @@ class DisputeView(msgspec.Struct, kw_only=True, gc=False):
     outcome: str | None = None
     liability_waived: bool = False
     opened_at: datetime | None = None
+    transaction_date: date | None = None
+    foreign: bool = False
+    point_of_sale: bool = False
+    stage: str | None = None  # where it stands in the card network's lifecycle
+    stages: list[DisputeStageView] = []
 
 
 class PaymentStopView(msgspec.Struct, kw_only=True, gc=False):
@@ -181,6 +196,9 @@ class CaseView(msgspec.Struct, kw_only=True, gc=False):
     disputes: list[DisputeView] = []
     payment_stops: list[PaymentStopView] = []
     callbacks: list[CallbackView] = []
+    # Deadline clocks as the events left them; a running clock past due_at is breached
+    # once read (services.case_clocks shows it as of the moment of reading).
+    clocks: list[Clock] = []
     contacts: list[ContactView] = []
     assignee: Person | None = None
     pinned_note: NoteView | None = None
@@ -228,6 +246,8 @@ class CaseFile(msgspec.Struct, kw_only=True, gc=False):
     timeline: list[TimelineEntry] = []
     started: dict[str, ev.ContactStarted] = {}
     pinned_entry: TimelineEntry | None = None  # the entry of the note view.pinned_note shows
+    clock_book: ClockBook = msgspec.field(default_factory=ClockBook)  # what view.clocks is derived from
+    clocks_moved: bool = False  # a clock started or changed since the file was last written
 
 
 class FileRest(msgspec.Struct, kw_only=True, gc=False):
@@ -237,6 +257,7 @@ class FileRest(msgspec.Struct, kw_only=True, gc=False):
 
     started: dict[str, ev.ContactStarted] = {}
     pinned_entry: TimelineEntry | None = None
+    clock_book: ClockBook = msgspec.field(default_factory=ClockBook)
 
 
 def person(actor: Actor) -> Person:

@@ -11,6 +11,7 @@ from casedesk.projections.case_view import (
     CardView,
     CaseFile,
     ContactView,
+    DisputeStageView,
     DisputeView,
     EscalationView,
     InstructionView,
@@ -95,8 +96,17 @@ def _(event: ev.ChargeDisputed, file: CaseFile) -> None:
     file.view.disputes.append(DisputeView(
         dispute_id=event.dispute_id, transaction_id=event.transaction_id, merchant=event.merchant,
         amount=event.amount, reason_code=event.reason_code, network=event.network,
-        opened_at=event.timestamp,
+        opened_at=event.timestamp, transaction_date=event.transaction_date, foreign=event.foreign,
+        point_of_sale=event.point_of_sale,
     ))
+
+
+@change_view.register
+def _(event: ev.DisputeStageRecorded, file: CaseFile) -> None:
+    dispute = _dispute(file, event.dispute_id)
+    dispute.stage = event.stage
+    dispute.stages.append(DisputeStageView(stage=event.stage, network_reference=event.network_reference,
+                                           note=event.note, at=event.timestamp, by=person(event.actor)))
 
 
 @change_view.register
@@ -174,7 +184,8 @@ def _(event: ev.ReplacementCardIssued, file: CaseFile) -> None:
             card.primary_card_id = event.new_card_id
     file.view.cards.append(CardView(
         card_id=event.new_card_id, last4=event.new_last4, network=old.network, kind=old.kind,
-        primary_card_id=old.primary_card_id, delivery=event.delivery, expedited=event.expedited))
+        primary_card_id=old.primary_card_id, product=old.product, delivery=event.delivery,
+        expedited=event.expedited))
     _instructions_requested(event, file)
 
 

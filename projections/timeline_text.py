@@ -85,6 +85,10 @@ TEXT: dict[type, Describe] = {
     ev.ChargeDisputed: lambda e, _: (
         f"Charge disputed by {who(e.actor)}: {e.merchant} {_money(e.amount)} "
         f"(reason code {e.reason_code}, {e.network})"),
+    ev.DisputeStageRecorded: lambda e, _: (
+        f"Dispute {e.stage.replace('_', ' ')}"
+        + (f" (network reference {e.network_reference})" if e.network_reference else "")
+        + f" — {who(e.actor)}: {e.note}"),
     ev.DisputeResolved: lambda e, _: f"Dispute resolved by {who(e.actor)}: {e.outcome} — {e.note}",
     ev.CustomerLiabilityWaived: lambda e, _: (
         f"Customer told they owe nothing {'for the disputed charge' if e.dispute_id else 'on this case'}"
@@ -133,6 +137,8 @@ TEXT: dict[type, Describe] = {
     ev.CaseReleased: lambda e, _: f"Case released by {who(e.actor)}" + (f": {e.note}" if e.note else ""),
     ev.CaseResolved: lambda e, _: f"Case resolved by {who(e.actor)} ({e.resolution}): {e.summary}",
     ev.CaseReopened: lambda e, _: f"Case reopened by {who(e.actor)}: {e.reason}",
+    ev.CustomerNotified: lambda e, _: (
+        f"Customer told by {e.channel} ({e.subject.replace('_', ' ')}) — {who(e.actor)}: {e.summary}"),
 }
 
 def _clock(at: datetime, zone: tzinfo) -> str:

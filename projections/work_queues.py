@@ -9,6 +9,10 @@ place (enqueued_at), as a person in the queue would expect.
 - `disputes`: a case with an open dispute;
 - `reissue`: a case with a suspended card not yet replaced;
 - `callbacks_due`: a promised callback of department fraud (due_at = when);
+- `deadlines`: a running deadline clock, due_at the earliest; every such case has a
+  row, but the queue shows only those due within DEADLINE_WINDOW or already past
+  due (`WAITING`, read at query time: a clock comes due as time passes, not by
+  an event); ordered by due_at alone (all its rows have priority 1);
 - `processor_failures`: the card processor refused an instruction (always priority 1: a
   card the agent blocked may still be authorising);
 - department D (e.g. `credit_management`): the case was escalated to D and awaits its
@@ -33,7 +37,13 @@ from casedesk.domain.values import Money
 from casedesk.projections.case_view import CaseView
 
 HOME = "fraud"
-FRAUD_QUEUES = ("fraud_alerts", "callbacks_due", "disputes", "reissue", "breach_outreach", "processor_failures")
+FRAUD_QUEUES = ("fraud_alerts", "callbacks_due", "disputes", "reissue", "breach_outreach", "processor_failures",
+                "deadlines")
+DEADLINES = "deadlines"
+# How soon a running clock's due time must be for its case to show in `deadlines` (CONTRACT.md: 48 h).
+DEADLINE_WINDOW = "48 hours"
+# Which queue_items rows a queue shows now: all, except deadlines not yet within the window.
+WAITING = f"(queue <> '{DEADLINES}' OR due_at < now() + interval '{DEADLINE_WINDOW}')"
 # Amount at risk in major units from which a case is urgent (2) or pressing (3).
 _ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW"}
 
@@ -104,6 +114,9 @@ def queue_rows(view: CaseView) -> list[QueueRow]:
         if callback.status in ("scheduled", "missed"):
             queue = "callbacks_due" if callback.department == HOME else callback.department
             add(queue, view.opened_at, base, callback.due_at)
+    running = [c for c in view.clocks if c.state == "running"]
+    if running:
+        add(DEADLINES, min(c.started_at for c in running), 1, min(c.due_at for c in running))
     return list(rows.values())
 
 
@@ -114,13 +127,13 @@ QUEUE_ORDER = "priority, due_at NULLS LAST, enqueued_at, case_id"
 
 # The standing queues, in the order people expect them; other department queues follow.
 KNOWN_QUEUES = ("fraud_alerts", "callbacks_due", "credit_management", "disputes", "reissue", "breach_outreach",
-                "processor_failures")
+                "processor_failures", DEADLINES)
 
-_DEPTHS = """
+_DEPTHS = f"""
 WITH waiting AS (
     SELECT queue, count(*) AS depth, min(enqueued_at) AS oldest,
            count(*) FILTER (WHERE due_at < now()) AS overdue
-    FROM queue_items GROUP BY queue
+    FROM queue_items WHERE {WAITING} GROUP BY queue
 ), activity AS (
     SELECT queue, sum(claims) AS claims, sum(resolutions) AS resolutions
     FROM queue_activity WHERE hour > now() - interval '1 hour' GROUP BY queue
@@ -156,10 +169,12 @@ async def queue_page(conn: Any, queue: str, limit: int, after: tuple[Any, ...] |
     """Items in claim order, `limit` of them after the cursor position."""
     if after is None:
         return list(await conn.fetch(
-            f"SELECT * FROM queue_items WHERE queue = $1 ORDER BY {QUEUE_ORDER} LIMIT $2", queue, limit))
+            f"SELECT * FROM queue_items WHERE queue = $1 AND {WAITING} ORDER BY {QUEUE_ORDER} LIMIT $2", queue,
+            limit))
     priority, due_at, enqueued_at, case_id = after
     # Row comparison cannot express NULLS LAST; compare on (priority, due or +infinity, ...).
     return list(await conn.fetch(
-        "SELECT * FROM queue_items WHERE queue = $1 AND (priority, coalesce(due_at, 'infinity'), enqueued_at,"
+        f"SELECT * FROM queue_items WHERE queue = $1 AND {WAITING} AND (priority, coalesce(due_at, 'infinity'),"
+        " enqueued_at,"
         " case_id) > ($2, coalesce($3::timestamptz, 'infinity'), $4, $5)"
         f" ORDER BY {QUEUE_ORDER} LIMIT $6", queue, priority, due_at, enqueued_at, case_id, limit))

@@ -8,7 +8,7 @@ masked: phone digests and numbers, and the customer's name digest, are left out.
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from functools import cache
 from itertools import takewhile
 from typing import Any
@@ -16,6 +16,8 @@ from uuid import UUID
 
 import msgspec
 
+from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
+from casedesk.domain.clocks import clocks_as_of
 from casedesk.domain.events import CaseEvent
 from casedesk.domain.values import Actor, Customer, PhoneNumber
 from casedesk.projections.case_file import fold
@@ -96,8 +98,13 @@ async def case_history(
     *,
     version: int | None = None,
     as_of: datetime | None = None,
+    policy: ClockPolicy = DEFAULT_POLICY,
+    now: datetime | None = None,
 ) -> HistoryAnswer:
-    """The case as of a version or a time (the last event at or before it); all of it by default."""
+    """The case as of a version or a time (the last event at or before it); all of it by default.
+
+    Its clocks stand as they did then: at `as_of`, at the chosen version's event, else at `now`.
+    """
     audited = await store.read_stream_audited(case_id, lte=version)
     if not audited or audited[0].stored.topic != CASE_OPENED_TOPIC:
         raise CaseNotFoundError(str(case_id))
@@ -107,7 +114,10 @@ async def case_history(
     events: list[CaseEvent] = [mapper.to_domain_event(a.stored) for a in audited]
     if as_of is not None:
         events = list(takewhile(lambda e: e.timestamp <= as_of, events))
-    file = fold(events, zone=zone, timeline=False)  # the answer holds the view, not the timeline
+    file = fold(events, zone=zone, timeline=False, policy=policy)  # the answer holds the view, not the timeline
+    if file is not None:
+        then = as_of or (events[-1].timestamp if version is not None else now or datetime.now(UTC))
+        file.view.clocks = clocks_as_of(file.view.clocks, then)
     return HistoryAnswer(
         case_id=case_id,
         events=[history_event(e, a.position, a.hash) for a, e in zip(audited, events, strict=False)],

@@ -24,6 +24,7 @@ import asyncpg
 import msgspec
 from eventsourcing.utils import get_topic
 
+from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.projections.case_file import fold, stored_file, timeline_bytes, timeline_head, timeline_of
 from casedesk.services.case_service import CaseNotFoundError
@@ -62,6 +63,7 @@ async def read_case(
     *,
     files: asyncpg.Pool | None = None,
     timeline: bool = True,
+    policy: ClockPolicy = DEFAULT_POLICY,
 ) -> CaseRead:
     """The case as `store` has it; `files` is where case_files is read (default: the store's
     pool). Without `timeline` only the view is read and folded (GET of the case)."""
@@ -74,17 +76,18 @@ async def read_case(
                         timeline_bytes(row["timeline_head"], row["entries"]) if timeline else None)
     if row is None and tail and tail[0].topic != CASE_OPENED_TOPIC:
         raise CaseNotFoundError(str(case_id))  # another kind of stream (a merchant's)
-    return file_with(row, (mapper.to_domain_event(s) for s in tail), zone, case_id, timeline=timeline)
+    return file_with(row, (mapper.to_domain_event(s) for s in tail), zone, case_id, timeline=timeline,
+                     policy=policy)
 
 
 def file_with(row: Mapping[str, Any] | None, events: Iterable[CaseEvent], zone: tzinfo, case_id: UUID,
-              *, timeline: bool = True) -> CaseRead:
+              *, timeline: bool = True, policy: ClockPolicy = DEFAULT_POLICY) -> CaseRead:
     """A case_files row (CASE_FILE_COLUMNS; None before the first projection) with the
     stream's newer events folded in; events the row already holds are skipped."""
     file = stored_file(row["view"], row["file"]) if row is not None else None
     if file is not None:  # the projection may have moved on since the events were read
         events = (e for e in events if e.originator_version > file.view.version)
-    file = fold(events, file, zone, timeline=timeline)
+    file = fold(events, file, zone, timeline=timeline, policy=policy)
     if file is None:
         raise CaseNotFoundError(str(case_id))
     view = file.view

@@ -219,16 +219,18 @@ def _webhooks(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
+    from casedesk.projections.catalogue import configured_projections
     from casedesk.services.database import create_pool, direct_database_url
     from casedesk.services.migrations import migrate
     from casedesk.services.rebuild import UnknownProjectionError, rebuild_projections
 
     async def run() -> dict[str, float]:
-        pool = await create_pool(direct_database_url(load_settings()), min_size=1, max_size=4)
+        settings = load_settings()
+        pool = await create_pool(direct_database_url(settings), min_size=1, max_size=4)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
-            return await rebuild_projections(pool, args.names)
+            return await rebuild_projections(pool, args.names, configured_projections(settings))
         finally:
             await pool.close()
 

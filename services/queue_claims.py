@@ -21,7 +21,7 @@ from eventsourcing.persistence import StoredEvent
 from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.events import CaseEvent
-from casedesk.projections.work_queues import QUEUE_ORDER
+from casedesk.projections.work_queues import QUEUE_ORDER, WAITING
 from casedesk.services.case_reading import CASE_FILE_COLUMNS
 from casedesk.services.case_service import CaseService, Idempotency, Outcome, Respond
 from casedesk.services.event_mapper import CaseEventMapper
@@ -50,7 +50,7 @@ LOST_RACE = object()  # the candidate was held by another claim meanwhile: try t
 _HOLD_NEXT = f"""
 WITH candidate AS (
     SELECT q.case_id FROM queue_items q
-    WHERE q.queue = $1 AND NOT EXISTS (
+    WHERE q.queue = $1 AND {WAITING} AND NOT EXISTS (
         SELECT 1 FROM claim_holds h WHERE h.case_id = q.case_id AND h.until > now())
     ORDER BY {QUEUE_ORDER} LIMIT 1 FOR UPDATE OF q SKIP LOCKED
 ), held AS (

@@ -14,6 +14,8 @@ from typing import Literal
 
 import msgspec
 
+from casedesk.domain.clock_policies import policy_named
+
 ProjectionMode = Literal["process", "in-process", "off"]
 _PROJECTION_MODES: dict[str, ProjectionMode] = {
     "process": "process", "worker": "process",
@@ -74,6 +76,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_retry_hours: float = 72.0  # how long one event is retried before the subscription is failing
     webhook_retry_first_wait: float = 1.0  # seconds before the first retry; doubling from there
     webhook_retry_max_wait: float = 3600.0  # longest pause between two attempts (also a failing one's probe)
+    # Which deadline rules the clocks follow (domain/clock_policies.py): jp or us.
+    clock_policy: str = "jp"
 
     @property
     def embedded(self) -> bool:
@@ -116,6 +120,16 @@ def _projection_mode(value: str | None, name: str = "CASEDESK_PROJECTIONS") -> P
     return mode
 
 
+def _clock_policy(value: str | None) -> str:
+    """CASEDESK_CLOCK_POLICY: jp (default) or us; anything else stops the process before it serves."""
+    name = (value or "jp").strip().lower()
+    try:
+        policy_named(name)
+    except ValueError as unknown:
+        raise SettingsError(f"CASEDESK_CLOCK_POLICY: {unknown}") from None
+    return name
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the environment (or a given mapping, for tests)."""
     env = os.environ if environ is None else environ
@@ -156,4 +170,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_hours=float(env.get("CASEDESK_WEBHOOK_RETRY_HOURS") or 72.0),
         webhook_retry_first_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_FIRST_WAIT") or 1.0),
         webhook_retry_max_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_MAX_WAIT") or 3600.0),
+        clock_policy=_clock_policy(env.get("CASEDESK_CLOCK_POLICY")),
     )

@@ -10,6 +10,7 @@ import msgspec
 
 from casedesk.domain.values import Money
 from casedesk.projections.case_view import CaseView, TimelineAnswer
+from casedesk.projections.deadline_clocks import ClockRisk
 
 
 class EventRef(msgspec.Struct, frozen=True):
@@ -165,6 +166,7 @@ class DashboardAnswer(msgspec.Struct, frozen=True, kw_only=True):
     agents: list[AgentHolding]
     claims_per_hour: list[HourCount]
     positions: dict[str, int]
+    clocks: list[ClockRisk] = []  # per rule: clocks at risk (due within 48 h), breached, met late
 
 
 CaseViewAnswer = CaseView

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from casedesk.domain.clock_policies import policy_named
 from casedesk.projections.catalogue import running_projections
 from casedesk.projections.runner import ProjectionRunner
 from casedesk.services.case_service import CaseService
@@ -22,6 +23,7 @@ from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
 from casedesk.services.http.app_keys import (
     CASES,
+    CLOCK_POLICY,
     DIRECT_POOL,
     DIRECT_URL,
     PERSONAL_DATA,
@@ -58,6 +60,7 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
     app[ALLOWED_ROLES] = {}
     app[PERSONAL_DATA] = PersonalData(settings.pii_key)
     app[ZONE] = ZoneInfo(settings.timezone)
+    app[CLOCK_POLICY] = policy_named(settings.clock_policy)
     add_routes(app)
 
     async def database(app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 
+from casedesk.domain.clock_policies import ClockPolicy
 from casedesk.services.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ STORE = web.AppKey("store", "EventStore")
 CASES = web.AppKey("cases", "CaseService")
 PERSONAL_DATA = web.AppKey("personal_data", "PersonalData")
 ZONE = web.AppKey("zone", tzinfo)
+CLOCK_POLICY = web.AppKey("clock_policy", ClockPolicy)
 RUNNER = web.AppKey("runner", "ProjectionRunner")
 # Set on every projection batch's NOTIFY: readers waiting for a min_position wake on it.
 READ_MODELS_MOVED = web.AppKey("read_models_moved", "ReadModelsMoved")

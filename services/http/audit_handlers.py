@@ -14,7 +14,7 @@ from casedesk.services.access_log import REASON_HEADER, AccessLogPage, access_pa
 from casedesk.services.audit_chain import check_stream
 from casedesk.services.case_history import VersionNotWrittenError, case_history
 from casedesk.services.case_service import CaseNotFoundError
-from casedesk.services.http.app_keys import CASES, POOL, ZONE
+from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
@@ -64,7 +64,8 @@ async def get_history(request: web.Request) -> web.Response:
     cases = request.app[CASES]
     try:
         answer = await case_history(cases.store, cases.mapper, case_id, request.app[ZONE], version=version,
-                                    as_of=as_of)
+                                    as_of=as_of,
+                                    policy=request.app[CLOCK_POLICY])
     except VersionNotWrittenError as error:
         raise Problem(404, "version-not-found", "No such version of the case", str(error),
                       current_version=error.current) from error

@@ -35,7 +35,7 @@ async def open_case(request: web.Request) -> web.Response:
                                phone=pii.phone(k.phone) if k.phone else None,
                                department=k.department, purpose=k.purpose)
     cards = tuple(Card(card_id=x.card_id, last4=x.last4, network=x.network, kind=x.kind,
-                       primary_card_id=x.primary_card_id) for x in body.cards)
+                       primary_card_id=x.primary_card_id, product=x.product) for x in body.cards)
     case_id = d.alert_case_id(body.alert_id) if body.alert_id is not None else uuid4()
     decide = partial(d.open_case, case_id=case_id, customer=customer, cards=cards, reason=body.reason,
                      channel=body.channel, summary=body.summary, amount_at_risk=body.amount_at_risk,
@@ -87,7 +87,9 @@ async def dispute_charge(request: web.Request) -> web.Response:
     dispute_id = uuid4()
     decide = partial(d.dispute_charge, contact_id=body.contact_id, dispute_id=dispute_id,
                      transaction_id=body.transaction_id, merchant=body.merchant, amount=body.amount,
-                     reason_code=body.reason_code, network=body.network)
+                     reason_code=body.reason_code, network=body.network,
+                     transaction_date=body.transaction_date, foreign=body.foreign,
+                     point_of_sale=body.point_of_sale)
     return await run(request, path_uuid(request, "case_id"), decide, status=201,
                      extra=lambda _: {"dispute_id": str(dispute_id)})
 
@@ -96,6 +98,19 @@ async def resolve_dispute(request: web.Request) -> web.Response:
     body = await decode(request, rq.ResolveDispute)
     decide = partial(d.resolve_dispute, dispute_id=path_uuid(request, "dispute_id"),
                      outcome=body.outcome, note=body.note)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def record_dispute_stage(request: web.Request) -> web.Response:
+    body = await decode(request, rq.RecordDisputeStage)
+    decide = partial(d.record_dispute_stage, dispute_id=path_uuid(request, "dispute_id"), stage=body.stage,
+                     network_reference=body.network_reference, note=body.note)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def notify_customer(request: web.Request) -> web.Response:
+    body = await decode(request, rq.NotifyCustomer)
+    decide = partial(d.notify_customer, channel=body.channel, subject=body.subject, summary=body.summary)
     return await run(request, path_uuid(request, "case_id"), decide)
 
 

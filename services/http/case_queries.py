@@ -9,8 +9,9 @@ from aiohttp import web
 
 from casedesk.services.access_log import REASON_HEADER, reason_of, record_access
 from casedesk.services.case_access import check_may_change, check_may_read_parts
+from casedesk.services.case_clocks import clocks_of_view, view_as_of
 from casedesk.services.case_reading import CaseRead, read_case
-from casedesk.services.http.app_keys import CASES, POOL, READ_POOL, READ_STORE, ZONE
+from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, READ_STORE, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, validation_problem
@@ -25,7 +26,7 @@ async def _read(request: web.Request, *, timeline: bool) -> CaseRead:
     # wrote, so the tail may come from it too; otherwise from the primary (see case_reading).
     store = app[READ_STORE] if waited else cases.store
     read = await read_case(store, cases.mapper, path_uuid(request, "case_id"), app[ZONE], files=app[READ_POOL],
-                           timeline=timeline)
+                           timeline=timeline, policy=app[CLOCK_POLICY])
     check_may_read_parts(request[PRINCIPAL], read.departments, read.assignee)
     return read
 
@@ -39,7 +40,8 @@ def _answer(body: bytes, version: int) -> web.Response:
 
 async def get_case(request: web.Request) -> web.Response:
     read = await _read(request, timeline=False)
-    return _answer(with_ages(read.view, datetime.now(UTC)), read.version)
+    now = datetime.now(UTC)
+    return _answer(with_ages(view_as_of(read.view, now), now), read.version)
 
 
 def with_ages(view: bytes, now: datetime) -> bytes:
@@ -56,6 +58,12 @@ def with_ages(view: bytes, now: datetime) -> bytes:
             waited = now - datetime.fromisoformat(item["since"])
             item["age_seconds"] = max(0, int(waited.total_seconds()))
     return _encode(document)
+
+
+async def get_clocks(request: web.Request) -> web.Response:
+    """The case's deadline clocks as they stand now (the same as the case view carries)."""
+    read = await _read(request, timeline=False)
+    return _answer(_encode(clocks_of_view(read.view, datetime.now(UTC))), read.version)
 
 
 async def get_timeline(request: web.Request) -> web.Response:

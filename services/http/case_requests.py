@@ -6,13 +6,14 @@ OpenAPI document's), converted into domain values at the edge.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 
 from casedesk.domain.values import (
+    CardProduct,
     CaseReason,
     CompromiseSource,
     ContactChannel,
@@ -20,9 +21,12 @@ from casedesk.domain.values import (
     ContactOutcome,
     Delivery,
     DisputeOutcome,
+    DisputeStage,
     FeeBearer,
     IdentityMethod,
     Money,
+    NoticeChannel,
+    NoticeSubject,
     StopScope,
     TransactionAnswer,
 )
@@ -61,6 +65,7 @@ class CardIn(Request, kw_only=True):
     network: Short
     kind: Literal["primary", "family"]
     primary_card_id: Short | None = None
+    product: CardProduct = "credit"
 
 
 class ContactIn(Request, kw_only=True):
@@ -122,11 +127,26 @@ class DisputeCharge(Request, kw_only=True):
     amount: Money
     reason_code: Short
     network: Short
+    transaction_date: date | None = None
+    foreign: bool = False
+    point_of_sale: bool = False
 
 
 class ResolveDispute(Request, kw_only=True):
     outcome: DisputeOutcome
     note: Text
+
+
+class RecordDisputeStage(Request, kw_only=True):
+    stage: DisputeStage
+    network_reference: Short | None = None
+    note: Text
+
+
+class NotifyCustomer(Request, kw_only=True):
+    channel: NoticeChannel
+    subject: NoticeSubject
+    summary: Text
 
 
 class WaiveLiability(Request, kw_only=True):

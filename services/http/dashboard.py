@@ -31,6 +31,7 @@ import structlog
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from casedesk.projections.deadline_clocks import clock_risks
 from casedesk.projections.work_queues import queue_depths
 from casedesk.services.database import keeps_session_state
 from casedesk.services.effects.processor_instructions import IN_FLIGHT_SQL
@@ -79,6 +80,7 @@ async def dashboard_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
         hours = await conn.fetch(HOURS_SQL)
         positions = await conn.fetch(POSITIONS_SQL)
         instructions = await conn.fetchrow(IN_FLIGHT_SQL)
+        clocks = await clock_risks(conn)
     return {
         "generated_at": datetime.now(UTC),
         "queues": queues,
@@ -86,6 +88,7 @@ async def dashboard_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
         "claims_per_hour": [dict(r) for r in hours],
         "positions": {r["application_name"]: r["notification_id"] for r in positions},
         "processor_instructions": dict(instructions),
+        "clocks": clocks,
     }
 
 

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from casedesk.projections.catalogue import all_projections
+from casedesk.projections.deadline_clocks import clock_risks
 from casedesk.services.effects.processor_instructions import IN_FLIGHT_SQL
 from casedesk.services.http.app_keys import POOL
 
@@ -39,6 +40,8 @@ class Metrics:
         self.lag = Gauge("casedesk_projection_lag_events", "Events the projection is behind", ["projection"],
                          registry=self.registry)
         self.pool_size = Gauge("casedesk_db_pool_size", "Connections in the pool", registry=self.registry)
+        self.clocks = Gauge("casedesk_clocks", "Deadline clocks per rule: at_risk (due within 48 h),"
+                            " breached (running past due), met_late", ["rule", "standing"], registry=self.registry)
         self.pool_idle = Gauge("casedesk_db_pool_idle", "Idle connections in the pool", registry=self.registry)
         self.instructions = Gauge("casedesk_processor_instructions_in_flight",
                                   "Card-processor instructions not yet answered", registry=self.registry)
@@ -82,5 +85,8 @@ async def serve_metrics(request: web.Request) -> web.Response:
     in_flight = await pool.fetchrow(IN_FLIGHT_SQL)
     metrics.instructions.set(in_flight["in_flight"])
     metrics.instruction_age.set(in_flight["oldest_age_seconds"])
+    for risk in await clock_risks(pool):
+        for standing in ("at_risk", "breached", "met_late"):
+            metrics.clocks.labels(risk.rule, standing).set(getattr(risk, standing))
     body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

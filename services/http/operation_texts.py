@@ -45,9 +45,27 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("POST", f"{CASE}/identity-unlock"): "Supervisors: lift an identity lock (`identity-not-locked`).",
     ("POST", f"{CASE}/transactions/reviewed"): "Record the customer's answer for each transaction read out."
                                                + _IDENTITY + " (`no-transactions`, `duplicate-transaction`)",
-    ("POST", f"{CASE}/disputes"): "Dispute a charge; one dispute per transaction (`duplicate-dispute`)." + _IDENTITY,
+    ("POST", f"{CASE}/disputes"): "Dispute a charge; one dispute per transaction (`duplicate-dispute`)."
+                                  " `transaction_date` starts the network's filing clock (not in the future:"
+                                  " `transaction-date-in-future`); `foreign` or `point_of_sale` give a debit"
+                                  " dispute 90 days to investigate under Regulation E." + _IDENTITY,
     ("POST", f"{CASE}/disputes/{{dispute_id}}/resolve"): "Resolve a dispute as upheld, rejected or withdrawn"
                                                          " (`dispute-already-resolved`, `unknown-dispute`).",
+    ("POST", f"{CASE}/disputes/{{dispute_id}}/stages"): "Record a step of the card network's dispute lifecycle,"
+                                                        " with the network's reference: filed, representment,"
+                                                        " pre_arbitration, arbitration; won, lost or withdrawn"
+                                                        " end it and resolve the dispute (upheld, rejected,"
+                                                        " withdrawn). A representment starts the network's"
+                                                        " pre-arbitration clock (`dispute-stage-out-of-order`,"
+                                                        " `dispute-already-resolved`, `unknown-dispute`).",
+    ("GET", f"{CASE}/clocks"): "The case's deadline clocks as they stand now: the card network's filing limit,"
+                               " promised callbacks and, under policy `us`, Regulation E (debit) or Regulation Z"
+                               " (credit). Each names its rule and source, what started it (`started_by_event`),"
+                               " `due_at`, its calendar and its state; a running clock past `due_at` is"
+                               " `breached`. The case view carries the same `clocks`.",
+    ("POST", f"{CASE}/customer-notices"): "Record what the customer was told by letter, email or call; an"
+                                          " `investigation_result` meets Regulation E's results clock, any"
+                                          " notice Regulation Z's acknowledgment (`notice-needs-summary`).",
     ("POST", f"{CASE}/liability-waivers"): "Tell the customer they owe nothing, for one dispute or the whole case"
                                            " (`liability-already-waived`)." + _IDENTITY,
     ("POST", f"{CASE}/payment-stops"): "Stop payments to one merchant, all overseas, or all"

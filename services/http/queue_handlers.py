@@ -13,7 +13,7 @@ from aiohttp import web
 
 from casedesk.projections.work_queues import department_of, queue_depths, queue_exists, queue_page
 from casedesk.services.case_reading import CaseRead, file_with, read_case
-from casedesk.services.http.app_keys import CASES, POOL, READ_POOL, ZONE
+from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, ZONE
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
 from casedesk.services.http.commands import command_body, idempotency_of
 from casedesk.services.http.middleware import PRINCIPAL
@@ -101,14 +101,16 @@ async def claim(request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)
     outcome = claim.outcome
     if claim.complete:  # the case file as the claim read it, with the assignment folded in: no read
-        read = file_with(claim.case_file, claim.events, request.app[ZONE], outcome.case.id)
+        read = file_with(claim.case_file, claim.events, request.app[ZONE], outcome.case.id,
+                         policy=request.app[CLOCK_POLICY])
         return _answer(outcome.case.id, outcome.position or 0, read)
     return await _claimed(request, outcome.case.id, outcome.position or 0)
 
 
 async def _claimed(request: web.Request, case_id: UUID, position: int) -> web.Response:
     cases = request.app[CASES]
-    return _answer(case_id, position, await read_case(cases.store, cases.mapper, case_id, request.app[ZONE]))
+    return _answer(case_id, position, await read_case(cases.store, cases.mapper, case_id, request.app[ZONE],
+                                                      policy=request.app[CLOCK_POLICY]))
 
 
 def _answer(case_id: UUID, position: int, read: CaseRead) -> web.Response:

@@ -16,6 +16,7 @@ from casedesk.projections.case_view import CaseView
 from casedesk.services.access_log import AccessLogPage
 from casedesk.services.audit_chain import ChainCheck
 from casedesk.services.breach_intake import AffectedCardLine
+from casedesk.services.case_clocks import ClocksAnswer
 from casedesk.services.case_history import HistoryAnswer
 from casedesk.services.effects import webhook_subscriptions as subs
 from casedesk.services.http import answers as ans
@@ -102,6 +103,12 @@ ROUTES: list[Route] = [
           rq.DisputeCharge, status=201),
     Route("POST", f"{CASE}/disputes/{{dispute_id}}/resolve", cmd.resolve_dispute, AGENTS,
           "Resolve a dispute", rq.ResolveDispute),
+    Route("POST", f"{CASE}/disputes/{{dispute_id}}/stages", cmd.record_dispute_stage, AGENTS,
+          "Record a step of the card network's dispute lifecycle", rq.RecordDisputeStage),
+    Route("GET", f"{CASE}/clocks", q.get_clocks, READERS,
+          "The case's deadline clocks as they stand now", answer=ClocksAnswer, query=("min_position",)),
+    Route("POST", f"{CASE}/customer-notices", cmd.notify_customer, AGENTS,
+          "Record what the customer was told, and how", rq.NotifyCustomer),
     Route("POST", f"{CASE}/liability-waivers", cmd.waive_liability, AGENTS,
           "Waive the customer's liability", rq.WaiveLiability),
     Route("POST", f"{CASE}/payment-stops", cmd.stop_payments, AGENTS, "Stop payments",

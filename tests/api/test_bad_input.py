@@ -24,6 +24,8 @@ def routes(case: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
         (f"{c}/transactions/reviewed", {"contact_id": case["contact"], "transactions": [{"transaction_id": "t1", "merchant": "WEBTEL", "amount": {"amount": "19.95", "currency": "USD"}, "occurred_at": ago(days=3), "answer": "unrecognized"}]}),
         (f"{c}/disputes", {"contact_id": case["contact"], "transaction_id": "t1", "merchant": "WEBTEL", "amount": {"amount": "19.95", "currency": "USD"}, "reason_code": "10.4", "network": "visa"}),
         (f"{c}/disputes/{uuid.uuid4()}/resolve", {"outcome": "upheld", "note": "ok"}),
+        (f"{c}/disputes/{uuid.uuid4()}/stages", {"stage": "filed", "network_reference": "VROL-1", "note": "sent"}),
+        (f"{c}/customer-notices", {"channel": "letter", "subject": "other", "summary": "told"}),
         (f"{c}/liability-waivers", {"contact_id": case["contact"], "note": "owes nothing"}),
         (f"{c}/payment-stops", {"contact_id": case["contact"], "scope": "merchant", "merchant": "WEBTEL"}),
         (f"{c}/cards/card-p/suspend", {"reason": "fraud", "include_linked": True}),

@@ -1,9 +1,13 @@
 """Charges: one dispute per transaction, dispute outcomes, waivers, payment stops."""
 
+from datetime import timedelta
+
 import msgspec
 
 from casedesk.domain.decisions import (
     dispute_charge,
+    notify_customer,
+    record_dispute_stage,
     resolve_dispute,
     review_transactions,
     stop_payments,
@@ -13,6 +17,7 @@ from casedesk.domain.events import (
     ChargeDisputed,
     CustomerLiabilityWaived,
     DisputeResolved,
+    DisputeStageRecorded,
     PaymentStopped,
     TransactionReviewed,
 )
@@ -21,6 +26,7 @@ from .story import (
     CALL,
     DISPUTE,
     DISPUTE_ARGS,
+    NOW,
     STOP_ARGS,
     TRANSACTION,
     VERIFIED_CALL,
@@ -102,3 +108,43 @@ def test_the_same_payment_stop_is_not_placed_twice() -> None:
     given(*story.history, stop).when(
         stop_payments, **{**STOP_ARGS, "merchant": " webtel "}
     ).refused("duplicate-payment-stop")
+
+
+def test_a_disputed_transaction_date_has_come() -> None:
+    later = (NOW + timedelta(days=3)).date()
+    given(*VERIFIED_CALL).when(dispute_charge, **{**DISPUTE_ARGS, "transaction_date": later}).refused(
+        "transaction-date-in-future"
+    )
+
+
+def test_a_customer_notice_says_what_was_told() -> None:
+    given(*VERIFIED_CALL).when(notify_customer, channel="call", subject="other", summary="  ").refused(
+        "notice-needs-summary"
+    )
+
+
+def test_a_dispute_moves_through_the_network_stages_in_order() -> None:
+    given(*VERIFIED_CALL, disputed()).when(
+        record_dispute_stage, dispute_id=DISPUTE, stage="representment", network_reference=None, note="early"
+    ).refused("dispute-stage-out-of-order")
+    given(*VERIFIED_CALL, disputed()).when(
+        record_dispute_stage, dispute_id=DISPUTE, stage="filed", network_reference="VROL-1", note="sent"
+    ).then(DisputeStageRecorded)
+
+
+def test_a_final_stage_also_resolves_the_dispute() -> None:
+    events = given(*VERIFIED_CALL, disputed()).when(
+        record_dispute_stage, dispute_id=DISPUTE, stage="withdrawn", network_reference=None, note="recognised"
+    ).then(DisputeStageRecorded, DisputeResolved)
+    assert isinstance(events[1], DisputeResolved) and events[1].outcome == "withdrawn"
+
+
+def test_a_resolved_dispute_takes_no_more_stages() -> None:
+    resolved_dispute = DisputeResolved(**{**_fields(disputed()), "dispute_id": DISPUTE}, outcome="upheld", note="")
+    given(*VERIFIED_CALL, disputed(), resolved_dispute).when(
+        record_dispute_stage, dispute_id=DISPUTE, stage="filed", network_reference=None, note="late"
+    ).refused("dispute-already-resolved")
+
+
+def _fields(event: ChargeDisputed) -> dict[str, object]:
+    return {f: getattr(event, f) for f in ("originator_id", "originator_version", "timestamp", "actor", "contact_id")}

@@ -121,7 +121,9 @@ def family_card_fraud() -> list[ev.CaseEvent]:
         ),
         (do.release, dict(note="end of shift")),
         (do.complete_callback, dict(callback_id=CALLBACK, note="told the customer")),
+        (do.record_dispute_stage, dict(dispute_id=DISPUTE, stage="filed", network_reference="VROL-1", note="sent")),
         (do.resolve_dispute, dict(dispute_id=DISPUTE, outcome="upheld", note="refunded")),
+        (do.notify_customer, dict(channel="letter", subject="investigation_result", summary="refunded")),
         (
             do.start_contact,
             dict(
