@@ -153,6 +153,7 @@ def _unchanged(case: FraudCase, _: ev.CaseEvent) -> FraudCase:
 for _recorded_only in (
     ev.TransactionReviewed,
     ev.HandoffNoteAdded,
+    ev.CallVerified,
 ):
     _APPLIERS[_recorded_only] = _unchanged
 

@@ -18,6 +18,7 @@ from .values import (
     Actor,
     Card,
     CaseReason,
+    CodeCheck,
     CompromiseSource,
     ContactChannel,
     ContactDirection,
@@ -33,6 +34,7 @@ from .values import (
     PhoneNumber,
     ReviewedTransaction,
     StopScope,
+    VerificationChannel,
 )
 
 if TYPE_CHECKING:
@@ -268,6 +270,19 @@ class CaseReopened(CaseEvent, frozen=True, kw_only=True):
     reason: str
 
 
+class CallVerified(CaseEvent, frozen=True, kw_only=True):
+    """The customer checked, through the IVR or the app, that one of our calls (`contact_id`) was real.
+
+    `code` says what became of the reference they gave: matched, wrong, not
+    given, or locked (too many wrong references for the number: none matches
+    for an hour). The reference itself is never recorded.
+    """
+
+    channel: VerificationChannel
+    call_at: datetime
+    code: CodeCheck
+
+
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
     ContactStarted,
@@ -296,6 +311,7 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseReleased,
     CaseResolved,
     CaseReopened,
+    CallVerified,
 )
 
 if TYPE_CHECKING:

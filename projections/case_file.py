@@ -14,6 +14,7 @@ import msgspec
 
 from casedesk.domain import events as ev
 from casedesk.projections.case_view import (
+    CallCheckView,
     CardView,
     CaseFile,
     CaseView,
@@ -25,7 +26,7 @@ from casedesk.projections.case_view import (
 )
 from casedesk.projections.case_view_changes import change_view
 from casedesk.projections.handoff import refresh_handoff
-from casedesk.projections.timeline_text import KIND, sentence
+from casedesk.projections.timeline_text import KIND, call_check_text, sentence
 
 
 def open_file(event: ev.CaseOpened) -> CaseFile:
@@ -67,6 +68,10 @@ def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC, *, tim
         change_view(event, file)
     if isinstance(event, ev.ContactStarted):
         file.started[str(event.contact_id)] = event
+    elif isinstance(event, ev.CallVerified):  # here, not in change_view: its text needs the zone
+        file.view.call_checks.append(CallCheckView(
+            at=event.timestamp, contact_id=event.contact_id, call_at=event.call_at, channel=event.channel,
+            code=event.code, text=call_check_text(event, file.started, zone)))
     file.view.version = event.originator_version
     file.view.updated_at = event.timestamp
     if not timeline:

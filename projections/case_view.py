@@ -95,6 +95,17 @@ class ContactView(msgspec.Struct, kw_only=True, gc=False):
     ended_at: datetime | None = None
 
 
+class CallCheckView(msgspec.Struct, kw_only=True, gc=False):
+    """The customer checked one of our calls (IVR or app): when, which call, what became of the reference."""
+
+    at: datetime
+    contact_id: UUID | None
+    call_at: datetime
+    channel: str
+    code: str
+    text: str
+
+
 class EscalationView(msgspec.Struct, kw_only=True, gc=False):
     to_department: str
     reason: str
@@ -136,6 +147,8 @@ class Handoff(msgspec.Struct, kw_only=True, gc=False):
     verified: Verified | None = None
     promised: list[HandoffItem] = []
     pending: list[HandoffItem] = []
+    # The customer's checks of our calls, newest first: read before asking a returning caller anything.
+    call_checks: list[HandoffItem] = []
 
 
 class CaseView(msgspec.Struct, kw_only=True, gc=False):
@@ -157,6 +170,7 @@ class CaseView(msgspec.Struct, kw_only=True, gc=False):
     payment_stops: list[PaymentStopView] = []
     callbacks: list[CallbackView] = []
     contacts: list[ContactView] = []
+    call_checks: list[CallCheckView] = []
     assignee: Person | None = None
     pinned_note: NoteView | None = None
     identity: IdentityView = msgspec.field(default_factory=IdentityView)

@@ -1,7 +1,8 @@
 """The handoff summary: derived from the case view, so no free text is needed to continue.
 
 `last_contact` (when, who, channel, outcome, summary), `verified` (the last passed
-check), `promised` (what the customer was told) and `pending` (what is not done).
+check), `promised` (what the customer was told), `pending` (what is not done) and
+`call_checks` (the customer checked our calls through the IVR, newest first).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ def refresh_handoff(view: CaseView) -> None:
             direction=c.direction, outcome=c.outcome, summary=c.summary)
     handoff.promised = _promised(view)
     handoff.pending = _pending(view)
+    handoff.call_checks = [HandoffItem(kind=f"call_check_{c.code}", text=c.text) for c in reversed(view.call_checks)]
 
 
 def _promised(view: CaseView) -> list[HandoffItem]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
+import phonenumbers
 
 ProjectionMode = Literal["process", "in-process", "off"]
 _PROJECTION_MODES: dict[str, ProjectionMode] = {
@@ -50,6 +51,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     readiness_max_lag: int = 1000
     statement_cache: bool = True
     timezone: str = "UTC"
+    # Where a phone number written without a country code is (ISO 3166 code, for `phonenumbers`).
+    phone_region: str = "JP"
 
     @property
     def embedded(self) -> bool:
@@ -115,4 +118,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         readiness_max_lag=int(env.get("CASEDESK_READY_MAX_LAG") or 1000),
         statement_cache=_flag(env.get("CASEDESK_STATEMENT_CACHE"), True),
         timezone=env.get("CASEDESK_TIMEZONE") or "UTC",
+        phone_region=_phone_region(env.get("CASEDESK_PHONE_REGION")),
     )
+
+
+def _phone_region(value: str | None) -> str:
+    """CASEDESK_PHONE_REGION: a region `phonenumbers` knows (JP, US, GB…); default JP."""
+    region = (value or "JP").strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(f"CASEDESK_PHONE_REGION={value!r}: not a region code such as JP or US")
+    return region

@@ -34,7 +34,9 @@ Plain = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=NO_NUL)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=NO_NUL)]
-Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9][0-9 ()-]{5,24}$")]
+# Any way a person writes a number (full-width digits too); services/phone_numbers.py reads it as E.164.
+PHONE_PATTERN = r"^[+＋]?[(（]?[0-9０-９][0-9０-９ 　()（）.\-‐－ー]{3,30}$"
+Phone = Annotated[str, msgspec.Meta(pattern=PHONE_PATTERN)]
 Last4 = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}$")]
 DEPARTMENT_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"  # also every queue's name (a department's queue)
 Department = Annotated[str, msgspec.Meta(pattern=DEPARTMENT_PATTERN)]
@@ -191,7 +193,7 @@ class Escalate(Request, kw_only=True):
 
 class ScheduleCallback(Request, kw_only=True):
     due_at: datetime
-    phone: Annotated[str, msgspec.Meta(pattern=r"^(registered|\+?[0-9][0-9 ()-]{5,24})$")]
+    phone: Annotated[str, msgspec.Meta(pattern=r"^registered$|" + PHONE_PATTERN)]
     reason: Text
     department: Department
 

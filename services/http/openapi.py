@@ -38,11 +38,13 @@ _ERRORS = {
     "404": "No such resource", "409": "Refused by a rule of the case (type names the rule)",
     "412": "If-Match does not match the case version", "413": "Body over 64 KiB",
     "415": "Body is not JSON", "422": "Validation failed (errors lists each field)",
+    "429": "Rate limited: try again after Retry-After seconds",
     "503": "Not ready, the database is out of reach, or the projection has not reached min_position",
 }
 _HEADERS = {
     "401": {"WWW-Authenticate": {"schema": {"type": "string"}}},
     "503": {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+    "429": {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
 }
 
 
@@ -66,7 +68,9 @@ def _refusals(route: Any) -> list[str]:
     if route.upload:
         codes |= {"415", "422"}  # not a list's media type; a CSV header without the columns
     if route.roles is not None:
-        codes.add("503")  # the database out of reach (Retry-After), as for min_position
+        codes.add("503")
+    if route.rate_limited:
+        codes.add("429")  # the database out of reach (Retry-After), as for min_position
     if set(route.query) - {"access_token"} or "card_id" in ids:
         codes.add("422")  # a query value out of range; a full card number in the path
     if route.method == "POST" and route.roles is not None:
