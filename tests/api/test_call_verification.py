@@ -7,6 +7,7 @@ recorded on the case for the agent who takes the returning call.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -188,3 +189,11 @@ async def test_an_ivr_token_past_its_rate_a_minute_gets_429_whatever_the_number(
     assert (await check(client, auth(role="ivr", departments=()), tokyo_number()[0]))[0] == 200  # another token
     cases.clock = lambda: minute + timedelta(minutes=1)
     assert (await check(client, ivr, tokyo_number()[0]))[0] == 200
+
+
+async def test_twenty_checks_of_one_number_at_once_let_exactly_five_through(client, auth) -> None:
+    """Counted in PostgreSQL under a lock per number: no two checks both see '4 so far'."""
+    ivr = auth(role="ivr", departments=())
+    number = tokyo_number()[0]
+    statuses = await asyncio.gather(*(check(client, ivr, number) for _ in range(20)))
+    assert sorted(s for s, _, _ in statuses) == [200] * 5 + [429] * 15
