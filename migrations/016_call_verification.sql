@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS call_verification_requests (
     wrong_code boolean NOT NULL
 );
 CREATE INDEX IF NOT EXISTS call_verification_requests_subject_idx ON call_verification_requests (subject, at);
+CREATE INDEX IF NOT EXISTS call_verification_requests_at_idx ON call_verification_requests (at);
 
 -- Not a read model: a number whose references stop matching for an hour (5 wrong ones).
 CREATE TABLE IF NOT EXISTS call_code_locks (

@@ -3,7 +3,7 @@
 The answer says only whether the issuer called that number in the last 14 days,
 when, from which department and for what kind of purpose, and whether the
 reference matches; a number never called gets the same shape. Each number may
-be checked 5 times an hour, each IVR token `TOKEN_PER_MINUTE` times a minute;
+be checked 5 times an hour, each IVR token CASEDESK_IVR_TOKEN_RATE times a minute;
 after 5 wrong references for a number none matches for an hour. All counted in
 PostgreSQL (migration 016), so the limits hold across processes.
 """
@@ -31,7 +31,6 @@ log = structlog.get_logger("casedesk.call_verification")
 
 PER_NUMBER_PER_HOUR = 5
 WRONG_CODES_BEFORE_LOCK = 5
-TOKEN_PER_MINUTE = 600
 HOUR = timedelta(hours=1)
 CALLS_TOLD = 5
 
@@ -72,10 +71,11 @@ class TooManyChecksError(Exception):
 class CallVerifier:
     """Answers the IVR and says which calls to record as checked."""
 
-    def __init__(self, pool: asyncpg.Pool, personal: PersonalData, codes: CallCodes) -> None:
+    def __init__(self, pool: asyncpg.Pool, personal: PersonalData, codes: CallCodes, token_per_minute: int) -> None:
         self._pool = pool
         self._personal = personal
         self._codes = codes
+        self.token_per_minute = token_per_minute
 
     async def verify(self, *, phone: str, code: str | None, token: str,
                      now: datetime) -> tuple[CallVerificationAnswer, list[CallChecked]]:
@@ -87,13 +87,16 @@ class CallVerifier:
             # (PgBouncer-safe) in the two-key space, apart from the migration and projection locks' keys.
             await conn.execute("SELECT pg_advisory_xact_lock(20, hashtext($1))", number)
             await _refuse_past_limit(conn, number, now)
+            since = now - CODE_LIFETIME
             calls = await conn.fetch(
-                "SELECT o.case_id, o.contact_id, o.at, o.department, o.purpose_category,"
-                " c.code_key IS NOT NULL AND c.code_key = $3 AS code_fits"
-                " FROM outbound_attempts o LEFT JOIN call_codes c ON c.contact_id = o.contact_id"
-                " WHERE o.phone_key = ANY($1::text[]) AND o.at > $2 ORDER BY o.at DESC LIMIT $4",
-                keys, now - CODE_LIFETIME, self._codes.code_key(code) if code else None, CALLS_TOLD)
-            check = await _code_check(conn, number, code, any(c["code_fits"] for c in calls), now)
+                "SELECT case_id, contact_id, at, department, purpose_category FROM outbound_attempts"
+                " WHERE phone_key = ANY($1::text[]) AND at > $2 ORDER BY at DESC LIMIT $3", keys, since, CALLS_TOLD)
+            # The call the reference was given on, if it was one of ours to this number (of any age up to 14 days).
+            fitting = None if code is None else await conn.fetchrow(
+                "SELECT o.case_id, o.contact_id FROM call_codes c JOIN outbound_attempts o USING (contact_id)"
+                " WHERE c.code_key = $1 AND o.phone_key = ANY($2::text[]) AND o.at > $3",
+                self._codes.code_key(code), keys, since)
+            check = await _code_check(conn, number, code, fitting is not None, now)
             await conn.execute(
                 "INSERT INTO call_verification_requests (subject, at, wrong_code) VALUES ($1, $2, $3)",
                 number, now, check == "wrong")
@@ -102,7 +105,7 @@ class CallVerifier:
             calls=[CallSeen(at=c["at"], department=c["department"], purpose_category=c["purpose_category"])
                    for c in calls],
             code_matches=None if code is None else check == "matched")
-        return answer, _checked(calls, check)
+        return answer, _checked(calls, check, fitting)
 
     async def _count_token(self, token: str, now: datetime) -> None:
         minute = now.replace(second=0, microsecond=0)
@@ -111,12 +114,15 @@ class CallVerifier:
             " INSERT INTO call_verification_rates (subject, minute, requests) VALUES ($1, $2, 1)"
             " ON CONFLICT (subject, minute) DO UPDATE SET requests = call_verification_rates.requests + 1"
             " RETURNING requests", "token:" + token, minute)
-        if requests > TOKEN_PER_MINUTE:
+        if requests > self.token_per_minute:
             raise TooManyChecksError("this IVR token", math.ceil((minute + timedelta(minutes=1) - now).total_seconds()))
 
 
 async def _refuse_past_limit(conn: asyncpg.Connection, number: str, now: datetime) -> None:
-    await conn.execute("DELETE FROM call_verification_requests WHERE subject = $1 AND at <= $2", number, now - HOUR)
+    # This number's requests older than the hour go, and a few of any other number's, so none pile up.
+    await conn.execute(
+        "DELETE FROM call_verification_requests WHERE (subject = $1 AND at <= $2) OR ctid = ANY(ARRAY("
+        "SELECT ctid FROM call_verification_requests WHERE at <= $2 LIMIT 20))", number, now - HOUR)
     row = await conn.fetchrow(
         "SELECT count(*) AS n, min(at) AS oldest FROM call_verification_requests WHERE subject = $1", number)
     if row["n"] >= PER_NUMBER_PER_HOUR:
@@ -142,10 +148,10 @@ async def _code_check(conn: asyncpg.Connection, number: str, code: str | None, f
     return "wrong"
 
 
-def _checked(calls: list[asyncpg.Record], check: CodeCheck) -> list[CallChecked]:
+def _checked(calls: list[asyncpg.Record], check: CodeCheck, fitting: asyncpg.Record | None) -> list[CallChecked]:
     """The calls to record as checked: the one whose reference matched, else each case's latest call."""
-    if check == "matched":
-        calls = [next(c for c in calls if c["code_fits"])]
+    if check == "matched" and fitting is not None:
+        return [CallChecked(case_id=fitting["case_id"], contact_id=fitting["contact_id"], code=check)]
     latest: dict[UUID, asyncpg.Record] = {}
     for c in calls:  # newest first
         latest.setdefault(c["case_id"], c)

@@ -81,7 +81,8 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         app[READ_STORE] = store if app[READ_POOL] is app[POOL] else EventStore(app[READ_POOL])
         app[CASES] = CaseService(store, CaseEventMapper())
         app[CALL_CODES] = CallCodes(app[POOL], app[PERSONAL_DATA])
-        app[CALL_VERIFIER] = CallVerifier(app[POOL], app[PERSONAL_DATA], app[CALL_CODES])
+        app[CALL_VERIFIER] = CallVerifier(app[POOL], app[PERSONAL_DATA], app[CALL_CODES],
+                                          settings.ivr_token_rate)
         yield
         await store.close()
 

@@ -12,8 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from casedesk.services import call_verification
-from casedesk.services.http.app_keys import CASES
+from casedesk.services.http.app_keys import CALL_VERIFIER, CASES
 from tests.api.conftest import new_case_body
 
 CHECK = "/v1/call-verifications"
@@ -83,6 +82,9 @@ async def test_the_reference_the_agent_gave_matches_and_another_does_not(client,
 
     assert (await check(client, ivr, international, code))[1]["code_matches"] is True
     assert (await check(client, ivr, international, wrong))[1]["code_matches"] is False
+    # Our reference, said from another phone (an impostor who heard it), is no match.
+    status, answer, _ = await check(client, ivr, tokyo_number()[0], code)
+    assert status == 200 and answer == {"called": False, "calls": [], "code_matches": False}
 
 
 async def test_a_number_never_called_gets_the_same_shape_and_nothing_more(client, auth) -> None:
@@ -176,8 +178,8 @@ async def test_an_unreadable_number_is_422_naming_the_field(client, auth) -> Non
     assert r.status == 422 and [e["field"] for e in (await r.json())["errors"]] == ["code"]
 
 
-async def test_an_ivr_token_past_its_rate_a_minute_gets_429_whatever_the_number(client, auth, monkeypatch) -> None:
-    monkeypatch.setattr(call_verification, "TOKEN_PER_MINUTE", 3)  # the rate is 600; three show the rule
+async def test_an_ivr_token_past_its_rate_a_minute_gets_429_whatever_the_number(client, auth) -> None:
+    client.app[CALL_VERIFIER].token_per_minute = 3  # CASEDESK_IVR_TOKEN_RATE; three show the rule
     cases = client.app[CASES]
     minute = datetime.now(UTC).replace(second=5, microsecond=0) + timedelta(minutes=5)
     cases.clock = lambda: minute

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from casedesk.domain.errors import CardDataRefused
 from casedesk.services.personal_data import PersonalData
 from casedesk.services.phone_numbers import PhoneNumberRefused, e164
+from casedesk.services.settings import SettingsError, load_settings
 
 FULL_WIDTH = str.maketrans("0123456789+-() ", "０１２３４５６７８９＋－（）　")
 
@@ -24,6 +25,9 @@ FULL_WIDTH = str.maketrans("0123456789+-() ", "０１２３４５６７８９＋
     ("０３１２３４５６７８", "JP", "+81312345678"),
     ("０３－１２３４－５６７８", "JP", "+81312345678"),
     ("＋８１ ３ １２３４ ５６７８", "JP", "+81312345678"),
+    ("03ー1234ー5678", "JP", "+81312345678"),   # the long-vowel mark typed for a dash
+    ("（03）1234　5678", "JP", "+81312345678"),  # full-width brackets and space
+    ("+81 (0)3 1234 5678", "JP", "+81312345678"),
     ("090-1234-5678", "JP", "+819012345678"),
     ("+81 90 1234 5678", "JP", "+819012345678"),
     # United States, in its own region and from Japan
@@ -84,3 +88,12 @@ def test_lookup_keys_include_the_digests_written_before_e164(number: str) -> Non
     assert pii.digest("phone", "0" + number) in keys   # typed nationally, 03-1234-5678
     assert pii.digest("phone", "81" + number) in keys  # typed internationally, +81 3-1234-5678
     assert set(pii.phone_keys("+81 " + number)) == set(keys)
+
+
+def test_the_region_of_numbers_without_a_country_code_is_a_setting(tmp_path) -> None:
+    base = {"CASEDESK_DATA_DIR": str(tmp_path)}
+    assert load_settings(base).phone_region == "JP"
+    assert load_settings(base | {"CASEDESK_PHONE_REGION": "us"}).phone_region == "US"
+    with pytest.raises(SettingsError):
+        load_settings(base | {"CASEDESK_PHONE_REGION": "Japan"})
+    assert PersonalData("k", "US").phone("(212) 555-0123").key == PersonalData("k").phone("+1 212 555 0123").key
