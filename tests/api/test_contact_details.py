@@ -22,7 +22,7 @@ async def test_the_daytime_phone_is_masked_in_views_and_each_unmasked_read_is_lo
     assert "5555" not in str(view)
 
     r = await client.get(f"/v1/cases/{case_id}/contact-details", headers={**agent, "X-Access-Reason": "calling back"})
-    assert r.status == 200 and (await r.json())["daytime_phone"] == "81355550123"
+    assert r.status == 200 and (await r.json())["daytime_phone"] == "+81355550123"  # E.164, ready to dial
     assert r.headers["Cache-Control"] == "no-store"
     assert (await client.get(f"/v1/cases/{case_id}/contact-details", headers=auth(role="auditor"))).status == 403
     assert (await client.get(f"/v1/cases/{case_id}/contact-details", headers=auth(departments=("x",)))).status == 403
