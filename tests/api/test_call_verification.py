@@ -199,3 +199,22 @@ async def test_twenty_checks_of_one_number_at_once_let_exactly_five_through(clie
     number = tokyo_number()[0]
     statuses = await asyncio.gather(*(check(client, ivr, number) for _ in range(20)))
     assert sorted(s for s, _, _ in statuses) == [200] * 5 + [429] * 15
+
+
+async def test_the_reference_of_an_older_call_still_matches_when_more_calls_followed(client, auth) -> None:
+    """The answer tells the five newest calls; the reference is checked against every call of 14 days."""
+    international, national, _ = tokyo_number()
+    agent, ivr = auth(), auth(role="ivr", departments=())
+    case_id = await open_case(client, agent, international)
+    contacts = []
+    for _ in range(6):
+        contacts.append(await call(client, agent, case_id, national))
+        r = await client.post(f"/v1/cases/{case_id}/contacts/{contacts[-1]['contact_id']}/end", headers=agent,
+                              json={"outcome": "no_answer", "summary": "no answer"})
+        assert r.status == 200
+    await caught_up(client, auth, (await r.json())["position"])
+    status, answer, _ = await check(client, ivr, international, contacts[0]["verification_code"])
+    assert status == 200 and len(answer["calls"]) == 5 and answer["code_matches"] is True
+    r = await client.get(f"/v1/cases/{case_id}", headers=agent)
+    [checked] = (await r.json())["call_checks"]
+    assert (checked["contact_id"], checked["code"]) == (contacts[0]["contact_id"], "matched")
