@@ -23,7 +23,7 @@ from casedesk.domain.decisions import record_call_verified
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.values import CodeCheck
 from casedesk.services.call_codes import CODE_LIFETIME, CallCodes
-from casedesk.services.case_service import CaseNotFoundError, CaseService
+from casedesk.services.case_service import CaseNotFoundError, CaseService, Idempotency
 from casedesk.services.personal_data import PersonalData
 from casedesk.services.tokens import Principal
 
@@ -77,8 +77,10 @@ class CallVerifier:
         self._codes = codes
         self.token_per_minute = token_per_minute
 
-    async def verify(self, *, phone: str, code: str | None, token: str,
-                     now: datetime) -> tuple[CallVerificationAnswer, list[CallChecked]]:
+    async def verify(self, *, phone: str, code: str | None, token: str, now: datetime,
+                     idempotency: Idempotency | None = None) -> tuple[CallVerificationAnswer, list[CallChecked]]:
+        """The answer and the calls to record; with an Idempotency-Key the answer is kept (in the same
+        transaction as the count), so the IVR's retry gets it again and is not counted twice."""
         keys = self._personal.phone_keys(phone)  # today's digest first, then the old rule's
         await self._count_token(token, now)
         number = "phone:" + keys[0]
@@ -100,11 +102,16 @@ class CallVerifier:
             await conn.execute(
                 "INSERT INTO call_verification_requests (subject, at, wrong_code) VALUES ($1, $2, $3)",
                 number, now, check == "wrong")
-        answer = CallVerificationAnswer(
-            called=bool(calls),
-            calls=[CallSeen(at=c["at"], department=c["department"], purpose_category=c["purpose_category"])
-                   for c in calls],
-            code_matches=None if code is None else check == "matched")
+            answer = CallVerificationAnswer(
+                called=bool(calls),
+                calls=[CallSeen(at=c["at"], department=c["department"], purpose_category=c["purpose_category"])
+                       for c in calls],
+                code_matches=None if code is None else check == "matched")
+            if idempotency is not None:
+                await conn.execute(
+                    "INSERT INTO idempotency_keys (principal, key, request_hash, status, response)"
+                    " VALUES ($1, $2, $3, 200, $4) ON CONFLICT DO NOTHING",
+                    idempotency.principal, idempotency.key, idempotency.request_hash, msgspec.json.encode(answer))
         return answer, _checked(calls, check, fitting)
 
     async def _count_token(self, token: str, now: datetime) -> None:

@@ -10,6 +10,7 @@ from aiohttp import web
 from casedesk.services.call_verification import record_checks
 from casedesk.services.http.app_keys import CALL_VERIFIER, CASES
 from casedesk.services.http.case_requests import Phone, Request
+from casedesk.services.http.commands import idempotency_of
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.request_body import decode
 
@@ -25,8 +26,12 @@ class VerifyCall(Request, kw_only=True):
 
 async def verify_call(request: web.Request) -> web.Response:
     body = await decode(request, VerifyCall)
+    first = await idempotency_of(request)
+    if isinstance(first, web.Response):
+        return first  # the IVR retried: the same answer, not counted again
     principal, cases = request[PRINCIPAL], request.app[CASES]
     answer, checked = await request.app[CALL_VERIFIER].verify(phone=body.phone, code=body.code,
-                                                              token=principal.sub, now=cases.clock())
+                                                              token=principal.sub, now=cases.clock(),
+                                                              idempotency=first)
     await record_checks(cases, principal, checked)
     return web.Response(body=_encode(answer), content_type="application/json")

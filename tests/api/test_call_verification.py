@@ -218,3 +218,18 @@ async def test_the_reference_of_an_older_call_still_matches_when_more_calls_foll
     r = await client.get(f"/v1/cases/{case_id}", headers=agent)
     [checked] = (await r.json())["call_checks"]
     assert (checked["contact_id"], checked["code"]) == (contacts[0]["contact_id"], "matched")
+
+
+async def test_a_retry_with_the_same_idempotency_key_gets_the_same_answer_and_is_not_counted(client, auth) -> None:
+    ivr = auth(role="ivr", departments=())
+    number = tokyo_number()[0]
+    retry = ivr | {"Idempotency-Key": "ivr-call-1"}
+    first = await client.post(CHECK, json={"phone": number}, headers=retry)
+    for _ in range(6):
+        again = await client.post(CHECK, json={"phone": number}, headers=retry)
+        assert again.status == 200 and await again.read() == await first.read()
+    for _ in range(4):  # the retries took none of the number's five
+        assert (await check(client, ivr, number))[0] == 200
+    assert (await check(client, ivr, number))[0] == 429
+    r = await client.post(CHECK, json={"phone": tokyo_number()[0]}, headers=retry)
+    assert r.status == 422  # the same key with another body
