@@ -38,12 +38,14 @@ CREATE TABLE IF NOT EXISTS call_code_locks (
     locked_until timestamptz NOT NULL
 );
 
--- Not a read model: requests per IVR token and minute (the per-token rate).
+-- Not a read model: requests per IVR token and minute (the per-token rate), counted in 16 rows
+-- (`shard`) so concurrent checks of one token do not queue on one row lock.
 CREATE TABLE IF NOT EXISTS call_verification_rates (
     subject text NOT NULL,
     minute timestamptz NOT NULL,
+    shard smallint NOT NULL,
     requests integer NOT NULL,
-    PRIMARY KEY (subject, minute)
+    PRIMARY KEY (subject, minute, shard)
 );
 
 -- One call check in one round trip (the IVR's answer has a 10 ms budget at 200 checks a second):
@@ -68,8 +70,10 @@ DECLARE
     v_locked timestamptz;
 BEGIN
     DELETE FROM call_verification_rates r WHERE r.subject = p_token AND r.minute < v_minute;
-    INSERT INTO call_verification_rates AS r (subject, minute, requests) VALUES (p_token, v_minute, 1)
-        ON CONFLICT (subject, minute) DO UPDATE SET requests = r.requests + 1 RETURNING r.requests INTO v_asked;
+    INSERT INTO call_verification_rates AS r (subject, minute, shard, requests)
+        VALUES (p_token, v_minute, floor(random() * 16), 1)
+        ON CONFLICT (subject, minute, shard) DO UPDATE SET requests = r.requests + 1;
+    SELECT sum(r.requests) INTO v_asked FROM call_verification_rates r WHERE r.subject = p_token AND r.minute = v_minute;
     IF v_asked > p_token_per_minute THEN
         refused := 'this IVR token';
         retry_after := ceil(extract(epoch FROM v_minute + interval '1 minute' - p_at));
