@@ -21,10 +21,10 @@ CaseReason = Literal["unrecognized_charge", "fraud_alert", "data_breach", "lost_
 CaseStatus = Literal["open", "resolved"]
 ContactDirection = Literal["inbound", "outbound", "callback"]
 ContactChannel = Literal["phone", "chat", "branch", "email"]
-# A case also opens without any contact: from a breached merchant's list of cards.
 # How a customer checked that a call came from us, and what became of the reference they gave.
 VerificationChannel = Literal["ivr", "app"]
 CodeCheck = Literal["matched", "wrong", "not_given", "locked"]
+# A case also opens without any contact: from a breached merchant's list of cards.
 OpeningChannel = Literal["phone", "chat", "branch", "email", "breach_notice"]
 ContactOutcome = Literal["connected", "no_answer", "voicemail", "dropped"]
 IdentityMethod = Literal[
