@@ -132,7 +132,10 @@ async def test_after_5_wrong_references_none_matches_for_an_hour_and_the_case_sh
     r = await client.get(f"/v1/cases/{case_id}", headers=agent)
     view = await r.json()
     assert [c["code"] for c in view["call_checks"]] == ["wrong"] * 5 + ["locked", "matched"]
-    assert view["handoff"]["call_checks"][1]["kind"] == "call_check_locked"
+    newest_first = view["handoff"]["call_checks"]
+    assert [c["kind"] for c in newest_first[:3]] == ["call_check_matched", "call_check_locked", "call_check_wrong"]
+    assert "did NOT match" in newest_first[2]["text"] and "impostor" in newest_first[2]["text"]
+    assert "none can match for an hour" in newest_first[1]["text"]
 
 
 async def test_each_check_is_recorded_on_the_case_for_the_agent_who_takes_the_returning_call(client, auth) -> None:
