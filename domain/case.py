@@ -158,6 +158,7 @@ for _recorded_only in (
     ev.TransactionReviewed,
     ev.HandoffNoteAdded,
     ev.CustomerNotified,
+    ev.CallVerified,
 ):
     _APPLIERS[_recorded_only] = _unchanged
 

@@ -5,11 +5,12 @@ A decision takes the current `FraudCase` and the command's arguments (always
 `RuleViolation` naming the broken rule. It never changes state itself; the
 events do, through `case.evolve`. The decisions live by concern in
 `decisions_case`, `decisions_contacts`, `decisions_cards`,
-`decisions_charges` and `decisions_processor`; this module gathers them in one place.
+`decisions_charges`, `decisions_processor` and `decisions_calls`; this module gathers them in one place.
 """
 
 from __future__ import annotations
 
+from .decisions_calls import record_call_verified
 from .decisions_cards import (
     record_card_destroyed,
     record_compromise,
@@ -66,6 +67,7 @@ __all__ = [
     "miss_callback",
     "notify_customer",
     "open_case",
+    "record_call_verified",
     "record_card_destroyed",
     "record_compromise",
     "record_contact_details",

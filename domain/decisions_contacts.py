@@ -50,10 +50,10 @@ def contact_started(stamp: Stamp, customer: Customer, start: ContactStart) -> ev
         **stamp,
         direction=start.direction,
         channel=start.channel,
-        phone=start.phone,
+        phone=start.phone.kept() if start.phone else None,
         department=start.department,
         purpose=purpose,
-        to_registered_number=start.phone is not None and start.phone.key == customer.phone.key,
+        to_registered_number=start.phone is not None and start.phone.is_same_number(customer.phone),
     )
 
 
@@ -168,7 +168,7 @@ def record_contact_details(
     verified_contact(case, contact_id)
     no_card_data_in_phone("daytime_phone", daytime_phone)
     stamp = stamps(case, actor, at, contact_id).next()
-    return [ev.ContactDetailsRecorded(**stamp, daytime_phone=daytime_phone)]
+    return [ev.ContactDetailsRecorded(**stamp, daytime_phone=daytime_phone.kept())]
 
 
 def schedule_callback(
@@ -195,7 +195,7 @@ def schedule_callback(
             **stamps(case, actor, at).next(),
             callback_id=callback_id,
             due_at=due_at,
-            phone=phone,
+            phone=phone.kept() if phone else None,
             to_registered_number=phone is None or is_registered(case, phone),
             reason=redact(reason),
             department=department,

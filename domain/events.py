@@ -18,6 +18,7 @@ from .values import (
     Actor,
     Card,
     CaseReason,
+    CodeCheck,
     CompromiseSource,
     ContactChannel,
     ContactDirection,
@@ -37,6 +38,7 @@ from .values import (
     PhoneNumber,
     ReviewedTransaction,
     StopScope,
+    VerificationChannel,
 )
 
 if TYPE_CHECKING:
@@ -348,6 +350,19 @@ class CustomerNotified(CaseEvent, frozen=True, kw_only=True):
     summary: str
 
 
+class CallVerified(CaseEvent, frozen=True, kw_only=True):
+    """The customer checked, through the IVR or the app, that one of our calls (`contact_id`) was real.
+
+    `code` says what became of the reference they gave: matched, wrong, not
+    given, or locked (too many wrong references for the number: none matches
+    for an hour). The reference itself is never recorded.
+    """
+
+    channel: VerificationChannel
+    call_at: datetime
+    code: CodeCheck
+
+
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
     ContactStarted,
@@ -383,6 +398,7 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     ProcessorInstructionRejected,
     CustomerNotified,
     DisputeStageRecorded,
+    CallVerified,
 )
 
 if TYPE_CHECKING:

@@ -114,4 +114,4 @@ def no_card_data_in_phone(field: str, phone: PhoneNumber | None) -> None:
 
 
 def is_registered(case: FraudCase, phone: PhoneNumber | None) -> bool:
-    return phone is not None and phone.key == case.customer.phone.key
+    return phone is not None and phone.is_same_number(case.customer.phone)

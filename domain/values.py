@@ -21,6 +21,9 @@ CaseReason = Literal["unrecognized_charge", "fraud_alert", "data_breach", "lost_
 CaseStatus = Literal["open", "resolved"]
 ContactDirection = Literal["inbound", "outbound", "callback"]
 ContactChannel = Literal["phone", "chat", "branch", "email"]
+# How a customer checked that a call came from us, and what became of the reference they gave.
+VerificationChannel = Literal["ivr", "app"]
+CodeCheck = Literal["matched", "wrong", "not_given", "locked"]
 # A case also opens without any contact: from a breached merchant's list of cards.
 OpeningChannel = Literal["phone", "chat", "branch", "email", "breach_notice"]
 ContactOutcome = Literal["connected", "no_answer", "voicemail", "dropped"]
@@ -88,16 +91,25 @@ class Money(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return Decimal(self.amount)
 
 
-class PhoneNumber(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class PhoneNumber(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """A phone as the domain sees it: masked for people, a digest key for comparison.
 
     `number` is kept only where the issuer must dial it later (a daytime
-    follow-up phone); elsewhere it stays None.
+    follow-up phone); elsewhere it stays None. `former_keys` are the digests
+    the same number had before phones were read as E.164: compared with, never
+    stored (`kept()` drops them before the number goes into an event).
     """
 
     masked: str
     key: str
     number: str | None = None
+    former_keys: tuple[str, ...] = ()
+
+    def is_same_number(self, other: PhoneNumber) -> bool:
+        return other.key == self.key or other.key in self.former_keys or self.key in other.former_keys
+
+    def kept(self) -> PhoneNumber:
+        return msgspec.structs.replace(self, former_keys=()) if self.former_keys else self
 
 
 class Customer(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -16,6 +16,7 @@ from casedesk.domain import events as ev
 from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.clocks import advance
 from casedesk.projections.case_view import (
+    CallCheckView,
     CardView,
     CaseFile,
     CaseView,
@@ -27,7 +28,7 @@ from casedesk.projections.case_view import (
 )
 from casedesk.projections.case_view_changes import change_view
 from casedesk.projections.handoff import refresh_handoff
-from casedesk.projections.timeline_text import KIND, sentence
+from casedesk.projections.timeline_text import KIND, call_check_text, sentence
 
 
 def open_file(event: ev.CaseOpened) -> CaseFile:
@@ -71,6 +72,10 @@ def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC, *, tim
         change_view(event, file)
     if isinstance(event, ev.ContactStarted):
         file.started[str(event.contact_id)] = event
+    elif isinstance(event, ev.CallVerified):  # here, not in change_view: its text needs the zone
+        file.view.call_checks.append(CallCheckView(
+            at=event.timestamp, contact_id=event.contact_id, call_at=event.call_at, channel=event.channel,
+            code=event.code, text=call_check_text(event, file.started, zone)))
     book = advance(file.clock_book, event, policy)
     if book is not file.clock_book:
         if book.clocks is not file.clock_book.clocks:

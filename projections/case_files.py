@@ -142,7 +142,7 @@ class CaseFiles:
                 customers[event.originator_id] = customer_row(event)
             elif event.originator_id in customers:
                 change_customer(customers[event.originator_id], event)
-            row = outbound_row(event)
+            row = outbound_row(event, file.view.reason)
             if row is not None:
                 outbound.append(row)
             hour = event.timestamp.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -219,12 +219,12 @@ async def _write_lookup(conn: asyncpg.Connection, customers: list[CustomerRow], 
         )
     if outbound:
         await conn.execute(
-            "INSERT INTO outbound_attempts (contact_id, case_id, at, phone_key, department, purpose, agent_name)"
-            " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],"
-            " $7::text[]) ON CONFLICT (contact_id) DO NOTHING",
+            "INSERT INTO outbound_attempts (contact_id, case_id, at, phone_key, department, purpose, agent_name,"
+            " purpose_category) SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[],"
+            " $5::text[], $6::text[], $7::text[], $8::text[]) ON CONFLICT (contact_id) DO NOTHING",
             [o.contact_id for o in outbound], [o.case_id for o in outbound], [o.at for o in outbound],
             [o.phone_key for o in outbound], [o.department for o in outbound], [o.purpose for o in outbound],
-            [o.agent_name for o in outbound],
+            [o.agent_name for o in outbound], [o.purpose_category for o in outbound],
         )
 
 

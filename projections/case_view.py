@@ -110,6 +110,17 @@ class ContactView(msgspec.Struct, kw_only=True, gc=False):
     ended_at: datetime | None = None
 
 
+class CallCheckView(msgspec.Struct, kw_only=True, gc=False):
+    """The customer checked one of our calls (IVR or app): when, which call, what became of the reference."""
+
+    at: datetime
+    contact_id: UUID | None
+    call_at: datetime
+    channel: str
+    code: str
+    text: str
+
+
 class EscalationView(msgspec.Struct, kw_only=True, gc=False):
     """An escalation; open until the department gives its `decision`."""
 
@@ -176,6 +187,8 @@ class Handoff(msgspec.Struct, kw_only=True, gc=False):
     pending: list[HandoffItem] = []
     # What escalated-to departments decided, for the agent who takes the case back.
     decisions: list[HandoffItem] = []
+    # The customer's checks of our calls, newest first: read before asking a returning caller anything.
+    call_checks: list[HandoffItem] = []
 
 
 class CaseView(msgspec.Struct, kw_only=True, gc=False):
@@ -200,6 +213,7 @@ class CaseView(msgspec.Struct, kw_only=True, gc=False):
     # once read (services.case_clocks shows it as of the moment of reading).
     clocks: list[Clock] = []
     contacts: list[ContactView] = []
+    call_checks: list[CallCheckView] = []
     assignee: Person | None = None
     pinned_note: NoteView | None = None
     identity: IdentityView = msgspec.field(default_factory=IdentityView)

@@ -35,6 +35,7 @@ class OutboundRow(msgspec.Struct, frozen=True, kw_only=True):
     department: str
     purpose: str | None
     agent_name: str
+    purpose_category: str
 
 
 def customer_row(event: ev.CaseOpened) -> CustomerRow:
@@ -53,26 +54,40 @@ def change_customer(row: CustomerRow, event: ev.CaseEvent) -> None:
         row.status = "open"
 
 
-def outbound_row(event: ev.CaseEvent) -> OutboundRow | None:
+# What the IVR may tell a caller a call was about: a kind, never the agent's words (migration 016 too).
+_CATEGORY_OF_REASON = {"lost_or_stolen": "lost_or_stolen_card", "data_breach": "card_replacement"}
+
+
+def purpose_category(direction: str, case_reason: str) -> str:
+    if direction == "callback":
+        return "callback"
+    return _CATEGORY_OF_REASON.get(case_reason, "card_security")
+
+
+def outbound_row(event: ev.CaseEvent, case_reason: str) -> OutboundRow | None:
     """An outbound or callback call to a known number, else None."""
     if not isinstance(event, ev.ContactStarted) or event.direction == "inbound" or event.phone is None:
         return None
     assert event.contact_id is not None
     return OutboundRow(contact_id=event.contact_id, case_id=event.originator_id, at=event.timestamp,
                        phone_key=event.phone.key, department=event.department, purpose=event.purpose,
-                       agent_name=event.actor.name)
+                       agent_name=event.actor.name,
+                       purpose_category=purpose_category(event.direction, case_reason))
 
 
 # --- queries -----------------------------------------------------------------
 
 
-async def find_customers(conn: Any, *, name_key: str | None, phone_key: str | None,
+async def find_customers(conn: Any, *, name_key: str | None, phone_keys: list[str] | None,
                          last4: str | None) -> list[Any]:
-    """Cases of the customers matching phone, name + phone, or name + last 4 digits."""
+    """Cases of the customers matching phone, name + phone, or name + last 4 digits.
+
+    `phone_keys`: the number's digests, today's and the old rule's (services/personal_data.py).
+    """
     return list(await conn.fetch(
         "SELECT * FROM case_customers WHERE ($1::text IS NULL OR name_key = $1)"
-        " AND ($2::text IS NULL OR phone_key = $2) AND ($3::text IS NULL OR $3 = ANY(last4s))"
-        " ORDER BY opened_at DESC LIMIT 200", name_key, phone_key, last4))
+        " AND ($2::text[] IS NULL OR phone_key = ANY($2::text[])) AND ($3::text IS NULL OR $3 = ANY(last4s))"
+        " ORDER BY opened_at DESC LIMIT 200", name_key, phone_keys, last4))
 
 
 async def recent_outbound(conn: Any, phone_keys: list[str], limit: int = 20) -> list[Any]:

@@ -3,8 +3,9 @@
 `last_contact` (when, who, channel, outcome, summary), `verified` (the last passed
 check), `promised` (what the customer was told), `pending` (what is not done:
 a missed callback stays here, and in `promised`, until rescheduled or waived;
-an escalation until its department decides) and `decisions` (what escalated-to
-departments decided).
+an escalation until its department decides), `decisions` (what escalated-to
+departments decided) and `call_checks` (the customer checked our calls through
+the IVR, newest first).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def refresh_handoff(view: CaseView) -> None:
                     text=f"{_department(e.to_department).capitalize()} decided: {e.decision}")
         for e in view.escalations if e.status == "concluded"
     ]
+    handoff.call_checks = [HandoffItem(kind=f"call_check_{c.code}", text=c.text) for c in reversed(view.call_checks)]
 
 
 def _department(department: str) -> str:

@@ -33,7 +33,8 @@ from casedesk.domain.errors import RuleViolation
 from casedesk.domain.values import Actor, Card, Customer, is_last4
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore, StreamConflictError
-from casedesk.services.personal_data import PersonalData, mask_name, phone_digits
+from casedesk.services.personal_data import PersonalData, mask_name
+from casedesk.services.phone_numbers import PhoneNumberRefused
 
 ListFormat = Literal["ndjson", "csv"]
 COLUMNS = ("customer_id", "name", "registered_phone", "card_id", "last4", "network")
@@ -228,14 +229,16 @@ class BreachIntake:
                 return problem
         if not is_last4(checked.last4):
             return "last4 must be four digits"
-        if not 6 <= len(phone_digits(checked.registered_phone)) <= 15:
-            return "registered_phone is not a phone number (6 to 15 digits)"
+        try:
+            self._personal.e164(checked.registered_phone, "registered_phone")
+        except PhoneNumberRefused as refused:
+            return f"registered_phone is {refused.detail}"
         return checked
 
     def _events_of(self, line: CheckedLine) -> list[msgspec.Struct]:
         customer = Customer(customer_id=line.customer_id, name_masked=mask_name(line.name),
                             name_key=self._personal.name_key(line.name),
-                            phone=self._personal.phone(line.registered_phone))
+                            phone=self._personal.phone(line.registered_phone, field="registered_phone"))
         card = Card(card_id=line.card_id, last4=line.last4, network=line.network.lower(), kind="primary")
         return list(open_breach_outreach(self._breach, actor=self._actor, at=datetime.now(UTC),
                                          customer=customer, card=card))

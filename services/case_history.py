@@ -29,7 +29,8 @@ from casedesk.services.event_store import EventStore
 
 _ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "actor", "contact_id"})
 # Digests and clear values that an audit payload never shows.
-_HIDDEN: dict[type, frozenset[str]] = {PhoneNumber: frozenset({"key", "number"}), Customer: frozenset({"name_key"})}
+_HIDDEN: dict[type, frozenset[str]] = {PhoneNumber: frozenset({"key", "number", "former_keys"}),
+                                      Customer: frozenset({"name_key"})}
 
 
 class HistoryEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -310,7 +310,7 @@ def _import_breach(args: argparse.Namespace) -> int:
             breach = await find_breach(store, mapper, args.breach)
             if breach is None:
                 return None
-            intake = BreachIntake(store, mapper, PersonalData(settings.pii_key), breach, actor)
+            intake = BreachIntake(store, mapper, PersonalData(settings.pii_key, settings.phone_region), breach, actor)
             with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                           TransferSpeedColumn(), TimeRemainingColumn()) as progress:
                 task = progress.add_task(f"{path.name} → {breach.merchant} breach", total=size)
@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="print a bearer token signed with the configured secret")
     token.add_argument("--sub", required=True, help="agent id")
     token.add_argument("--name", help="display name (default: the agent id)")
-    token.add_argument("--role", required=True, choices=["agent", "supervisor", "auditor", "admin"])
+    token.add_argument("--role", required=True, choices=["agent", "supervisor", "auditor", "admin", "ivr"],
+                       help="ivr: a service token for the phone system, which may only verify calls")
     token.add_argument("--departments", default="fraud", help="comma-separated, e.g. fraud,credit_management")
     token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds until it expires (default 8 h)")
     token.set_defaults(run=_token)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
+import phonenumbers
 
 from casedesk.domain.clock_policies import policy_named
 
@@ -78,6 +79,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_retry_max_wait: float = 3600.0  # longest pause between two attempts (also a failing one's probe)
     # Which deadline rules the clocks follow (domain/clock_policies.py): jp or us.
     clock_policy: str = "jp"
+    # Where a phone number written without a country code is (ISO 3166 code, for `phonenumbers`).
+    phone_region: str = "JP"
+    # Call verifications one IVR token may ask a minute (the phone system's whole traffic: 200/s is 12,000).
+    ivr_token_rate: int = 15_000
 
     @property
     def embedded(self) -> bool:
@@ -171,4 +176,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_first_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_FIRST_WAIT") or 1.0),
         webhook_retry_max_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_MAX_WAIT") or 3600.0),
         clock_policy=_clock_policy(env.get("CASEDESK_CLOCK_POLICY")),
+        phone_region=_phone_region(env.get("CASEDESK_PHONE_REGION")),
+        ivr_token_rate=int(env.get("CASEDESK_IVR_TOKEN_RATE") or 15_000),
     )
+
+
+def _phone_region(value: str | None) -> str:
+    """CASEDESK_PHONE_REGION: a region `phonenumbers` knows (JP, US, GB…); default JP."""
+    region = (value or "JP").strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(f"CASEDESK_PHONE_REGION={value!r}: not a region code such as JP or US")
+    return region

@@ -19,8 +19,9 @@ import msgspec
 
 from casedesk.domain.card_data import contains_card_data
 
-Role = Literal["agent", "supervisor", "auditor", "admin"]
-ROLES: tuple[Role, ...] = ("agent", "supervisor", "auditor", "admin")
+# `ivr`: the issuer's phone system, a service token that may only verify calls (POST /v1/call-verifications).
+Role = Literal["agent", "supervisor", "auditor", "admin", "ivr"]
+ROLES: tuple[Role, ...] = ("agent", "supervisor", "auditor", "admin", "ivr")
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

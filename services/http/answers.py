@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -31,6 +31,8 @@ class CommandAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     position: int | None
     events: list[EventRef]
     contact_id: UUID | None = None
+    # The six digits the agent says on a call we place, for the customer to check it through the IVR.
+    verification_code: Annotated[str, msgspec.Meta(pattern="^[0-9]{6}$")] | None = None
     dispute_id: UUID | None = None
     note_id: UUID | None = None
     text: str | None = None

@@ -15,6 +15,8 @@ from aiohttp import web
 from casedesk.domain.clock_policies import policy_named
 from casedesk.projections.catalogue import running_projections
 from casedesk.projections.runner import ProjectionRunner
+from casedesk.services.call_codes import CallCodes
+from casedesk.services.call_verification import CallVerifier
 from casedesk.services.case_service import CaseService
 from casedesk.services.database import Pools, database_url, migrate_directly
 from casedesk.services.effects.processor_children import processor_effects
@@ -22,6 +24,8 @@ from casedesk.services.effects.webhook_children import webhook_sender
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
 from casedesk.services.http.app_keys import (
+    CALL_CODES,
+    CALL_VERIFIER,
     CASES,
     CLOCK_POLICY,
     DIRECT_POOL,
@@ -58,7 +62,7 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
     app[METRICS] = Metrics()
     app[SETTINGS] = settings
     app[ALLOWED_ROLES] = {}
-    app[PERSONAL_DATA] = PersonalData(settings.pii_key)
+    app[PERSONAL_DATA] = PersonalData(settings.pii_key, settings.phone_region)
     app[ZONE] = ZoneInfo(settings.timezone)
     app[CLOCK_POLICY] = policy_named(settings.clock_policy)
     add_routes(app)
@@ -86,6 +90,9 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         # Reading only: nothing is ever appended through it (appends go to the primary).
         app[READ_STORE] = store if app[READ_POOL] is app[POOL] else EventStore(app[READ_POOL])
         app[CASES] = CaseService(store, CaseEventMapper())
+        app[CALL_CODES] = CallCodes(app[POOL], app[PERSONAL_DATA])
+        app[CALL_VERIFIER] = CallVerifier(app[POOL], app[PERSONAL_DATA], app[CALL_CODES],
+                                          settings.ivr_token_rate)
         yield
         await store.close()
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from aiohttp import web
 
@@ -15,7 +16,7 @@ from casedesk.domain.events import CaseEvent
 from casedesk.domain.values import Card, ContactStart, Customer, ReviewedTransaction
 from casedesk.services.breaches import find_breach
 from casedesk.services.http import case_requests as rq
-from casedesk.services.http.app_keys import CASES, PERSONAL_DATA
+from casedesk.services.http.app_keys import CALL_CODES, CASES, PERSONAL_DATA
 from casedesk.services.http.commands import card_in_path, open_once, path_uuid, run
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, validation_problem
@@ -24,34 +25,51 @@ from casedesk.services.http.request_body import decode
 
 async def open_case(request: web.Request) -> web.Response:
     body = await decode(request, rq.OpenCase)
-    pii = request.app[PERSONAL_DATA]
+    pii, case_id = request.app[PERSONAL_DATA], uuid4()
     c = body.customer
     customer = Customer(customer_id=c.customer_id, name_masked=pii.name_masked(c.name),
-                        name_key=pii.name_key(c.name), phone=pii.phone(c.registered_phone))
+                        name_key=pii.name_key(c.name),
+                        phone=pii.phone(c.registered_phone, field="customer.registered_phone"))
     contact = None
     if body.contact is not None:
         k = body.contact
         contact = ContactStart(contact_id=uuid4(), direction=k.direction, channel=k.channel,
-                               phone=pii.phone(k.phone) if k.phone else None,
+                               phone=pii.phone(k.phone, field="contact.phone", compared=True) if k.phone else None,
                                department=k.department, purpose=k.purpose)
     cards = tuple(Card(card_id=x.card_id, last4=x.last4, network=x.network, kind=x.kind,
                        primary_card_id=x.primary_card_id, product=x.product) for x in body.cards)
-    case_id = d.alert_case_id(body.alert_id) if body.alert_id is not None else uuid4()
+    if body.alert_id is not None:  # the fraud engine's alert names its case: one case per alert
+        case_id = d.alert_case_id(body.alert_id)
     decide = partial(d.open_case, case_id=case_id, customer=customer, cards=cards, reason=body.reason,
                      channel=body.channel, summary=body.summary, amount_at_risk=body.amount_at_risk,
                      contact=contact, alert_id=body.alert_id)
-    extra = {"contact_id": str(contact.contact_id)} if contact else {}
-    return await open_once(request, case_id, decide, extra=lambda _: extra)
+    if contact is None:
+        return await open_once(request, case_id, decide)
+    async with _reference(request, contact.contact_id, case_id, contact.direction) as code:
+        return await open_once(request, case_id, decide,
+                               extra=lambda _: {"contact_id": str(contact.contact_id), **_code_field(code)})
 
 
 async def start_contact(request: web.Request) -> web.Response:
     body = await decode(request, rq.StartContact)
-    contact_id, pii = uuid4(), request.app[PERSONAL_DATA]
+    contact_id, case_id, pii = uuid4(), path_uuid(request, "case_id"), request.app[PERSONAL_DATA]
     decide = partial(d.start_contact, contact_id=contact_id, direction=body.direction,
-                     channel=body.channel, phone=pii.phone(body.phone) if body.phone else None,
+                     channel=body.channel, phone=pii.phone(body.phone, compared=True) if body.phone else None,
                      department=body.department, purpose=body.purpose)
-    return await run(request, path_uuid(request, "case_id"), decide, status=201,
-                     extra=lambda _: {"contact_id": str(contact_id)})
+    async with _reference(request, contact_id, case_id, body.direction) as code:
+        return await run(request, case_id, decide, status=201,
+                         extra=lambda _: {"contact_id": str(contact_id), **_code_field(code)})
+
+
+def _reference(request: web.Request, contact_id: UUID, case_id: UUID,
+               direction: str) -> AbstractAsyncContextManager[str | None]:
+    """The reference the agent says on a call we place (withdrawn if the contact is refused)."""
+    return request.app[CALL_CODES].for_call(dialling=direction != "inbound", contact_id=contact_id,
+                                            case_id=case_id, at=request.app[CASES].clock())
+
+
+def _code_field(code: str | None) -> dict[str, str]:
+    return {"verification_code": code} if code is not None else {}
 
 
 async def end_contact(request: web.Request) -> web.Response:
@@ -181,7 +199,7 @@ async def record_compromise(request: web.Request) -> web.Response:
 
 async def record_contact_details(request: web.Request) -> web.Response:
     body = await decode(request, rq.RecordContactDetails)
-    phone = request.app[PERSONAL_DATA].phone(body.daytime_phone, keep_number=True)
+    phone = request.app[PERSONAL_DATA].phone(body.daytime_phone, field="daytime_phone", keep_number=True)
     decide = partial(d.record_contact_details, contact_id=body.contact_id, daytime_phone=phone)
     return await run(request, path_uuid(request, "case_id"), decide)
 
@@ -212,7 +230,8 @@ async def conclude_escalation(request: web.Request) -> web.Response:
 async def schedule_callback(request: web.Request) -> web.Response:
     body = await decode(request, rq.ScheduleCallback)
     callback_id = uuid4()
-    phone = None if body.phone == "registered" else request.app[PERSONAL_DATA].phone(body.phone, keep_number=True)
+    pii = request.app[PERSONAL_DATA]
+    phone = None if body.phone == "registered" else pii.phone(body.phone, keep_number=True, compared=True)
     decide = partial(d.schedule_callback, callback_id=callback_id, due_at=body.due_at, phone=phone,
                      reason=body.reason, department=body.department)
     return await run(request, path_uuid(request, "case_id"), decide, status=201,

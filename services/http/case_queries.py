@@ -16,7 +16,7 @@ from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, validation_problem
 from casedesk.services.http.read_your_writes import wait_for_min_position
-from casedesk.services.personal_data import e164
+from casedesk.services.personal_data import dialable
 
 
 async def _read(request: web.Request, *, timeline: bool) -> CaseRead:
@@ -83,6 +83,6 @@ async def get_contact_details(request: web.Request) -> web.Response:
     await record_access(request.app[POOL], request[PRINCIPAL], case_id, "contact details (daytime phone)",
                         reason_of(request.headers.get(REASON_HEADER)))
     body = {"case_id": str(case_id), "version": case.version,
-            "daytime_phone": e164(phone.number) if phone is not None and phone.number else None}
+            "daytime_phone": dialable(phone.number) if phone is not None and phone.number else None}
     return web.Response(body=_encode(body), content_type="application/json",
                         headers={"ETag": f'"{case.version}"', "Cache-Control": "no-store"})

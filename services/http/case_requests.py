@@ -38,8 +38,11 @@ Plain = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=NO_NUL)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=NO_NUL)]
-PHONE_PATTERN = r"^\+?[0-9][0-9 ()-]{5,24}$"
-Phone = Annotated[str, msgspec.Meta(pattern=PHONE_PATTERN)]
+# Any way a person writes a number (full-width digits too); services/phone_numbers.py reads it as E.164.
+PHONE_PATTERN = r"^[+＋]?[(（]?[0-9０-９][0-9０-９ 　()（）.\-‐－ー]{3,30}$"
+Phone = Annotated[str, msgspec.Meta(
+    pattern=PHONE_PATTERN, description="A phone number however written (03-1234-5678, +81 3 1234 5678, full-width"
+    " digits), read as E.164 in CASEDESK_PHONE_REGION when it has no country code; 422 if it is not one")]
 Last4 = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}$")]
 DEPARTMENT_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"  # also every queue's name (a department's queue)
 Department = Annotated[str, msgspec.Meta(pattern=DEPARTMENT_PATTERN)]
@@ -222,7 +225,7 @@ class ConcludeEscalation(Request, kw_only=True):
 
 class ScheduleCallback(Request, kw_only=True):
     due_at: AwareTime
-    phone: Annotated[str, msgspec.Meta(pattern=r"^(registered|\+?[0-9][0-9 ()-]{5,24})$")]
+    phone: Annotated[str, msgspec.Meta(pattern=r"^registered$|" + PHONE_PATTERN)]
     reason: Text
     department: Department
 

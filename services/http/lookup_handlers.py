@@ -30,8 +30,8 @@ async def lookup(request: web.Request) -> web.Response:
         raise validation_problem([FieldError("query", "give phone, name + phone, or name + last4")])
     await wait_for_min_position(request, "case_files")
     pool = request.app[READ_POOL]
-    phone_key = pii.phone_key(phone) if phone else None
-    rows = await find_customers(pool, name_key=pii.name_key(name) if name else None, phone_key=phone_key,
+    phone_keys = pii.phone_keys(phone) if phone else None
+    rows = await find_customers(pool, name_key=pii.name_key(name) if name else None, phone_keys=phone_keys,
                                 last4=last4)
     customers: dict[str, dict[str, object]] = {}
     for r in rows:
@@ -40,7 +40,7 @@ async def lookup(request: web.Request) -> web.Response:
         if r["status"] == "open":
             entry["open_cases"].append(  # type: ignore[attr-defined]
                 {"case_id": r["case_id"], "reason": r["reason"], "opened_at": r["opened_at"]})
-    keys = {str(c.pop("phone_key")) for c in customers.values()} | ({phone_key} if phone_key else set())
+    keys = {str(c.pop("phone_key")) for c in customers.values()} | set(phone_keys or ())
     attempts = await recent_outbound(pool, sorted(keys))
     body = {
         "customers": list(customers.values()),

@@ -12,12 +12,14 @@ from aiohttp import web
 
 from casedesk.domain.card_data import contains_card_data, redact_card_numbers
 from casedesk.domain.errors import FieldRefused, RuleViolation
+from casedesk.services.call_verification import TooManyChecksError
 from casedesk.services.case_access import AccessDeniedError, CaseHiddenError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
 from casedesk.services.database import database_unreachable
 from casedesk.services.event_store import IdempotencyRaceError, StreamConflictError
 from casedesk.services.http.app_keys import SETTINGS
 from casedesk.services.http.problems import CONTENT_TYPE, FieldError, Problem, as_json, validation_problem
+from casedesk.services.phone_numbers import PhoneNumberRefused
 from casedesk.services.tokens import InvalidTokenError, Principal, SignedWithAnotherSecretError, key_id, read_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -107,6 +109,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = problem_response(validation_problem([FieldError(refused.field, refused.detail)]))
     except CaseHiddenError:
         response = problem_response(unknown_case(_case_in_path(request)))
+    except TooManyChecksError as busy:
+        response = problem_response(Problem(429, "too-many-call-verifications", "Too many call verifications",
+                                            f"{busy}; try again later",
+                                            headers={"Retry-After": str(busy.retry_after)}))
+    except PhoneNumberRefused as refused:
+        response = problem_response(validation_problem([FieldError(refused.field, refused.detail)]))
     except RuleViolation as violation:
         response = problem_response(
             Problem(409, violation.rule, "Refused by a rule of the case", violation.detail, rule=True)

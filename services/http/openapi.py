@@ -46,11 +46,13 @@ _ERRORS = {
     "415": "Body is not JSON, or not UTF-8 (charset)",
     "422": "Validation failed (errors lists each field); min_position past the last position written"
            " (type position-not-written)",
+    "429": "Rate limited: try again after Retry-After seconds",
     "503": "Not ready, the database is out of reach, or the projection has not reached min_position",
 }
 _HEADERS = {
     "401": {"WWW-Authenticate": {"schema": {"type": "string"}}},
     "503": {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+    "429": {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
 }
 
 
@@ -80,6 +82,8 @@ def _refusals(route: Any) -> list[str]:
         codes |= {"415", "422"}  # not a list's media type; a CSV header without the columns
     if route.roles is not None:
         codes.add("503")  # the database out of reach (Retry-After), as for min_position
+    if route.rate_limited:
+        codes.add("429")
     if set(route.query) - {"access_token"} or "card_id" in ids or _reason_required(route):
         codes.add("422")  # a query value out of range; a full card number in the path
     if route.method == "POST" and route.roles is not None:

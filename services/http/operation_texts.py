@@ -117,6 +117,13 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                           " the queue is empty.",
     ("GET", "/v1/lookup"): "Find a caller: by `phone`, `name` + `phone` or `name` + `last4`. Answers masked"
                            " customers with open cases, and outbound calls recently made to that number.",
+    ("POST", "/v1/call-verifications"): "Role `ivr` only (and `ivr` may call nothing else): did the issuer call"
+                                        " this `phone` in the last 14 days, when, from which department, for what"
+                                        " kind of purpose, and does the six-digit `code` the agent gave match"
+                                        " (null without a code). A number never called gets the same shape."
+                                        " 5 checks per number per hour, then 429 with `Retry-After`; after 5 wrong"
+                                        " codes for a number none matches for an hour. Each check is recorded on"
+                                        " the case (CallVerified) for the agent who takes the returning call.",
     ("POST", "/v1/breaches"): "Supervisors: record a merchant's data breach: exposure window, data exposed, who"
                               " pays for reissues (`invalid-exposure-window`, `data-exposed-needed`).",
     ("GET", "/v1/breaches/{breach_id}"): "A breach record.",
@@ -162,6 +169,7 @@ TAGS = [
     {"name": "audit", "description": "History as of any moment, hash chains, access log"},
     {"name": "queues", "description": "Work queues and claiming"},
     {"name": "lookup", "description": "Finding a returning caller"},
+    {"name": "call-verifications", "description": "The IVR checks that a call came from the issuer"},
     {"name": "breaches", "description": "Merchant data breaches and their affected cards"},
     {"name": "merchants", "description": "Merchant intelligence"},
     {"name": "dashboard", "description": "Supervisors' live view"},

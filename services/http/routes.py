@@ -16,12 +16,14 @@ from casedesk.projections.case_view import CaseView
 from casedesk.services.access_log import AccessLogPage
 from casedesk.services.audit_chain import ChainCheck
 from casedesk.services.breach_intake import AffectedCardLine
+from casedesk.services.call_verification import CallVerificationAnswer
 from casedesk.services.case_clocks import ClocksAnswer
 from casedesk.services.case_history import HistoryAnswer
 from casedesk.services.effects import webhook_subscriptions as subs
 from casedesk.services.http import answers as ans
 from casedesk.services.http import audit_handlers as audit
 from casedesk.services.http import breach_handlers as breaches
+from casedesk.services.http import call_verification_handlers as calls
 from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q
 from casedesk.services.http import case_requests as rq
@@ -40,6 +42,8 @@ READERS: Roles = ("agent", "supervisor", "auditor", "admin")
 SUPERVISORS: Roles = ("supervisor", "admin")
 AUDITORS: Roles = ("auditor", "supervisor", "admin")
 ADMINS: Roles = ("admin",)
+# The phone system's service token: it may call the call verification and nothing else, and no one else may.
+IVR: Roles = ("ivr",)
 
 CASE = "/v1/cases/{case_id}"
 WEBHOOK = "/v1/webhooks/{webhook_id}"
@@ -64,6 +68,7 @@ class Route(NamedTuple):
     also: tuple[tuple[int, Any], ...] = ()  # other answers than `status` and problems: (status, answer or None)
     upload: tuple[str, ...] = ()  # media types of a body read as a stream, not as one JSON document
     line: type | None = None  # what each line of such a body holds
+    rate_limited: bool = False  # may answer 429 with Retry-After
 
 
 ROUTES: list[Route] = [
@@ -157,6 +162,9 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/lookup", lookup_handlers.lookup, AGENTS,
           "Find a caller's customer record and recent outbound calls", answer=ans.LookupAnswer,
           query=("phone", "name", "last4", "min_position")),
+    Route("POST", "/v1/call-verifications", calls.verify_call, IVR,
+          "Did the issuer call this number? (the IVR asks for a customer returning a call)", calls.VerifyCall,
+          answer=CallVerificationAnswer, rate_limited=True),
     Route("POST", "/v1/breaches", breaches.record_breach, SUPERVISORS,
           "Record a merchant's data breach: exposure window, data exposed, who pays for reissues",
           breaches.RecordBreach, answer=breaches.BreachAnswer, status=201),

@@ -17,7 +17,7 @@ from casedesk.services.http.routes import ROUTES
 from tests.api.conftest import SECRET, new_case_body
 from tests.api.test_bad_input import routes as case_bodies
 
-CALLERS = ["agent_of_case", "agent_other_dept", "assigned_agent", "supervisor", "auditor", "admin",
+CALLERS = ["agent_of_case", "agent_other_dept", "assigned_agent", "supervisor", "auditor", "admin", "ivr",
            "no_token", "expired", "forged"]
 CASE_LEVEL = "{case_id}"
 
@@ -45,6 +45,7 @@ def headers_for(auth, caller: str, assigned_sub: str) -> dict[str, str]:
         "supervisor": auth(role="supervisor"),
         "auditor": auth(role="auditor"),
         "admin": auth(role="admin"),
+        "ivr": auth(role="ivr", departments=()),
         "no_token": {},
         "expired": auth(ttl=-60),
         "forged": auth(secret="forged-" + SECRET),
@@ -80,7 +81,8 @@ def request_for(route: Any, case: dict[str, str]) -> tuple[str, dict[str, Any] |
     for known, body in bodies.items():
         if known.split("/")[-1] == key.split("/")[-1] and known.count("/") == key.count("/"):
             return path, body
-    return path, {"/v1/cases": new_case_body(), "/v1/merchants/flags": {"merchant": "M", "reason": "r"}}.get(path, {})
+    return path, {"/v1/cases": new_case_body(), "/v1/merchants/flags": {"merchant": "M", "reason": "r"},
+                  "/v1/call-verifications": {"phone": "+81 3 5555 0101"}}.get(path, {})
 
 
 @pytest.mark.parametrize("caller", CALLERS)

@@ -281,11 +281,30 @@ async def test_customer_returning_a_missed_call_is_told_who_called_and_verified_
     case, opened = await open_case(
         aoki, reason="fraud_alert", summary="Fraud system flagged a card-not-present charge",
         customer={"customer_id": f"cust-{uuid.uuid4().hex[:8]}", "name": "Megumi Ikeda", "registered_phone": mobile})
-    attempt = await start_contact(aoki, case, "outbound", "fraud", phone=mobile,
-                                  purpose="confirm a flagged charge with the cardholder")
-    await end_contact(aoki, case, attempt, "no_answer", "No answer; no message left")
+    dialled = await aoki.post(f"{case}/contacts", {
+        "direction": "outbound", "channel": "phone", "department": "fraud", "phone": mobile,
+        "purpose": "confirm a flagged charge with the cardholder"}, 201)
+    attempt, reference = dialled["contact_id"], dialled["verification_code"]
+    await end_contact(aoki, case, attempt, "no_answer", "No answer; message left with our reference")
 
-    # The customer calls back. Before asking for anything, Ikeda finds who called and when.
+    # Before returning the call, the customer checks through the IVR that it was us, with the reference
+    # (and the number written the way the phone system gives it).
+    await ikeda.get("/v1/queues")  # the outbound call is in the read tables
+    ivr = staff("IVR", role="ivr", departments=())
+    r = await ivr.client.post("/v1/call-verifications", headers=ivr.headers,
+                              json={"phone": "0" + mobile.replace(" ", "")[3:], "code": reference})
+    checked = await r.json()
+    assert r.status == 200 and checked["called"] is True and checked["code_matches"] is True, checked
+    assert [(c["department"], c["purpose_category"]) for c in checked["calls"]] == [("fraud", "card_security")]
+
+    # The customer calls back. Before asking for anything, Ikeda sees they checked our call (recorded on the
+    # case before the IVR got its answer, so a case read shows it), and who called.
+    view = await ikeda.view(case)
+    [seen] = view["handoff"]["call_checks"]
+    called_at = datetime.fromisoformat(view["contacts"][0]["started_at"])
+    assert seen["kind"] == "call_check_matched"
+    assert seen["text"].startswith(f"The customer checked our {called_at:%H:%M} outbound call to •••• {mobile[-4:]}"
+                                   " through the IVR at ")
     found = await ikeda.lookup(phone=mobile)
     [called] = found["recent_outbound"]
     assert (called["agent_name"], called["department"], called["case_id"]) == ("S. Aoki", "fraud", opened["case_id"])
@@ -296,6 +315,7 @@ async def test_customer_returning_a_missed_call_is_told_who_called_and_verified_
         "outbound", "no_answer", "S. Aoki", "fraud")
     entries = await ikeda.timeline(case)
     missed = entry(entries, "contact_ended", f"Outbound call to •••• {mobile[-4:]}", "S. Aoki (fraud)", "no answer")
+    entry(entries, "call_verified", "through the IVR", "the reference they gave matched")
     assert missed["actor"]["name"] == "S. Aoki" and missed["contact_id"] == attempt
     assert datetime.fromisoformat(missed["at"]) <= datetime.now(UTC)
     entry(entries, "contact_started", "confirm a flagged charge")

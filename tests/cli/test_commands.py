@@ -71,6 +71,14 @@ def test_token_is_signed_with_the_secret_in_the_data_directory(embedded_env: dic
     assert "CASEDESK_TOKEN_SECRET" in with_variable.stderr and "s" * 40 not in with_variable.stderr
 
 
+def test_the_phone_system_gets_a_service_token_of_role_ivr(embedded_env: dict[str, str]) -> None:
+    done = run(["token", "--sub", "ivr-1", "--name", "IVR", "--role", "ivr", "--departments", ""], embedded_env)
+    assert done.returncode == 0, done.stderr
+    secret = (Path(embedded_env["CASEDESK_DATA_DIR"]) / "token_secret").read_text()
+    claims = jwt.decode(done.stdout.strip(), secret, algorithms=["HS256"])
+    assert (claims["role"], claims["departments"]) == ("ivr", [])
+
+
 def serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
     process = subprocess.Popen([*CASEDESK, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)

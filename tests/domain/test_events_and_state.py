@@ -45,6 +45,7 @@ def family_card_fraud() -> list[ev.CaseEvent]:
         purpose="fraud alert on family card",
     )
     steps: list[Step] = [
+        (do.record_call_verified, dict(contact_id=CALL, channel="ivr", code="matched")),
         (
             do.check_identity,
             dict(contact_id=CALL, method="knowledge_based", passed=False, factors=["name"]),
