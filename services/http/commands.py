@@ -123,6 +123,8 @@ async def run(
     extra: Extra | None = None,
 ) -> web.Response:
     """Run a command (a new case when case_id is None) and answer it."""
+    # Headers are checked first: a malformed If-Match is refused even when the key replays an answer.
+    expected_version = if_match(request) if case_id is not None else None
     idempotency = await idempotency_of(request)
     if isinstance(idempotency, web.Response):
         return idempotency
@@ -136,7 +138,7 @@ async def run(
         if case_id is None:
             outcome = await cases.open(principal, decide, idempotency, respond)  # type: ignore[arg-type]
         else:
-            outcome = await cases.change(principal, case_id, decide, expected_version=if_match(request),  # type: ignore[arg-type]
+            outcome = await cases.change(principal, case_id, decide, expected_version=expected_version,  # type: ignore[arg-type]
                                          idempotency=idempotency, respond=respond)
     except IdempotencyRaceError:
         replay = await idempotency_of(request)

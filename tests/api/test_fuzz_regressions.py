@@ -262,3 +262,13 @@ async def test_method_not_allowed_names_the_allowed_methods(client: TestClient, 
     r = await client.patch(f"/v1/cases/{case_id}/notes", json={}, headers=auth())
     assert r.status == 405 and r.content_type == "application/problem+json"
     assert r.headers["Allow"] == "POST"
+
+
+async def test_a_malformed_if_match_is_refused_even_when_the_key_replays_an_answer(client: TestClient, auth: Any) -> None:
+    # Found by schemathesis: the replay of an Idempotency-Key answered 201 before If-Match was read.
+    case_id, h = await _open_case(client, auth), auth()
+    body, key = {"text": "0", "pinned": False}, {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    first = await client.post(f"/v1/cases/{case_id}/notes", json=body, headers=h | key)
+    assert first.status == 201
+    again = await client.post(f"/v1/cases/{case_id}/notes", json=body, headers=h | key | {"If-Match": "true"})
+    assert again.status == 422 and (await again.json())["errors"][0]["field"] == "If-Match"
