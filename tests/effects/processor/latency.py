@@ -21,10 +21,10 @@ from casedesk.services.tokens import issue_token
 from tests.effects.processor.processes import SECRET, Effects, open_case_and_suspend
 
 
-async def measure(count: int) -> list[float]:
+async def measure(count: int, dsn: str | None = None) -> list[float]:
     """Milliseconds from each suspension's answer to the processor receiving its call, sorted."""
     with tempfile.TemporaryDirectory() as folder:
-        effects = await Effects.on_new_schema(Path(folder), os.environ["DATABASE_URL"])
+        effects = await Effects.on_new_schema(Path(folder), dsn or os.environ["DATABASE_URL"])
         try:
             await effects.start_sim()
             await effects.start_api()
