@@ -8,14 +8,29 @@
   receiver process that verifies every signature with `standardwebhooks`
   (tests/effects/measure_webhook_rate.py). Target >= 2,000 events/s.
 
-Both are absolute figures against their targets (the reference column is the
-target), since nothing else on this machine does the same work to compare with.
-Not measured here yet: what the two senders cost `POST note` throughput.
+- What they cost: `POST note` throughput (c=32, as bench_http) of `casedesk
+  serve` with both senders running (the processor simulator, and a webhook
+  subscription of every event to a verifying receiver process), against the
+  same serve without them, one after the other in the same run. Target < 10 %.
+
+The first two are absolute figures against their targets (the reference column
+is the target): nothing else on this machine does the same work to compare with.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import tempfile
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import aiohttp
+
+from casedesk.services.tokens import issue_token
 from tests.bench import BenchContext, Figure
+from tests.bench.bench_http import CONNECTIONS, NOTE, NOTE_PATH, open_cases
+from tests.bench.support import TOKEN_SECRET, Server, casedesk_command, casedesk_env, free_port, fresh_database, load
 from tests.effects import measure_webhook_rate
 from tests.effects.processor import latency
 
@@ -23,6 +38,8 @@ SUSPENSIONS = 200
 CASES, NOTES = 1_000, 4
 LATENCY_TARGET_MS = 100.0
 RATE_TARGET = 2_000.0
+COST_TARGET = 0.9  # with the senders, at least 90 % of the throughput without
+COST_SECONDS = 8
 
 
 def _under(name: str, value: float, target: float) -> Figure:
@@ -30,15 +47,64 @@ def _under(name: str, value: float, target: float) -> Figure:
                   value < target)
 
 
+async def _subscribe_a_receiver(stack: AsyncExitStack, api_url: str, folder: Path) -> None:
+    """A verifying receiver process, subscribed to every event."""
+    port, secret = free_port(), folder / "secret"
+    receiver = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.effects.webhook_receiver", "--port", str(port), "--secret-file", str(secret),
+        "--out", str(folder / "received.jsonl"), "--fail-flag", str(folder / "down"), "--delay", "0",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    stack.push_async_callback(receiver.wait)
+    stack.callback(receiver.terminate)
+    admin = {"Authorization": "Bearer " + issue_token(TOKEN_SECRET, sub="bench-admin", name="Ops", role="admin")}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):  # until it listens
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/alive"):
+                    break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        async with session.post(f"{api_url}/v1/webhooks", headers=admin,
+                                json={"url": f"http://127.0.0.1:{port}/hook", "event_types": ["*"]}) as answer:
+            created = await answer.json()
+            if answer.status != 201:
+                raise RuntimeError(f"webhook subscription refused: {created}")
+    secret.write_text(created["secret"])
+
+
+async def _note_rate(ctx: BenchContext, *, with_senders: bool) -> float:
+    async with AsyncExitStack() as stack:
+        db = await stack.enter_async_context(fresh_database(ctx, "bench_cost", migrated=False))
+        env = casedesk_env(db.dsn)
+        if with_senders:  # serve's defaults: the processor simulator and both senders as its children
+            env = {k: v for k, v in env.items() if k not in ("CASEDESK_PROCESSOR_INSTRUCTIONS", "CASEDESK_WEBHOOKS")}
+            env["CASEDESK_WEBHOOK_ALLOW_PRIVATE"] = "1"  # the receiver is on loopback
+        port = free_port()
+        label = "casedesk with senders" if with_senders else "casedesk without senders"
+        api = await stack.enter_async_context(Server(label, casedesk_command(port), env, port))
+        token = issue_token(TOKEN_SECRET, sub="bench-agent", name="K. Takano", role="agent", departments=["fraud"])
+        ids = await open_cases(api.url, token, 200)
+        if with_senders:
+            await _subscribe_a_receiver(stack, api.url, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        result = await load(api.url, NOTE_PATH, ids, NOTE, token, CONNECTIONS, COST_SECONDS)
+        if result.errors:
+            raise RuntimeError(f"{label}: {result.errors} requests failed")
+        return result.per_second
+
+
 async def run(ctx: BenchContext) -> list[Figure]:
     delays = await latency.measure(SUSPENSIONS, dsn=ctx.dsn)
     p50, p99 = delays[len(delays) // 2], delays[max(0, int(len(delays) * 0.99) - 1)]
     events, seconds = await measure_webhook_rate.measure(ctx.dsn, CASES, NOTES)
     rate = events / seconds
+    without = await _note_rate(ctx, with_senders=False)
+    with_them = await _note_rate(ctx, with_senders=True)
     return [
         _under(f"processor instruction p50, answer -> processor ({len(delays)} suspensions)", p50, LATENCY_TARGET_MS),
         _under(f"processor instruction p99, answer -> processor ({len(delays)} suspensions)", p99, LATENCY_TARGET_MS),
         Figure(f"webhook delivery to one verifying receiver ({events:,} events)", rate, "events/s",
                f"target {RATE_TARGET:,.0f} events/s", RATE_TARGET, rate / RATE_TARGET, f">= {RATE_TARGET:,.0f}/s",
                rate >= RATE_TARGET),
+        Figure.versus(f"POST note c={CONNECTIONS} with the processor and webhook senders running", with_them,
+                      "req/s", "the same serve without them", without, at_least=COST_TARGET),
     ]
