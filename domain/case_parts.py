@@ -58,6 +58,14 @@ class DisputeState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     liability_waived: bool = False
 
 
+class ProvisionalCredit(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Money credited to the customer for a dispute while it is investigated."""
+
+    dispute_id: str
+    amount: Money
+    reversed: bool = False
+
+
 class CallbackState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A promised callback."""
 
