@@ -68,6 +68,7 @@ class FraudCase(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     disputes: dict[str, DisputeState] = {}
     disputed_transactions: dict[str, str] = {}
     case_liability_waived: bool = False
+    case_liability_waiver_final: bool = False
     provisional_credits: dict[str, ProvisionalCredit] = {}
     payment_stops: tuple[PaymentStop, ...] = ()
     online_access_suspended: bool = False
@@ -242,9 +243,10 @@ def _dispute_stage(case: FraudCase, e: ev.DisputeStageRecorded) -> FraudCase:
 
 @_applies(ev.CustomerLiabilityWaived)
 def _liability_waived(case: FraudCase, e: ev.CustomerLiabilityWaived) -> FraudCase:
+    final = e.finality == "final"
     if e.dispute_id is None:
-        return replace(case, case_liability_waived=True)
-    return _with(case, "disputes", e.dispute_id, liability_waived=True)
+        return replace(case, case_liability_waived=True, case_liability_waiver_final=final)
+    return _with(case, "disputes", e.dispute_id, liability_waived=True, liability_waiver_final=final)
 
 
 @_applies(ev.ProvisionalCreditGranted)

@@ -56,6 +56,7 @@ class DisputeState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     outcome: DisputeOutcome | None = None
     stage: DisputeStage | None = None
     liability_waived: bool = False
+    liability_waiver_final: bool = False
 
 
 class ProvisionalCredit(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -68,8 +68,8 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                           " notice Regulation Z's acknowledgment (`notice-needs-summary`).",
     ("POST", f"{CASE}/liability-waivers"): "Tell the customer they owe nothing, for one dispute or the whole case,"
                                            " with the `amount` waived and its `finality` (`pending` while the"
-                                           " dispute runs, the default, or `final`)"
-                                           " (`liability-already-waived`)." + _IDENTITY,
+                                           " dispute runs, the default, or `final`); a pending waiver may be"
+                                           " made final once (`liability-already-waived`)." + _IDENTITY,
     ("POST", f"{CASE}/provisional-credits"): "Credit the customer for an open dispute while it is investigated;"
                                              " answers the `credit_id`. Under policy `us` it meets Regulation E's"
                                              " provisional-credit clock. Refused: a dispute not on the case"

@@ -161,3 +161,6 @@ async def test_a_waiver_records_its_amount_and_finality_in_the_view(us_client, a
     problem = await refused(desk, "/liability-waivers", {"contact_id": desk.contact, "note": "x",
                                                          "finality": "forever"}, 422)
     assert problem["errors"][0]["field"] == "finality"
+    problem = await refused(desk, "/liability-waivers", {"contact_id": desk.contact, "dispute_id": dispute,
+                                                         "note": "again", "finality": "final"}, 409)
+    assert problem["type"].endswith("/rules/liability-already-waived"), problem

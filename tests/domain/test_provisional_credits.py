@@ -11,7 +11,6 @@ from casedesk.domain.decisions import (
     grant_provisional_credit,
     resolve_dispute,
     reverse_provisional_credit,
-    waive_liability,
 )
 from casedesk.domain.values import Money
 
@@ -111,23 +110,3 @@ def test_reversing_a_credit_twice_is_refused_as_credit_already_reversed() -> Non
 def test_a_reversal_says_why_or_is_refused_as_reversal_needs_reason() -> None:
     given(*VERIFIED_CALL, disputed(), credited()).when(
         reverse_provisional_credit, credit_id=CREDIT, reason="  ").refused("reversal-needs-reason")
-
-
-def test_a_waiver_records_its_amount_and_finality() -> None:
-    [event] = given(*VERIFIED_CALL, disputed()).when(
-        waive_liability, contact_id=CALL, dispute_id=DISPUTE, note="written off", amount=jpy("1995"),
-        finality="final").then(ev.CustomerLiabilityWaived)
-    assert isinstance(event, ev.CustomerLiabilityWaived)
-    assert (event.amount, event.finality) == (jpy("1995"), "final")
-
-
-def test_a_waiver_is_pending_unless_said_final() -> None:
-    [event] = given(*VERIFIED_CALL, disputed()).when(
-        waive_liability, contact_id=CALL, dispute_id=DISPUTE, note="while investigated").then(
-        ev.CustomerLiabilityWaived)
-    assert isinstance(event, ev.CustomerLiabilityWaived) and (event.amount, event.finality) == (None, "pending")
-
-
-def test_a_waived_amount_is_a_real_amount() -> None:
-    given(*VERIFIED_CALL, disputed()).when(
-        waive_liability, contact_id=CALL, dispute_id=DISPUTE, note="x", amount=jpy("-5")).refused("invalid-amount")
