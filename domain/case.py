@@ -25,6 +25,7 @@ from .case_parts import (
     ContactState,
     DisputeState,
     PaymentStop,
+    ProvisionalCredit,
 )
 from .values import CaseReason, CaseStatus, Customer, Money, PhoneNumber
 
@@ -37,6 +38,7 @@ __all__ = [
     "DisputeState",
     "FraudCase",
     "PaymentStop",
+    "ProvisionalCredit",
     "evolve",
     "replay",
 ]
@@ -66,6 +68,8 @@ class FraudCase(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     disputes: dict[str, DisputeState] = {}
     disputed_transactions: dict[str, str] = {}
     case_liability_waived: bool = False
+    case_liability_waiver_final: bool = False
+    provisional_credits: dict[str, ProvisionalCredit] = {}
     payment_stops: tuple[PaymentStop, ...] = ()
     online_access_suspended: bool = False
     daytime_phone: PhoneNumber | None = None
@@ -239,9 +243,21 @@ def _dispute_stage(case: FraudCase, e: ev.DisputeStageRecorded) -> FraudCase:
 
 @_applies(ev.CustomerLiabilityWaived)
 def _liability_waived(case: FraudCase, e: ev.CustomerLiabilityWaived) -> FraudCase:
+    final = e.finality == "final"
     if e.dispute_id is None:
-        return replace(case, case_liability_waived=True)
-    return _with(case, "disputes", e.dispute_id, liability_waived=True)
+        return replace(case, case_liability_waived=True, case_liability_waiver_final=final)
+    return _with(case, "disputes", e.dispute_id, liability_waived=True, liability_waiver_final=final)
+
+
+@_applies(ev.ProvisionalCreditGranted)
+def _credit_granted(case: FraudCase, e: ev.ProvisionalCreditGranted) -> FraudCase:
+    credit = ProvisionalCredit(dispute_id=str(e.dispute_id), amount=e.amount)
+    return replace(case, provisional_credits={**case.provisional_credits, str(e.credit_id): credit})
+
+
+@_applies(ev.ProvisionalCreditReversed)
+def _credit_reversed(case: FraudCase, e: ev.ProvisionalCreditReversed) -> FraudCase:
+    return _with(case, "provisional_credits", e.credit_id, reversed=True)
 
 
 @_applies(ev.PaymentStopped)

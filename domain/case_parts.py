@@ -56,6 +56,15 @@ class DisputeState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     outcome: DisputeOutcome | None = None
     stage: DisputeStage | None = None
     liability_waived: bool = False
+    liability_waiver_final: bool = False
+
+
+class ProvisionalCredit(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Money credited to the customer for a dispute while it is investigated."""
+
+    dispute_id: str
+    amount: Money
+    reversed: bool = False
 
 
 class CallbackState(msgspec.Struct, frozen=True, kw_only=True, gc=False):

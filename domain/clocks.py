@@ -241,6 +241,12 @@ def _notified(book: ClockBook, e: ev.CustomerNotified, policy: ClockPolicy) -> C
     return replace(book, clocks=_meet(book, policy, e.timestamp, (f"notice:{e.subject}", "notice:any")))
 
 
+@_on(ev.ProvisionalCreditGranted)
+def _credited(book: ClockBook, e: ev.ProvisionalCreditGranted, policy: ClockPolicy) -> ClockBook:
+    # A later reversal does not undo it: the customer had the money within the time allowed.
+    return replace(book, clocks=_meet(book, policy, e.timestamp, ("provisional_credit",), dispute_id=e.dispute_id))
+
+
 @_on(ev.CallbackScheduled)
 def _callback_scheduled(book: ClockBook, e: ev.CallbackScheduled, policy: ClockPolicy) -> ClockBook:
     started = (_started(r, e, e.timestamp, e.due_at, callback_id=e.callback_id) for r in policy.for_callback())

@@ -5,7 +5,8 @@ A decision takes the current `FraudCase` and the command's arguments (always
 `RuleViolation` naming the broken rule. It never changes state itself; the
 events do, through `case.evolve`. The decisions live by concern in
 `decisions_case`, `decisions_contacts`, `decisions_cards`,
-`decisions_charges`, `decisions_processor` and `decisions_calls`; this module gathers them in one place.
+`decisions_charges`, `decisions_credits`, `decisions_processor` and
+`decisions_calls`; this module gathers them in one place.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from .decisions_contacts import (
     unlock_identity,
     waive_callback,
 )
+from .decisions_credits import grant_provisional_credit, reverse_provisional_credit
 from .decisions_processor import confirm_instruction, reject_instruction
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "dispute_charge",
     "end_contact",
     "escalate",
+    "grant_provisional_credit",
     "miss_callback",
     "notify_customer",
     "open_case",
@@ -80,6 +83,7 @@ __all__ = [
     "reschedule_callback",
     "resolve_case",
     "resolve_dispute",
+    "reverse_provisional_credit",
     "review_transactions",
     "schedule_callback",
     "start_contact",

@@ -22,6 +22,7 @@ from .values import (
     NoticeSubject,
     ReviewedTransaction,
     StopScope,
+    WaiverFinality,
 )
 
 
@@ -170,19 +171,30 @@ def waive_liability(
     contact_id: UUID,
     dispute_id: UUID | None,
     note: str,
+    amount: Money | None = None,
+    finality: WaiverFinality = "pending",
 ) -> list[ev.CaseEvent]:
-    """Tell the customer they owe nothing, for one dispute or (None) the whole case."""
+    """Tell the customer they owe nothing, for one dispute or (None) the whole case.
+
+    `amount` says how much is waived; `finality` whether for now (`pending`, while
+    the dispute runs) or for good (`final`): a pending waiver may be made final.
+    """
     still_open(case)
     verified_contact(case, contact_id)
+    if amount is not None:
+        check_amount("amount", amount)
     if dispute_id is None:
-        waived = case.case_liability_waived
+        waived, final = case.case_liability_waived, case.case_liability_waiver_final
     else:
         _known_dispute(case, dispute_id)
-        waived = case.disputes[str(dispute_id)].liability_waived
-    if waived:
+        dispute = case.disputes[str(dispute_id)]
+        waived, final = dispute.liability_waived, dispute.liability_waiver_final
+    # A pending waiver may be made final once; nothing follows a final one.
+    if waived and (final or finality == "pending"):
         raise RuleViolation("liability-already-waived", "the customer's liability is waived")
     stamp = stamps(case, actor, at, contact_id).next()
-    return [ev.CustomerLiabilityWaived(**stamp, dispute_id=dispute_id, note=redact(note))]
+    return [ev.CustomerLiabilityWaived(**stamp, dispute_id=dispute_id, note=redact(note), amount=amount,
+                                       finality=finality)]
 
 
 def stop_payments(

@@ -39,6 +39,7 @@ from .values import (
     ReviewedTransaction,
     StopScope,
     VerificationChannel,
+    WaiverFinality,
 )
 
 if TYPE_CHECKING:
@@ -159,6 +160,24 @@ class CustomerLiabilityWaived(CaseEvent, frozen=True, kw_only=True):
 
     dispute_id: UUID | None
     note: str
+    # How much, and whether for good (absent on waivers recorded before them).
+    amount: Money | None = None
+    finality: WaiverFinality = "pending"
+
+
+class ProvisionalCreditGranted(CaseEvent, frozen=True, kw_only=True):
+    """The customer's account was credited for a disputed charge while the dispute is investigated."""
+
+    credit_id: UUID
+    dispute_id: UUID
+    amount: Money
+
+
+class ProvisionalCreditReversed(CaseEvent, frozen=True, kw_only=True):
+    """A provisional credit was taken back (the dispute went against the customer, or it was a mistake)."""
+
+    credit_id: UUID
+    reason: str
 
 
 class PaymentStopped(CaseEvent, frozen=True, kw_only=True):
@@ -399,6 +418,8 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CustomerNotified,
     DisputeStageRecorded,
     CallVerified,
+    ProvisionalCreditGranted,
+    ProvisionalCreditReversed,
 )
 
 if TYPE_CHECKING:

@@ -50,6 +50,8 @@ NoticeChannel = Literal["letter", "email", "call"]
 NoticeSubject = Literal["investigation_result", "provisional_credit", "other"]
 CardStatus = Literal["active", "suspended", "replaced", "destroyed"]
 CallbackStatus = Literal["scheduled", "completed", "missed", "waived"]
+# A liability waiver is pending (while the dispute runs) or final (the customer will never owe it).
+WaiverFinality = Literal["pending", "final"]
 # What casedesk asks of the card processor (domain/processor_instructions.py).
 InstructionKind = Literal["suspend_card", "issue_replacement", "terminate_card", "stop_payments"]
 

@@ -53,6 +53,25 @@ class DisputeStageView(msgspec.Struct, kw_only=True, gc=False):
     by: Person
 
 
+class ProvisionalCreditView(msgspec.Struct, kw_only=True, gc=False):
+    credit_id: UUID
+    amount: Money
+    state: str  # granted, reversed
+    at: datetime
+    by: Person
+    reversed_at: datetime | None = None
+    reason: str | None = None
+
+
+class LiabilityWaiverView(msgspec.Struct, kw_only=True, gc=False):
+    dispute_id: UUID | None  # None: the whole case
+    amount: Money | None
+    finality: str  # pending, final
+    note: str
+    at: datetime
+    by: Person
+
+
 class DisputeView(msgspec.Struct, kw_only=True, gc=False):
     dispute_id: UUID
     transaction_id: str
@@ -69,6 +88,7 @@ class DisputeView(msgspec.Struct, kw_only=True, gc=False):
     point_of_sale: bool = False
     stage: str | None = None  # where it stands in the card network's lifecycle
     stages: list[DisputeStageView] = []
+    provisional_credits: list[ProvisionalCreditView] = []
 
 
 class PaymentStopView(msgspec.Struct, kw_only=True, gc=False):
@@ -219,6 +239,7 @@ class CaseView(msgspec.Struct, kw_only=True, gc=False):
     identity: IdentityView = msgspec.field(default_factory=IdentityView)
     online_access_suspended: bool = False
     case_liability_waived: bool = False
+    liability_waivers: list[LiabilityWaiverView] = []
     daytime_phone: str | None = None
     compromise: list[str] = []
     resolution: str | None = None

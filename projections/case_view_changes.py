@@ -15,9 +15,11 @@ from casedesk.projections.case_view import (
     DisputeView,
     EscalationView,
     InstructionView,
+    LiabilityWaiverView,
     NoteView,
     PaymentStopView,
     Person,
+    ProvisionalCreditView,
     Verified,
     person,
 )
@@ -122,6 +124,21 @@ def _(event: ev.CustomerLiabilityWaived, file: CaseFile) -> None:
     for dispute in file.view.disputes:
         if event.dispute_id is None or dispute.dispute_id == event.dispute_id:
             dispute.liability_waived = True
+    file.view.liability_waivers.append(LiabilityWaiverView(
+        dispute_id=event.dispute_id, amount=event.amount, finality=event.finality, note=event.note,
+        at=event.timestamp, by=person(event.actor)))
+
+
+@change_view.register
+def _(event: ev.ProvisionalCreditGranted, file: CaseFile) -> None:
+    _dispute(file, event.dispute_id).provisional_credits.append(ProvisionalCreditView(
+        credit_id=event.credit_id, amount=event.amount, state="granted", at=event.timestamp, by=person(event.actor)))
+
+
+@change_view.register
+def _(event: ev.ProvisionalCreditReversed, file: CaseFile) -> None:
+    for credit in (c for d in file.view.disputes for c in d.provisional_credits if c.credit_id == event.credit_id):
+        credit.state, credit.reversed_at, credit.reason = "reversed", event.timestamp, event.reason
 
 
 def _instructions_requested(event: ev.CaseEvent, file: CaseFile) -> None:

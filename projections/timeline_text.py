@@ -109,7 +109,12 @@ TEXT: dict[type, Describe] = {
     ev.DisputeResolved: lambda e, _: f"Dispute resolved by {who(e.actor)}: {e.outcome} — {e.note}",
     ev.CustomerLiabilityWaived: lambda e, _: (
         f"Customer told they owe nothing {'for the disputed charge' if e.dispute_id else 'on this case'}"
-        f" — {who(e.actor)}: {e.note}"),
+        + (f" ({_money(e.amount)})" if e.amount else "")
+        + (", for good" if e.finality == "final" else "")
+        + f" — {who(e.actor)}: {e.note}"),
+    ev.ProvisionalCreditGranted: lambda e, _: (
+        f"Provisional credit of {_money(e.amount)} granted for the disputed charge by {who(e.actor)}"),
+    ev.ProvisionalCreditReversed: lambda e, _: f"Provisional credit reversed by {who(e.actor)}: {e.reason}",
     ev.PaymentStopped: lambda e, _: (
         f"Payments stopped by {who(e.actor)}: "
         + (f"merchant {e.merchant} only" if e.scope == "merchant"

@@ -37,6 +37,7 @@ class CommandAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     note_id: UUID | None = None
     text: str | None = None
     callback_id: UUID | None = None
+    credit_id: UUID | None = None
     suspended: list[str] | None = None
     new_card: NewCard | None = None
 

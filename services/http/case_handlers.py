@@ -135,7 +135,23 @@ async def notify_customer(request: web.Request) -> web.Response:
 async def waive_liability(request: web.Request) -> web.Response:
     body = await decode(request, rq.WaiveLiability)
     decide = partial(d.waive_liability, contact_id=body.contact_id, dispute_id=body.dispute_id,
-                     note=body.note)
+                     note=body.note, amount=body.amount, finality=body.finality)
+    return await run(request, path_uuid(request, "case_id"), decide)
+
+
+async def grant_provisional_credit(request: web.Request) -> web.Response:
+    body = await decode(request, rq.GrantProvisionalCredit)
+    credit_id = uuid4()
+    # Above CASEDESK_APPROVAL_LIMIT this is to answer 202 with an approval_id (four eyes, not built here).
+    decide = partial(d.grant_provisional_credit, credit_id=credit_id, dispute_id=body.dispute_id,
+                     amount=body.amount, contact_id=body.contact_id)
+    return await run(request, path_uuid(request, "case_id"), decide,
+                     extra=lambda _: {"credit_id": str(credit_id)})
+
+
+async def reverse_provisional_credit(request: web.Request) -> web.Response:
+    body = await decode(request, rq.ReverseProvisionalCredit)
+    decide = partial(d.reverse_provisional_credit, credit_id=path_uuid(request, "credit_id"), reason=body.reason)
     return await run(request, path_uuid(request, "case_id"), decide)
 
 

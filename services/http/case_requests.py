@@ -29,6 +29,7 @@ from casedesk.domain.values import (
     NoticeSubject,
     StopScope,
     TransactionAnswer,
+    WaiverFinality,
 )
 
 # No NUL in any text: PostgreSQL's text cannot hold one (request_body refuses it with its own message;
@@ -156,6 +157,18 @@ class WaiveLiability(Request, kw_only=True):
     contact_id: UUID
     dispute_id: UUID | None = None
     note: Text
+    amount: Money | None = None
+    finality: WaiverFinality = "pending"
+
+
+class GrantProvisionalCredit(Request, kw_only=True):
+    dispute_id: UUID
+    amount: Money
+    contact_id: UUID | None = None
+
+
+class ReverseProvisionalCredit(Request, kw_only=True):
+    reason: Text
 
 
 class StopPayments(Request, kw_only=True):

@@ -31,7 +31,7 @@ _QUERY: dict[str, dict[str, Any]] = {
 
 _PATH: dict[str, dict[str, Any]] = {
     **{name: {"type": "string", "format": "uuid"} for name in ("case_id", "contact_id", "dispute_id", "callback_id",
-                                                                "webhook_id")},
+                                                                "credit_id", "webhook_id")},
     "queue": {"type": "string", "pattern": DEPARTMENT_PATTERN},
     "department": {"type": "string", "pattern": DEPARTMENT_PATTERN},
 }

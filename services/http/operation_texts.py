@@ -66,8 +66,22 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("POST", f"{CASE}/customer-notices"): "Record what the customer was told by letter, email or call; an"
                                           " `investigation_result` meets Regulation E's results clock, any"
                                           " notice Regulation Z's acknowledgment (`notice-needs-summary`).",
-    ("POST", f"{CASE}/liability-waivers"): "Tell the customer they owe nothing, for one dispute or the whole case"
-                                           " (`liability-already-waived`)." + _IDENTITY,
+    ("POST", f"{CASE}/liability-waivers"): "Tell the customer they owe nothing, for one dispute or the whole case,"
+                                           " with the `amount` waived and its `finality` (`pending` while the"
+                                           " dispute runs, the default, or `final`); a pending waiver may be"
+                                           " made final once (`liability-already-waived`)." + _IDENTITY,
+    ("POST", f"{CASE}/provisional-credits"): "Credit the customer for an open dispute while it is investigated;"
+                                             " answers the `credit_id`. Under policy `us` it meets Regulation E's"
+                                             " provisional-credit clock. Refused: a dispute not on the case"
+                                             " (`unknown-dispute`) or resolved (`dispute-already-resolved`),"
+                                             " another currency than the dispute's (`credit-currency-mismatch`),"
+                                             " more than the disputed amount less the credits not reversed"
+                                             " (`credit-above-disputed-amount`), a `contact_id` not on the case"
+                                             " (`unknown-contact`)." + _OPEN,
+    ("POST", f"{CASE}/provisional-credits/{{credit_id}}/reverse"): "Take a provisional credit back, saying why; it"
+                                                                   " no longer counts against the disputed amount"
+                                                                   " (`unknown-credit`, `credit-already-reversed`,"
+                                                                   " `reversal-needs-reason`)." + _OPEN,
     ("POST", f"{CASE}/payment-stops"): "Stop payments to one merchant, all overseas, or all"
                                        " (`payment-stop-needs-merchant`, `duplicate-payment-stop`)." + _IDENTITY,
     ("POST", f"{CASE}/cards/{{card_id}}/suspend"): "Suspend a card, with `include_linked` every card linked to it"

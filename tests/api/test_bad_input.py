@@ -27,6 +27,8 @@ def routes(case: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
         (f"{c}/disputes/{uuid.uuid4()}/stages", {"stage": "filed", "network_reference": "VROL-1", "note": "sent"}),
         (f"{c}/customer-notices", {"channel": "letter", "subject": "other", "summary": "told"}),
         (f"{c}/liability-waivers", {"contact_id": case["contact"], "note": "owes nothing"}),
+        (f"{c}/provisional-credits", {"dispute_id": str(uuid.uuid4()), "amount": {"amount": "10.00", "currency": "USD"}}),
+        (f"{c}/provisional-credits/{uuid.uuid4()}/reverse", {"reason": "dispute lost"}),
         (f"{c}/payment-stops", {"contact_id": case["contact"], "scope": "merchant", "merchant": "WEBTEL"}),
         (f"{c}/cards/card-p/suspend", {"reason": "fraud", "include_linked": True}),
         (f"{c}/cards/card-p/reissue", {"contact_id": case["contact"], "delivery": "mail", "expedite": True, "fee": {"amount": {"amount": "0", "currency": "JPY"}, "bearer": "issuer"}}),

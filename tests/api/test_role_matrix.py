@@ -71,7 +71,8 @@ async def assigned_case(client, auth) -> dict[str, str]:
 
 def request_for(route: Any, case: dict[str, str]) -> tuple[str, dict[str, Any] | None]:
     path = route.path.replace("{case_id}", case["id"]).replace("{queue}", "fraud_alerts")
-    for name in ("contact_id", "dispute_id", "callback_id", "breach_id", "webhook_id"):
+    for name in ("contact_id", "dispute_id", "callback_id", "credit_id", "breach_id",
+                 "webhook_id"):
         path = path.replace("{" + name + "}", case["contact"] if name == "contact_id" else str(uuid.uuid4()))
     path = path.replace("{card_id}", "card-p").replace("{department}", "credit_management")
     if route.method == "GET":

@@ -23,6 +23,7 @@ from casedesk.domain.values import Card, CardProduct
 from .story import AGENT, CALL, CALLBACK, CASE, CUSTOMER, DISPUTE, REGISTERED, jpy
 
 JP, US = POLICIES["jp"], POLICIES["us"]
+CREDIT = UUID(int=90)
 NEW_YORK, TOKYO = ZoneInfo("America/New_York"), ZoneInfo("Asia/Tokyo")
 
 
@@ -59,6 +60,12 @@ class Given:
     def stage(self, at: datetime, stage: str) -> Given:
         return self._add(ev.DisputeStageRecorded, at, dispute_id=DISPUTE, stage=stage, network_reference="VROL-1",
                          note="network")
+
+    def credit(self, at: datetime, amount: str = "1995") -> Given:
+        return self._add(ev.ProvisionalCreditGranted, at, credit_id=CREDIT, dispute_id=DISPUTE, amount=jpy(amount))
+
+    def credit_reversed(self, at: datetime) -> Given:
+        return self._add(ev.ProvisionalCreditReversed, at, credit_id=CREDIT, reason="dispute lost")
 
     def notify(self, at: datetime, subject: str = "investigation_result") -> Given:
         return self._add(ev.CustomerNotified, at, channel="letter", subject=subject, summary="result sent")
@@ -129,6 +136,28 @@ def test_reg_e_provisional_credit_clock_is_breached_on_business_day_eleven() -> 
     given = Given("debit").call(ny(2026, 9, 4, 16)).dispute(ny(2026, 9, 4, 16, 5)).resolve(ny(2026, 9, 22, 9))
     clock = given.clocks(ny(2026, 10, 1))["reg_e_provisional_credit"]
     assert (clock.state, clock.met_at) == ("breached", ny(2026, 9, 22, 9))
+
+
+def test_reg_e_provisional_credit_clock_is_met_by_a_provisional_credit_granted_on_business_day_ten() -> None:
+    # Notice Friday 4 September 2026 (Labor Day the Monday after): business day ten is Monday 21 September.
+    given = Given("debit").call(ny(2026, 9, 4, 16)).dispute(ny(2026, 9, 4, 16, 5)).credit(ny(2026, 9, 21, 17))
+    clocks = given.clocks(ny(2026, 10, 1))
+    assert (clocks["reg_e_provisional_credit"].state, clocks["reg_e_provisional_credit"].met_at) == (
+        "met", ny(2026, 9, 21, 17))
+    assert clocks["reg_e_investigation"].state == "running"  # a credit buys time; it finishes nothing
+
+
+def test_reg_e_provisional_credit_clock_is_breached_by_a_provisional_credit_granted_on_business_day_eleven() -> None:
+    given = Given("debit").call(ny(2026, 9, 4, 16)).dispute(ny(2026, 9, 4, 16, 5)).credit(ny(2026, 9, 22, 9))
+    clock = given.clocks(ny(2026, 10, 1))["reg_e_provisional_credit"]
+    assert (clock.state, clock.met_at) == ("breached", ny(2026, 9, 22, 9))
+
+
+def test_a_reversed_provisional_credit_still_met_its_clock() -> None:
+    given = (Given("debit").call(ny(2026, 9, 4, 16)).dispute(ny(2026, 9, 4, 16, 5)).credit(ny(2026, 9, 8, 10))
+             .credit_reversed(ny(2026, 10, 2, 10)))
+    clock = given.clocks(ny(2026, 10, 5))["reg_e_provisional_credit"]
+    assert (clock.state, clock.met_at) == ("met", ny(2026, 9, 8, 10))
 
 
 def test_a_running_clock_breaches_when_its_due_time_passes_without_an_event() -> None:

@@ -32,6 +32,7 @@ from .story import (
 
 Step = tuple[Any, dict[str, Any]]
 SECOND_CALLBACK = UUID(int=32)
+CREDIT = UUID(int=33)
 
 
 def family_card_fraud() -> list[ev.CaseEvent]:
@@ -68,7 +69,10 @@ def family_card_fraud() -> list[ev.CaseEvent]:
                 network="visa",
             ),
         ),
-        (do.waive_liability, dict(contact_id=CALL, dispute_id=DISPUTE, note="owes nothing")),
+        (do.waive_liability, dict(contact_id=CALL, dispute_id=DISPUTE, note="owes nothing", amount=jpy("190000"),
+                                  finality="pending")),
+        (do.grant_provisional_credit, dict(credit_id=CREDIT, dispute_id=DISPUTE, amount=jpy("190000"))),
+        (do.reverse_provisional_credit, dict(credit_id=CREDIT, reason="granted twice by mistake")),
         (do.stop_payments, dict(contact_id=CALL, scope="merchant", merchant="LUXE BAGS")),
         (
             do.reissue_card,

@@ -44,7 +44,8 @@ async def own_pool(database_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def write_disputed_cases(cases: CaseService, count: int) -> list[uuid.UUID]:
-    """Debit and credit cases, each with a dispute; every other one resolved and the customer told."""
+    """Debit and credit cases, each with a dispute; most provisionally credited (every third of those credits
+    reversed), the liability waived (pending or final); every other one resolved and the customer told."""
     ids = []
     for n in range(count):
         contact = ContactStart(contact_id=uuid.uuid4(), direction="inbound", channel="phone", phone=REGISTERED,
@@ -64,6 +65,14 @@ async def write_disputed_cases(cases: CaseService, count: int) -> list[uuid.UUID
                     network="visa", transaction_date=(datetime.now(UTC) - timedelta(days=n)).date(),
                     point_of_sale=n % 4 == 0),
         ]
+        if n % 3 != 2:
+            credit_id = uuid.uuid4()
+            steps.append(partial(d.grant_provisional_credit, credit_id=credit_id, dispute_id=dispute_id,
+                                 amount=Money(amount="10.00", currency="USD")))
+            if n % 3 == 1:
+                steps.append(partial(d.reverse_provisional_credit, credit_id=credit_id, reason="merchant proved it"))
+        steps.append(partial(d.waive_liability, contact_id=contact.contact_id, dispute_id=dispute_id, note="owes nothing",
+                             amount=Money(amount="19.95", currency="USD"), finality=("pending", "final")[n % 2]))
         if n % 2 == 0:
             steps += [partial(d.resolve_dispute, dispute_id=dispute_id, outcome="upheld", note="refunded"),
                       partial(d.notify_customer, channel="letter", subject="investigation_result", summary="refunded")]
@@ -85,6 +94,9 @@ async def test_live_clocks_under_the_us_policy_equal_a_rebuild_from_zero(own_poo
         "SELECT array_agg(view) FROM case_files WHERE case_id = ANY($1::uuid[])", ids)]
     rules = {c["rule"] for v in views for c in v["clocks"]}
     assert {"reg_e_investigation", "reg_e_results_told", "reg_z_resolution", "visa_fraud_filing_limit"} <= rules
+    credits = {c["state"] for v in views for dispute in v["disputes"] for c in dispute["provisional_credits"]}
+    assert credits == {"granted", "reversed"}
+    assert {w["finality"] for v in views for w in v["liability_waivers"]} == {"pending", "final"}
 
     projection = CaseFiles(policy=US)
     await rebuild(live, projection)
