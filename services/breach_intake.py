@@ -12,6 +12,9 @@ stays), or from the same card twice in one list. Each bad line is reported
 with its line number (1-based, as an editor shows it; a CSV header is line 1)
 and a reason that never repeats the line's content, since a merchant's list
 may hold card numbers where it should not.
+
+Checking a line and deciding its case take CPU, and a buffered upload is read
+without a pause: every LINES_PER_TURN lines the event loop is handed back.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Literal, NamedTuple
 from uuid import UUID
 
 import msgspec
+from eventsourcing.persistence import StoredEvent
 
 from casedesk.domain.breaches import BreachRecorded, breach_case_id, open_breach_outreach
 from casedesk.domain.card_data import contains_card_data, holds_card_data, redact_card_numbers
@@ -42,6 +46,7 @@ MAX_LINE_BYTES = 8192
 MAX_LINES = 1_000_000  # one upload; a bigger list goes in several
 MAX_FIELD = 200
 CHUNK_LINES = 2000
+LINES_PER_TURN = 100  # lines read, checked or decided between two hand-backs of the event loop
 REJECTS_LISTED = 10_000  # beyond this only the total is counted
 
 
@@ -167,6 +172,8 @@ class BreachIntake:
         try:
             async for number, raw in numbered_lines(chunks):
                 report.lines = number
+                if number % LINES_PER_TURN == 0:
+                    await asyncio.sleep(0)  # a buffered body is read without a pause otherwise
                 if raw is None:
                     report.reject(number, f"line is longer than {MAX_LINE_BYTES} bytes")
                     continue
@@ -251,7 +258,9 @@ class BreachIntake:
             "SELECT originator_id FROM case_events WHERE originator_id = ANY($1::uuid[]) AND originator_version = 1",
             case_ids)}
         fresh: dict[UUID, list[msgspec.Struct]] = {}
-        for case_id, (number, line) in zip(case_ids, batch, strict=True):
+        for done, (case_id, (number, line)) in enumerate(zip(case_ids, batch, strict=True)):
+            if done % LINES_PER_TURN == LINES_PER_TURN - 1:
+                await asyncio.sleep(0)
             if case_id in known or case_id in fresh:
                 report.already_known += 1
             else:
@@ -261,10 +270,12 @@ class BreachIntake:
                     report.reject(number, refused.detail if isinstance(refused, RuleViolation) else "not valid")
                     continue
             report.accepted += 1
-        outcomes = await asyncio.gather(
-            *(self._store.append([self._mapper.to_stored_event(e) for e in events]) for events in fresh.values()),
-            return_exceptions=True,
-        )
+        stored: list[list[StoredEvent]] = []
+        for events in fresh.values():
+            stored.append([self._mapper.to_stored_event(e) for e in events])
+            if len(stored) % LINES_PER_TURN == 0:
+                await asyncio.sleep(0)
+        outcomes = await asyncio.gather(*(self._store.append(s) for s in stored), return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, StreamConflictError):
                 report.already_known += 1  # another upload opened it a moment ago
