@@ -7,10 +7,11 @@ domain's decisions (bench_replay's long case) and appended 250 events at a time
 through the EventStore, hash chains and all. Once the projection has caught up,
 a reader in the benchmark process sends `GET /v1/cases/{id}` of a small case
 every PACE_S (100/s), each request its own task at its own tick (open loop, so
-a stall shows in every read it holds up), while:
+a stall shows in every read it holds up), while a heavy client, in a process of
+its own (`python -m tests.bench.bench_heavy_reads URL history|breach`), does:
 
 - `quiet`: nothing else runs (two rounds of PHASE_S, before each loaded phase; pooled);
-- `history`: two auditors `GET /v1/cases/{id}/history` of the long case in a loop;
+- `history`: two auditors `GET /v1/cases/{id}/history` of the long case in a loop, PHASE_S;
 - `breach upload`: one supervisor uploads a BREACH_LINES-line NDJSON list of
   affected cards (each line opens a case: two events), for as long as it takes.
 
@@ -23,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 
@@ -125,22 +127,28 @@ def for_seconds(seconds: float) -> Callable[[], bool]:
     return lambda: time.perf_counter() > deadline
 
 
-async def while_running(session: aiohttp.ClientSession, case_ids: list[str],
-                        heavy: Callable[[asyncio.Event], Awaitable[int]]) -> tuple[list[float], int, float]:
-    """Paced reads while `heavy` runs (until it returns, or PHASE_S when it loops); its count and seconds."""
-    stop = asyncio.Event()
+async def while_running(session: aiohttp.ClientSession, url: str, case_ids: list[str],
+                        *heavy: str) -> tuple[list[float], int, float]:
+    """Paced reads while a heavy client runs in a process of its own (so its reading does not
+    slow the measuring loop); until it ends, or PHASE_S for a loop; what it did and in how many seconds."""
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.bench.bench_heavy_reads", url, *heavy,
+        stdout=asyncio.subprocess.PIPE)
+    assert client.stdout is not None
+    await client.stdout.readline()  # "ready": imported, about to start
     started = time.perf_counter()
-    work = asyncio.create_task(heavy(stop))
-    await asyncio.sleep(0.2)  # let the heavy work get going
-    latencies = await paced_reads(session, case_ids, lambda: work.done() or time.perf_counter() - started > PHASE_S)
-    stop.set()
-    count = await work
-    return latencies, count, time.perf_counter() - started
+    finished = asyncio.create_task(client.communicate())
+    latencies = await paced_reads(session, case_ids, lambda: finished.done() or time.perf_counter() - started > PHASE_S)
+    out, _ = await finished
+    if client.returncode != 0:
+        raise RuntimeError(f"the heavy client {heavy} failed")
+    count, seconds = out.split()
+    return latencies, int(count), float(seconds)
 
 
-async def read_history(session: aiohttp.ClientSession, case_id: uuid.UUID, stop: asyncio.Event) -> int:
+async def read_history(session: aiohttp.ClientSession, case_id: str, until: float) -> int:
     reads = 0
-    while not stop.is_set():
+    while time.perf_counter() < until:
         async with session.get(f"/v1/cases/{case_id}/history") as r:
             body = await r.read()
             if r.status != 200 or len(body) < 1_000_000:
@@ -149,11 +157,7 @@ async def read_history(session: aiohttp.ClientSession, case_id: uuid.UUID, stop:
     return reads
 
 
-async def histories(session: aiohttp.ClientSession, case_id: uuid.UUID, stop: asyncio.Event) -> int:
-    return sum(await asyncio.gather(*[read_history(session, case_id, stop) for _ in range(HISTORY_READERS)]))
-
-
-async def upload_breach(session: aiohttp.ClientSession, stop: asyncio.Event) -> int:
+async def upload_breach(session: aiohttp.ClientSession) -> int:
     async with session.post("/v1/breaches", json={
             "merchant": "ShopNet", "window_start": "2024-01-01T00:00:00Z", "window_end": "2024-03-31T00:00:00Z",
             "data_exposed": ["card_number"], "reissue_fee_bearer": "merchant"}) as r:
@@ -168,6 +172,21 @@ async def upload_breach(session: aiohttp.ClientSession, stop: asyncio.Event) -> 
     if report.get("cases_opened") != BREACH_LINES:
         raise RuntimeError(f"the breach upload opened {report.get('cases_opened')} of {BREACH_LINES}")
     return BREACH_LINES
+
+
+async def heavy_client(url: str, kind: str, *args: str) -> None:
+    """The heavy client's process: `history <case id>` (HISTORY_READERS auditors for PHASE_S) or `breach`."""
+    print("ready", flush=True)
+    started = time.perf_counter()
+    timeout = aiohttp.ClientTimeout(total=600)
+    if kind == "history":
+        async with aiohttp.ClientSession(url, headers=_token("auditor"), timeout=timeout) as auditor:
+            until = started + PHASE_S
+            done = sum(await asyncio.gather(*[read_history(auditor, args[0], until) for _ in range(HISTORY_READERS)]))
+    else:
+        async with aiohttp.ClientSession(url, headers=_token("supervisor"), timeout=timeout) as supervisor:
+            done = await upload_breach(supervisor)
+    print(done, time.perf_counter() - started)
 
 
 def _token(role: str) -> dict[str, str]:
@@ -187,16 +206,13 @@ async def run(ctx: BenchContext) -> list[Figure]:
                 await wait_for_position(tracker, "case_files", await tracker.fetchval(HEAD))
             finally:
                 await tracker.close()
-            timeout = aiohttp.ClientTimeout(total=600)
-            async with (aiohttp.ClientSession(server.url, headers=_token("agent"), timeout=timeout) as reader,
-                        aiohttp.ClientSession(server.url, headers=_token("auditor"), timeout=timeout) as auditor,
-                        aiohttp.ClientSession(server.url, headers=_token("supervisor"), timeout=timeout) as sup):
-                await paced_reads(reader, small, for_seconds(1.0))  # warm-up
-                quiet = await paced_reads(reader, small, for_seconds(PHASE_S))
-                loaded, history_reads, history_s = await while_running(reader, small, partial(histories, auditor,
-                                                                                              long_id))
-                quiet += await paced_reads(reader, small, for_seconds(PHASE_S))
-                breach, cards, breach_s = await while_running(reader, small, partial(upload_breach, sup))
+            async with aiohttp.ClientSession(server.url, headers=_token("agent")) as reader:
+                paced = partial(paced_reads, reader, small)
+                await paced(for_seconds(1.0))  # warm-up
+                quiet = await paced(for_seconds(PHASE_S))
+                loaded, history_reads, history_s = await while_running(reader, server.url, small, "history", str(long_id))
+                quiet += await paced(for_seconds(PHASE_S))
+                breach, cards, breach_s = await while_running(reader, server.url, small, "breach")
     quiet_p99 = quantile(quiet, 0.99)
     reference = f"quiet simple read p99 ({len(quiet):,} reads)"
     target = f"< {RATIO_BELOW:g}x"
@@ -216,3 +232,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
                       "reads/s", "(no reference)", 0.0),
         Figure.versus("breach upload meanwhile", cards / breach_s, "cards/s", "(no reference)", 0.0),
     ]
+
+
+if __name__ == "__main__":  # the heavy client (while_running)
+    asyncio.run(heavy_client(*sys.argv[1:]))
