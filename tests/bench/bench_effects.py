@@ -56,7 +56,8 @@ async def _subscribe_a_receiver(stack: AsyncExitStack, api_url: str, folder: Pat
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     stack.push_async_callback(receiver.wait)
     stack.callback(receiver.terminate)
-    admin = {"Authorization": "Bearer " + issue_token(TOKEN_SECRET, sub="bench-admin", name="Ops", role="admin")}
+    admin = {"Authorization": "Bearer " + issue_token(TOKEN_SECRET, sub="bench-admin", name="Ops", role="admin",
+                                                          departments=[])}
     async with aiohttp.ClientSession() as session:
         for _ in range(100):  # until it listens
             try:
