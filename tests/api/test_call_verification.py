@@ -8,6 +8,7 @@ recorded on the case for the agent who takes the returning call.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -236,3 +237,18 @@ async def test_a_retry_with_the_same_idempotency_key_gets_the_same_answer_and_is
     assert (await check(client, ivr, number))[0] == 429
     r = await client.post(CHECK, json={"phone": tokyo_number()[0]}, headers=retry)
     assert r.status == 422  # the same key with another body
+
+
+async def test_a_number_called_for_another_customer_answers_in_the_same_shape_as_one_never_called(client, auth) -> None:
+    # An impostor learns nothing from the answer's form: the same keys, and of a call only when, who and why.
+    agent, ivr = auth(), auth(role="ivr", departments=())
+    called, national, _ = tokyo_number()
+    case_id = await open_case(client, agent, tokyo_number()[0])  # the customer's own number is another one
+    contact = await call(client, agent, case_id, national)
+    await caught_up(client, auth, contact["position"])
+    _, answered, _ = await check(client, ivr, called)
+    _, never, _ = await check(client, ivr, tokyo_number()[0])
+    assert set(answered) == set(never) == {"called", "calls", "code_matches"}
+    assert answered["called"] is True and [set(c) for c in answered["calls"]] == [{"at", "department",
+                                                                                    "purpose_category"}]
+    assert str(case_id) not in json.dumps(answered)
