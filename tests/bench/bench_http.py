@@ -9,7 +9,11 @@ At the same concurrency (CONNECTIONS), each on its own fresh database:
   projections in one event loop), shown for comparison, no targets;
 - (b) the plain way: tests/bench/plain_app.py as a subprocess (aiohttp, JWT check,
   the eventsourcing library's PostgresApplicationRecorder in a thread);
-- (c) raw asyncpg single-row INSERTs on casedesk's database (bench_store's figure).
+- (c) raw asyncpg single-row INSERTs on casedesk's database (bench_store's figure);
+- (d) the stack's limit: tests/bench/limit_app.py as a subprocess (aiohttp on uvloop,
+  PyJWT check of the same token, msgspec decode of the same body and encode of an
+  answer as long as casedesk's), no database: casedesk's rate as a share of it says
+  how much of the work is our own (issue 22).
 The load comes from another process: `wrk` (tests/bench/load.lua) when installed,
 else a Python aiohttp generator in a process of its own. The time is split over
 ROUNDS interleaved rounds (a, a', b, c, a, a', b, c, ...) after a warm-up of each
@@ -82,7 +86,7 @@ NOTE = msgspec.json.encode({
     " card blocked, replacement ordered. Call back after 17:00 about the dispute forms."
 })
 TRACKING = "SELECT notification_id FROM projection_tracking WHERE application_name = 'case_files'"
-CASEDESK, IN_PROCESS, PLAIN = "casedesk", "casedesk one process", "plain"
+CASEDESK, IN_PROCESS, PLAIN, LIMIT = "casedesk", "casedesk one process", "plain", "no-database reference"
 
 
 def new_case_body(n: int) -> dict[str, object]:
@@ -257,20 +261,27 @@ async def run(ctx: BenchContext, seconds: float | None = None) -> list[Figure]:
             {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PLAIN_DSN": plain_db.dsn, "PLAIN_TOKEN_SECRET": TOKEN_SECRET},
             plain_port))
         await asyncio.to_thread(seed_plain, plain_db.dsn, single.ids)
+        limit = await stack.enter_async_context(await _limit_server(single, token))
+        limit_results: list[LoadResult] = []
         for casedesk in (single, split):
             await load(casedesk.api.url, NOTE_PATH, casedesk.ids, NOTE, token, CONNECTIONS, warmup)
             await casedesk.caught_up()
         await load(plain.url, NOTE_PATH, single.ids, NOTE, token, CONNECTIONS, warmup)
+        await load(limit.url, NOTE_PATH, single.ids, NOTE, token, CONNECTIONS, warmup)
         for _ in range(ROUNDS):
             await single.measure(token, each)
             await split.measure(token, each)
             plain_results.append(await load(plain.url, NOTE_PATH, single.ids, NOTE, token, CONNECTIONS, each))
             check_errors(PLAIN, plain_results[-1], plain)
             raw_rates.append(await raw_insert_rate(single.db, CONNECTIONS, each))
+            limit_results.append(await load(limit.url, NOTE_PATH, single.ids, NOTE, token, CONNECTIONS, each))
+            check_errors(LIMIT, limit_results[-1], limit)
     b = median_round(plain_results)
     raw = sorted(raw_rates, key=lambda r: r.per_second)[(len(raw_rates) - 1) // 2].per_second
     c = CONNECTIONS
     name_b, name_c = f"plain (library recorder) c={c}", f"raw asyncpg insert c={c}"
+    d = median_round(limit_results)
+    name_d = f"{LIMIT} (same stack, no database) c={c}"
     figures = [Figure.versus(name_b, b.per_second, "req/s", name_c, raw)]
     for casedesk in (single, split):
         a, lags = median_round(casedesk.results), casedesk.probe.lags_ms
@@ -282,6 +293,7 @@ async def run(ctx: BenchContext, seconds: float | None = None) -> list[Figure]:
             Figure.versus(name_a, a.per_second, "req/s", name_b, b.per_second,
                           at_least=AT_LEAST_VS_PLAIN if shipped else None),
             Figure.versus(name_a, a.per_second, "req/s", name_c, raw, at_least=AT_LEAST_VS_RAW if shipped else None),
+            Figure.versus(name_a, a.per_second, "req/s", name_d, d.per_second),
             Figure.versus(f"{casedesk.label} note p50 latency", a.p50_ms, "ms", "plain p50 latency", b.p50_ms),
             Figure.versus(f"{casedesk.label} note p99 latency", a.p99_ms, "ms", "plain p99 latency", b.p99_ms),
             absolute(f"{casedesk.label} projection lag p50", quantile(lags, 0.5), "ms",
@@ -290,6 +302,20 @@ async def run(ctx: BenchContext, seconds: float | None = None) -> list[Figure]:
                      f"{casedesk.label} note p99 latency", a.p99_ms, below=LAG_P99_BELOW_MS if shipped else None),
         ]
     return figures
+
+
+async def _limit_server(casedesk: Casedesk, token: str) -> Server:
+    """The no-database reference, answering as many bytes as casedesk's note answer does."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(casedesk.api.url, headers=headers) as session, \
+            session.post(NOTE_PATH.replace("{id}", casedesk.ids[0]), data=NOTE) as r:
+        answer = await r.read()
+        if r.status != 201:
+            raise RuntimeError(f"a note answered {r.status}: {answer[:500]!r}")
+    port = free_port()
+    return Server(LIMIT, [sys.executable, "-m", "tests.bench.limit_app", "--port", str(port),
+                          "--answer-bytes", str(len(answer))],
+                  {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LIMIT_TOKEN_SECRET": TOKEN_SECRET}, port)
 
 
 async def _caught_up(tracker: asyncpg.Connection) -> None:
