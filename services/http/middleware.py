@@ -81,6 +81,25 @@ _HTTP_KINDS = {
 }
 
 
+# A case, contact or approval id as casedesk writes them: a UUID with at least one letter (one all in
+# digits could be a card number grouped 8-4-4-4-12, so it is read like any other text).
+_ID_WITH_A_LETTER = re.compile(
+    r"(?=[0-9-]*[a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def loggable_path(request: web.Request) -> str:
+    """The path as the log may hold it: card numbers masked.
+
+    A path that matched a route whose every variable part is an id is the
+    route's own text plus ids, which hold no card data: it is logged as it came
+    without scanning it (a tenth of a note's own CPU time went to that scan).
+    """
+    info = request.match_info
+    if info.route.resource is not None and all(_ID_WITH_A_LETTER.fullmatch(v) for v in info.values()):
+        return request.path
+    return redact_card_numbers(request.path)
+
+
 def request_id_of(request: web.Request) -> str:
     """The caller's X-Request-Id, or a new one in place of one unfit for the log.
 
@@ -141,7 +160,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     log.info(
         "request",
         method=request.method,
-        path=redact_card_numbers(request.path),
+        path=loggable_path(request),
         status=response.status,
         ms=round((time.perf_counter() - started) * 1000, 2),
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import jwt
 import pytest
+from structlog.testing import capture_logs
 
 from casedesk.services.http.request_body import FREE_TEXT
 from tests.api.conftest import SECRET, new_case_body
@@ -169,3 +170,16 @@ async def test_a_token_whose_claims_hold_card_data_or_no_sub_is_401(client, auth
     assert problem["detail"] and "4111" not in problem["detail"]
     logged = capsys.readouterr()
     assert "4111" not in logged.out + logged.err
+
+
+async def test_the_request_log_masks_a_card_number_shaped_as_a_case_id(client, auth, case) -> None:
+    # An id of digits only, grouped 8-4-4-4-12, is a Luhn-valid card number in its first 16 digits: the log
+    # line's path must not skip the scan for it, while an ordinary case id is logged as it came.
+    digit_id = "41111111-1111-1111-0000-000000000000"
+    with capture_logs() as logs:
+        await client.post(f"/v1/cases/{digit_id}/notes", json={"text": "hello"}, headers=auth())
+        await client.post(f"/v1/cases/{case['id']}/notes", json={"text": "hello"}, headers=auth())
+    paths = [line["path"] for line in logs if line.get("event") == "request"]
+    assert len(paths) == 2
+    assert "4111111111111111" not in paths[0].replace("-", "") and "[card ••••" in paths[0]
+    assert paths[1] == f"/v1/cases/{case['id']}/notes"
