@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import uuid
@@ -100,6 +101,11 @@ def loggable_path(request: web.Request) -> str:
     return redact_card_numbers(request.path)
 
 
+# Our request ids: this process's random prefix and a counter (unique across processes without a
+# system call for randomness per request, as uuid4 makes).
+_OUR_REQUEST_IDS = (f"{uuid.uuid4().hex[:16]}{n:016x}" for n in itertools.count(1))
+
+
 def request_id_of(request: web.Request) -> str:
     """The caller's X-Request-Id, or a new one in place of one unfit for the log.
 
@@ -110,7 +116,7 @@ def request_id_of(request: web.Request) -> str:
     given = request.headers.get("X-Request-Id", "")
     if REQUEST_ID.fullmatch(given) and not contains_card_data(given):
         return given
-    return uuid.uuid4().hex
+    return next(_OUR_REQUEST_IDS)
 
 
 @web.middleware

@@ -212,8 +212,22 @@ ROUTES: list[Route] = [
 ]
 
 
+# aiohttp tries the routes under one prefix (every case route is under /v1/cases) one by one, in the
+# order they were added: the calls a desk makes most are added first. A note, added 27th, took 24 us to
+# route (of ~700 us a request), first it takes 2. The document keeps ROUTES' order, and no two case
+# routes match the same path, so the order changes nothing else.
+BUSIEST_FIRST = (f"{CASE}/notes", CASE, f"{CASE}/timeline", f"{CASE}/contacts", f"{CASE}/contacts/{{contact_id}}/end",
+                 "/v1/queues/{queue}/claim", f"{CASE}/identity-checks", f"{CASE}/callbacks",
+                 f"{CASE}/cards/{{card_id}}/suspend", f"{CASE}/release")
+
+
+def _by_traffic(routes: list[Route]) -> list[Route]:
+    rank = {path: n for n, path in enumerate(BUSIEST_FIRST)}
+    return sorted(routes, key=lambda r: rank.get(r.path, len(rank)))  # stable: the rest keep their order
+
+
 def add_routes(app: web.Application) -> None:
-    for r in ROUTES:
+    for r in _by_traffic(ROUTES):
         route = app.router.add_route(r.method, r.path, r.handler)
         app[ALLOWED_ROLES][(r.method, route.resource.canonical)] = r.roles
     app[openapi.DOCUMENT] = msgspec.json.encode(openapi.build_document(ROUTES))
