@@ -234,6 +234,7 @@ async def _write_activity(conn: asyncpg.Connection, activity: Counter[tuple[str,
             "INSERT INTO queue_activity (queue, hour, claims, resolutions) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (queue, hour) DO UPDATE SET claims = queue_activity.claims + excluded.claims,"
             " resolutions = queue_activity.resolutions + excluded.resolutions",
+            # In key order: a rebuild in parts adds to the same rows from several transactions at once.
             [(queue, hour, n if kind == "claims" else 0, n if kind == "resolutions" else 0)
-             for (queue, hour, kind), n in activity.items()],
+             for (queue, hour, kind), n in sorted(activity.items(), key=lambda item: str(item[0]))],
         )

@@ -218,6 +218,13 @@ def _webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
 def _rebuild(args: argparse.Namespace) -> int:
     from casedesk.projections.catalogue import configured_projections
     from casedesk.services.database import create_pool, direct_database_url
@@ -230,7 +237,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
-            return await rebuild_projections(pool, args.names, configured_projections(settings))
+            return await rebuild_projections(pool, args.names, configured_projections(settings),
+                                             workers=args.workers, dsn=direct_database_url(settings))
         finally:
             await pool.close()
 
@@ -388,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rebuild = commands.add_parser("rebuild", help="rebuild projections from zero, with a progress bar")
     rebuild.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild (default: all)")
+    rebuild.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                         help="fold the case files in N processes side by side, split by case (default: 1)")
     rebuild.set_defaults(run=_rebuild)
 
     audit = commands.add_parser("audit", help="audit tools: verify the hash chains of the case streams")

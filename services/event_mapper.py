@@ -45,7 +45,8 @@ def _decoder_for(topic: str) -> msgspec.json.Decoder[Any]:
 
 
 @lru_cache(maxsize=256)
-def _topic_of(cls: type) -> str:
+def topic_of(cls: type) -> str:
+    """The topic an event type is stored under (the library's scheme: module and class name)."""
     return get_topic(cls)
 
 
@@ -65,7 +66,7 @@ class CaseEventMapper(Mapper[Any]):
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
-            topic=_topic_of(type(domain_event)),
+            topic=topic_of(type(domain_event)),
             state=state,
         )
 

@@ -13,6 +13,7 @@ import time
 import asyncpg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import (
     REBUILD_BATCH,
@@ -25,6 +26,7 @@ from casedesk.projections.runner import (
 )
 from casedesk.services.database import keeps_session_state
 from casedesk.services.event_store import EventStore, read_position
+from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
 
 
 class UnknownProjectionError(ValueError):
@@ -40,11 +42,14 @@ def _chosen(names: list[str], projections: list[Projection]) -> list[Projection]
 
 
 async def rebuild_projections(pool: asyncpg.Pool, names: list[str],
-                              projections: list[Projection] | None = None) -> dict[str, float]:
+                              projections: list[Projection] | None = None, *, workers: int = 1,
+                              dsn: str | None = None, schema: str | None = None) -> dict[str, float]:
     """Rebuild each named projection (all when none); return events/s per projection.
 
     `projections` are built with the settings' zone and clock policy (default: UTC and jp),
-    so a policy change takes effect by rebuilding.
+    so a policy change takes effect by rebuilding. With `workers` > 1 (and `dsn`, where the
+    worker processes connect, `schema` its search path) the case files are folded in that
+    many processes side by side (`rebuild_in_parts`).
     """
     store = EventStore(pool)
     rates: dict[str, float] = {}
@@ -62,6 +67,10 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str],
                     mine = await holder.fetchval(TRY_LOCK, lock_key(projection.name))
                     await rebuild(runner, projection)
                     done = 0
+                    if mine and workers > 1 and dsn and isinstance(projection, CaseFiles):
+                        await rebuild_case_files_in_parts(
+                            pool, dsn, schema, projection, workers,
+                            lambda n, task=task: progress.update(task, completed=min(n, total)))
                     while (position := await read_position(pool, projection.name) or 0) < goal:
                         if mine:
                             done += await runner.catch_up(projection, holder)

@@ -56,6 +56,7 @@ from casedesk.services.database import create_pool
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore, read_position
 from casedesk.services.merchant_flags import flag
+from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
 from casedesk.services.tokens import Principal
 from tests.bench import BenchContext, Figure
 from tests.bench.support import absolute, fresh_database, quantile
@@ -353,6 +354,36 @@ async def rebuild_figures(db: BenchContext, events: int, rounds: int) -> list[Fi
     ]
 
 
+async def parts_rate(pool: Any, dsn: str, total: int, workers: int) -> float:
+    """`casedesk rebuild --workers N`'s fold: the case files in N processes, split by case."""
+    projection = CaseFiles(UTC)
+    runner = ProjectionRunner(EventStore(pool), pool, [projection], batch=REBUILD_BATCH)
+    started = time.perf_counter()
+    await rebuild(runner, projection)
+    await rebuild_case_files_in_parts(pool, dsn, None, projection, workers)
+    return total / (time.perf_counter() - started)
+
+
+async def parts_figures(db: BenchContext, rounds: int) -> list[Figure]:
+    """Rebuild in 1 and 2 processes (issue 22), on the log rebuild_figures wrote."""
+    pool = await create_pool(db.dsn, min_size=2, max_size=4)
+    try:
+        total = await pool.fetchval("SELECT count(*) FROM case_events")
+        one, two = [], []
+        for _ in range(rounds):
+            one.append(await parts_rate(pool, db.dsn, total, 1))
+            two.append(await parts_rate(pool, db.dsn, total, 2))
+    finally:
+        await pool.close()
+    one_rate, two_rate = sorted(one)[(len(one) - 1) // 2], sorted(two)[(len(two) - 1) // 2]
+    return [
+        Figure.versus(f"rebuild in 2 processes (--workers 2), {total:,} events", two_rate, "events/s",
+                      "the same in 1 process (--workers 1)", one_rate),
+        Figure.versus("rebuild in 2 processes, per process", two_rate / 2, "events/s",
+                      "the same in 1 process (--workers 1)", one_rate),
+    ]
+
+
 async def run(ctx: BenchContext, seconds: float | None = None) -> list[Figure]:
     seconds = ctx.duration(DEFAULT_SECONDS) if seconds is None else seconds
     async with fresh_database(ctx, "bench_replay") as db:
@@ -360,4 +391,5 @@ async def run(ctx: BenchContext, seconds: float | None = None) -> list[Figure]:
     events, rounds = (REBUILD_EVENTS, REBUILD_ROUNDS) if seconds >= 1 else (SMOKE_REBUILD_EVENTS, 1)
     async with fresh_database(ctx, "bench_rebuild") as db:
         figures += await rebuild_figures(db, events, rounds)
+        figures += await parts_figures(db, rounds)
     return figures

@@ -1,0 +1,79 @@
+"""A rebuild in parts (several processes, split by case) writes what a one-worker rebuild writes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import asyncpg
+import msgspec
+
+from casedesk.domain import decisions as d
+from casedesk.domain.values import Card, ContactStart, Customer, Money
+from casedesk.projections.case_files import CaseFiles
+from casedesk.services import merchant_flags
+from casedesk.services.case_service import CaseService
+from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.event_store import EventStore, read_position
+from casedesk.services.rebuild import rebuild_projections
+from tests.projections.helpers import AGENT, REGISTERED, SUPERVISOR, all_rows, write_mixed_cases
+
+MERCHANT = "SHADY ONLINE GAMES"
+MERCHANT_TABLES = ("merchant_flags", "merchant_disputes", "case_clocks")
+
+
+async def disputed_case(cases: CaseService, n: int) -> uuid.UUID:
+    """A case whose customer disputes a charge from MERCHANT."""
+    contact = ContactStart(contact_id=uuid.uuid4(), direction="inbound", channel="phone", phone=REGISTERED,
+                           department="fraud")
+    customer = Customer(customer_id=f"parts-{n}", name_masked="T••• Y•••••", name_key=f"pk{n}", phone=REGISTERED)
+    opened = await cases.open(AGENT, partial(
+        d.open_case, case_id=uuid.uuid4(), customer=customer,
+        cards=(Card(card_id="p", last4="4242", network="visa", kind="primary"),), reason="unrecognized_charge",
+        channel="phone", summary=f"dispute {n}", amount_at_risk=Money(amount="5000", currency="JPY"), contact=contact))
+    case_id = opened.case.id
+    await cases.change(AGENT, case_id, partial(d.check_identity, contact_id=contact.contact_id,
+                                               method="knowledge_based", passed=True, factors=("date_of_birth",)))
+    await cases.change(AGENT, case_id, partial(
+        d.dispute_charge, contact_id=contact.contact_id, dispute_id=uuid.uuid4(), transaction_id=f"tx-{n}",
+        merchant=MERCHANT, amount=Money(amount="5000", currency="JPY"), reason_code="10.4", network="visa",
+        transaction_date=(datetime.now(UTC) - timedelta(days=3)).date()))
+    return case_id
+
+
+async def everything(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> dict[str, list[tuple]]:
+    found = await all_rows(pool, ids)
+    for table in MERCHANT_TABLES:
+        found[table] = [tuple(r.values()) for r in await pool.fetch(f"SELECT * FROM {table} t ORDER BY t::text")]
+    return found
+
+
+async def test_two_processes_rebuild_what_one_worker_rebuilds(empty_pool: asyncpg.Pool, database_dsn: str) -> None:
+    store = EventStore(empty_pool)
+    cases = CaseService(store, CaseEventMapper())
+    mapper = CaseEventMapper()
+    # Given cases of every kind, a dispute naming a merchant before it is flagged and one after
+    ids = await write_mixed_cases(cases, 24)
+    before_flag = await disputed_case(cases, 1)
+    await merchant_flags.flag(store, mapper, SUPERVISOR, MERCHANT, "chargeback ring")
+    after_flag = await disputed_case(cases, 2)
+    ids += [before_flag, after_flag, *[await disputed_case(cases, n) for n in range(3, 9)]]
+    schema = await empty_pool.fetchval("SELECT current_schema()")
+    head = await store.max_notification_id()
+
+    # When the case files are rebuilt by one worker, and then by two processes split by case
+    await rebuild_projections(empty_pool, ["case_files"], [CaseFiles()])
+    one = await everything(empty_pool, ids)
+    await rebuild_projections(empty_pool, ["case_files"], [CaseFiles()], workers=2, dsn=database_dsn, schema=schema)
+    two = await everything(empty_pool, ids)
+
+    # Then the tables are the same, row for row, and the flag counted only from where it stands in the log
+    assert len(one["case_files"]) == len(ids) and one["merchant_disputes"] and one["merchant_flags"]
+    assert two == one
+    flagged = {r["case_id"]: msgspec.json.decode(bytes(r["view"]))["flagged_merchants"] for r in
+               await empty_pool.fetch("SELECT case_id, view FROM case_files WHERE case_id = ANY($1::uuid[])",
+                                      [before_flag, after_flag])}
+    assert flagged == {before_flag: [], after_flag: [MERCHANT]}
+    assert await read_position(empty_pool, "case_files") == head
+    await store.close()
