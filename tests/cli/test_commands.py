@@ -122,6 +122,17 @@ def test_serve_on_embedded_postgres_keeps_data_across_restarts(embedded_env: dic
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "case_files: rebuilt at" in rebuilt.stdout
     assert run(["rebuild", "no_such_projection"], embedded_env).returncode == 2
+    in_parts = run(["rebuild", "--workers", "2"], embedded_env)  # two processes, split by case
+    assert in_parts.returncode == 0, in_parts.stderr
+    assert "case_files: rebuilt at" in in_parts.stdout
+    process = serve(embedded_env, port)
+    try:  # what the parts wrote is what the case view reads
+        status, view = http("GET", f"http://127.0.0.1:{port}/v1/cases/{opened['case_id']}", token)
+        assert status == 200 and view["version"] == 1
+        assert http("GET", f"http://127.0.0.1:{port}/readyz")[1]["ready"] is True
+    finally:
+        stop(process)
+    assert run(["rebuild", "--workers", "0"], embedded_env).returncode == 2
 
 
 def test_migrate_uses_database_url_when_set(database_dsn: str, embedded_env: dict[str, str]) -> None:
