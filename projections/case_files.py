@@ -45,6 +45,10 @@ class CaseFiles:
     """Keeps the case files, the work queues and the lookup tables."""
 
     name = "case_files"
+    # Raise it when the fold or the tables change: the new version is built beside the served one
+    # and switched to (projections/blue_green.py); next_version_sql holds the DDL of a table change.
+    version = 1
+    next_version_sql: tuple[str, ...] = ()
     tables = ("case_files", "timeline_parts", "queue_items", "queue_activity", "case_customers", "outbound_attempts",
               "merchant_flags", "merchant_disputes", "case_clocks")
 

@@ -42,7 +42,12 @@ ASYNCHRONOUS_COMMIT = "SET LOCAL synchronous_commit TO off"
 
 
 class Projection(Protocol):
-    """A read model: its name, its tables, and how a batch of events changes them."""
+    """A read model: its name, its tables, and how a batch of events changes them.
+
+    A projection may also say its `version` (1 when it does not): a worker whose
+    projection is newer than the version the tables hold builds the new one beside
+    them and switches (projections/blue_green.py).
+    """
 
     name: str
     tables: tuple[str, ...]
@@ -82,6 +87,26 @@ def lock_key(name: str) -> int:
     return zlib.crc32(name.encode()) - 2**31
 
 
+def version_of(projection: Projection) -> int:
+    return int(getattr(projection, "version", 1))
+
+
+def version_lock_key(projection: Projection) -> int:
+    """The lock of one version of a projection: the served version's workers and the next
+    version's builder each run once, side by side (version 1 keeps the key it always had)."""
+    version = version_of(projection)
+    return lock_key(projection.name if version == 1 else f"{projection.name}@v{version}")
+
+
+class SupersededError(Exception):
+    """The tables hold a newer version of this projection than this worker's code folds."""
+
+
+# In every batch's transaction: a switch to a newer version (which updates the row) waits
+# for the batch in hand, and every batch after it sees the new version and stops.
+SERVED_VERSION = "SELECT version FROM projection_versions WHERE name = $1 FOR SHARE"
+
+
 # Advisory locks are database-wide: keyed by the projection and the schema, so casedesk
 # deployments (or test runs) in other schemas of one database never stand by for each other.
 TRY_LOCK = "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))"
@@ -108,6 +133,7 @@ class ProjectionRunner:
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncpg.Connection | None = None
         self._stopping = False
+        self._superseded: set[str] = set()
 
     async def start(self) -> None:
         await self._listen()
@@ -155,8 +181,12 @@ class ProjectionRunner:
             with contextlib.suppress(Exception):
                 await self.pool.release(listener)
 
-    async def catch_up(self, projection: Projection, holder: asyncpg.Connection | None = None) -> int:
+    async def catch_up(self, projection: Projection, holder: asyncpg.Connection | None = None, *,
+                       checks_version: bool = True) -> int:
         """Apply one batch; return how many events it held (0: up to date).
+
+        The batch is refused (SupersededError) when the tables hold another version of
+        the projection than this one (`checks_version=False`: a builder of the next one).
 
         `holder` is the connection holding the projection's advisory lock; the
         batch then runs on it, so it commits only while the lock is still held
@@ -181,6 +211,10 @@ class ProjectionRunner:
             async with contextlib.AsyncExitStack() as stack:
                 conn = holder if holder is not None else await stack.enter_async_context(self.pool.acquire())
                 await stack.enter_async_context(conn.transaction())
+                served = await conn.fetchval(SERVED_VERSION, projection.name) if checks_version else None
+                if served is not None and served != version_of(projection):
+                    raise SupersededError(f"{projection.name}: the tables hold version {served},"
+                                          f" this worker folds version {version_of(projection)}")
                 # No flush to wait for: read tables and their position commit together, so a
                 # crash that loses this batch loses its position too and the batch is redone.
                 await conn.execute(ASYNCHRONOUS_COMMIT)
@@ -209,7 +243,7 @@ class ProjectionRunner:
                 await asyncio.sleep(1.0)
 
     async def _hold_lock_and_run(self, holder: asyncpg.Connection, projection: Projection) -> None:
-        key = lock_key(projection.name)
+        key = version_lock_key(projection)
         keeps_session_state(holder)
         while not await holder.fetchval(TRY_LOCK, key):
             if self._stopping:
@@ -218,11 +252,28 @@ class ProjectionRunner:
         if not self._listening():
             await self._listen()
         try:
+            served = await served_version(holder, projection)
+            if served < 0:  # a switch to version -served is under way (or was cut short)
+                served = 0 if -served == version_of(projection) else abs(served) + version_of(projection)
+            if served > version_of(projection):  # newer code serves these tables: never write them
+                if projection.name not in self._superseded:
+                    self._superseded.add(projection.name)
+                    log.warning("projection_superseded", projection=projection.name, served=served,
+                                ours=version_of(projection))
+                await asyncio.sleep(FALLBACK_POLL_SECONDS)
+                return
+            if served < version_of(projection):
+                from casedesk.projections.blue_green import build_and_switch  # it uses this module
+                await build_and_switch(self, projection, holder)
             wake = self._wake[projection.name]
             while not self._stopping:
                 wake.clear()
-                while not self._stopping and await self.catch_up(projection, holder):
-                    pass
+                try:
+                    while not self._stopping and await self.catch_up(projection, holder):
+                        pass
+                except SupersededError as superseded:  # switched to a newer version: stand by
+                    log.warning("projection_superseded", projection=projection.name, detail=str(superseded))
+                    return
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FALLBACK_POLL_SECONDS):
@@ -234,6 +285,14 @@ class ProjectionRunner:
             with contextlib.suppress(Exception):
                 if not holder.is_closed():
                     await holder.execute(UNLOCK, key)
+
+
+async def served_version(conn: asyncpg.Connection, projection: Projection) -> int:
+    """The version the tables hold; a projection never versioned is taken as this one's."""
+    await conn.execute("INSERT INTO projection_versions (name, version) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                       projection.name, version_of(projection))
+    version: int = await conn.fetchval("SELECT version FROM projection_versions WHERE name = $1", projection.name)
+    return version
 
 
 async def rebuild(runner: ProjectionRunner, projection: Projection) -> None:

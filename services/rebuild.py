@@ -21,8 +21,8 @@ from casedesk.projections.runner import (
     UNLOCK,
     Projection,
     ProjectionRunner,
-    lock_key,
     rebuild,
+    version_lock_key,
 )
 from casedesk.services.database import keeps_session_state
 from casedesk.services.event_store import EventStore, read_position
@@ -64,7 +64,7 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str],
                 started = time.perf_counter()
                 async with pool.acquire() as holder:
                     keeps_session_state(holder)
-                    mine = await holder.fetchval(TRY_LOCK, lock_key(projection.name))
+                    mine = await holder.fetchval(TRY_LOCK, version_lock_key(projection))
                     await rebuild(runner, projection)
                     done = 0
                     if mine and workers > 1 and dsn and isinstance(projection, CaseFiles):
@@ -81,7 +81,7 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str],
                         progress.update(task, completed=done)
                     progress.update(task, completed=total)
                     if mine:
-                        await holder.execute(UNLOCK, lock_key(projection.name))
+                        await holder.execute(UNLOCK, version_lock_key(projection))
                 rates[projection.name] = total / max(time.perf_counter() - started, 1e-9)
     finally:
         await store.close()

@@ -1,0 +1,137 @@
+"""A new projection version is built beside the served one and switched to under load (issue 22).
+
+Given a served case_files (version 1) kept live by its worker under a steady load of notes and
+claims, when a worker of version 2 starts, it builds its tables beside the served ones and switches:
+no read fails, no read goes backwards (a case's version, the tracking position), no case is claimed
+twice, the old worker stops writing, the new version's DDL is in place, and what the new version
+serves equals a rebuild from zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from functools import partial
+
+import asyncpg
+
+from casedesk.domain import decisions as d
+from casedesk.projections.case_files import CaseFiles
+from casedesk.projections.runner import ProjectionRunner, rebuild
+from casedesk.services.case_service import CaseService
+from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.event_store import EventStore, read_position
+from casedesk.services.queue_claims import claim_next
+from casedesk.services.tokens import Principal
+from tests.projections.helpers import AGENT, all_rows, drain, running, write_mixed_cases
+
+
+class CaseFilesV2(CaseFiles):
+    """The next version: its tables gain a column (the fold is the same; what matters is where it writes)."""
+
+    version = 2
+    next_version_sql = ("ALTER TABLE case_files ADD COLUMN IF NOT EXISTS served_by_v2 boolean",)
+
+
+async def served(pool: asyncpg.Pool) -> int:
+    return await pool.fetchval("SELECT version FROM projection_versions WHERE name = 'case_files'")
+
+
+async def test_a_new_version_is_built_beside_and_switched_to_under_load(empty_pool: asyncpg.Pool) -> None:
+    store = EventStore(empty_pool)
+    cases = CaseService(store, CaseEventMapper())
+    old = ProjectionRunner(store, empty_pool, [CaseFiles()])
+    new = ProjectionRunner(store, empty_pool, [CaseFilesV2()])
+    stop = asyncio.Event()
+    failures: list[str] = []
+    claimed: list[uuid.UUID] = []
+    reads = 0
+
+    async with running(old):
+        ids = await write_mixed_cases(cases, 40)
+        async with asyncio.timeout(20):
+            while (await read_position(empty_pool, "case_files") or 0) < (await store.max_notification_id() or 0):
+                await asyncio.sleep(0.02)
+        assert await served(empty_pool) == 1
+
+        async def notes() -> None:
+            n = 0
+            while not stop.is_set():
+                await cases.change(AGENT, ids[n % len(ids)], partial(
+                    d.add_handoff_note, note_id=uuid.uuid4(), text=f"load {n}", for_department=None, pinned=False))
+                n += 1
+
+        async def claims() -> None:
+            n = 0
+            while not stop.is_set():
+                agent = Principal(sub=f"claimer-{n}", name="C. Laimer", role="agent", departments=("fraud",),
+                                  exp=2**40)
+                claim = await claim_next(empty_pool, cases, agent, "fraud_alerts")
+                if claim is not None:
+                    claimed.append(claim.outcome.case.id)
+                n += 1
+                await asyncio.sleep(0.01)
+
+        async def reader() -> None:
+            nonlocal reads
+            seen_version: dict[uuid.UUID, int] = {}
+            seen_position = 0
+            while not stop.is_set():
+                try:
+                    async with empty_pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+                        position = await read_position(conn, "case_files") or 0
+                        rows = await conn.fetch("SELECT case_id, version FROM case_files"
+                                                " WHERE case_id = ANY($1::uuid[])", ids)
+                except Exception as error:  # any failed read is a failure of the switch
+                    failures.append(repr(error))
+                    continue
+                reads += 1
+                if position < seen_position:
+                    failures.append(f"position went back {seen_position} -> {position}")
+                seen_position = position
+                if len(rows) != len(ids):
+                    failures.append(f"{len(rows)} of {len(ids)} case files visible")
+                for case_id, version in rows:
+                    if version < seen_version.get(case_id, 0):
+                        failures.append(f"{case_id} went back {seen_version[case_id]} -> {version}")
+                    seen_version[case_id] = version
+                await asyncio.sleep(0.002)
+
+        load = [asyncio.create_task(work()) for work in (notes, claims, reader, reader)]
+        try:
+            await asyncio.sleep(0.3)
+            # When a worker of version 2 starts beside the served version 1
+            async with running(new):
+                async with asyncio.timeout(60):
+                    while await served(empty_pool) != 2:
+                        await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)  # load goes on against the new version
+                stop.set()
+                await asyncio.gather(*load)
+                head = await store.max_notification_id()
+                async with asyncio.timeout(20):
+                    while (await read_position(empty_pool, "case_files") or 0) < (head or 0):
+                        await asyncio.sleep(0.02)
+                # Then the new worker serves: its DDL is in place and the old one no longer moves
+                assert await empty_pool.fetchval(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema()"
+                    " AND table_name = 'case_files' AND column_name = 'served_by_v2'") == 1
+                assert new.positions["case_files"] == head
+                assert old.positions["case_files"] < head
+        finally:
+            stop.set()
+            for task in load:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*load, return_exceptions=True)
+
+    assert failures == [] and reads > 20
+    assert claimed and len(claimed) == len(set(claimed))
+    live = await all_rows(empty_pool, ids)
+    # And what version 2 serves is what it builds from zero
+    projection = CaseFilesV2()
+    await rebuild(new, projection)
+    await drain(ProjectionRunner(store, empty_pool, [projection]), projection)
+    assert await all_rows(empty_pool, ids) == live
+    await store.close()
