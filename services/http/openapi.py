@@ -117,11 +117,51 @@ def _answer_headers(route: Any) -> dict[str, Any]:
     return headers
 
 
-def _answers(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
+_CASE = "/v1/cases/{case_id}"
+_FROM_ANSWER = "$response.body#/"
+# What an answer names that later calls take in their path: each producer's ids, as OpenAPI runtime
+# expressions, and which of them it is the source of (the links of its answer lead to the routes that need one).
+_PRODUCERS: dict[tuple[str, str], tuple[dict[str, str], set[str]]] = {
+    ("POST", "/v1/cases"): ({"case_id": _FROM_ANSWER + "case_id", "card_id": "$request.body#/cards/0/card_id"},
+                            {"case_id", "card_id"}),
+    ("POST", "/v1/queues/{queue}/claim"): ({"case_id": _FROM_ANSWER + "case_id"}, {"case_id"}),
+    **{("POST", f"{_CASE}/{what}"): ({"case_id": _FROM_ANSWER + "case_id", name: _FROM_ANSWER + name}, {name})
+       for what, name in (("contacts", "contact_id"), ("disputes", "dispute_id"), ("callbacks", "callback_id"),
+                          ("provisional-credits", "credit_id"))},
+    ("POST", f"{_CASE}/escalations"): ({"case_id": _FROM_ANSWER + "case_id",
+                                        "department": "$request.body#/to_department"}, {"department"}),
+    ("POST", "/v1/breaches"): ({"breach_id": _FROM_ANSWER + "breach_id"}, {"breach_id"}),
+    ("POST", "/v1/webhooks"): ({"webhook_id": _FROM_ANSWER + "webhook_id"}, {"webhook_id"}),
+}
+
+
+def _links(route: Any, routes: list[Any]) -> dict[str, Any]:
+    """OpenAPI links from a creating answer to every API route that takes what it created (a case's id feeds
+    the case routes): what generated clients and stateful testers follow."""
+    produced = _PRODUCERS.get((route.method, route.path))
+    if produced is None:
+        return {}
+    expressions, sources = produced
+    links: dict[str, Any] = {}
+    for target in routes:
+        needs = set(_PARAM.findall(target.path))
+        if target.roles is None or not needs or not needs <= set(expressions) or not needs & sources:
+            continue
+        links[operation_id(target.handler.__name__)] = {
+            "operationId": operation_id(target.handler.__name__),
+            "parameters": {name: expressions[name] for name in sorted(needs)},
+            "description": f"{target.method} {target.path} with what this answer names",
+        }
+    return links
+
+
+def _answers(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -> dict[str, Any]:
     answers: dict[str, Any] = {str(route.status): {"description": "No content"} if route.answer is None
                                else {"description": "OK", "content": _content(route.answer, ref)}}
     if headers := _answer_headers(route):
         answers[str(route.status)]["headers"] = headers
+    if links := _links(route, routes):
+        answers[str(route.status)]["links"] = links
     for status, answer in route.also:
         answers[str(status)] = ({"description": "No content"} if answer is None
                                 else {"description": "See the summary", "content": _content(answer, ref)})
@@ -129,7 +169,7 @@ def _answers(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
     return answers
 
 
-def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
+def _operation(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _PATH.get(name, {"type": "string"})}
         for name in _PARAM.findall(route.path)
@@ -154,7 +194,7 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
         "tags": [tag_of(route.path)],
         "operationId": operation_id(route.handler.__name__),
         "parameters": params,
-        "responses": _answers(route, ref),
+        "responses": _answers(route, ref, routes),
     }
     if route.body is not None:
         op["requestBody"] = {"required": True,
@@ -200,7 +240,7 @@ def build_document(routes: list[Any]) -> dict[str, Any]:
         components[kind.__name__]["additionalProperties"] = False
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, ref)
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, ref, routes)
     ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
     assert len(ids) == len(set(ids)), "two routes' handlers share a name: operation ids must be unique"
     return {
