@@ -169,6 +169,17 @@ def _answers(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -> 
     return answers
 
 
+def _who_may(route: Any) -> str:
+    """The role table's line for this operation, as generated clients and readers of the document see it."""
+    if route.roles is None:
+        return "\n\nPublic: no token."
+    text = f"\n\nRoles: {', '.join(route.roles)}."
+    if "{case_id}" in route.path and "agent" in route.roles:
+        text += (" Agents only on cases of their departments or assigned to them; any other case answers 404"
+                 " exactly as an unknown id does.")
+    return text
+
+
 def _operation(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _PATH.get(name, {"type": "string"})}
@@ -190,7 +201,7 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -
                        "schema": {"type": "string", "minLength": 1, "pattern": r"\S"}})
     op: dict[str, Any] = {
         "summary": route.summary,
-        "description": DESCRIPTIONS.get((route.method, route.path), route.summary),
+        "description": DESCRIPTIONS.get((route.method, route.path), route.summary) + _who_may(route),
         "tags": [tag_of(route.path)],
         "operationId": operation_id(route.handler.__name__),
         "parameters": params,
@@ -205,6 +216,7 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -
         fields = ", ".join(f.name for f in msgspec.structs.fields(route.line)) if route.line else ""
         lines = {"type": "string", "description": f"One item per line: {fields}"}
         op["requestBody"] = {"required": True, "content": {media: {"schema": lines} for media in route.upload}}
+    op["x-roles"] = list(route.roles or ())
     # Public routes say so: no security requirement at all, not an inherited one.
     op["security"] = [{"bearer": []}] if route.roles is not None else []
     return op

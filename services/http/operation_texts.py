@@ -28,11 +28,14 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                          " written to the access log with the `X-Access-Reason` header.",
     ("GET", f"{CASE}/timeline"): "Every contact and action in order, each as a sentence for a person, the pinned"
                                  " note first.",
-    ("GET", f"{CASE}/history"): "Auditors: every stored event up to a time (`as_of`) or a `version` (not both), each"
-                                " with actor, contact, time, masked payload and hash, and the case view as it stood."
-                                " The read is written to the access log.",
-    ("GET", f"{CASE}/verify"): "Recompute the case's hash chain; name the first version that does not chain.",
-    ("GET", f"{CASE}/access-log"): "Who read the case's history or personal data, when and why, newest first.",
+    ("GET", f"{CASE}/history"): (
+        "Auditors and supervisors: every stored event up to a time (`as_of`) or a `version` (not both), each with"
+        " actor, contact, time, masked payload and hash, and the case view as it stood. The read is written to the"
+        " access log."),
+    ("GET", f"{CASE}/verify"): "Auditors: recompute the case's hash chain; name the first version that does not"
+                               " chain.",
+    ("GET", f"{CASE}/access-log"): "Auditors: who read the case's history or personal data, when and why, newest"
+                                   " first. Not supervisors: their own reads are among those it records.",
     ("POST", f"{CASE}/contacts"): "Start a call, chat, branch visit or email. One contact is open at a time"
                                   " (`contact-already-open`); an outbound call needs the dialled number"
                                   " (`dialled-number-needed`) and is recorded for returning-caller lookup." + _OPEN,
@@ -129,8 +132,11 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("POST", "/v1/queues/{queue}/claim"): "Take the next case of a queue: it is assigned to the caller and answered"
                                           " with its view and timeline; two agents never get the same case. 204 when"
                                           " the queue is empty.",
-    ("GET", "/v1/lookup"): "Find a caller: by `phone`, `name` + `phone` or `name` + `last4`. Answers masked"
-                           " customers with open cases, and outbound calls recently made to that number.",
+    ("GET", "/v1/lookup"): (
+        "Find a caller: by `phone`, `name` + `phone` or `name` + `last4`. Answers masked customers with open cases,"
+        " and outbound calls recently made to that number. An agent is shown only the cases it may see (its"
+        " departments', or assigned to it); a call about any other case is still listed (when, which department,"
+        " who) with `case_id` and `purpose` null."),
     ("POST", "/v1/call-verifications"): "Role `ivr` only (and `ivr` may call nothing else): did the issuer call"
                                         " this `phone` in the last 14 days, when, from which department, for what"
                                         " kind of purpose, and does the six-digit `code` the agent gave match"
@@ -140,7 +146,7 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                         " the case (CallVerified) for the agent who takes the returning call.",
     ("POST", "/v1/breaches"): "Supervisors: record a merchant's data breach: exposure window, data exposed, who"
                               " pays for reissues (`invalid-exposure-window`, `data-exposed-needed`).",
-    ("GET", "/v1/breaches/{breach_id}"): "A breach record.",
+    ("GET", "/v1/breaches/{breach_id}"): "Supervisors: a breach record.",
     ("POST", "/v1/breaches/{breach_id}/affected-cards"): "Supervisors: the breach's list of affected cards, NDJSON or"
                                                          " CSV, read as a stream: one outreach case per card,"
                                                          " idempotent; bad lines are listed, never stop good ones.",

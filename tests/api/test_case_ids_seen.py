@@ -25,6 +25,7 @@ from casedesk.services.http.routes import ROUTES
 from casedesk.services.tokens import Principal
 from tests.api.conftest import new_case_body
 from tests.api.test_role_matrix import request_for
+from tests.clock import ago
 
 UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 NOT_JSON = ("/stream", "/metrics")  # the stream never ends; the metrics are counts without ids
@@ -51,7 +52,7 @@ async def story(client, auth) -> dict[str, Any]:
     assert r.status == 200, await r.text()
     ids["position"] = (await r.json())["position"]
     r = await client.post("/v1/breaches", headers=auth(role="supervisor"), json={
-        "merchant": "WEBTEL", "window_start": "2026-01-01T00:00:00+00:00", "window_end": "2026-01-02T00:00:00+00:00",
+        "merchant": "WEBTEL", "window_start": ago(days=30).isoformat(), "window_end": ago(days=29).isoformat(),
         "data_exposed": ["card_number"], "reissue_fee_bearer": "merchant"})
     assert r.status == 201, await r.text()
     ids["breach"] = (await r.json())["breach_id"]
