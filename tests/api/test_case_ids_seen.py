@@ -52,7 +52,7 @@ async def story(client, auth) -> dict[str, Any]:
     assert r.status == 200, await r.text()
     ids["position"] = (await r.json())["position"]
     r = await client.post("/v1/breaches", headers=auth(role="supervisor"), json={
-        "merchant": "WEBTEL", "window_start": ago(days=30).isoformat(), "window_end": ago(days=29).isoformat(),
+        "merchant": "WEBTEL", "window_start": ago(days=30), "window_end": ago(days=29),
         "data_exposed": ["card_number"], "reissue_fee_bearer": "merchant"})
     assert r.status == 201, await r.text()
     ids["breach"] = (await r.json())["breach_id"]
