@@ -10,7 +10,14 @@ from aiohttp import web
 
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN, PHONE_PATTERN
 from casedesk.services.http.commands import IF_MATCH
-from casedesk.services.http.operation_texts import DESCRIPTIONS, TAGS, operation_id, tag_of
+from casedesk.services.http.operation_texts import (
+    DESCRIPTIONS,
+    EXAMPLES,
+    QUERY_TEXTS,
+    TAGS,
+    operation_id,
+    tag_of,
+)
 from casedesk.services.http.problems import ProblemBody
 from casedesk.services.http.query_numbers import BIGINT
 
@@ -193,7 +200,8 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -
         if "{case_id}" in route.path:
             params.append({"name": "If-Match", "in": "header", "required": False,
                            "schema": {"type": "string", "pattern": f"^(\\*|{IF_MATCH.pattern})$"}})
-    params += [{"name": name, "in": "query", "required": False, "schema": _QUERY[name]} for name in route.query]
+    params += [{"name": name, "in": "query", "required": False, "schema": _QUERY[name],
+                "description": QUERY_TEXTS[name]} for name in route.query]
     if route.method == "GET" and route.path.endswith("/history"):
         params.append({"name": "X-Access-Reason", "in": "header", "required": False, "schema": {"type": "string"}})
     if _reason_required(route):
@@ -208,8 +216,11 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -
         "responses": _answers(route, ref, routes),
     }
     if route.body is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": ref[route.body]}}}
+        media: dict[str, Any] = {"schema": ref[route.body]}
+        if (route.method, route.path) in EXAMPLES:
+            media["examples"] = {"first": {"summary": "A typical request",
+                                           "value": EXAMPLES[(route.method, route.path)]}}
+        op["requestBody"] = {"required": True, "content": {"application/json": media}}
     elif route.upload:
         # Text, one line per item: NDJSON objects, or CSV rows under a header naming the fields. Not a JSON
         # array: a client that sent one would have every line refused. Each line's fields are the line schema's.
@@ -243,6 +254,44 @@ def _inside_request_bodies(routes: list[Any]) -> set[type]:
     return found
 
 
+def _is_time(t: msgspec.inspect.Type) -> bool:
+    return isinstance(t, msgspec.inspect.DateTimeType)
+
+
+def _times_are_date_times(kinds: list[type], components: dict[str, Any]) -> None:
+    """Every time in a body says `format: date-time` (RFC 3339 with offset, as every time here is written).
+
+    msgspec leaves the format out for a datetime that may be naive; casedesk never writes one, and refuses
+    one sent (422), so the document says so.
+    """
+    seen: set[type] = set()
+
+    def walk(t: msgspec.inspect.Type) -> None:
+        if isinstance(t, msgspec.inspect.StructType):
+            if t.cls in seen:
+                return
+            seen.add(t.cls)
+            properties = components.get(t.cls.__name__, {}).get("properties", {})
+            for f in t.fields:
+                options = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+                if any(_is_time(o) for o in options) and f.encode_name in properties:
+                    prop = properties[f.encode_name]
+                    for schema in prop.get("anyOf", [prop]):
+                        if schema.get("type") == "string":
+                            schema["format"] = "date-time"
+                walk(f.type)
+        elif isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType, msgspec.inspect.SetType)):
+            walk(t.item_type)
+        elif isinstance(t, msgspec.inspect.DictType):
+            walk(t.value_type)
+        elif isinstance(t, msgspec.inspect.UnionType):
+            for option in t.types:
+                walk(option)
+
+    for kind in kinds:
+        walk(msgspec.inspect.type_info(kind))
+
+
 def build_document(routes: list[Any]) -> dict[str, Any]:
     kinds = sorted({t for r in routes for t in (r.body, r.answer, *(a for _, a in r.also))
                     if isinstance(t, type) and issubclass(t, msgspec.Struct)} | {ProblemBody}, key=lambda t: t.__name__)
@@ -250,6 +299,7 @@ def build_document(routes: list[Any]) -> dict[str, Any]:
     ref = dict(zip(kinds, schemas, strict=True))
     for kind in _inside_request_bodies(routes):  # request_body refuses their unknown fields too
         components[kind.__name__]["additionalProperties"] = False
+    _times_are_date_times(kinds, components)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, ref, routes)

@@ -207,3 +207,36 @@ def operation_id(handler_name: str) -> str:
     """camelCase of the handler's name: stable, in the API's words, free of module names."""
     first, *rest = _RENAMED.get(handler_name, handler_name).split("_")
     return first + "".join(word.capitalize() for word in rest)
+
+
+# Request examples, as an integrator would first send them (the lint checks each against its schema).
+EXAMPLES: dict[tuple[str, str], dict[str, object]] = {
+    ("POST", "/v1/cases"): {
+        "customer": {"customer_id": "cust-0042", "name": "Taro Yamada", "registered_phone": "+81 90 1234 5678"},
+        "cards": [{"card_id": "card-1", "last4": "4242", "network": "visa", "kind": "primary"}],
+        "reason": "unrecognized_charge", "channel": "phone",
+        "summary": "Customer does not recognise USD 19.95 from WEBTEL",
+        "amount_at_risk": {"amount": "19.95", "currency": "USD"},
+        "contact": {"direction": "inbound", "channel": "phone", "department": "fraud"}},
+    ("POST", f"{CASE}/contacts"): {"direction": "outbound", "channel": "phone", "phone": "+81 90 1234 5678",
+                                   "department": "fraud", "purpose": "confirm a USD 19.95 charge"},
+    ("POST", f"{CASE}/notes"): {"text": "Customer travels next week; reissue by branch pickup.", "pinned": True},
+    ("POST", f"{CASE}/escalations"): {"to_department": "credit_management", "reason": "limit review after fraud",
+                                      "priority": 2},
+    ("POST", "/v1/merchants/flags"): {"merchant": "WEBTEL", "reason": "recurring unrecognised charges"},
+}
+
+# What each query parameter means, for the document.
+QUERY_TEXTS: dict[str, str] = {
+    "min_position": "Answer only once the read side has reached this position (a command's `position`): waits"
+                    " up to 5 s, then 503 with Retry-After; a position never written is 422 position-not-written.",
+    "limit": "Items per page.",
+    "cursor": "Opaque: the `next_cursor` of the page before, as given (anything else is 422). Absent for the"
+              " first page.",
+    "as_of": "A time with its offset: the case as it stood then. Not with `version`.",
+    "version": "A version the case reached: the case as it stood then (404 past its last). Not with `as_of`.",
+    "phone": "The caller's number; alone, or with `name`.",
+    "name": "The customer's name, with `phone` or `last4`.",
+    "last4": "The card's last four digits, with `name`.",
+    "access_token": "The bearer token, for browsers' EventSource (which cannot send headers): streams only.",
+}
