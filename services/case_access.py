@@ -21,12 +21,17 @@ class CaseHiddenError(AccessDeniedError):
     """
 
 
+def may_see(principal: Principal, departments: list[str] | tuple[str, ...], assignee_id: str | None) -> bool:
+    """Agents see the cases of their departments and those assigned to them; the other roles see every case."""
+    if principal.role in ("supervisor", "admin", "auditor"):
+        return True
+    return bool(set(principal.departments) & set(departments)) or assignee_id == principal.sub
+
+
 def check_may_read_parts(principal: Principal, departments: list[str] | tuple[str, ...],
                          assignee_id: str | None) -> None:
     """Agents read the cases of their departments and those assigned to them."""
-    if principal.role in ("supervisor", "admin", "auditor"):
-        return
-    if not (set(principal.departments) & set(departments)) and assignee_id != principal.sub:
+    if not may_see(principal, departments, assignee_id):
         raise CaseHiddenError("the case is not in your departments nor assigned to you")
 
 

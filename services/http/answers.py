@@ -109,7 +109,7 @@ class OutboundAttempt(msgspec.Struct, frozen=True, kw_only=True):
     department: str
     purpose: str | None
     agent_name: str
-    case_id: UUID
+    case_id: UUID | None  # null (and purpose null) when the call was about a case the caller may not see
 
 
 class LookupAnswer(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import re
+from typing import Any
+from uuid import UUID
 
 import msgspec
 from aiohttp import web
 
 from casedesk.projections.customer_lookup import find_customers, recent_outbound
+from casedesk.services.case_access import may_see
 from casedesk.services.http.app_keys import PERSONAL_DATA, READ_POOL
 from casedesk.services.http.case_requests import PHONE_PATTERN
+from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, validation_problem
 from casedesk.services.http.read_your_writes import wait_for_min_position
+from casedesk.services.tokens import Principal
 
 _encode = msgspec.json.Encoder().encode
 _LAST4 = re.compile(r"[0-9]{4}")
@@ -33,18 +38,35 @@ async def lookup(request: web.Request) -> web.Response:
     phone_keys = pii.phone_keys(phone) if phone else None
     rows = await find_customers(pool, name_key=pii.name_key(name) if name else None, phone_keys=phone_keys,
                                 last4=last4)
+    keys_found = {r["phone_key"] for r in rows}
+    attempts = await recent_outbound(pool, sorted(keys_found | set(phone_keys or ())))
+    named = {r["case_id"] for r in rows} | {a["case_id"] for a in attempts}
+    visible = await _visible_cases(pool, request[PRINCIPAL], named)
     customers: dict[str, dict[str, object]] = {}
     for r in rows:
         entry = customers.setdefault(r["customer_id"], {"customer_id": r["customer_id"], "name": r["name_masked"],
                                                         "open_cases": [], "phone_key": r["phone_key"]})
-        if r["status"] == "open":
+        if r["status"] == "open" and r["case_id"] in visible:
             entry["open_cases"].append(  # type: ignore[attr-defined]
                 {"case_id": r["case_id"], "reason": r["reason"], "opened_at": r["opened_at"]})
-    keys = {str(c.pop("phone_key")) for c in customers.values()} | set(phone_keys or ())
-    attempts = await recent_outbound(pool, sorted(keys))
+    for c in customers.values():
+        del c["phone_key"]
     body = {
         "customers": list(customers.values()),
-        "recent_outbound": [{"at": a["at"], "department": a["department"], "purpose": a["purpose"],
-                             "agent_name": a["agent_name"], "case_id": a["case_id"]} for a in attempts],
+        # A call about a case the caller may not see still tells a returning caller who rang and when,
+        # but neither the case's id nor the agent's words about it.
+        "recent_outbound": [{"at": a["at"], "department": a["department"],
+                             "purpose": a["purpose"] if a["case_id"] in visible else None,
+                             "agent_name": a["agent_name"],
+                             "case_id": a["case_id"] if a["case_id"] in visible else None} for a in attempts],
     }
     return web.Response(body=_encode(body), content_type="application/json")
+
+
+async def _visible_cases(pool: Any, principal: Principal, case_ids: set[UUID]) -> set[UUID]:
+    """Of these cases, those the caller may see: an agent learns no id of another department's case."""
+    if principal.role in ("supervisor", "admin", "auditor"):
+        return case_ids
+    rows = await pool.fetch("SELECT case_id, departments, assignee FROM case_files WHERE case_id = ANY($1::uuid[])",
+                            list(case_ids))
+    return {r["case_id"] for r in rows if may_see(principal, r["departments"], r["assignee"])}

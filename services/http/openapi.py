@@ -10,7 +10,14 @@ from aiohttp import web
 
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN, PHONE_PATTERN
 from casedesk.services.http.commands import IF_MATCH
-from casedesk.services.http.operation_texts import DESCRIPTIONS, TAGS, operation_id, tag_of
+from casedesk.services.http.operation_texts import (
+    DESCRIPTIONS,
+    EXAMPLES,
+    QUERY_TEXTS,
+    TAGS,
+    operation_id,
+    tag_of,
+)
 from casedesk.services.http.problems import ProblemBody
 from casedesk.services.http.query_numbers import BIGINT
 
@@ -117,11 +124,51 @@ def _answer_headers(route: Any) -> dict[str, Any]:
     return headers
 
 
-def _answers(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
+_CASE = "/v1/cases/{case_id}"
+_FROM_ANSWER = "$response.body#/"
+# What an answer names that later calls take in their path: each producer's ids, as OpenAPI runtime
+# expressions, and which of them it is the source of (the links of its answer lead to the routes that need one).
+_PRODUCERS: dict[tuple[str, str], tuple[dict[str, str], set[str]]] = {
+    ("POST", "/v1/cases"): ({"case_id": _FROM_ANSWER + "case_id", "card_id": "$request.body#/cards/0/card_id"},
+                            {"case_id", "card_id"}),
+    ("POST", "/v1/queues/{queue}/claim"): ({"case_id": _FROM_ANSWER + "case_id"}, {"case_id"}),
+    **{("POST", f"{_CASE}/{what}"): ({"case_id": _FROM_ANSWER + "case_id", name: _FROM_ANSWER + name}, {name})
+       for what, name in (("contacts", "contact_id"), ("disputes", "dispute_id"), ("callbacks", "callback_id"),
+                          ("provisional-credits", "credit_id"))},
+    ("POST", f"{_CASE}/escalations"): ({"case_id": _FROM_ANSWER + "case_id",
+                                        "department": "$request.body#/to_department"}, {"department"}),
+    ("POST", "/v1/breaches"): ({"breach_id": _FROM_ANSWER + "breach_id"}, {"breach_id"}),
+    ("POST", "/v1/webhooks"): ({"webhook_id": _FROM_ANSWER + "webhook_id"}, {"webhook_id"}),
+}
+
+
+def _links(route: Any, routes: list[Any]) -> dict[str, Any]:
+    """OpenAPI links from a creating answer to every API route that takes what it created (a case's id feeds
+    the case routes): what generated clients and stateful testers follow."""
+    produced = _PRODUCERS.get((route.method, route.path))
+    if produced is None:
+        return {}
+    expressions, sources = produced
+    links: dict[str, Any] = {}
+    for target in routes:
+        needs = set(_PARAM.findall(target.path))
+        if target.roles is None or not needs or not needs <= set(expressions) or not needs & sources:
+            continue
+        links[operation_id(target.handler.__name__)] = {
+            "operationId": operation_id(target.handler.__name__),
+            "parameters": {name: expressions[name] for name in sorted(needs)},
+            "description": f"{target.method} {target.path} with what this answer names",
+        }
+    return links
+
+
+def _answers(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -> dict[str, Any]:
     answers: dict[str, Any] = {str(route.status): {"description": "No content"} if route.answer is None
                                else {"description": "OK", "content": _content(route.answer, ref)}}
     if headers := _answer_headers(route):
         answers[str(route.status)]["headers"] = headers
+    if links := _links(route, routes):
+        answers[str(route.status)]["links"] = links
     for status, answer in route.also:
         answers[str(status)] = ({"description": "No content"} if answer is None
                                 else {"description": "See the summary", "content": _content(answer, ref)})
@@ -129,7 +176,18 @@ def _answers(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
     return answers
 
 
-def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
+def _who_may(route: Any) -> str:
+    """The role table's line for this operation, as generated clients and readers of the document see it."""
+    if route.roles is None:
+        return "\n\nPublic: no token."
+    text = f"\n\nRoles: {', '.join(route.roles)}."
+    if "{case_id}" in route.path and "agent" in route.roles:
+        text += (" Agents only on cases of their departments or assigned to them; any other case answers 404"
+                 " exactly as an unknown id does.")
+    return text
+
+
+def _operation(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _PATH.get(name, {"type": "string"})}
         for name in _PARAM.findall(route.path)
@@ -142,7 +200,8 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
         if "{case_id}" in route.path:
             params.append({"name": "If-Match", "in": "header", "required": False,
                            "schema": {"type": "string", "pattern": f"^(\\*|{IF_MATCH.pattern})$"}})
-    params += [{"name": name, "in": "query", "required": False, "schema": _QUERY[name]} for name in route.query]
+    params += [{"name": name, "in": "query", "required": False, "schema": _QUERY[name],
+                "description": QUERY_TEXTS[name]} for name in route.query]
     if route.method == "GET" and route.path.endswith("/history"):
         params.append({"name": "X-Access-Reason", "in": "header", "required": False, "schema": {"type": "string"}})
     if _reason_required(route):
@@ -150,21 +209,25 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
                        "schema": {"type": "string", "minLength": 1, "pattern": r"\S"}})
     op: dict[str, Any] = {
         "summary": route.summary,
-        "description": DESCRIPTIONS.get((route.method, route.path), route.summary),
+        "description": DESCRIPTIONS.get((route.method, route.path), route.summary) + _who_may(route),
         "tags": [tag_of(route.path)],
         "operationId": operation_id(route.handler.__name__),
         "parameters": params,
-        "responses": _answers(route, ref),
+        "responses": _answers(route, ref, routes),
     }
     if route.body is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": ref[route.body]}}}
+        media: dict[str, Any] = {"schema": ref[route.body]}
+        if (route.method, route.path) in EXAMPLES:
+            media["examples"] = {"first": {"summary": "A typical request",
+                                           "value": EXAMPLES[(route.method, route.path)]}}
+        op["requestBody"] = {"required": True, "content": {"application/json": media}}
     elif route.upload:
         # Text, one line per item: NDJSON objects, or CSV rows under a header naming the fields. Not a JSON
         # array: a client that sent one would have every line refused. Each line's fields are the line schema's.
         fields = ", ".join(f.name for f in msgspec.structs.fields(route.line)) if route.line else ""
         lines = {"type": "string", "description": f"One item per line: {fields}"}
         op["requestBody"] = {"required": True, "content": {media: {"schema": lines} for media in route.upload}}
+    op["x-roles"] = list(route.roles or ())
     # Public routes say so: no security requirement at all, not an inherited one.
     op["security"] = [{"bearer": []}] if route.roles is not None else []
     return op
@@ -191,6 +254,44 @@ def _inside_request_bodies(routes: list[Any]) -> set[type]:
     return found
 
 
+def _is_time(t: msgspec.inspect.Type) -> bool:
+    return isinstance(t, msgspec.inspect.DateTimeType)
+
+
+def _times_are_date_times(kinds: list[type], components: dict[str, Any]) -> None:
+    """Every time in a body says `format: date-time` (RFC 3339 with offset, as every time here is written).
+
+    msgspec leaves the format out for a datetime that may be naive; casedesk never writes one, and refuses
+    one sent (422), so the document says so.
+    """
+    seen: set[type] = set()
+
+    def walk(t: msgspec.inspect.Type) -> None:
+        if isinstance(t, msgspec.inspect.StructType):
+            if t.cls in seen:
+                return
+            seen.add(t.cls)
+            properties = components.get(t.cls.__name__, {}).get("properties", {})
+            for f in t.fields:
+                options = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+                if any(_is_time(o) for o in options) and f.encode_name in properties:
+                    prop = properties[f.encode_name]
+                    for schema in prop.get("anyOf", [prop]):
+                        if schema.get("type") == "string":
+                            schema["format"] = "date-time"
+                walk(f.type)
+        elif isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType, msgspec.inspect.SetType)):
+            walk(t.item_type)
+        elif isinstance(t, msgspec.inspect.DictType):
+            walk(t.value_type)
+        elif isinstance(t, msgspec.inspect.UnionType):
+            for option in t.types:
+                walk(option)
+
+    for kind in kinds:
+        walk(msgspec.inspect.type_info(kind))
+
+
 def build_document(routes: list[Any]) -> dict[str, Any]:
     kinds = sorted({t for r in routes for t in (r.body, r.answer, *(a for _, a in r.also))
                     if isinstance(t, type) and issubclass(t, msgspec.Struct)} | {ProblemBody}, key=lambda t: t.__name__)
@@ -198,9 +299,10 @@ def build_document(routes: list[Any]) -> dict[str, Any]:
     ref = dict(zip(kinds, schemas, strict=True))
     for kind in _inside_request_bodies(routes):  # request_body refuses their unknown fields too
         components[kind.__name__]["additionalProperties"] = False
+    _times_are_date_times(kinds, components)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, ref)
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, ref, routes)
     ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
     assert len(ids) == len(set(ids)), "two routes' handlers share a name: operation ids must be unique"
     return {

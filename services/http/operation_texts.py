@@ -28,11 +28,14 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                          " written to the access log with the `X-Access-Reason` header.",
     ("GET", f"{CASE}/timeline"): "Every contact and action in order, each as a sentence for a person, the pinned"
                                  " note first.",
-    ("GET", f"{CASE}/history"): "Auditors: every stored event up to a time (`as_of`) or a `version` (not both), each"
-                                " with actor, contact, time, masked payload and hash, and the case view as it stood."
-                                " The read is written to the access log.",
-    ("GET", f"{CASE}/verify"): "Recompute the case's hash chain; name the first version that does not chain.",
-    ("GET", f"{CASE}/access-log"): "Who read the case's history or personal data, when and why, newest first.",
+    ("GET", f"{CASE}/history"): (
+        "Auditors and supervisors: every stored event up to a time (`as_of`) or a `version` (not both), each with"
+        " actor, contact, time, masked payload and hash, and the case view as it stood. The read is written to the"
+        " access log."),
+    ("GET", f"{CASE}/verify"): "Auditors: recompute the case's hash chain; name the first version that does not"
+                               " chain.",
+    ("GET", f"{CASE}/access-log"): "Auditors: who read the case's history or personal data, when and why, newest"
+                                   " first. Not supervisors: their own reads are among those it records.",
     ("POST", f"{CASE}/contacts"): "Start a call, chat, branch visit or email. One contact is open at a time"
                                   " (`contact-already-open`); an outbound call needs the dialled number"
                                   " (`dialled-number-needed`) and is recorded for returning-caller lookup." + _OPEN,
@@ -129,8 +132,11 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("POST", "/v1/queues/{queue}/claim"): "Take the next case of a queue: it is assigned to the caller and answered"
                                           " with its view and timeline; two agents never get the same case. 204 when"
                                           " the queue is empty.",
-    ("GET", "/v1/lookup"): "Find a caller: by `phone`, `name` + `phone` or `name` + `last4`. Answers masked"
-                           " customers with open cases, and outbound calls recently made to that number.",
+    ("GET", "/v1/lookup"): (
+        "Find a caller: by `phone`, `name` + `phone` or `name` + `last4`. Answers masked customers with open cases,"
+        " and outbound calls recently made to that number. An agent is shown only the cases it may see (its"
+        " departments', or assigned to it); a call about any other case is still listed (when, which department,"
+        " who) with `case_id` and `purpose` null."),
     ("POST", "/v1/call-verifications"): "Role `ivr` only (and `ivr` may call nothing else): did the issuer call"
                                         " this `phone` in the last 14 days, when, from which department, for what"
                                         " kind of purpose, and does the six-digit `code` the agent gave match"
@@ -140,7 +146,7 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                         " the case (CallVerified) for the agent who takes the returning call.",
     ("POST", "/v1/breaches"): "Supervisors: record a merchant's data breach: exposure window, data exposed, who"
                               " pays for reissues (`invalid-exposure-window`, `data-exposed-needed`).",
-    ("GET", "/v1/breaches/{breach_id}"): "A breach record.",
+    ("GET", "/v1/breaches/{breach_id}"): "Supervisors: a breach record.",
     ("POST", "/v1/breaches/{breach_id}/affected-cards"): "Supervisors: the breach's list of affected cards, NDJSON or"
                                                          " CSV, read as a stream: one outreach case per card,"
                                                          " idempotent; bad lines are listed, never stop good ones.",
@@ -201,3 +207,36 @@ def operation_id(handler_name: str) -> str:
     """camelCase of the handler's name: stable, in the API's words, free of module names."""
     first, *rest = _RENAMED.get(handler_name, handler_name).split("_")
     return first + "".join(word.capitalize() for word in rest)
+
+
+# Request examples, as an integrator would first send them (the lint checks each against its schema).
+EXAMPLES: dict[tuple[str, str], dict[str, object]] = {
+    ("POST", "/v1/cases"): {
+        "customer": {"customer_id": "cust-0042", "name": "Taro Yamada", "registered_phone": "+81 90 1234 5678"},
+        "cards": [{"card_id": "card-1", "last4": "4242", "network": "visa", "kind": "primary"}],
+        "reason": "unrecognized_charge", "channel": "phone",
+        "summary": "Customer does not recognise USD 19.95 from WEBTEL",
+        "amount_at_risk": {"amount": "19.95", "currency": "USD"},
+        "contact": {"direction": "inbound", "channel": "phone", "department": "fraud"}},
+    ("POST", f"{CASE}/contacts"): {"direction": "outbound", "channel": "phone", "phone": "+81 90 1234 5678",
+                                   "department": "fraud", "purpose": "confirm a USD 19.95 charge"},
+    ("POST", f"{CASE}/notes"): {"text": "Customer travels next week; reissue by branch pickup.", "pinned": True},
+    ("POST", f"{CASE}/escalations"): {"to_department": "credit_management", "reason": "limit review after fraud",
+                                      "priority": 2},
+    ("POST", "/v1/merchants/flags"): {"merchant": "WEBTEL", "reason": "recurring unrecognised charges"},
+}
+
+# What each query parameter means, for the document.
+QUERY_TEXTS: dict[str, str] = {
+    "min_position": "Answer only once the read side has reached this position (a command's `position`): waits"
+                    " up to 5 s, then 503 with Retry-After; a position never written is 422 position-not-written.",
+    "limit": "Items per page.",
+    "cursor": "Opaque: the `next_cursor` of the page before, as given (anything else is 422). Absent for the"
+              " first page.",
+    "as_of": "A time with its offset: the case as it stood then. Not with `version`.",
+    "version": "A version the case reached: the case as it stood then (404 past its last). Not with `as_of`.",
+    "phone": "The caller's number; alone, or with `name`.",
+    "name": "The customer's name, with `phone` or `last4`.",
+    "last4": "The card's last four digits, with `name`.",
+    "access_token": "The bearer token, for browsers' EventSource (which cannot send headers): streams only.",
+}

@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 
 from casedesk.projections.work_queues import department_of, queue_depths, queue_exists, queue_page
+from casedesk.services.case_access import may_see
 from casedesk.services.case_reading import CaseRead, file_with, read_case
 from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, ZONE
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
@@ -109,8 +110,11 @@ async def claim(request: web.Request) -> web.StreamResponse:
 
 async def _claimed(request: web.Request, case_id: UUID, position: int) -> web.Response:
     cases = request.app[CASES]
-    return _answer(case_id, position, await read_case(cases.store, cases.mapper, case_id, request.app[ZONE],
-                                                      policy=request.app[CLOCK_POLICY]))
+    read = await read_case(cases.store, cases.mapper, case_id, request.app[ZONE], policy=request.app[CLOCK_POLICY])
+    # A replayed claim answers the case as it is now: only while the caller may still see it (else 404).
+    if not may_see(request[PRINCIPAL], read.departments, read.assignee):
+        raise not_found("for you, the case this Idempotency-Key claimed")
+    return _answer(case_id, position, read)
 
 
 def _answer(case_id: UUID, position: int, read: CaseRead) -> web.Response:

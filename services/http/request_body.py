@@ -174,13 +174,24 @@ def _nul_problems(value: Any, path: str) -> list[FieldError]:
     return []
 
 
+def _whole_numbers_as_integers(value: Any) -> Any:
+    """`2.0` as `2`: JSON Schema (and so the document) counts a number with no fraction as an integer."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers_as_integers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers_as_integers(item) for item in value]
+    return value
+
+
 def convert(value: Any, kind: type[T]) -> T:
     """Check and convert an already parsed JSON value into a request Struct."""
     errors = _nul_problems(value, "") + _card_data_problems(value, "") + _field_problems(value, kind, "")
     if errors:
         raise validation_problem(errors)
     try:
-        return msgspec.convert(value, kind)
+        return msgspec.convert(_whole_numbers_as_integers(value), kind)
     except msgspec.ValidationError as error:
         message = str(error)
         match = _PATH.search(message)

@@ -40,7 +40,11 @@ PUBLIC: Roles = None
 AGENTS: Roles = ("agent", "supervisor", "admin")
 READERS: Roles = ("agent", "supervisor", "auditor", "admin")
 SUPERVISORS: Roles = ("supervisor", "admin")
-AUDITORS: Roles = ("auditor", "supervisor", "admin")
+# History: CONTRACT.md's cases table names "auditor, supervisor or admin".
+HISTORY_READERS: Roles = ("auditor", "supervisor", "admin")
+# The role table's "verify" is the auditor's; the access log (who read personal data, supervisors
+# among them) is read by those who audit, not by those whose reads it records.
+AUDITORS: Roles = ("auditor", "admin")
 ADMINS: Roles = ("admin",)
 # The phone system's service token: it may call the call verification and nothing else, and no one else may.
 IVR: Roles = ("ivr",)
@@ -86,12 +90,12 @@ ROUTES: list[Route] = [
           "The unmasked follow-up phone (every read is in the access log)", answer=ans.ContactDetailsAnswer),
     Route("GET", f"{CASE}/timeline", q.get_timeline, READERS, "The handoff timeline",
           answer=TimelineAnswer, query=("min_position",)),
-    Route("GET", f"{CASE}/history", audit.get_history, AUDITORS,
+    Route("GET", f"{CASE}/history", audit.get_history, HISTORY_READERS,
           "Every stored event to a time (as_of) or version, with the case as it stood then (access logged)",
           answer=HistoryAnswer, query=("as_of", "version")),
     Route("GET", f"{CASE}/verify", audit.verify_case, AUDITORS,
           "Recompute the case's hash chain and name the first tampered version", answer=ChainCheck),
-    Route("GET", f"{CASE}/access-log", audit.get_access_log, ("auditor", "admin"),
+    Route("GET", f"{CASE}/access-log", audit.get_access_log, AUDITORS,
           "Who read the case's history or personal data, and why, newest first", answer=AccessLogPage,
           query=("limit", "cursor")),
     Route("POST", f"{CASE}/contacts", cmd.start_contact, AGENTS, "Start a contact", rq.StartContact,
@@ -172,7 +176,7 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/breaches", breaches.record_breach, SUPERVISORS,
           "Record a merchant's data breach: exposure window, data exposed, who pays for reissues",
           breaches.RecordBreach, answer=breaches.BreachAnswer, status=201),
-    Route("GET", "/v1/breaches/{breach_id}", breaches.get_breach, READERS, "A breach record",
+    Route("GET", "/v1/breaches/{breach_id}", breaches.get_breach, SUPERVISORS, "A breach record",
           answer=breaches.BreachAnswer),
     Route("POST", "/v1/breaches/{breach_id}/affected-cards", breaches.take_affected_cards, SUPERVISORS,
           "Take in the breach's list of affected cards (NDJSON or CSV, streamed): one outreach case per card",

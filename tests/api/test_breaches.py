@@ -51,13 +51,13 @@ def ndjson(lines: list[Any]) -> bytes:
     return b"".join((x if isinstance(x, bytes) else json.dumps(x).encode()) + b"\n" for x in lines)
 
 
-async def test_a_supervisor_records_a_breach_and_anyone_at_the_desk_can_read_it(client, auth) -> None:
+async def test_a_supervisor_records_a_breach_and_supervisors_read_it(client, auth) -> None:
     r = await client.post("/v1/breaches", json=breach_body(), headers=auth("supervisor", name="Y. Kato"))
     assert r.status == 201
     answer = await r.json()
     assert r.headers["Location"] == f"/v1/breaches/{answer['breach_id']}"
     assert (answer["merchant"], answer["reissue_fee_bearer"], answer["recorded_by"]) == ("ShopNet", "merchant", "Y. Kato")
-    read = await client.get(r.headers["Location"], headers=auth("agent"))
+    read = await client.get(r.headers["Location"], headers=auth("supervisor"))
     assert read.status == 200
     assert (await read.json())["data_exposed"] == ["card_number", "security_code", "expiry_date"]
 
@@ -202,7 +202,15 @@ async def test_an_agent_cannot_upload_a_breach_list_and_a_case_id_is_not_a_breac
         "cards": [{"card_id": "card-p", "last4": "4242", "network": "visa", "kind": "primary"}],
         "reason": "fraud_alert", "channel": "phone", "summary": "alert"}, headers=auth("agent"))
     case_id = (await opened.json())["case_id"]
-    assert (await client.get(f"/v1/breaches/{case_id}", headers=auth("agent"))).status == 404
+    assert (await client.get(f"/v1/breaches/{case_id}", headers=auth("supervisor"))).status == 404
+
+
+async def test_a_breach_record_is_read_by_supervisors_and_admins_only(client, auth) -> None:
+    """The role table gives breaches to supervisors (and admins); agents and auditors are not shown them."""
+    breach_id = await new_breach(client, auth)
+    for role, status in (("agent", 403), ("auditor", 403), ("supervisor", 200), ("admin", 200)):
+        r = await client.get(f"/v1/breaches/{breach_id}", headers=auth(role))
+        assert r.status == status, (role, await r.text())
 
 
 async def reach_and_verify(client, auth, case_id: str, phone: str) -> str:  # type: ignore[no-untyped-def]

@@ -272,3 +272,19 @@ async def test_a_malformed_if_match_is_refused_even_when_the_key_replays_an_answ
     assert first.status == 201
     again = await client.post(f"/v1/cases/{case_id}/notes", json=body, headers=h | key | {"If-Match": "true"})
     assert again.status == 422 and (await again.json())["errors"][0]["field"] == "If-Match"
+
+
+@pytest.mark.parametrize(("priority", "status"), [(2.0, 200), (2, 200), (2e0, 200), (2.5, 422), (6.0, 422)])
+async def test_a_whole_number_written_with_a_fraction_is_an_integer(client: TestClient, auth: Any,
+                                                                      priority: float, status: int) -> None:
+    # Found: `priority: 2.0` was 422 "Expected `int`, got `float`"; JSON Schema counts 2.0 as an integer.
+    case_id = await _open_case(client, auth)
+    r = await client.post(f"/v1/cases/{case_id}/escalations", headers=auth(),
+                          json={"to_department": "credit_management", "reason": "a credit decision",
+                                "priority": priority})
+    assert r.status == status, await r.text()
+    if status == 200:
+        view = await (await client.get(f"/v1/cases/{case_id}", headers=auth(),
+                                       params={"min_position": (await r.json())["position"]})).json()
+        [escalation] = view["escalations"]
+        assert escalation["priority"] == 2 and isinstance(escalation["priority"], int)

@@ -22,6 +22,48 @@ CALLERS = ["agent_of_case", "agent_other_dept", "assigned_agent", "supervisor", 
 CASE_LEVEL = "{case_id}"
 
 
+AGENT_WORK = ("agent", "supervisor", "admin")  # "every case command ...": agents, and all an agent may
+CASE_READS = ("agent", "supervisor", "auditor", "admin")  # cases and timeline: the auditor reads them too
+SUPERVISORS = ("supervisor", "admin")
+
+
+def contract_roles(method: str, path: str) -> tuple[str, ...] | None:
+    """CONTRACT.md's role table, written out here apart from routes.py so that the two are compared.
+
+    Where the table is silent (queue listings, flagged merchants, the unmasked phone, clocks) the
+    decision is README's "Who may call what": queue listings and flagged merchants are reads for every
+    staff role; the unmasked phone is for those who work the case; clocks read like the case.
+    """
+    if path in ("/healthz", "/readyz", "/metrics", "/dashboard", "/cases/{case_id}", "/v1/openapi.json"):
+        return None  # public
+    if path == "/v1/call-verifications":
+        return ("ivr",)  # the IVR's service token only (CONTRACT.md "Call verification")
+    if path.startswith("/v1/webhooks"):
+        return ("admin",)
+    if path.startswith(("/v1/breaches", "/v1/merchants/flags")) or path.endswith("/identity-unlock"):
+        return SUPERVISORS  # "supervisor: ... identity unlock, breaches, merchant flags"
+    if path.startswith("/v1/dashboard"):
+        return ("supervisor", "auditor", "admin")
+    if path.endswith("/history"):
+        return ("auditor", "supervisor", "admin")  # the cases table: "auditor, supervisor or admin"
+    if path.endswith(("/verify", "/access-log")):
+        return ("auditor", "admin")  # "auditor: ... verify"; the access log is the auditors' too
+    if method == "GET" and (path in ("/v1/cases/{case_id}", "/v1/cases/{case_id}/timeline",
+                                     "/v1/cases/{case_id}/clocks", "/v1/queues", "/v1/queues/{queue}/items",
+                                     "/v1/merchants/flagged")):
+        return CASE_READS
+    if path.startswith("/v1/cases") or path in ("/v1/queues/{queue}/claim", "/v1/lookup"):
+        return AGENT_WORK  # case commands (and the unmasked phone), claims, lookup
+    raise AssertionError(f"{method} {path} is not in the role table: add it here and to README")
+
+
+def test_the_route_table_is_the_contracts_role_table() -> None:
+    differ = [(r.method, r.path, r.roles, contract_roles(r.method, r.path)) for r in ROUTES
+              if (None if r.roles is None else set(r.roles)) !=
+              (None if contract_roles(r.method, r.path) is None else set(contract_roles(r.method, r.path) or ()))]
+    assert differ == [], "\n".join(map(str, differ))
+
+
 def expected(route: Any, caller: str) -> str:
     if route.roles is None:
         return "allowed"

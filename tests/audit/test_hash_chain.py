@@ -186,12 +186,14 @@ async def test_verify_over_http_names_the_tampered_version(client, auth, own_poo
     assert r.status == 200 and await r.json() == {"ok": True, "events_checked": 7, "first_bad_version": None}
     await own_pool.execute("UPDATE case_events SET state = state || ' '::bytea"
                            " WHERE originator_id = $1 AND originator_version = 4", case_id)
-    r = await client.get(f"/v1/cases/{case_id}/verify", headers=auth(role="supervisor"))
+    r = await client.get(f"/v1/cases/{case_id}/verify", headers=auth(role="admin"))
     assert await r.json() == {"ok": False, "events_checked": 4, "first_bad_version": 4}
 
 
-async def test_verify_is_for_auditors_supervisors_and_admins(client, auth) -> None:
+async def test_verify_is_for_auditors_and_admins(client, auth) -> None:
+    """CONTRACT.md's role table gives verify to the auditor (and admin: everything), not to supervisors."""
     case_id = await open_case_with_story(client, auth())
     assert (await client.get(f"/v1/cases/{case_id}/verify", headers=auth())).status == 403
+    assert (await client.get(f"/v1/cases/{case_id}/verify", headers=auth(role="supervisor"))).status == 403
     assert (await client.get(f"/v1/cases/{case_id}/verify", headers=auth(role="admin"))).status == 200
     assert (await client.get(f"/v1/cases/{uuid.uuid4()}/verify", headers=auth(role="auditor"))).status == 404

@@ -1,0 +1,48 @@
+"""No test sends a fixed date that will one day be in the past (issue 14, item 1).
+
+A callback `due_at` of 2026-11-25 written into a test body turned `make test`
+red on every fresh clone from that day on. Dates a test sends are derived from
+the clock (tests/clock.py); a literal date is fine only if it is already past
+(a breach window, a charge), since a past date stays past. This reads every
+test module and fails on a literal date later than today.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+DATE = re.compile(r"(?<![0-9])(20[0-9]{2})-([01][0-9])-([0-3][0-9])(?![0-9])")
+# Dates that are text, not times sent: samples the card-number redaction must leave alone.
+TEXT_SAMPLES = {"domain/test_card_data_written_forms.py"}
+
+
+def future_dates(source: str, today: date) -> list[str]:
+    found = []
+    for match in DATE.finditer(source):
+        try:
+            day = date(*map(int, match.groups()))
+        except ValueError:
+            continue
+        if day > today:
+            found.append(match.group(0))
+    return found
+
+
+def test_no_test_module_holds_a_date_after_today() -> None:
+    today = datetime.now(UTC).date()
+    offenders = {}
+    for module in sorted(TESTS.rglob("*.py")):
+        name = module.relative_to(TESTS).as_posix()
+        if name in TEXT_SAMPLES or name.startswith("domain/golden"):
+            continue
+        if found := future_dates(module.read_text(encoding="utf-8"), today):
+            offenders[name] = found
+    assert offenders == {}, f"derive these from tests/clock.py (from_now, ago): {offenders}"
+
+
+def test_the_check_finds_a_date_that_will_expire() -> None:
+    assert future_dates('"due_at": "2026-11-25T10:00:00+09:00"', date(2026, 11, 1)) == ["2026-11-25"]
+    assert future_dates('"due_at": "2026-11-25T10:00:00+09:00"', date(2026, 11, 26)) == []
