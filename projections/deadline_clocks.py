@@ -28,18 +28,22 @@ class ClockRisk(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def write_clocks(conn: asyncpg.Connection, files: Sequence[CaseFile]) -> None:
-    """The clocks of the files whose clocks moved (most events move none: nothing to write)."""
-    files = [f for f in files if f.clocks_moved]
-    if not files:
-        return
-    await conn.execute("DELETE FROM case_clocks WHERE case_id = ANY($1::uuid[])", [f.view.case_id for f in files])
+    """The clocks of the files whose clocks moved (most events move none: nothing to write).
+
+    One statement: a case's clocks only ever grow (a started clock is changed in
+    place, never dropped), so clock n of a case is inserted or overwritten, and
+    nothing is deleted first (in a rebuild there is nothing to delete).
+    """
     rows = [(f.view.case_id, n, c.rule, c.state, c.due_at, c.met_at)
-            for f in files for n, c in enumerate(f.view.clocks)]
-    if rows:
-        columns = list(zip(*rows, strict=True))
-        await conn.execute(
-            "INSERT INTO case_clocks (case_id, n, rule, state, due_at, met_at) SELECT * FROM unnest($1::uuid[],"
-            " $2::smallint[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])", *columns)
+            for f in files if f.clocks_moved for n, c in enumerate(f.view.clocks)]
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    await conn.execute(
+        "INSERT INTO case_clocks (case_id, n, rule, state, due_at, met_at) SELECT * FROM unnest($1::uuid[],"
+        " $2::smallint[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])"
+        " ON CONFLICT (case_id, n) DO UPDATE SET rule = excluded.rule, state = excluded.state,"
+        " due_at = excluded.due_at, met_at = excluded.met_at", *columns)
 
 
 _RISKS = f"""
