@@ -7,7 +7,9 @@ The pattern of the projections (projections/runner.py) and of the
   that asks something of the card processor (domain/processor_instructions.py),
   inserts one `processor_instructions` row per call, pending, with its token,
   in the same transaction as its new position: a crash loses none and, the
-  token being the row's key, doubles none;
+  token being the row's key, doubles none (past events that ask nothing, the
+  position is stored at most once a second: one query per wake, nothing
+  written, and after a crash those are read again, recording nothing);
 - the sender (processor_sender.py) posts pending rows and turns answers into
   case events.
 
@@ -142,14 +144,6 @@ class Follower:
             " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id"
             " WHERE projection_tracking.notification_id < excluded.notification_id", NAME, self.position)
         self._saved, self._saved_at = self.position, time.monotonic()
-
-
-async def follow(conn: asyncpg.Connection, mapper: CaseEventMapper, batch: int = BATCH) -> int:
-    """Follow from the stored position once and store where it got to (what a one-off run needs)."""
-    follower = Follower(mapper, batch)
-    found = await follower.follow(conn)
-    await follower.save(conn)
-    return found
 
 
 class ProcessorInstructions:
