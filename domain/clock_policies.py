@@ -18,6 +18,18 @@ What meets it (`met_by`): `disputed` (the chargeback sent: the dispute itself),
 `resolution`, `provisional_credit`, `callback` (made or attempted),
 `stage:<stage>` (a dispute stage), or `notice:<subject>` / `notice:any` (a
 customer notice).
+
+What pauses it (`paused_while`, with `pause_source` saying why): a condition of
+the case during which the clock neither runs nor can breach; when the
+condition ends the clock runs again, due later by the time it was paused.
+`identity_locked`: from the lock after too many failed identity checks until a
+supervisor unlocks (nobody on the case may be discussed with a caller then).
+
+Only the desk's own promises pause. Regulation E and Z count from the notice of
+error whatever the desk or the customer does meanwhile (12 CFR 1005.11(c),
+1026.13(c): no clause suspends them), and the networks' time limits run from
+fixed dates (the transaction, the representment); a clock of theirs that
+paused would show an ops team time the regulator and the network do not give.
 """
 
 from __future__ import annotations
@@ -30,6 +42,9 @@ from .values import CardProduct
 
 Calendar = Literal["business_jp", "business_us", "calendar"]
 ClockStart = Literal["transaction", "notice", "resolution", "promise", "representment"]
+# A condition of the case that pauses a clock while it holds (domain/clocks.py says when each
+# begins and ends).
+PauseCondition = Literal["identity_locked"]
 
 
 class ClockRule(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -46,6 +61,8 @@ class ClockRule(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     extended_days: int | None = None
     products: tuple[CardProduct, ...] = ("credit", "debit")
     networks: tuple[str, ...] = ()  # empty: every network
+    paused_while: tuple[PauseCondition, ...] = ()
+    pause_source: str = ""  # why the rule pauses, where it does
 
 
 class ClockPolicy(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -111,6 +128,11 @@ _DESK_PROMISES = (
         rule="callback_promise", clock="callback", starts="promise", met_by=("callback",),
         source="casedesk desk promise: a promised callback is made (or attempted) by the time promised"
                " (CONTRACT.md, callbacks)",
+        paused_while=("identity_locked",),
+        pause_source="casedesk desk practice: while identity checks are locked after three failed checks"
+                     " (CONTRACT.md, identity checks), no caller can be verified, so the case cannot be"
+                     " discussed on the promised call; the promise waits for the supervisor's unlock, and"
+                     " the time it waited is added to its due time",
     ),
 )
 

@@ -7,12 +7,20 @@ was withdrawn). Whether a running clock has run out is a matter of time, not
 of an event, so `standing(clock, now)` says it at read time: the same events
 give the same clocks as of any moment, live, rebuilt or replayed. A clock's
 `due_at` is the first instant it is late: met before it, breached from it on.
+
+A clock whose rule pauses while a condition of the case holds (the policy's
+`paused_while`: `identity_locked`, from IdentityLocked to IdentityUnlocked) is
+`paused` from the condition's start (`paused_at`), or from its own start when
+it starts meanwhile; a paused clock cannot breach, and a fact that meets it
+meets it on time. When the condition ends it runs again, its `due_at` later by
+the time it was paused. A clock already past due when the condition begins is
+breached, and stays so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 from uuid import UUID
@@ -43,6 +51,7 @@ class Clock(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=T
     met_at: datetime | None = None
     dispute_id: UUID | None = None
     callback_id: UUID | None = None
+    paused_at: datetime | None = None  # while paused: since when
 
 
 class CardFacts(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -52,12 +61,14 @@ class CardFacts(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 class ClockBook(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the clocks of one case are derived from: its cards, when its contacts began, the
-    card each dispute is on (by dispute id), and its clocks."""
+    card each dispute is on (by dispute id), the conditions that pause clocks in force now
+    (since when), and its clocks."""
 
     cards: dict[str, CardFacts] = {}
     contacts: dict[str, datetime] = {}
     disputes: dict[str, CardFacts] = {}
     clocks: tuple[Clock, ...] = ()
+    holding: dict[str, datetime] = {}
 
 
 def standing(clock: Clock, now: datetime) -> Clock:
@@ -114,10 +125,11 @@ def _meet(book: ClockBook, policy: ClockPolicy, at: datetime, facts: tuple[str, 
     """The clocks with every running one that one of `facts` meets marked met (or breached, when late)."""
     met_by, clocks, moved = _index(policy).met_by, list(book.clocks), False
     for n, c in enumerate(clocks):
-        if (c.state == "running" and (dispute_id is None or c.dispute_id == dispute_id)
+        if (c.state in ("running", "paused") and (dispute_id is None or c.dispute_id == dispute_id)
                 and (callback_id is None or c.callback_id == callback_id)
                 and any(f in met_by.get(c.rule, ()) for f in facts)):
-            clocks[n], moved = replace(c, state="met" if at < c.due_at else "breached", met_at=at), True
+            on_time = c.state == "paused" or at < c.due_at  # a paused clock cannot run out
+            clocks[n], moved = replace(c, state="met" if on_time else "breached", met_at=at, paused_at=None), True
     return tuple(clocks) if moved else book.clocks  # the same tuple: nothing for the projection to write
 
 
@@ -127,6 +139,7 @@ class _PolicyIndex:
     def __init__(self, policy: ClockPolicy) -> None:
         self.policy = policy
         self.met_by = {r.rule: r.met_by for r in policy.rules}
+        self.paused_while = {r.rule: r.paused_while for r in policy.rules if r.paused_while}
         self.disputes: dict[tuple[CardProduct, str], tuple[ClockRule, ...]] = {}
 
 
@@ -155,11 +168,16 @@ def _with(clocks: tuple[Clock, ...], started: Iterable[Clock]) -> tuple[Clock, .
 
 
 def _started(rule: ClockRule, event: ev.CaseEvent, started_at: datetime, due_at: datetime, *,
-             dispute_id: UUID | None = None, callback_id: UUID | None = None) -> Clock:
+             holding: dict[str, datetime], dispute_id: UUID | None = None, callback_id: UUID | None = None,
+             ) -> Clock:
     # In UTC, as every other time casedesk stores (and cheaper to encode than a zone's offset).
-    return Clock(clock=rule.clock, rule=rule.rule, source=rule.source, started_at=started_at.astimezone(UTC),
+    started_at = started_at.astimezone(UTC)
+    # Started while a condition that pauses it holds: paused from its start (it never ran).
+    paused = any(c in holding for c in rule.paused_while) and event.timestamp < due_at
+    return Clock(clock=rule.clock, rule=rule.rule, source=rule.source, started_at=started_at,
                  started_by_event=event.originator_version, due_at=due_at.astimezone(UTC), calendar=rule.calendar,
-                 state="running", dispute_id=dispute_id, callback_id=callback_id)
+                 state="paused" if paused else "running", dispute_id=dispute_id, callback_id=callback_id,
+                 paused_at=event.timestamp.astimezone(UTC) if paused else None)
 
 
 @_on(ev.CaseOpened)
@@ -202,7 +220,7 @@ def _disputed(book: ClockBook, e: ev.ChargeDisputed, policy: ClockPolicy) -> Clo
             started_at, due = notice_at, _due(rule, notice_at.astimezone(zone).date(), zone, extended)
         else:
             continue  # a `resolution` rule starts later; a filing limit needs the transaction date
-        started.append(_started(rule, e, started_at, due, dispute_id=e.dispute_id))
+        started.append(_started(rule, e, started_at, due, holding=book.holding, dispute_id=e.dispute_id))
     book = replace(book, clocks=_with(book.clocks, started), disputes={**book.disputes, str(e.dispute_id): card})
     return replace(book, clocks=_meet(book, policy, e.timestamp, ("disputed",), dispute_id=e.dispute_id))
 
@@ -210,15 +228,17 @@ def _disputed(book: ClockBook, e: ev.ChargeDisputed, policy: ClockPolicy) -> Clo
 @_on(ev.DisputeResolved)
 def _dispute_resolved(book: ClockBook, e: ev.DisputeResolved, policy: ClockPolicy) -> ClockBook:
     if e.outcome == "withdrawn":  # nothing left to do for it: its running clocks stop
-        stopped = tuple(replace(c, state="stopped") if c.dispute_id == e.dispute_id and c.state == "running"
-                        else c for c in book.clocks)
+        stopped = tuple(replace(c, state="stopped", paused_at=None)
+                        if c.dispute_id == e.dispute_id and c.state in ("running", "paused") else c
+                        for c in book.clocks)
         return replace(book, clocks=stopped)
     clocks = _meet(book, policy, e.timestamp, ("resolution",), dispute_id=e.dispute_id)
     card = book.disputes.get(str(e.dispute_id))
     if card is None:
         return replace(book, clocks=clocks)
     zone, resolved_on = _zone(policy.zone), e.timestamp.astimezone(_zone(policy.zone)).date()
-    started = (_started(r, e, e.timestamp, _due(r, resolved_on, zone, False), dispute_id=e.dispute_id)
+    started = (_started(r, e, e.timestamp, _due(r, resolved_on, zone, False), holding=book.holding,
+                        dispute_id=e.dispute_id)
                for r in _dispute_rules(policy, card.product, card.network) if r.starts == "resolution")
     return replace(book, clocks=_with(clocks, started))
 
@@ -231,7 +251,7 @@ def _stage(book: ClockBook, e: ev.DisputeStageRecorded, policy: ClockPolicy) -> 
         return replace(book, clocks=clocks)
     zone = _zone(policy.zone)
     on = e.timestamp.astimezone(zone).date()
-    started = (_started(r, e, e.timestamp, _due(r, on, zone, False), dispute_id=e.dispute_id)
+    started = (_started(r, e, e.timestamp, _due(r, on, zone, False), holding=book.holding, dispute_id=e.dispute_id)
                for r in _dispute_rules(policy, card.product, card.network) if r.starts == e.stage)
     return replace(book, clocks=_with(clocks, started))
 
@@ -249,7 +269,8 @@ def _credited(book: ClockBook, e: ev.ProvisionalCreditGranted, policy: ClockPoli
 
 @_on(ev.CallbackScheduled)
 def _callback_scheduled(book: ClockBook, e: ev.CallbackScheduled, policy: ClockPolicy) -> ClockBook:
-    started = (_started(r, e, e.timestamp, e.due_at, callback_id=e.callback_id) for r in policy.for_callback())
+    started = (_started(r, e, e.timestamp, e.due_at, holding=book.holding, callback_id=e.callback_id)
+               for r in policy.for_callback())
     return replace(book, clocks=_with(book.clocks, started))
 
 
@@ -260,3 +281,45 @@ def _callback_made(book: ClockBook, e: ev.CallbackCompleted | ev.CallbackMissed,
 
 _CHANGES[ev.CallbackCompleted] = _callback_made
 _CHANGES[ev.CallbackMissed] = _callback_made
+
+
+# --- conditions that pause clocks -----------------------------------------------------
+
+
+def _pause(book: ClockBook, policy: ClockPolicy, condition: str, at: datetime) -> ClockBook:
+    """The condition holds from `at`: the running clocks whose rule pauses while it holds are paused
+    (not one already past due: that one is breached)."""
+    if condition in book.holding:
+        return book
+    pauses = _index(policy).paused_while
+    clocks, moved = list(book.clocks), False
+    for n, c in enumerate(clocks):
+        if c.state == "running" and condition in pauses.get(c.rule, ()) and at < c.due_at:
+            clocks[n], moved = replace(c, state="paused", paused_at=at.astimezone(UTC)), True
+    return replace(book, holding={**book.holding, condition: at}, clocks=tuple(clocks) if moved else book.clocks)
+
+
+def _resume(book: ClockBook, policy: ClockPolicy, condition: str, at: datetime) -> ClockBook:
+    """The condition ends at `at`: the clocks it paused (and no other condition still does) run
+    again, due later by the time they were paused."""
+    if condition not in book.holding:
+        return book
+    holding = {k: v for k, v in book.holding.items() if k != condition}
+    pauses = _index(policy).paused_while
+    clocks, moved = list(book.clocks), False
+    for n, c in enumerate(clocks):
+        why = pauses.get(c.rule, ())
+        if c.state == "paused" and condition in why and not any(k in holding for k in why):
+            waited = at - c.paused_at if c.paused_at is not None else timedelta(0)
+            clocks[n], moved = replace(c, state="running", due_at=c.due_at + waited, paused_at=None), True
+    return replace(book, holding=holding, clocks=tuple(clocks) if moved else book.clocks)
+
+
+@_on(ev.IdentityLocked)
+def _identity_locked(book: ClockBook, e: ev.IdentityLocked, policy: ClockPolicy) -> ClockBook:
+    return _pause(book, policy, "identity_locked", e.timestamp)
+
+
+@_on(ev.IdentityUnlocked)
+def _identity_unlocked(book: ClockBook, e: ev.IdentityUnlocked, policy: ClockPolicy) -> ClockBook:
+    return _resume(book, policy, "identity_locked", e.timestamp)

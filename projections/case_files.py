@@ -100,6 +100,7 @@ class CaseFiles:
         ids = list({e.originator_id for e in events if isinstance(e, ev.CaseEvent)})
         try:
             files = await self._files(conn, ids)
+            new = {i for i in ids if i not in files}  # no case_files row yet: no clock rows either
             customers = {
                 r["case_id"]: CustomerRow(**dict(r))
                 for r in await conn.fetch("SELECT * FROM case_customers WHERE case_id = ANY($1::uuid[])", ids)
@@ -109,7 +110,7 @@ class CaseFiles:
             changed, outbound, activity = self._fold(events, files, customers, merchants)
             await _write_files(conn, changed)
             await _write_queues(conn, changed)
-            await write_clocks(conn, changed)
+            await write_clocks(conn, changed, new)
             await _write_lookup(conn, list(customers.values()), outbound)
             await _write_activity(conn, activity)
             await merchants.write(conn)

@@ -8,8 +8,9 @@ since time passing, not an event, moves a clock there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import msgspec
@@ -27,19 +28,30 @@ class ClockRisk(msgspec.Struct, frozen=True, kw_only=True):
     met_late: int
 
 
-async def write_clocks(conn: asyncpg.Connection, files: Sequence[CaseFile]) -> None:
-    """The clocks of the files whose clocks moved (most events move none: nothing to write)."""
-    files = [f for f in files if f.clocks_moved]
-    if not files:
-        return
-    await conn.execute("DELETE FROM case_clocks WHERE case_id = ANY($1::uuid[])", [f.view.case_id for f in files])
-    rows = [(f.view.case_id, n, c.rule, c.state, c.due_at, c.met_at)
-            for f in files for n, c in enumerate(f.view.clocks)]
-    if rows:
-        columns = list(zip(*rows, strict=True))
+async def write_clocks(conn: asyncpg.Connection, files: Sequence[CaseFile], new: Collection[UUID] = ()) -> None:
+    """The clocks of the files whose clocks moved (most events move none: nothing to write).
+
+    `new` names the cases that had no case_files row before this batch: they have no clock
+    rows either (both are written in the batch's transaction), so theirs are copied in,
+    which in a rebuild, where nearly every case is new to its batch, is most of them. The
+    others are upserted: a case's clocks only ever grow (a started clock is changed in
+    place, never dropped), so clock n of a case is inserted or overwritten.
+    """
+    copied: list[tuple[Any, ...]] = []
+    upserted: list[tuple[Any, ...]] = []
+    for f in files:
+        if f.clocks_moved:
+            rows = copied if f.view.case_id in new else upserted
+            rows.extend((f.view.case_id, n, c.rule, c.state, c.due_at, c.met_at) for n, c in enumerate(f.view.clocks))
+    if copied:
+        await conn.copy_records_to_table("case_clocks", records=copied,
+                                         columns=("case_id", "n", "rule", "state", "due_at", "met_at"))
+    if upserted:
         await conn.execute(
             "INSERT INTO case_clocks (case_id, n, rule, state, due_at, met_at) SELECT * FROM unnest($1::uuid[],"
-            " $2::smallint[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])", *columns)
+            " $2::smallint[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])"
+            " ON CONFLICT (case_id, n) DO UPDATE SET rule = excluded.rule, state = excluded.state,"
+            " due_at = excluded.due_at, met_at = excluded.met_at", *zip(*upserted, strict=True))
 
 
 _RISKS = f"""

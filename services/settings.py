@@ -77,6 +77,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_retry_hours: float = 72.0  # how long one event is retried before the subscription is failing
     webhook_retry_first_wait: float = 1.0  # seconds before the first retry; doubling from there
     webhook_retry_max_wait: float = 3600.0  # longest pause between two attempts (also a failing one's probe)
+    # The `casedesk webhooks` process's niceness (0-19): delivery is background work that may
+    # lag at a peak; the API's requests get the cores first (issue 17's cost to POST note).
+    webhook_nice: int = 10
     # Which deadline rules the clocks follow (domain/clock_policies.py): jp or us.
     clock_policy: str = "jp"
     # Where a phone number written without a country code is (ISO 3166 code, for `phonenumbers`).
@@ -123,6 +126,19 @@ def _projection_mode(value: str | None, name: str = "CASEDESK_PROJECTIONS") -> P
     if mode is None:
         raise SettingsError(f"{name}={value!r}: expected process, in-process or off")
     return mode
+
+
+def _niceness(value: str | None) -> int:
+    """CASEDESK_WEBHOOK_NICE: 0 (as the API) to 19 (only what the API leaves); 10 by default."""
+    if value is None or not value.strip():
+        return 10
+    try:
+        nice = int(value)
+    except ValueError:
+        nice = -1
+    if not 0 <= nice <= 19:
+        raise SettingsError(f"CASEDESK_WEBHOOK_NICE={value!r}: expected a whole number from 0 to 19")
+    return nice
 
 
 def _clock_policy(value: str | None) -> str:
@@ -175,6 +191,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_hours=float(env.get("CASEDESK_WEBHOOK_RETRY_HOURS") or 72.0),
         webhook_retry_first_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_FIRST_WAIT") or 1.0),
         webhook_retry_max_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_MAX_WAIT") or 3600.0),
+        webhook_nice=_niceness(env.get("CASEDESK_WEBHOOK_NICE")),
         clock_policy=_clock_policy(env.get("CASEDESK_CLOCK_POLICY")),
         phone_region=_phone_region(env.get("CASEDESK_PHONE_REGION")),
         ivr_token_rate=int(env.get("CASEDESK_IVR_TOKEN_RATE") or 15_000),

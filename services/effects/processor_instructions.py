@@ -7,7 +7,9 @@ The pattern of the projections (projections/runner.py) and of the
   that asks something of the card processor (domain/processor_instructions.py),
   inserts one `processor_instructions` row per call, pending, with its token,
   in the same transaction as its new position: a crash loses none and, the
-  token being the row's key, doubles none;
+  token being the row's key, doubles none (past events that ask nothing, the
+  position is stored at most once a second: one query per wake, nothing
+  written, and after a crash those are read again, recording nothing);
 - the sender (processor_sender.py) posts pending rows and turns answers into
   case events.
 
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import msgspec
@@ -54,11 +58,16 @@ SELECT count(*) AS in_flight,
 FROM processor_instructions WHERE state = 'pending'
 """
 
-_READ = ("SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
-         " WHERE notification_id > $1 AND notification_id <= $2 AND topic = ANY($3::text[])"
-         " ORDER BY notification_id LIMIT $4")
-_WHERE = ("SELECT (SELECT notification_id FROM projection_tracking WHERE application_name = $1),"
-          " (SELECT coalesce(max(notification_id), 0) FROM case_events)")
+# One round trip per wake: the head of the log and, up to it, the next events that ask
+# something of the processor (one row with NULLs when none do). On a busy desk almost every
+# append is a note or a contact: a wake then costs this one query, nothing written.
+_READ = (
+    "WITH h AS (SELECT coalesce(max(notification_id), 0) AS head FROM case_events)"
+    " SELECT h.head, e.notification_id, e.originator_id, e.originator_version, e.topic, e.state FROM h"
+    " LEFT JOIN LATERAL (SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
+    " WHERE notification_id > $1 AND notification_id <= h.head AND topic = ANY($2::text[])"
+    " ORDER BY notification_id LIMIT $3) e ON true ORDER BY e.notification_id")
+_POSITION = "SELECT notification_id FROM projection_tracking WHERE application_name = $1"
 # One statement, so one transaction: the calls and the position move together. Only the lock
 # holder moves the position; were it ever not to move, the calls it inserted are already
 # there (the token is the key), so nothing would be recorded twice.
@@ -69,35 +78,73 @@ _RECORD = (
     " INSERT INTO projection_tracking (application_name, notification_id) VALUES ($10, $11)"
     " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id"
     " WHERE projection_tracking.notification_id < excluded.notification_id RETURNING notification_id")
+# Past events that ask nothing, the stored position is moved at most this often: reading
+# them again after a crash costs a scan and records nothing twice (the token is the key).
+SAVE_POSITION_SECONDS = 1.0
 
 Call = tuple[int, int, ev.CaseEvent, ProcessorInstruction]  # position, n-th call of its event, event, call
 
 
-async def follow(conn: asyncpg.Connection, mapper: CaseEventMapper, batch: int = BATCH) -> int:
-    """Record the instructions of the next events after the position; return how many events were read.
+class Follower:
+    """Reads the log after its position and records the calls the events ask for.
 
-    The head is read with the position: appends commit in notification order
-    (the store's table lock), so every id up to it is visible, and the
-    position may move to the head even past events that ask nothing.
-    Three round trips, whatever the batch holds.
+    The position is kept in memory between wakes and read from the tracking row
+    when the follower (re)starts, i.e. whenever it takes the lock. The head is
+    read with the events: appends commit in notification order (the store's
+    table lock), so every id up to it is visible, and the position may move to
+    the head even past events that ask nothing.
     """
-    position, head = await conn.fetchrow(_WHERE, NAME)
-    position = position or 0
-    if head <= position:
-        return 0
-    rows = await conn.fetch(_READ, position, head, TOPICS, batch)
-    events: list[tuple[int, ev.CaseEvent]] = [
-        (r[0], mapper.to_domain_event(Notification(id=r[0], originator_id=r[1], originator_version=r[2],
-                                                   topic=r[3], state=bytes(r[4])))) for r in rows]
-    calls: list[Call] = [(at, n, event, i) for at, event in events for n, i in enumerate(instructions_for(event), 1)]
-    moved = await conn.fetchval(
-        _RECORD, [i.token for *_, i in calls], [i.case_id for *_, i in calls], [i.card_id for *_, i in calls],
-        [i.instruction for *_, i in calls], [i.path for *_, i in calls], [_encode(i.call) for *_, i in calls],
-        [p for p, *_ in calls], [n for _, n, *_ in calls], [e.timestamp for _, _, e, _ in calls],
-        NAME, rows[-1][0] if len(rows) == batch else head)
-    if moved is None:
-        log.warning("processor_position_not_moved", position=position)
-    return max(len(rows), 1)
+
+    def __init__(self, mapper: CaseEventMapper, batch: int = BATCH) -> None:
+        self.mapper, self.batch = mapper, batch
+        self.position: int | None = None  # read from the tracking row on first use
+        self._saved = 0
+        self._saved_at = 0.0
+        self.cases: list[UUID] = []
+
+    async def follow(self, conn: asyncpg.Connection) -> int:
+        """Record the calls of the next events after the position; return how many events asked for
+        any (0: caught up with the head). `cases` then names the cases they concern."""
+        if self.position is None:
+            self.position = self._saved = await conn.fetchval(_POSITION, NAME) or 0
+            self._saved_at = time.monotonic()
+        rows = await conn.fetch(_READ, self.position, TOPICS, self.batch)
+        head = rows[0][0]
+        found = [r for r in rows if r[1] is not None]
+        if not found:
+            if head > self.position:
+                self.position = head
+                if time.monotonic() - self._saved_at >= SAVE_POSITION_SECONDS:
+                    await self.save(conn)
+            return 0
+        events: list[tuple[int, ev.CaseEvent]] = [
+            (r[1], self.mapper.to_domain_event(Notification(id=r[1], originator_id=r[2], originator_version=r[3],
+                                                            topic=r[4], state=bytes(r[5])))) for r in found]
+        calls: list[Call] = [(at, n, event, i) for at, event in events
+                             for n, i in enumerate(instructions_for(event), 1)]
+        moved_to = found[-1][1] if len(found) == self.batch else head
+        moved = await conn.fetchval(
+            _RECORD, [i.token for *_, i in calls], [i.case_id for *_, i in calls], [i.card_id for *_, i in calls],
+            [i.instruction for *_, i in calls], [i.path for *_, i in calls], [_encode(i.call) for *_, i in calls],
+            [p for p, *_ in calls], [n for _, n, *_ in calls], [e.timestamp for _, _, e, _ in calls],
+            NAME, moved_to)
+        if moved is None:
+            log.warning("processor_position_not_moved", position=self.position)
+        self.position = self._saved = moved_to
+        self._saved_at = time.monotonic()
+        self.cases = list(dict.fromkeys(i.case_id for *_, i in calls))
+        return len(found)
+
+    async def save(self, conn: asyncpg.Connection) -> None:
+        """Store the position (past events that asked nothing), if it moved since last stored."""
+        if self.position is None or self.position <= self._saved:
+            return
+        await conn.execute(
+            "INSERT INTO projection_tracking (application_name, notification_id) VALUES ($1, $2)"
+            " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id"
+            " WHERE projection_tracking.notification_id < excluded.notification_id", NAME, self.position)
+        self._saved, self._saved_at = self.position, time.monotonic()
+
 
 class ProcessorInstructions:
     """The follower and the sender, run together in one process at a time (advisory lock)."""
@@ -146,16 +193,21 @@ class ProcessorInstructions:
             await asyncio.sleep(FALLBACK_POLL_SECONDS)  # another process sends; stand by
         await listener.add_listener(CHANNEL, self.wake)
         sending = asyncio.create_task(self.sender.run(), name="processor-sender")
+        follower = Follower(self.cases.mapper)  # from the stored position: another process may have moved it
         try:
             while not self._stopping:
                 self._wake.clear()
-                while await follow(holder, self.cases.mapper):
-                    self.sender.wake()
+                while found := await follower.follow(holder):
+                    self.sender.wake(follower.cases)
+                    if found < follower.batch:
+                        break
                 if sending.done():
                     sending.result()  # the sender failed: give up the lock and start again
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FALLBACK_POLL_SECONDS):
                         await self._wake.wait()
+                if not self._wake.is_set():  # a quiet second: store how far the log was read
+                    await follower.save(holder)
         finally:
             sending.cancel()
             await asyncio.gather(sending, return_exceptions=True)

@@ -73,22 +73,47 @@ class InstructionSender:
         self.retry_max, self.lane_count = retry_max, lanes
         self._lanes: dict[UUID, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._handed: list[UUID] = []  # cases the follower just recorded calls for
+        self._rescan = True  # look in the table for waiting cases (at start, a lane freed, each RESCAN_SECONDS)
 
-    def wake(self) -> None:
+    def wake(self, cases: list[UUID] | None = None) -> None:
+        """Start lanes for these cases (the follower just recorded their calls), or, with none named,
+        for every case with a pending call."""
+        if cases is None:
+            self._rescan = True
+        else:
+            self._handed.extend(cases)
         self._wake.set()
 
     async def run(self) -> None:
-        """Start lanes for waiting cases whenever woken (or every RESCAN_SECONDS), until cancelled."""
+        """Start lanes for waiting cases whenever woken (or every RESCAN_SECONDS), until cancelled.
+
+        The cases the follower hands over get a lane at once, without asking the
+        table which cases wait (one round trip less between a decision and the
+        processor); the table is asked at start, when a lane ends and every
+        RESCAN_SECONDS, so a case handed over while every lane was busy waits
+        for none of them in particular.
+        """
         try:
             while True:
                 self._wake.clear()
+                handed, self._handed = self._handed, []
+                rescan, self._rescan = self._rescan, False
+                for case_id in dict.fromkeys(handed):
+                    if case_id in self._lanes:
+                        continue  # its lane reads the case's next call from the table
+                    if len(self._lanes) >= self.lane_count:
+                        break  # the others wait for a lane to end, which rescans
+                    self._lanes[case_id] = asyncio.create_task(self._lane(case_id), name=f"lane-{case_id}")
                 free = self.lane_count - len(self._lanes)
-                if free > 0:
+                if rescan and free > 0:
                     for (case_id,) in await self.pool.fetch(_WAITING_CASES, list(self._lanes), free):
                         self._lanes[case_id] = asyncio.create_task(self._lane(case_id), name=f"lane-{case_id}")
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(RESCAN_SECONDS):
                         await self._wake.wait()
+                if not self._wake.is_set():
+                    self._rescan = True
         finally:
             lanes = list(self._lanes.values())
             for lane in lanes:
@@ -104,7 +129,7 @@ class InstructionSender:
             await asyncio.sleep(RESCAN_SECONDS)
         finally:
             self._lanes.pop(case_id, None)
-            self._wake.set()  # a lane is free: another case may wait for one
+            self.wake()  # a lane is free: another case may wait for one
 
     async def _settle(self, row: Pending) -> None:
         answer = await self._send(row)

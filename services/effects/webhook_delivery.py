@@ -132,19 +132,18 @@ async def _record(pool: asyncpg.Pool, webhook_id: UUID, tries: list[_Try], next_
 
 async def _keep(pool: asyncpg.Pool, webhook_id: UUID, tries: list[_Try], failed: list[_Try],
                 next_at: datetime | None) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO webhook_attempts (webhook_id, event_id, position, attempt, status, error, at, next_attempt_at)"
-            " SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::int[], $5::int[], $6::text[], $7::timestamptz[],"
-            " $8::timestamptz[])",
-            webhook_id, [t.delivery.event_id for t in tries], [t.delivery.position for t in tries],
-            [t.attempt for t in tries], [t.status for t in tries], [t.error for t in tries], [t.at for t in tries],
-            [next_at if t.error is not None else None for t in tries])
-        if failed:
-            await conn.execute(
-                "UPDATE webhooks SET last_error = $2, failing_since = coalesce(failing_since, $3)"
-                " WHERE webhook_id = $1",
-                webhook_id, f"{failed[-1].error} (event {failed[-1].delivery.event_id})", failed[0].at)
+    # One statement (so one transaction, one round trip): the tries, and the last error if any.
+    await pool.execute(
+        "WITH kept AS (INSERT INTO webhook_attempts (webhook_id, event_id, position, attempt, status, error, at,"
+        " next_attempt_at) SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::int[], $5::int[], $6::text[],"
+        " $7::timestamptz[], $8::timestamptz[]))"
+        " UPDATE webhooks SET last_error = $9, failing_since = coalesce(failing_since, $10)"
+        " WHERE webhook_id = $1 AND $9::text IS NOT NULL",
+        webhook_id, [t.delivery.event_id for t in tries], [t.delivery.position for t in tries],
+        [t.attempt for t in tries], [t.status for t in tries], [t.error for t in tries], [t.at for t in tries],
+        [next_at if t.error is not None else None for t in tries],
+        f"{failed[-1].error} (event {failed[-1].delivery.event_id})" if failed else None,
+        failed[0].at if failed else None)
 
 
 async def _failing_since(pool: asyncpg.Pool, webhook_id: UUID) -> datetime | None:
@@ -154,13 +153,15 @@ async def _failing_since(pool: asyncpg.Pool, webhook_id: UUID) -> datetime | Non
 
 
 async def deliver_batch(pool: asyncpg.Pool, receiver: Receiver, deliveries: Sequence[Delivery],
-                        policy: RetryPolicy) -> None:
+                        policy: RetryPolicy, failing_since: datetime | None = None) -> None:
     """Send a batch until every event has had a 2xx, retrying with backoff.
 
-    Raises ReceiverGoneError on a 410, NotDeliveredError once the retry window is over.
+    `failing_since`, when the caller read it with the subscription, saves reading
+    it again. Raises ReceiverGoneError on a 410, NotDeliveredError once the retry
+    window is over.
     """
     chains = per_case(deliveries)
-    since = await _failing_since(pool, receiver.webhook_id)
+    since = failing_since or await _failing_since(pool, receiver.webhook_id)
     left_in_window = policy.window - (datetime.now(UTC) - since) if since else policy.window
     async for attempt in stamina.retry_context(
         on=NotDeliveredError, attempts=None, timeout=max(left_in_window, timedelta(milliseconds=1)),

@@ -86,9 +86,10 @@ def delivery(event: ev.CaseEvent, position: int, chain_hash: bytes | None) -> De
 
 async def read_after(
     pool: asyncpg.Pool, mapper: CaseEventMapper, position: int, limit: int, types: Sequence[str]
-) -> tuple[list[Delivery], int | None]:
-    """The case events after `position` a subscription wants, and the position of the last row read
-    (None when the log has nothing after `position`)."""
+) -> tuple[list[Delivery], int | None, int]:
+    """The case events after `position` a subscription wants, the position of the last row read
+    (None when the log has nothing after `position`) and how many rows were read (fewer than
+    `limit`: the log's end was reached)."""
     rows = await pool.fetch(
         "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, h.hash"
         " FROM case_events e LEFT JOIN case_event_hashes h USING (originator_id, originator_version)"
@@ -100,4 +101,4 @@ async def read_after(
             originator_id=row[1], originator_version=row[2], topic=row[3], state=bytes(row[4])))
         if isinstance(event, ev.CaseEvent) and wanted(types, type(event).__name__):
             found.append(delivery(event, row[0], None if row[5] is None else bytes(row[5])))
-    return found, (rows[-1][0] if rows else None)
+    return found, (rows[-1][0] if rows else None), len(rows)

@@ -65,7 +65,10 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                " promised callbacks and, under policy `us`, Regulation E (debit) or Regulation Z"
                                " (credit). Each names its rule and source, what started it (`started_by_event`),"
                                " `due_at`, its calendar and its state; a running clock past `due_at` is"
-                               " `breached`. The case view carries the same `clocks`.",
+                               " `breached`. A promised callback is `paused` (since `paused_at`) while"
+                               " identity checks are locked, and runs again at the unlock, due later by the"
+                               " time it waited; regulatory and network clocks never pause. The case view"
+                               " carries the same `clocks`.",
     ("POST", f"{CASE}/customer-notices"): "Record what the customer was told by letter, email or call; an"
                                           " `investigation_result` meets Regulation E's results clock, any"
                                           " notice Regulation Z's acknowledgment (`notice-needs-summary`).",

@@ -116,6 +116,34 @@ async def test_a_promised_callback_runs_until_it_is_made(client, auth) -> None:
     assert (await desk.clocks())["callback_promise"]["state"] == "met"
 
 
+async def test_a_promised_callback_is_paused_while_identity_is_locked_and_resumes_due_later(client, auth) -> None:
+    desk = await Desk(client, auth()).open()
+    await desk.do("/callbacks", {"due_at": from_now(hours=2), "phone": "registered", "reason": "decision",
+                                 "department": "fraud"}, 201)
+    promised = datetime.fromisoformat((await desk.clocks())["callback_promise"]["due_at"])
+    for _ in range(3):  # the third failed check locks identity checks
+        await desk.do("/identity-checks", {"contact_id": desk.contact, "method": "knowledge_based", "passed": False,
+                                           "factors": ["date_of_birth"]})
+    paused = (await desk.clocks())["callback_promise"]
+    assert (paused["state"], paused["due_at"]) == ("paused", promised.isoformat().replace("+00:00", "Z"))
+    locked_at = datetime.fromisoformat(paused["paused_at"])
+    view = await desk.get()
+    assert [c["state"] for c in view["clocks"]] == ["paused"]
+    await desk.do("/identity-unlock", {"reason": "verified at the branch"}, 403)  # a supervisor's to do
+
+    supervisor = Desk(client, auth(role="supervisor"))
+    supervisor.path, supervisor.position = desk.path, desk.position
+    before = datetime.now(UTC)
+    unlocked = await supervisor.do("/identity-unlock", {"reason": "verified at the branch"})
+    after = datetime.now(UTC)
+    desk.position = unlocked["position"]
+    running = (await desk.clocks())["callback_promise"]
+    assert running["state"] == "running" and "paused_at" not in running
+    # Due later by the time it was paused: from the lock to the unlock.
+    due = datetime.fromisoformat(running["due_at"])
+    assert promised + (before - locked_at) <= due <= promised + (after - locked_at)
+
+
 async def test_the_deadlines_queue_holds_cases_due_within_48_hours_earliest_first(client, auth) -> None:
     agent = auth()
     due: dict[str, str] = {}

@@ -78,6 +78,12 @@ class Given:
         kind = ev.CallbackMissed if missed else ev.CallbackCompleted
         return self._add(kind, at, callback_id=CALLBACK, note="")
 
+    def identity_locked(self, at: datetime) -> Given:
+        return self._add(ev.IdentityLocked, at, failures_in_24h=3)
+
+    def identity_unlocked(self, at: datetime) -> Given:
+        return self._add(ev.IdentityUnlocked, at, contact_id=None, reason="verified at the branch")
+
     def case_resolved(self, at: datetime) -> Given:
         return self._add(ev.CaseResolved, at, contact_id=None, resolution="fraud_confirmed", summary="ok")
 
@@ -269,6 +275,62 @@ def test_a_callback_made_on_time_is_met_and_one_missed_late_is_breached() -> Non
     late = Given(at=at).callback(at, at + timedelta(hours=2)).callback_made(at + timedelta(hours=3), missed=True)
     assert on_time.clocks(at + timedelta(days=1), JP)["callback_promise"].state == "met"
     assert late.clocks(at + timedelta(days=1), JP)["callback_promise"].state == "breached"
+
+
+# --- paused: the desk's promise waits while identity checks are locked ----------------
+
+
+T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
+
+
+def hours(n: float) -> datetime:
+    return T0 + timedelta(hours=n)
+
+
+def test_a_promised_callback_pauses_while_identity_checks_are_locked_and_cannot_breach() -> None:
+    given = Given(at=T0).callback(T0, hours(2)).identity_locked(hours(1))
+    paused = given.clocks(hours(30), JP)["callback_promise"]  # long past the promised time
+    assert (paused.state, paused.paused_at, paused.due_at) == ("paused", hours(1), hours(2))
+
+
+def test_an_unlock_resumes_the_promise_due_later_by_the_time_it_was_paused() -> None:
+    given = Given(at=T0).callback(T0, hours(2)).identity_locked(hours(1)).identity_unlocked(hours(4))
+    clock = given.clocks(hours(4.5), JP)["callback_promise"]
+    assert (clock.state, clock.due_at, clock.paused_at) == ("running", hours(5), None)
+    assert given.clocks(hours(5), JP)["callback_promise"].state == "breached"
+
+
+def test_a_callback_made_while_paused_meets_the_promise() -> None:
+    given = Given(at=T0).callback(T0, hours(2)).identity_locked(hours(1)).callback_made(hours(3))
+    clock = given.clocks(hours(30), JP)["callback_promise"]
+    assert (clock.state, clock.met_at, clock.paused_at) == ("met", hours(3), None)
+
+
+def test_a_promise_made_while_locked_starts_paused_and_runs_from_the_unlock() -> None:
+    given = Given(at=T0).identity_locked(T0).callback(hours(1), hours(3))
+    assert given.clocks(hours(10), JP)["callback_promise"].state == "paused"
+    given.identity_unlocked(hours(10))
+    assert given.clocks(hours(10), JP)["callback_promise"].due_at == hours(12)  # the 2 hours it had
+
+
+def test_a_promise_already_past_due_when_identity_locks_stays_breached() -> None:
+    given = Given(at=T0).callback(T0, hours(2)).identity_locked(hours(3)).identity_unlocked(hours(5))
+    clock = given.clocks(hours(6), JP)["callback_promise"]
+    assert (clock.state, clock.due_at) == ("breached", hours(2))
+
+
+def test_regulatory_and_network_clocks_never_pause() -> None:
+    given = (Given("debit").call(ny(2026, 9, 4, 16)).dispute(ny(2026, 9, 4, 16, 5), date(2026, 8, 1))
+             .identity_locked(ny(2026, 9, 5, 9)))
+    clocks = given.clocks(ny(2026, 9, 8))
+    assert {r: c.state for r, c in clocks.items()} == {
+        "visa_fraud_filing_limit": "met", "reg_e_provisional_credit": "running", "reg_e_investigation": "running"}
+    assert all(not r.paused_while for p in POLICIES.values() for r in p.rules if r.starts != "promise")
+
+
+def test_every_rule_that_pauses_says_why() -> None:
+    for policy in POLICIES.values():
+        assert all(r.pause_source.strip() for r in policy.rules if r.paused_while), policy.name
 
 
 def test_a_reopened_case_keeps_its_clocks_as_they_stood() -> None:

@@ -45,7 +45,9 @@ async def own_pool(database_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 async def write_disputed_cases(cases: CaseService, count: int) -> list[uuid.UUID]:
     """Debit and credit cases, each with a dispute; most provisionally credited (every third of those credits
-    reversed), the liability waived (pending or final); every other one resolved and the customer told."""
+    reversed), the liability waived (pending or final); every other one resolved and the customer told.
+    Every third has a callback promised and identity checks locked (its promise paused), every sixth
+    unlocked again (the promise running, due later)."""
     ids = []
     for n in range(count):
         contact = ContactStart(contact_id=uuid.uuid4(), direction="inbound", channel="phone", phone=REGISTERED,
@@ -76,6 +78,14 @@ async def write_disputed_cases(cases: CaseService, count: int) -> list[uuid.UUID
         if n % 2 == 0:
             steps += [partial(d.resolve_dispute, dispute_id=dispute_id, outcome="upheld", note="refunded"),
                       partial(d.notify_customer, channel="letter", subject="investigation_result", summary="refunded")]
+        if n % 3 == 0:
+            steps.append(partial(d.schedule_callback, callback_id=uuid.uuid4(),
+                                 due_at=datetime.now(UTC) + timedelta(hours=4), phone=None, reason="decision",
+                                 department="fraud"))
+            steps += [partial(d.check_identity, contact_id=contact.contact_id, method="knowledge_based",
+                              passed=False, factors=("date_of_birth",))] * 3
+            if n % 6 == 0:
+                steps.append(partial(d.unlock_identity, reason="verified at the branch"))
         for step in steps:
             await cases.change(AGENT, case_id, step)
     return ids
@@ -97,6 +107,8 @@ async def test_live_clocks_under_the_us_policy_equal_a_rebuild_from_zero(own_poo
     credits = {c["state"] for v in views for dispute in v["disputes"] for c in dispute["provisional_credits"]}
     assert credits == {"granted", "reversed"}
     assert {w["finality"] for v in views for w in v["liability_waivers"]} == {"pending", "final"}
+    promises = [c for v in views for c in v["clocks"] if c["rule"] == "callback_promise"]
+    assert {c["state"] for c in promises} == {"paused", "running"}  # locked, and unlocked again
 
     projection = CaseFiles(policy=US)
     await rebuild(live, projection)
@@ -117,7 +129,7 @@ async def test_a_policy_change_takes_effect_by_rebuilding(own_pool: asyncpg.Pool
         views = await own_pool.fetch("SELECT view FROM case_files WHERE case_id = ANY($1::uuid[])", ids)
         return {c["rule"] for v in views for c in json.loads(v["view"])["clocks"]}
 
-    assert await rules() == {"visa_fraud_filing_limit"}
+    assert await rules() == {"visa_fraud_filing_limit", "callback_promise"}
     projection = CaseFiles(policy=US)
     await rebuild(live, projection)
     await drain(ProjectionRunner(store, own_pool, [projection]), projection)

@@ -1,0 +1,44 @@
+"""The webhook sender yields the cores to the API: `casedesk webhooks` runs niced (issue 17's cost)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from casedesk.services.settings import SettingsError, load_settings
+from tests.api.conftest import with_schema
+from tests.conftest import new_schema
+
+
+def test_the_sender_is_niced_by_ten_unless_told_otherwise(tmp_path: Any) -> None:
+    assert load_settings({"CASEDESK_DATA_DIR": str(tmp_path)}).webhook_nice == 10
+    assert load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_WEBHOOK_NICE": "0"}).webhook_nice == 0
+    for wrong in ("-5", "20", "low"):
+        with pytest.raises(SettingsError, match="CASEDESK_WEBHOOK_NICE"):
+            load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_WEBHOOK_NICE": wrong})
+
+
+def test_a_running_sender_process_has_the_niceness_asked_for(tmp_path: Path) -> None:
+    dsn = with_schema(os.environ["DATABASE_URL"], asyncio.run(new_schema(os.environ["DATABASE_URL"])))
+    env = {**os.environ, "DATABASE_URL": dsn, "CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_WEBHOOK_NICE": "7",
+           "CASEDESK_LOG_LEVEL": "warning"}
+    process = subprocess.Popen([sys.executable, "-m", "casedesk.services.cli", "webhooks"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            line = process.stderr.readline() if process.stderr else ""
+            if "webhook sender running" in line:
+                break
+        assert process.poll() is None, "the sender stopped"
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
