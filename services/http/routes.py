@@ -31,7 +31,7 @@ from casedesk.services.http import dashboard, health, lookup_handlers, metrics, 
 from casedesk.services.http import merchant_handlers as merchants
 from casedesk.services.http import queue_handlers as queues
 from casedesk.services.http import webhook_handlers as webhooks
-from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
+from casedesk.services.http.answers import Anything, CommandAnswer, Health
 from casedesk.services.http.middleware import ALLOWED_ROLES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -85,7 +85,7 @@ ROUTES: list[Route] = [
     Route("GET", f"{CASE}/contact-details", q.get_contact_details, AGENTS,
           "The unmasked follow-up phone (every read is in the access log)", answer=ans.ContactDetailsAnswer),
     Route("GET", f"{CASE}/timeline", q.get_timeline, READERS, "The handoff timeline",
-          answer=TimelineAnswer, query=("min_position",)),
+          answer=ans.TimelineWithMergedAnswer, query=("min_position",)),
     Route("GET", f"{CASE}/history", audit.get_history, AUDITORS,
           "Every stored event to a time (as_of) or version, with the case as it stood then (access logged)",
           answer=HistoryAnswer, query=("as_of", "version")),
@@ -157,6 +157,11 @@ ROUTES: list[Route] = [
     Route("POST", f"{CASE}/release", cmd.release, AGENTS, "Release the case", rq.Release),
     Route("POST", f"{CASE}/resolve", cmd.resolve_case, AGENTS, "Resolve the case", rq.ResolveCase),
     Route("POST", f"{CASE}/reopen", cmd.reopen_case, AGENTS, "Reopen the case", rq.ReopenCase),
+    Route("POST", f"{CASE}/merge", cmd.merge_case, AGENTS,
+          "Merge this case (a duplicate) into another case of the customer", rq.MergeCase,
+          answer=ans.MergeAnswer),
+    Route("POST", f"{CASE}/unmerge", cmd.unmerge_case, AGENTS,
+          "Undo the merge of a case into this one", rq.UnmergeCase, answer=ans.UnmergeAnswer),
     Route("GET", "/v1/queues", queues.list_queues, READERS, "Queues with depth, oldest wait, overdue",
           answer=ans.QueuesAnswer, query=("min_position",)),
     Route("GET", "/v1/queues/{queue}/items", queues.list_items, READERS, "A queue's items in claim order",
