@@ -276,13 +276,18 @@ class CaseView(msgspec.Struct, kw_only=True, gc=False):
     merged_cases: list[MergedCaseView] = []
 
 
-class TimelineEntry(msgspec.Struct, kw_only=True, gc=False):
+class TimelineEntry(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
+    """One line of the timeline. omit_defaults touches only `from_case_id` (the rest have no
+    default): stored entries never carry it; a survivor's timeline marks every entry with the
+    case it came from while cases are merged into it."""
+
     at: datetime
     kind: str
     actor: Person
     contact_id: UUID | None
     text: str
     version: int
+    from_case_id: UUID | None = None
 
 
 class TimelineAnswer(msgspec.Struct, kw_only=True, gc=False):

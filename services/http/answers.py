@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from casedesk.domain.values import Money
-from casedesk.projections.case_view import CaseView, NoteView, TimelineAnswer, TimelineEntry
+from casedesk.projections.case_view import CaseView, TimelineAnswer
 from casedesk.projections.deadline_clocks import ClockRisk
 
 
@@ -62,23 +62,6 @@ class UnmergeAnswer(msgspec.Struct, frozen=True, kw_only=True):
     events: list[EventRef]
     absorbed_case_id: UUID
     absorbed_version: int
-
-
-class MarkedTimelineEntry(TimelineEntry, kw_only=True, gc=False):
-    """A timeline entry; on a survivor's timeline (while it holds merged cases) every entry
-    says which case it came from (`from_case_id`)."""
-
-    from_case_id: UUID | None = None
-
-
-class TimelineWithMergedAnswer(msgspec.Struct, kw_only=True, gc=False):
-    """GET /v1/cases/{id}/timeline: the pinned note first, then every entry in time order; a
-    survivor's timeline interleaves the entries of the cases merged into it, each marked."""
-
-    case_id: UUID
-    version: int
-    pinned_note: NoteView | None
-    entries: list[MarkedTimelineEntry]
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):

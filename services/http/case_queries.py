@@ -9,12 +9,11 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
-from casedesk.projections.case_view import TimelineAnswer
+from casedesk.projections.case_view import TimelineAnswer, TimelineEntry
 from casedesk.services.access_log import REASON_HEADER, reason_of, record_access
 from casedesk.services.case_access import check_may_change, check_may_read_parts
 from casedesk.services.case_clocks import clocks_of_view, view_as_of
 from casedesk.services.case_reading import CaseRead, read_case
-from casedesk.services.http.answers import MarkedTimelineEntry, TimelineWithMergedAnswer
 from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, READ_STORE, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
@@ -101,10 +100,9 @@ def merged_case_ids(view: bytes) -> list[UUID]:
     return [m.case_id for m in _decode_merged(view).merged_cases]
 
 
-def _marked(answer: TimelineAnswer) -> tuple[list[MarkedTimelineEntry], list[MarkedTimelineEntry]]:
+def _marked(answer: TimelineAnswer) -> tuple[list[TimelineEntry], list[TimelineEntry]]:
     """(the pinned note's entry, if shown first; every entry in order), each marked with its case."""
-    entries = [MarkedTimelineEntry(**msgspec.structs.asdict(e), from_case_id=answer.case_id)
-               for e in answer.entries]
+    entries = [msgspec.structs.replace(e, from_case_id=answer.case_id) for e in answer.entries]
     if answer.pinned_note is not None and len(entries) > 1 and entries[0].version in {e.version for e in entries[1:]}:
         return entries[:1], entries[1:]
     return [], entries
@@ -121,8 +119,8 @@ def interleaved(timeline: bytes, merged: list[bytes]) -> bytes:
     pinned, own = _marked(survivor)
     theirs = [_marked(_decode_timeline(t))[1] for t in merged]
     entries = list(heapq.merge(own, *theirs, key=lambda e: e.at))
-    return _encode(TimelineWithMergedAnswer(case_id=survivor.case_id, version=survivor.version,
-                                            pinned_note=survivor.pinned_note, entries=pinned + entries))
+    return _encode(TimelineAnswer(case_id=survivor.case_id, version=survivor.version,
+                                  pinned_note=survivor.pinned_note, entries=pinned + entries))
 
 
 async def get_contact_details(request: web.Request) -> web.Response:

@@ -31,7 +31,7 @@ from casedesk.services.http import dashboard, health, lookup_handlers, metrics, 
 from casedesk.services.http import merchant_handlers as merchants
 from casedesk.services.http import queue_handlers as queues
 from casedesk.services.http import webhook_handlers as webhooks
-from casedesk.services.http.answers import Anything, CommandAnswer, Health
+from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
 from casedesk.services.http.middleware import ALLOWED_ROLES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -85,7 +85,7 @@ ROUTES: list[Route] = [
     Route("GET", f"{CASE}/contact-details", q.get_contact_details, AGENTS,
           "The unmasked follow-up phone (every read is in the access log)", answer=ans.ContactDetailsAnswer),
     Route("GET", f"{CASE}/timeline", q.get_timeline, READERS, "The handoff timeline",
-          answer=ans.TimelineWithMergedAnswer, query=("min_position",)),
+          answer=TimelineAnswer, query=("min_position",)),
     Route("GET", f"{CASE}/history", audit.get_history, AUDITORS,
           "Every stored event to a time (as_of) or version, with the case as it stood then (access logged)",
           answer=HistoryAnswer, query=("as_of", "version")),
