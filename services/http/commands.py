@@ -192,7 +192,7 @@ async def run_pair(
     except LookupError as error:
         if isinstance(error, CaseNotFoundError) and str(error) == str(case_id):
             raise
-        raise validation_problem([FieldError(other_field, f"no case {other_id} to work with")]) from None
+        raise validation_problem([FieldError(other_field, f"{other_id} names no case you may work")]) from None
     return _json(*respond(outcome), outcome.version)
 
 
