@@ -234,14 +234,12 @@ class CaseService:
                 await turns.enter_async_context(self._turn(turn))
             for attempt in range(MAX_ATTEMPTS):
                 case = await self.load(case_id)
+                check_may_change(principal, case)  # the path's case first: hidden, it is a 404 as anywhere
                 try:
                     other = await self.load(other_id)
                     check_may_change(principal, other)
                 except (CaseNotFoundError, AccessDeniedError) as error:
-                    if principal.role == "auditor":
-                        raise
                     raise LookupError(str(other_id)) from error
-                check_may_change(principal, case)
                 if expected_version is not None and case.version != expected_version:
                     raise VersionMismatchError(case.version)
                 position = await self.store.pool.fetchval(
