@@ -210,3 +210,33 @@ async def test_a_stale_if_match_on_a_merge_is_412_and_nothing_is_merged(client, 
                           headers={**absorbed.headers, "If-Match": '"7"'})
     assert r.status == 412
     await absorbed.note("still takes commands")
+
+
+async def test_the_survivor_carries_the_absorbed_cases_open_disputes_and_running_clocks_until_unmerged(
+        client, auth) -> None:
+    absorbed, survivor = await pair(client, auth)
+    contact = (await absorbed.post("/contacts", INBOUND, 201))["contact_id"]
+    await absorbed.post("/identity-checks", {"contact_id": contact, "method": "knowledge_based", "passed": True,
+                                             "factors": ["date_of_birth"]})
+    dispute = (await absorbed.post("/disputes", {
+        "contact_id": contact, "transaction_id": "tx-1", "merchant": "WEBTEL",
+        "amount": {"amount": "19.95", "currency": "USD"}, "reason_code": "10.4", "network": "visa"}, 201))["dispute_id"]
+    await absorbed.post("/callbacks", {"due_at": from_now(days=2), "phone": "registered", "reason": "the outcome",
+                                       "department": "fraud"}, 201)
+    running = [c for c in (await absorbed.get())["clocks"] if c["state"] == "running"]
+    assert running  # the promised callback's clock
+    assert absorbed.id in await queue_ids(client, auth, "disputes", absorbed.position)
+    await merge(absorbed, survivor)
+    [entry] = (await survivor.get())["merged_cases"]
+    assert [d["dispute_id"] for d in entry["disputes"]] == [dispute]
+    assert [c["rule"] for c in entry["clocks"]] == [c["rule"] for c in running]
+    assert [c["contact_id"] for c in entry["contacts"]] == [contact]
+    waiting = await queue_ids(client, auth, "disputes", survivor.position)
+    assert survivor.id in waiting and absorbed.id not in waiting
+    # What the survivor carries is the absorbed case's to work again once unmerged.
+    assert (await survivor.post(f"/disputes/{dispute}/resolve", {"outcome": "upheld", "note": "x"}, 409))[
+        "type"].endswith("/rules/unknown-dispute")
+    await unmerge(survivor, absorbed)
+    waiting = await queue_ids(client, auth, "disputes", survivor.position)
+    assert absorbed.id in waiting and survivor.id not in waiting
+    assert [d["dispute_id"] for d in (await absorbed.get())["disputes"]] == [dispute]
