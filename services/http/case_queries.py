@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import heapq
 from datetime import UTC, datetime
-from uuid import UUID
 
 import msgspec
 from aiohttp import web
 
-from casedesk.projections.case_view import TimelineAnswer, TimelineEntry
 from casedesk.services.access_log import REASON_HEADER, reason_of, record_access
 from casedesk.services.case_access import check_may_change, check_may_read_parts
 from casedesk.services.case_clocks import clocks_of_view, view_as_of
-from casedesk.services.case_reading import CaseRead, read_case
+from casedesk.services.case_reading import CaseRead, read_case, with_merged_timelines
 from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, READ_STORE, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
@@ -71,56 +68,10 @@ async def get_clocks(request: web.Request) -> web.Response:
 
 async def get_timeline(request: web.Request) -> web.Response:
     read = await _read(request, timeline=True)
-    assert read.timeline is not None
-    merged = merged_case_ids(read.view)
-    if not merged:
-        return _answer(read.timeline, read.version)
     app, cases = request.app, request.app[CASES]
-    others = [await read_case(cases.store, cases.mapper, case_id, app[ZONE], files=app[READ_POOL], timeline=True,
-                              policy=app[CLOCK_POLICY]) for case_id in merged]
-    return _answer(interleaved(read.timeline, [o.timeline for o in others if o.timeline is not None]), read.version)
-
-
-class _MergedCase(msgspec.Struct):
-    case_id: UUID
-
-
-class _MergedCases(msgspec.Struct):
-    merged_cases: list[_MergedCase] = []
-
-
-_decode_merged = msgspec.json.Decoder(_MergedCases).decode
-_decode_timeline = msgspec.json.Decoder(TimelineAnswer).decode
-
-
-def merged_case_ids(view: bytes) -> list[UUID]:
-    """The cases merged into this one, from its view (decoded only when there are any)."""
-    if b'"merged_cases":[]' in view:
-        return []
-    return [m.case_id for m in _decode_merged(view).merged_cases]
-
-
-def _marked(answer: TimelineAnswer) -> tuple[list[TimelineEntry], list[TimelineEntry]]:
-    """(the pinned note's entry, if shown first; every entry in order), each marked with its case."""
-    entries = [msgspec.structs.replace(e, from_case_id=answer.case_id) for e in answer.entries]
-    if answer.pinned_note is not None and len(entries) > 1 and entries[0].version in {e.version for e in entries[1:]}:
-        return entries[:1], entries[1:]
-    return [], entries
-
-
-def interleaved(timeline: bytes, merged: list[bytes]) -> bytes:
-    """The survivor's timeline with the merged cases' entries in time order, each marked `from_case_id`.
-
-    Composed when read, from each case's own timeline: no stored entry is ever
-    rewritten, and an unmerge needs nothing undone (the entries simply stop
-    being composed). Ties in time keep the survivor's entries first.
-    """
-    survivor = _decode_timeline(timeline)
-    pinned, own = _marked(survivor)
-    theirs = [_marked(_decode_timeline(t))[1] for t in merged]
-    entries = list(heapq.merge(own, *theirs, key=lambda e: e.at))
-    return _encode(TimelineAnswer(case_id=survivor.case_id, version=survivor.version,
-                                  pinned_note=survivor.pinned_note, entries=pinned + entries))
+    timeline = await with_merged_timelines(cases.store, cases.mapper, read, app[ZONE], files=app[READ_POOL],
+                                           policy=app[CLOCK_POLICY])
+    return _answer(timeline, read.version)
 
 
 async def get_contact_details(request: web.Request) -> web.Response:

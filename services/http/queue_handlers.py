@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 
 from casedesk.projections.work_queues import department_of, queue_depths, queue_exists, queue_page
-from casedesk.services.case_reading import CaseRead, file_with, read_case
+from casedesk.services.case_reading import CaseRead, file_with, read_case, with_merged_timelines
 from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, ZONE
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
 from casedesk.services.http.commands import command_body, idempotency_of
@@ -103,17 +103,21 @@ async def claim(request: web.Request) -> web.StreamResponse:
     if claim.complete:  # the case file as the claim read it, with the assignment folded in: no read
         read = file_with(claim.case_file, claim.events, request.app[ZONE], outcome.case.id,
                          policy=request.app[CLOCK_POLICY])
-        return _answer(outcome.case.id, outcome.position or 0, read)
+        return await _answer(request, outcome.case.id, outcome.position or 0, read)
     return await _claimed(request, outcome.case.id, outcome.position or 0)
 
 
 async def _claimed(request: web.Request, case_id: UUID, position: int) -> web.Response:
     cases = request.app[CASES]
-    return _answer(case_id, position, await read_case(cases.store, cases.mapper, case_id, request.app[ZONE],
-                                                      policy=request.app[CLOCK_POLICY]))
+    return await _answer(request, case_id, position, await read_case(
+        cases.store, cases.mapper, case_id, request.app[ZONE], policy=request.app[CLOCK_POLICY]))
 
 
-def _answer(case_id: UUID, position: int, read: CaseRead) -> web.Response:
+async def _answer(request: web.Request, case_id: UUID, position: int, read: CaseRead) -> web.Response:
+    cases = request.app[CASES]
+    # A survivor's timeline shows the cases merged into it too, as GET .../timeline does.
+    timeline = await with_merged_timelines(cases.store, cases.mapper, read, request.app[ZONE],
+                                           policy=request.app[CLOCK_POLICY])
     body = b'{"case_id":"%s","version":%d,"position":%d,"case":%s,"timeline":%s}' % (
-        str(case_id).encode(), read.version, position, read.view, read.timeline)
+        str(case_id).encode(), read.version, position, read.view, timeline)
     return web.Response(body=body, content_type="application/json", headers={"ETag": f'"{read.version}"'})

@@ -240,3 +240,24 @@ async def test_the_survivor_carries_the_absorbed_cases_open_disputes_and_running
     waiting = await queue_ids(client, auth, "disputes", survivor.position)
     assert absorbed.id in waiting and survivor.id not in waiting
     assert [d["dispute_id"] for d in (await absorbed.get())["disputes"]] == [dispute]
+
+
+async def test_a_claimed_survivor_answers_the_timeline_of_both_and_history_tells_the_merge(client, auth) -> None:
+    absorbed, survivor = await pair(client, auth)
+    await absorbed.note("on the duplicate")
+    await merge(absorbed, survivor)
+    department = f"d_{uuid.uuid4().hex[:6]}"
+    await survivor.post("/escalations", {"to_department": department, "reason": "needs a decision", "priority": 2})
+    await queue_ids(client, auth, department, survivor.position)  # waits for the projection
+    r = await client.post(f"/v1/queues/{department}/claim", headers=auth(departments=(department,)))
+    claimed = await r.json()
+    assert r.status == 200, claimed
+    assert claimed["case_id"] == survivor.id
+    marked = {(e["kind"], e["from_case_id"]) for e in claimed["timeline"]["entries"]}
+    assert ("handoff_note_added", absorbed.id) in marked and ("case_escalated", survivor.id) in marked
+    r = await client.get(survivor.path + "/history", params={"version": "2"},
+                         headers={**auth(role="auditor"), "X-Access-Reason": "merge review"})
+    history = await r.json()
+    assert r.status == 200, history
+    assert [m["case_id"] for m in history["state"]["merged_cases"]] == [absorbed.id]
+    assert [e["type"] for e in history["events"]][-1] == "CaseMerged"
