@@ -6,6 +6,7 @@ into the survivor. Reads wait for the command's `position` (read your writes).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -261,3 +262,28 @@ async def test_a_claimed_survivor_answers_the_timeline_of_both_and_history_tells
     assert r.status == 200, history
     assert [m["case_id"] for m in history["state"]["merged_cases"]] == [absorbed.id]
     assert [e["type"] for e in history["events"]][-1] == "CaseMerged"
+
+
+async def test_a_merge_sent_twice_with_one_idempotency_key_merges_once_and_answers_alike(client, auth) -> None:
+    absorbed, survivor = await pair(client, auth)
+    headers = {**absorbed.headers, "Idempotency-Key": f"merge-{uuid.uuid4()}"}
+    body = {"into_case_id": survivor.id, "reason": "the customer called twice"}
+    first = await absorbed.post("/merge", body, headers=headers)
+    again = await absorbed.post("/merge", body, headers=headers)
+    assert again == first and first["merged_into"] == survivor.id
+    survivor.position = absorbed.position
+    assert len((await survivor.get())["merged_cases"]) == 1
+
+
+async def test_two_cases_merged_into_each_other_at_once_end_up_merged_one_way(client, auth) -> None:
+    one, other = await pair(client, auth)
+    answers = await asyncio.gather(
+        client.post(one.path + "/merge", json={"into_case_id": other.id, "reason": "dup"}, headers=one.headers),
+        client.post(other.path + "/merge", json={"into_case_id": one.id, "reason": "dup"}, headers=one.headers))
+    assert sorted(r.status for r in answers) == [200, 409]
+    refused = await next(r for r in answers if r.status == 409).json()
+    assert refused["type"].rsplit("/", 1)[-1] in ("merge-cycle", "case-merged", "merge-into-merged-case")
+    one.position = max([one.position] + [(await r.json()).get("position") or 0 for r in answers])
+    other.position = one.position
+    into = {(await one.get())["merged_into"], (await other.get())["merged_into"]}
+    assert into in ({None, one.id}, {None, other.id})
