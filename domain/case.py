@@ -82,6 +82,10 @@ class FraudCase(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     breach_fee: BreachFee | None = None
     # Tokens of processor instructions whose answer is recorded (confirmed or refused).
     answered_instructions: frozenset[str] = frozenset()
+    # Merge: the survivor this case was merged into (it then takes no command), and
+    # the cases merged into this one, in the order they were merged.
+    merged_into: UUID | None = None
+    absorbed: tuple[UUID, ...] = ()
 
     def contact(self, contact_id: UUID) -> ContactState | None:
         return self.contacts.get(str(contact_id))
@@ -375,3 +379,20 @@ _APPLIERS[ev.ProcessorInstructionRejected] = _processor_answered
 @_applies(ev.CaseReopened)
 def _reopened(case: FraudCase, _: ev.CaseReopened) -> FraudCase:
     return replace(case, status="open")
+
+
+@_applies(ev.CaseMerged)
+def _merged(case: FraudCase, e: ev.CaseMerged) -> FraudCase:
+    return replace(case, absorbed=(*case.absorbed, e.absorbed_case_id))
+
+
+@_applies(ev.CaseMergedInto)
+def _merged_into(case: FraudCase, e: ev.CaseMergedInto) -> FraudCase:
+    return replace(case, merged_into=e.survivor_case_id)
+
+
+@_applies(ev.CaseUnmerged)
+def _unmerged(case: FraudCase, e: ev.CaseUnmerged) -> FraudCase:
+    if case.id == e.absorbed_case_id:
+        return replace(case, merged_into=None)
+    return replace(case, absorbed=tuple(c for c in case.absorbed if c != e.absorbed_case_id))

@@ -53,6 +53,7 @@ from .decisions_contacts import (
     waive_callback,
 )
 from .decisions_credits import grant_provisional_credit, reverse_provisional_credit
+from .decisions_merge import merge_case, unmerge_case
 from .decisions_processor import confirm_instruction, reject_instruction
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "end_contact",
     "escalate",
     "grant_provisional_credit",
+    "merge_case",
     "miss_callback",
     "notify_customer",
     "open_case",
@@ -91,6 +93,7 @@ __all__ = [
     "suspend_card",
     "suspend_online_access",
     "unlock_identity",
+    "unmerge_case",
     "waive_callback",
     "waive_liability",
 ]

@@ -38,3 +38,12 @@ class CardDataRefused(FieldRefused):
 
     def __init__(self, field: str) -> None:
         super().__init__("card-data-refused", field, f"{field} looks like card data; it is never stored")
+
+
+class CaseMergedError(RuleViolation):
+    """A command on a case merged into another: rule `case-merged`, naming the survivor."""
+
+    def __init__(self, case_id: object, merged_into: object) -> None:
+        super().__init__("case-merged", f"case {case_id} is merged into case {merged_into}; work that case,"
+                         " or unmerge first")
+        self.merged_into = merged_into

@@ -382,6 +382,36 @@ class CallVerified(CaseEvent, frozen=True, kw_only=True):
     code: CodeCheck
 
 
+class CaseMerged(CaseEvent, frozen=True, kw_only=True):
+    """A duplicate case of the customer was merged into this one (the survivor).
+
+    The absorbed case's events stay in its own stream; `absorbed_version` and
+    `absorbed_position` say how far that stream went when it was merged (its
+    version and the notification id of its last event).
+    """
+
+    absorbed_case_id: UUID
+    absorbed_version: int
+    absorbed_position: int | None
+    reason: str
+    different_customer: bool = False
+
+
+class CaseMergedInto(CaseEvent, frozen=True, kw_only=True):
+    """This case was merged into `survivor_case_id`: it takes no command until unmerged."""
+
+    survivor_case_id: UUID
+    reason: str
+
+
+class CaseUnmerged(CaseEvent, frozen=True, kw_only=True):
+    """A merge was undone; recorded on both cases (`survivor_case_id` absorbed `absorbed_case_id`)."""
+
+    survivor_case_id: UUID
+    absorbed_case_id: UUID
+    reason: str
+
+
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
     ContactStarted,
@@ -420,6 +450,9 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CallVerified,
     ProvisionalCreditGranted,
     ProvisionalCreditReversed,
+    CaseMerged,
+    CaseMergedInto,
+    CaseUnmerged,
 )
 
 if TYPE_CHECKING:

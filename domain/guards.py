@@ -13,7 +13,7 @@ from uuid import UUID
 from .card_data import check_structured_field, looks_like_pan
 from .case import FraudCase
 from .case_parts import CardState, ContactState
-from .errors import CardDataRefused, RuleViolation
+from .errors import CardDataRefused, CaseMergedError, RuleViolation
 from .values import Actor, PhoneNumber
 
 
@@ -50,7 +50,13 @@ class Stamps:
 
 
 def stamps(case: FraudCase, actor: Actor, at: datetime, contact_id: UUID | None = None) -> Stamps:
-    """Stamps for a command on `case`: the contact it names, else the open one."""
+    """Stamps for a command on `case`: the contact it names, else the open one.
+
+    A case merged into another takes no command (every decision stamps its
+    events here); only casedesk itself (a processor's answer) still records on it.
+    """
+    if case.merged_into is not None and actor.role != "system":
+        raise CaseMergedError(case.id, case.merged_into)
     contact = contact_id if contact_id is not None else case.open_contact_id
     return Stamps(case.id, case.version, actor, at, contact)
 

@@ -26,11 +26,13 @@ from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.case_file import apply, file_rest, stored_file, timeline_head
 from casedesk.projections.case_view import CaseFile
+from casedesk.projections.case_view_changes import carry_absorbed
 from casedesk.projections.customer_lookup import (
     CustomerRow,
     OutboundRow,
     change_customer,
     customer_row,
+    lookup_follows_merge,
     outbound_row,
 )
 from casedesk.projections.deadline_clocks import write_clocks
@@ -97,7 +99,9 @@ class CaseFiles:
             self._remembered.popitem(last=False)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[ev.CaseEvent]) -> None:
-        ids = list({e.originator_id for e in events if isinstance(e, ev.CaseEvent)})
+        ids = list({e.originator_id for e in events if isinstance(e, ev.CaseEvent)}
+                   # A survivor's merge carries what the absorbed case still owes: fold it with its file at hand.
+                   | {e.absorbed_case_id for e in events if isinstance(e, ev.CaseMerged)})
         try:
             files = await self._files(conn, ids)
             new = {i for i in ids if i not in files}  # no case_files row yet: no clock rows either
@@ -143,6 +147,13 @@ class CaseFiles:
                 continue  # already folded
             file = files[event.originator_id] = apply(current, event, self.zone, policy=self.policy)
             merchants.mark(file.view, event)
+            if isinstance(event, ev.CaseMerged):
+                absorbed = files.get(event.absorbed_case_id)
+                if absorbed is not None:
+                    carry_absorbed(file, absorbed)
+            if (isinstance(event, (ev.CaseMerged, ev.CaseMergedInto, ev.CaseUnmerged))
+                    and event.originator_id in customers):
+                lookup_follows_merge(customers[event.originator_id], file.view)
             if isinstance(event, ev.CaseOpened):
                 customers[event.originator_id] = customer_row(event)
             elif event.originator_id in customers:

@@ -211,6 +211,28 @@ class Handoff(msgspec.Struct, kw_only=True, gc=False):
     call_checks: list[HandoffItem] = []
 
 
+class MergedCaseView(msgspec.Struct, kw_only=True, gc=False):
+    """A case merged into this one: when, by whom, why, and what this case carries of it meanwhile.
+
+    The carried parts (its open disputes, owed callbacks, running clocks, card
+    digits and contacts) are the absorbed case as it stood at the merge (it takes
+    no command while merged); they go back with it on unmerge.
+    """
+
+    case_id: UUID
+    merged_at: datetime
+    by: Person
+    reason: str
+    version_at_merge: int
+    position_at_merge: int | None
+    different_customer: bool = False
+    last4s: list[str] = []
+    disputes: list[DisputeView] = []
+    callbacks: list[CallbackView] = []
+    clocks: list[Clock] = []
+    contacts: list[ContactView] = []
+
+
 class CaseView(msgspec.Struct, kw_only=True, gc=False):
     """GET /v1/cases/{id}: the case as the next agent needs it."""
 
@@ -249,15 +271,23 @@ class CaseView(msgspec.Struct, kw_only=True, gc=False):
     handoff: Handoff = msgspec.field(default_factory=Handoff)
     updated_at: datetime | None = None
     instructions: list[InstructionView] = []
+    # Merge: the case this one was merged into (it then takes no command), and the cases merged into it.
+    merged_into: UUID | None = None
+    merged_cases: list[MergedCaseView] = []
 
 
-class TimelineEntry(msgspec.Struct, kw_only=True, gc=False):
+class TimelineEntry(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
+    """One line of the timeline. omit_defaults touches only `from_case_id` (the rest have no
+    default): stored entries never carry it; a survivor's timeline marks every entry with the
+    case it came from while cases are merged into it."""
+
     at: datetime
     kind: str
     actor: Person
     contact_id: UUID | None
     text: str
     version: int
+    from_case_id: UUID | None = None
 
 
 class TimelineAnswer(msgspec.Struct, kw_only=True, gc=False):

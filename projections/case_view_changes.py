@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from functools import singledispatch
+from typing import TypeVar
+
+import msgspec
 
 from casedesk.domain import events as ev
 from casedesk.domain.processor_instructions import instructions_for
@@ -16,6 +19,7 @@ from casedesk.projections.case_view import (
     EscalationView,
     InstructionView,
     LiabilityWaiverView,
+    MergedCaseView,
     NoteView,
     PaymentStopView,
     Person,
@@ -299,3 +303,50 @@ def _(event: ev.CaseResolved, file: CaseFile) -> None:
 @change_view.register
 def _(event: ev.CaseReopened, file: CaseFile) -> None:
     file.view.status, file.view.resolution = "open", None
+
+
+@change_view.register
+def _(event: ev.CaseMerged, file: CaseFile) -> None:
+    # What the survivor carries of the absorbed case is filled in by the case_files projection,
+    # which has the absorbed case's file at hand (see carry_absorbed).
+    file.view.merged_cases.append(MergedCaseView(
+        case_id=event.absorbed_case_id, merged_at=event.timestamp, by=person(event.actor), reason=event.reason,
+        version_at_merge=event.absorbed_version, position_at_merge=event.absorbed_position,
+        different_customer=event.different_customer))
+
+
+@change_view.register
+def _(event: ev.CaseMergedInto, file: CaseFile) -> None:
+    file.view.merged_into = event.survivor_case_id
+
+
+@change_view.register
+def _(event: ev.CaseUnmerged, file: CaseFile) -> None:
+    if file.view.case_id == event.absorbed_case_id:
+        file.view.merged_into = None
+    else:
+        file.view.merged_cases = [m for m in file.view.merged_cases if m.case_id != event.absorbed_case_id]
+
+
+def carry_absorbed(survivor: CaseFile, absorbed: CaseFile) -> None:
+    """The survivor's entry for `absorbed` takes what stays owed of it: open disputes, callbacks
+    not yet made, running clocks, its cards' last digits (for lookup) and its contacts."""
+    entry = next((m for m in survivor.view.merged_cases if m.case_id == absorbed.view.case_id), None)
+    if entry is None:
+        return
+    view = absorbed.view
+    entry.last4s = [c.last4 for c in view.cards]
+    entry.disputes = [_copy(d, DisputeView) for d in view.disputes
+                      if d.status == "open"]
+    entry.callbacks = [_copy(c, CallbackView) for c in view.callbacks
+                       if c.status in ("scheduled", "missed")]
+    entry.clocks = [c for c in view.clocks if c.state == "running"]
+    entry.contacts = [_copy(c, ContactView) for c in view.contacts]
+
+
+_T = TypeVar("_T")
+
+
+def _copy(part: object, kind: type[_T]) -> _T:
+    """A copy the absorbed case's later folds cannot change (view parts are mutable)."""
+    return msgspec.json.decode(msgspec.json.encode(part), type=kind)

@@ -13,6 +13,7 @@ from uuid import UUID
 import msgspec
 
 from casedesk.domain import events as ev
+from casedesk.projections.case_view import CaseView
 
 
 class CustomerRow(msgspec.Struct, kw_only=True):
@@ -52,6 +53,17 @@ def change_customer(row: CustomerRow, event: ev.CaseEvent) -> None:
         row.status = "resolved"
     elif isinstance(event, ev.CaseReopened):
         row.status = "open"
+
+
+def lookup_follows_merge(row: CustomerRow, view: CaseView) -> None:
+    """A merged-away case leaves lookup (status `merged`); its survivor is found by its cards too.
+
+    Derived from the view after the merge or unmerge, so an unmerge restores
+    both rows exactly: the survivor's own cards and status, the absorbed case's.
+    """
+    last4s = [c.last4 for c in view.cards] + [d for m in view.merged_cases for d in m.last4s]
+    row.last4s = list(dict.fromkeys(last4s))
+    row.status = "merged" if view.merged_into is not None else view.status
 
 
 # What the IVR may tell a caller a call was about: a kind, never the agent's words (migration 016 too).

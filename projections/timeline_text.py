@@ -159,6 +159,12 @@ TEXT: dict[type, Describe] = {
     ev.CaseReleased: lambda e, _: f"Case released by {who(e.actor)}" + (f": {e.note}" if e.note else ""),
     ev.CaseResolved: lambda e, _: f"Case resolved by {who(e.actor)} ({e.resolution}): {e.summary}",
     ev.CaseReopened: lambda e, _: f"Case reopened by {who(e.actor)}: {e.reason}",
+    ev.CaseMerged: lambda e, _: (
+        f"Case {e.absorbed_case_id} merged into this case by {who(e.actor)}"
+        + (" (another customer's)" if e.different_customer else "") + f": {e.reason}"),
+    ev.CaseMergedInto: lambda e, _: f"Merged into case {e.survivor_case_id} by {who(e.actor)}: {e.reason}",
+    ev.CaseUnmerged: lambda e, _: (
+        f"Case {e.absorbed_case_id} unmerged from case {e.survivor_case_id} by {who(e.actor)}: {e.reason}"),
     ev.CustomerNotified: lambda e, _: (
         f"Customer told by {e.channel} ({e.subject.replace('_', ' ')}) — {who(e.actor)}: {e.summary}"),
     ev.CallVerified: lambda e, contacts: call_check_text(e, contacts, UTC),  # sentence() passes the zone

@@ -80,8 +80,8 @@ def amount_priority(amount: Money | None) -> int:
 
 def queue_rows(view: CaseView) -> list[QueueRow]:
     """Every queue the case waits in now (none when resolved or held)."""
-    if view.status != "open" or view.assignee is not None:
-        return []
+    if view.status != "open" or view.assignee is not None or view.merged_into is not None:
+        return []  # a merged-away case waits in no queue: its survivor carries what it owes
     base = 1 if view.flagged_merchants else amount_priority(view.amount_at_risk)
     rows: dict[str, QueueRow] = {}
 
@@ -98,7 +98,8 @@ def queue_rows(view: CaseView) -> list[QueueRow]:
         add("fraud_alerts", view.opened_at)
     if view.connected_contacts == 0 and view.reason == "data_breach":
         add("breach_outreach", view.opened_at)
-    for dispute in view.disputes:
+    carried = view.merged_cases
+    for dispute in [*view.disputes, *(d for m in carried for d in m.disputes)]:
         if dispute.status == "open":
             add("disputes", dispute.opened_at or view.opened_at)
     for card in view.cards:
@@ -110,11 +111,11 @@ def queue_rows(view: CaseView) -> list[QueueRow]:
     for escalation in view.escalations:
         if escalation.to_department != HOME and escalation.status == "open":
             add(escalation.to_department, escalation.at, min(base, escalation.priority))
-    for callback in view.callbacks:
+    for callback in [*view.callbacks, *(c for m in carried for c in m.callbacks)]:
         if callback.status in ("scheduled", "missed"):
             queue = "callbacks_due" if callback.department == HOME else callback.department
             add(queue, view.opened_at, base, callback.due_at)
-    running = [c for c in view.clocks if c.state == "running"]
+    running = [c for c in [*view.clocks, *(k for m in carried for k in m.clocks)] if c.state == "running"]
     if running:
         add(DEADLINES, min(c.started_at for c in running), 1, min(c.due_at for c in running))
     return list(rows.values())

@@ -36,6 +36,8 @@ def view_as_of(view: bytes, now: datetime) -> bytes:
         return view
     case = _decode_view(view)
     case.clocks = clocks_as_of(case.clocks, now)
+    for merged in case.merged_cases:  # the clocks a survivor carries for a case merged into it
+        merged.clocks = clocks_as_of(merged.clocks, now)
     return _encode(case)
 
 

@@ -14,6 +14,7 @@ standby too. Nothing here writes, so a read-only standby serves it.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -27,6 +28,7 @@ from eventsourcing.utils import get_topic
 from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.projections.case_file import fold, stored_file, timeline_bytes, timeline_head, timeline_of
+from casedesk.projections.case_view import TimelineAnswer, TimelineEntry
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.event_mapper import CaseEventMapper
 from casedesk.services.event_store import EventStore
@@ -97,3 +99,60 @@ def file_with(row: Mapping[str, Any] | None, events: Iterable[CaseEvent], zone: 
                   else _encode(timeline_of(file)))
     return CaseRead(list(view.departments), view.assignee.id if view.assignee else None, view.version,
                     _encode(view), answer)
+
+
+# --- a survivor's timeline: its own entries and those of the cases merged into it -------------
+
+
+class _MergedCase(msgspec.Struct):
+    case_id: UUID
+
+
+class _MergedCases(msgspec.Struct):
+    merged_cases: list[_MergedCase] = []
+
+
+_decode_merged = msgspec.json.Decoder(_MergedCases).decode
+_decode_timeline = msgspec.json.Decoder(TimelineAnswer).decode
+
+
+def merged_case_ids(view: bytes) -> list[UUID]:
+    """The cases merged into this one, from its view (decoded only when there are any)."""
+    if b'"merged_cases":[]' in view:
+        return []
+    return [m.case_id for m in _decode_merged(view).merged_cases]
+
+
+async def with_merged_timelines(store: EventStore, mapper: CaseEventMapper, read: CaseRead, zone: tzinfo, *,
+                                files: asyncpg.Pool | None = None, policy: ClockPolicy = DEFAULT_POLICY) -> bytes:
+    """`read`'s timeline; a survivor's interleaved with those of the cases merged into it."""
+    assert read.timeline is not None
+    merged = merged_case_ids(read.view)
+    if not merged:
+        return read.timeline
+    others = [await read_case(store, mapper, case_id, zone, files=files, timeline=True, policy=policy)
+              for case_id in merged]
+    return interleaved(read.timeline, [o.timeline for o in others if o.timeline is not None])
+
+
+def _marked(answer: TimelineAnswer) -> tuple[list[TimelineEntry], list[TimelineEntry]]:
+    """(the pinned note's entry, if shown first; every entry in order), each marked with its case."""
+    entries = [msgspec.structs.replace(e, from_case_id=answer.case_id) for e in answer.entries]
+    if answer.pinned_note is not None and len(entries) > 1 and entries[0].version in {e.version for e in entries[1:]}:
+        return entries[:1], entries[1:]
+    return [], entries
+
+
+def interleaved(timeline: bytes, merged: list[bytes]) -> bytes:
+    """The survivor's timeline with the merged cases' entries in time order, each marked `from_case_id`.
+
+    Composed when read, from each case's own timeline: no stored entry is ever
+    rewritten, and an unmerge needs nothing undone (the entries simply stop
+    being composed). Ties in time keep the survivor's entries first.
+    """
+    survivor = _decode_timeline(timeline)
+    pinned, own = _marked(survivor)
+    theirs = [_marked(_decode_timeline(t))[1] for t in merged]
+    entries = list(heapq.merge(own, *theirs, key=lambda e: e.at))
+    return _encode(TimelineAnswer(case_id=survivor.case_id, version=survivor.version,
+                                  pinned_note=survivor.pinned_note, entries=pinned + entries))

@@ -21,7 +21,7 @@ import msgspec
 from eventsourcing.utils import get_topic
 
 from casedesk.domain.case import FraudCase, replay
-from casedesk.domain.errors import RuleViolation
+from casedesk.domain.errors import CaseMergedError, RuleViolation
 from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.domain.values import Actor
 from casedesk.services.case_access import AccessDeniedError, acting_department, check_may_change
@@ -40,6 +40,13 @@ class Decision(Protocol):
     def __call__(self, case: FraudCase, *, actor: Actor, at: datetime) -> list[CaseEvent]: ...
 
 
+class PairDecision(Protocol):
+    """A decision on two cases at once (merge, unmerge): events for both streams."""
+
+    def __call__(self, first: FraudCase, second: FraudCase, *, actor: Actor, at: datetime,
+                 first_position: int | None) -> list[CaseEvent]: ...
+
+
 class Opening(Protocol):
     def __call__(self, *, actor: Actor, at: datetime) -> list[CaseEvent]: ...
 
@@ -51,6 +58,10 @@ class Outcome:
     case: FraudCase
     events: list[CaseEvent]
     positions: list[int]
+    other: FraudCase | None = None  # the second case of a command on two (merge, unmerge), after it
+    # A command on two cases: the last position it wrote to either, so that a read waiting
+    # for `position` sees both cases changed (read your writes).
+    last_written: int | None = None
 
     @property
     def version(self) -> int:
@@ -58,6 +69,8 @@ class Outcome:
 
     @property
     def position(self) -> int | None:
+        if self.last_written is not None:
+            return self.last_written
         return self.positions[-1] if self.positions else None
 
 
@@ -197,6 +210,71 @@ class CaseService:
                         raise
         raise AssertionError("unreachable")
 
+    async def change_pair(
+        self,
+        principal: Principal,
+        case_id: UUID,
+        other_id: UUID,
+        decide: PairDecision,
+        *,
+        expected_version: int | None = None,
+        idempotency: Idempotency | None = None,
+        respond: Respond | None = None,
+    ) -> Outcome:
+        """One command on two cases (`case_id` in the path, `other_id` named in the body): both
+        streams are written in one append, all or nothing, each at its expected version.
+
+        Both cases' turns are taken, in id order (two merges of the same pair, either way
+        round, cannot wait for each other). Always on stored state: a merge is rare, and
+        its refusals must be right. The answer is about `case_id`.
+        `LookupError(other_id)` when the other case does not exist or is hidden from the caller.
+        """
+        async with contextlib.AsyncExitStack() as turns:
+            for turn in sorted({case_id, other_id}):  # one turn when merged into itself (refused)
+                await turns.enter_async_context(self._turn(turn))
+            for attempt in range(MAX_ATTEMPTS):
+                case = await self.load(case_id)
+                check_may_change(principal, case)  # the path's case first: hidden, it is a 404 as anywhere
+                try:
+                    other = await self.load(other_id)
+                    check_may_change(principal, other)
+                except (CaseNotFoundError, AccessDeniedError) as error:
+                    raise LookupError(str(other_id)) from error
+                if expected_version is not None and case.version != expected_version:
+                    raise VersionMismatchError(case.version)
+                position = await self.store.pool.fetchval(
+                    "SELECT notification_id FROM case_events WHERE originator_id = $1 AND originator_version = $2",
+                    case.id, case.version)
+                actor = actor_of(principal, acting_department(principal, case))
+                events = decide(case, other, actor=actor, at=self.clock(), first_position=position)
+                mine = [e for e in events if e.originator_id == case.id]
+                theirs = [e for e in events if e.originator_id == other.id]
+                after = replay(mine, case) or case
+                other_after = replay(theirs, other) or other
+
+                def mine_only(positions: list[int], events: list[CaseEvent] = events, case_id: UUID = case.id
+                              ) -> list[int]:
+                    return [p for e, p in zip(events, positions, strict=True) if e.originator_id == case_id]
+
+                def respond_pair(outcome: Outcome, after: FraudCase = after, mine: list[CaseEvent] = mine,
+                                 other_after: FraudCase = other_after) -> tuple[int, bytes]:
+                    assert respond is not None
+                    return respond(Outcome(after, mine, mine_only(outcome.positions), other_after,
+                                           max(outcome.positions)))
+
+                try:
+                    outcome = await self._append(after, events, idempotency,
+                                                 respond_pair if respond is not None else None)
+                except StreamConflictError:
+                    self._cache.pop(case_id, None)
+                    self._cache.pop(other_id, None)
+                    if attempt == MAX_ATTEMPTS - 1 or expected_version is not None:
+                        raise
+                    continue
+                self._remember(other_after)
+                return Outcome(after, mine, mine_only(outcome.positions), other_after, max(outcome.positions))
+        raise AssertionError("unreachable")
+
     @contextlib.asynccontextmanager
     async def _turn(self, case_id: UUID) -> AsyncIterator[None]:
         turn = self._turns.get(case_id)
@@ -246,6 +324,8 @@ class CaseService:
                 expected_version: int | None, for_customer: bool = False) -> list[CaseEvent]:
         if not for_customer:
             check_may_change(principal, case)
+        if case.merged_into is not None:  # before If-Match: no version of it takes a command
+            raise CaseMergedError(case.id, case.merged_into)
         if expected_version is not None and case.version != expected_version:
             raise VersionMismatchError(case.version)
         actor = actor_of(principal, "" if for_customer else acting_department(principal, case))

@@ -42,6 +42,28 @@ class CommandAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     new_card: NewCard | None = None
 
 
+class MergeAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """A merge's answer: the absorbed case (path) after it, and the survivor it now reads as part of."""
+
+    case_id: UUID
+    version: int
+    position: int | None
+    events: list[EventRef]
+    merged_into: UUID
+    survivor_version: int
+
+
+class UnmergeAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """An unmerge's answer: the survivor (path) after it, and the case given back its own life."""
+
+    case_id: UUID
+    version: int
+    position: int | None
+    events: list[EventRef]
+    absorbed_case_id: UUID
+    absorbed_version: int
+
+
 class Health(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
     ready: bool | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
@@ -12,14 +13,16 @@ from aiohttp import web
 
 from casedesk.domain import decisions as d
 from casedesk.domain.case import FraudCase
+from casedesk.domain.decisions_merge import MAY_MERGE_ACROSS_CUSTOMERS
 from casedesk.domain.events import CaseEvent
-from casedesk.domain.values import Card, ContactStart, Customer, ReviewedTransaction
+from casedesk.domain.values import Actor, Card, ContactStart, Customer, ReviewedTransaction
 from casedesk.services.breaches import find_breach
+from casedesk.services.case_service import Outcome
 from casedesk.services.http import case_requests as rq
 from casedesk.services.http.app_keys import CALL_CODES, CASES, PERSONAL_DATA
-from casedesk.services.http.commands import card_in_path, open_once, path_uuid, run
+from casedesk.services.http.commands import card_in_path, open_once, path_uuid, run, run_pair
 from casedesk.services.http.middleware import PRINCIPAL
-from casedesk.services.http.problems import FieldError, validation_problem
+from casedesk.services.http.problems import FieldError, Problem, validation_problem
 from casedesk.services.http.request_body import decode
 
 
@@ -293,3 +296,40 @@ async def resolve_case(request: web.Request) -> web.Response:
 async def reopen_case(request: web.Request) -> web.Response:
     body = await decode(request, rq.ReopenCase)
     return await run(request, path_uuid(request, "case_id"), partial(d.reopen_case, reason=body.reason))
+
+
+async def merge_case(request: web.Request) -> web.Response:
+    """The case in the path is the duplicate: it is absorbed into `into_case_id`."""
+    body = await decode(request, rq.MergeCase)
+    principal = request[PRINCIPAL]
+    if body.different_customer_ok and principal.role not in MAY_MERGE_ACROSS_CUSTOMERS:
+        raise Problem(403, "forbidden", "Not allowed",
+                      "only a supervisor may merge cases of different customers (different_customer_ok)")
+    reason, ok = body.reason, body.different_customer_ok
+
+    def decide(absorbed: FraudCase, survivor: FraudCase, *, actor: Actor, at: datetime,
+               first_position: int | None) -> list[CaseEvent]:
+        return d.merge_case(absorbed, survivor, actor=actor, at=at, reason=reason, different_customer_ok=ok,
+                            absorbed_position=first_position)
+
+    def extra(outcome: Outcome) -> dict[str, Any]:
+        assert outcome.other is not None
+        return {"merged_into": str(outcome.other.id), "survivor_version": outcome.other.version}
+
+    return await run_pair(request, path_uuid(request, "case_id"), body.into_case_id, "into_case_id", decide, extra)
+
+
+async def unmerge_case(request: web.Request) -> web.Response:
+    """The case in the path is the survivor; `case_id` in the body the case it gives back."""
+    body = await decode(request, rq.UnmergeCase)
+    reason = body.reason
+
+    def decide(survivor: FraudCase, absorbed: FraudCase, *, actor: Actor, at: datetime,
+               first_position: int | None) -> list[CaseEvent]:
+        return d.unmerge_case(survivor, absorbed, actor=actor, at=at, reason=reason)
+
+    def extra(outcome: Outcome) -> dict[str, Any]:
+        assert outcome.other is not None
+        return {"absorbed_case_id": str(outcome.other.id), "absorbed_version": outcome.other.version}
+
+    return await run_pair(request, path_uuid(request, "case_id"), body.case_id, "case_id", decide, extra)

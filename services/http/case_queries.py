@@ -10,7 +10,7 @@ from aiohttp import web
 from casedesk.services.access_log import REASON_HEADER, reason_of, record_access
 from casedesk.services.case_access import check_may_change, check_may_read_parts
 from casedesk.services.case_clocks import clocks_of_view, view_as_of
-from casedesk.services.case_reading import CaseRead, read_case
+from casedesk.services.case_reading import CaseRead, read_case, with_merged_timelines
 from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, READ_STORE, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
@@ -68,8 +68,10 @@ async def get_clocks(request: web.Request) -> web.Response:
 
 async def get_timeline(request: web.Request) -> web.Response:
     read = await _read(request, timeline=True)
-    assert read.timeline is not None
-    return _answer(read.timeline, read.version)
+    app, cases = request.app, request.app[CASES]
+    timeline = await with_merged_timelines(cases.store, cases.mapper, read, app[ZONE], files=app[READ_POOL],
+                                           policy=app[CLOCK_POLICY])
+    return _answer(timeline, read.version)
 
 
 async def get_contact_details(request: web.Request) -> web.Response:

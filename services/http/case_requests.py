@@ -171,6 +171,22 @@ class ReverseProvisionalCredit(Request, kw_only=True):
     reason: Text
 
 
+class MergeCase(Request, kw_only=True):
+    """Merge the case in the path (a duplicate) into `into_case_id`, the survivor."""
+
+    into_case_id: UUID
+    reason: Text
+    # Cases of two different customers: a supervisor's call (an agent sending true is answered 403).
+    different_customer_ok: bool = False
+
+
+class UnmergeCase(Request, kw_only=True):
+    """Undo the merge of `case_id` (the absorbed case) into the case in the path."""
+
+    case_id: UUID
+    reason: Text
+
+
 class StopPayments(Request, kw_only=True):
     contact_id: UUID
     scope: StopScope

@@ -18,7 +18,14 @@ import structlog
 from aiohttp import web
 
 from casedesk.domain.card_data import holds_card_data
-from casedesk.services.case_service import Decision, Idempotency, Opening, Outcome
+from casedesk.services.case_service import (
+    CaseNotFoundError,
+    Decision,
+    Idempotency,
+    Opening,
+    Outcome,
+    PairDecision,
+)
 from casedesk.services.event_store import IdempotencyRaceError, StreamConflictError
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL
 from casedesk.services.http.middleware import PRINCIPAL
@@ -150,6 +157,43 @@ async def run(
     if case_id is None:
         response.headers["Location"] = f"/v1/cases/{outcome.case.id}"
     return response
+
+
+async def run_pair(
+    request: web.Request,
+    case_id: UUID,
+    other_id: UUID,
+    other_field: str,
+    decide: PairDecision,
+    extra: Extra,
+) -> web.Response:
+    """Run a command on two cases (the path's and `other_id`, named by body field `other_field`).
+
+    An `other_id` that does not exist, or that the caller may not see, is bad input in
+    that field (422), one answer for both so it tells nothing of hidden cases.
+    """
+    expected_version = if_match(request)
+    idempotency = await idempotency_of(request)
+    if isinstance(idempotency, web.Response):
+        return idempotency
+
+    def respond(outcome: Outcome) -> tuple[int, bytes]:
+        return 200, _encoder.encode(command_body(outcome, extra))
+
+    try:
+        outcome = await request.app[CASES].change_pair(
+            request[PRINCIPAL], case_id, other_id, decide, expected_version=expected_version,
+            idempotency=idempotency, respond=respond)
+    except IdempotencyRaceError:
+        replay = await idempotency_of(request)
+        if isinstance(replay, web.Response):
+            return replay
+        raise
+    except LookupError as error:
+        if isinstance(error, CaseNotFoundError) and str(error) == str(case_id):
+            raise
+        raise validation_problem([FieldError(other_field, f"{other_id} names no case you may work")]) from None
+    return _json(*respond(outcome), outcome.version)
 
 
 async def _already_open(request: web.Request, case_id: UUID) -> web.Response | None:

@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from casedesk.domain.card_data import contains_card_data, redact_card_numbers
-from casedesk.domain.errors import FieldRefused, RuleViolation
+from casedesk.domain.errors import CaseMergedError, FieldRefused, RuleViolation
 from casedesk.services.call_verification import TooManyChecksError
 from casedesk.services.case_access import AccessDeniedError, CaseHiddenError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
@@ -141,8 +141,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except PhoneNumberRefused as refused:
         response = problem_response(validation_problem([FieldError(refused.field, refused.detail)]))
     except RuleViolation as violation:
+        merged_into = violation.merged_into if isinstance(violation, CaseMergedError) else None
         response = problem_response(
-            Problem(409, violation.rule, "Refused by a rule of the case", violation.detail, rule=True)
+            Problem(409, violation.rule, "Refused by a rule of the case", violation.detail, rule=True,
+                    merged_into=None if merged_into is None else str(merged_into))
         )
     except (AccessDeniedError, CaseNotFoundError, VersionMismatchError, StreamConflictError,
             IdempotencyRaceError) as error:

@@ -23,11 +23,15 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                            " in any field (422).",
     ("GET", CASE): "The case view the next agent reads first: status, masked customer, cards and their states,"
                    " disputes, payment stops, callbacks, assignee, pinned note, identity and the `handoff` summary"
-                   " derived from the events. `min_position` waits for the projection (read your writes).",
+                   " derived from the events. `min_position` waits for the projection (read your writes)."
+                   " `merged_into` names the case this one was merged into (it then takes no command);"
+                   " `merged_cases` the cases merged into this one, with what it carries of them.",
     ("GET", f"{CASE}/contact-details"): "The unmasked follow-up phone, for the agent who must dial it. Every read is"
                                          " written to the access log with the `X-Access-Reason` header.",
     ("GET", f"{CASE}/timeline"): "Every contact and action in order, each as a sentence for a person, the pinned"
-                                 " note first.",
+                                 " note first. While cases are merged into this one, their entries are"
+                                 " interleaved in time order and every entry names the case it came from"
+                                 " (`from_case_id`).",
     ("GET", f"{CASE}/history"): (
         "Auditors and supervisors: every stored event up to a time (`as_of`) or a `version` (not both), each with"
         " actor, contact, time, masked payload and hash, and the case view as it stood. The read is written to the"
@@ -129,6 +133,26 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                  " dispute is open (`dispute-still-open`) or a callback is pending"
                                  " (`callback-pending`) or missed and not rescheduled or waived (`callback-missed`).",
     ("POST", f"{CASE}/reopen"): "Reopen a resolved case (`case-not-resolved`).",
+    ("POST", f"{CASE}/merge"): "Merge this case, a duplicate, into `into_case_id` (the survivor), saying why. Both"
+                               " streams record it (`CaseMergedInto` here, `CaseMerged` there) and neither is"
+                               " rewritten: the survivor's view lists it in `merged_cases` with what it still owes"
+                               " (open disputes, callbacks, running clocks), its timeline interleaves both cases'"
+                               " entries (`from_case_id`), and this case leaves the queues and lookup; every command"
+                               " on it is then 409 `case-merged` with `merged_into`, and its reads say"
+                               " `merged_into`. Refused: into itself (`merge-into-itself`), into a case merged away"
+                               " (`merge-into-merged-case`), a case already merged elsewhere (`case-merged`), back"
+                               " into a case merged into this one (`merge-cycle`), again into the case already"
+                               " holding it (`merge-already-holds-case`), a case that holds merged cases itself"
+                               " (`merge-of-case-holding-merges`), into a resolved case (`case-resolved`), without a"
+                               " reason (`merge-needs-reason`), cases of two customers (`merge-across-customers`)"
+                               " unless a supervisor sends `different_customer_ok` (an agent sending it: 403)."
+                               " `into_case_id` unknown or hidden from the caller: 422. `If-Match` is this case's"
+                               " version.",
+    ("POST", f"{CASE}/unmerge"): "Undo the merge of `case_id` into this case (the survivor), saying why:"
+                                 " `CaseUnmerged` on both. Both then read as if never merged, plus what was done"
+                                 " on this case meanwhile (it stays here) and the merge and unmerge entries."
+                                 " Refused: `case_id` not merged into this case (`unmerge-not-merged-here`), no"
+                                 " reason (`unmerge-needs-reason`); `case_id` unknown or hidden: 422.",
     ("GET", "/v1/queues"): "Every work queue with its depth, oldest wait and items past due.",
     ("GET", "/v1/queues/{queue}/items"): "A queue's items in claim order: priority 1 first, then earliest due,"
                                          " then earliest enqueued. Paged with `limit` and `cursor`.",

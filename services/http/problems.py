@@ -31,6 +31,7 @@ class ProblemBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     detail: str = ""
     errors: list[FieldError] | None = None
     current_version: int | None = None
+    merged_into: str | None = None  # a command on a merged-away case (409 case-merged): the survivor
 
 
 class Problem(Exception):
@@ -46,6 +47,7 @@ class Problem(Exception):
         errors: list[FieldError] | None = None,
         current_version: int | None = None,
         rule: bool = False,
+        merged_into: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail or title)
@@ -56,6 +58,7 @@ class Problem(Exception):
             detail=detail,
             errors=errors,
             current_version=current_version,
+            merged_into=merged_into,
         )
         self.headers = headers or {}
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from casedesk.projections.work_queues import department_of, queue_depths, queue_exists, queue_page
 from casedesk.services.case_access import may_see
-from casedesk.services.case_reading import CaseRead, file_with, read_case
+from casedesk.services.case_reading import CaseRead, file_with, read_case, with_merged_timelines
 from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, ZONE
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
 from casedesk.services.http.commands import command_body, idempotency_of
@@ -104,7 +104,7 @@ async def claim(request: web.Request) -> web.StreamResponse:
     if claim.complete:  # the case file as the claim read it, with the assignment folded in: no read
         read = file_with(claim.case_file, claim.events, request.app[ZONE], outcome.case.id,
                          policy=request.app[CLOCK_POLICY])
-        return _answer(outcome.case.id, outcome.position or 0, read)
+        return await _answer(request, outcome.case.id, outcome.position or 0, read)
     return await _claimed(request, outcome.case.id, outcome.position or 0)
 
 
@@ -114,10 +114,14 @@ async def _claimed(request: web.Request, case_id: UUID, position: int) -> web.Re
     # A replayed claim answers the case as it is now: only while the caller may still see it (else 404).
     if not may_see(request[PRINCIPAL], read.departments, read.assignee):
         raise not_found("for you, the case this Idempotency-Key claimed")
-    return _answer(case_id, position, read)
+    return await _answer(request, case_id, position, read)
 
 
-def _answer(case_id: UUID, position: int, read: CaseRead) -> web.Response:
+async def _answer(request: web.Request, case_id: UUID, position: int, read: CaseRead) -> web.Response:
+    cases = request.app[CASES]
+    # A survivor's timeline shows the cases merged into it too, as GET .../timeline does.
+    timeline = await with_merged_timelines(cases.store, cases.mapper, read, request.app[ZONE],
+                                           policy=request.app[CLOCK_POLICY])
     body = b'{"case_id":"%s","version":%d,"position":%d,"case":%s,"timeline":%s}' % (
-        str(case_id).encode(), read.version, position, read.view, read.timeline)
+        str(case_id).encode(), read.version, position, read.view, timeline)
     return web.Response(body=body, content_type="application/json", headers={"ETag": f'"{read.version}"'})

@@ -47,6 +47,9 @@ def routes(case: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
         (f"{c}/release", {"note": "end of shift"}),
         (f"{c}/resolve", {"resolution": "fraud_confirmed", "summary": "done"}),
         (f"{c}/reopen", {"reason": "customer called again"}),
+        # Naming no case that exists (a real merge would take this case out of the other routes' way).
+        (f"{c}/merge", {"into_case_id": str(uuid.uuid4()), "reason": "the customer called twice"}),
+        (f"{c}/unmerge", {"case_id": str(uuid.uuid4()), "reason": "two incidents after all"}),
     ]
 
 

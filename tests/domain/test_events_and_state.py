@@ -186,6 +186,10 @@ def test_the_story_uses_every_event_type() -> None:
         ev.IdentityLocked,
         ev.IdentityUnlocked,
         ev.CallbackMissed,
+        # A merge takes two cases, the story tells one: tests/domain/test_merge.py tells those.
+        ev.CaseMerged,
+        ev.CaseMergedInto,
+        ev.CaseUnmerged,
     }
 
 

@@ -108,7 +108,9 @@ REFUSALS_NO_SCHEMA_STATES = ("is not a cursor this API gave out", "give phone, n
                              "was already used with another request",
                              "card numbers and security codes are never accepted here",
                              # a breach named must be recorded; a CSV list's header names its columns
-                             "names no recorded breach", "the CSV header", "a CSV list starts with a header",
+                             "names no recorded breach", "the CSV header",
+                             # a merge names another case, which must exist and be the caller's to work
+                             "names no case you may work", "a CSV list starts with a header",
                              # money against its currency's minor unit, and a network's own reason codes
                              "decimal places", "is not an ISO 4217 currency code", "must be above zero",
                              "must not be negative", "digits before the point", "reason code",
