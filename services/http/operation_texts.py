@@ -28,6 +28,19 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                          " written to the access log with the `X-Access-Reason` header.",
     ("GET", f"{CASE}/timeline"): "Every contact and action in order, each as a sentence for a person, the pinned"
                                  " note first.",
+    ("POST", f"{CASE}/presence"): "A heartbeat from an agent's client for the case it has open: `viewing` or"
+                                  " `editing`, every 15 s at most; 30 s (`CASEDESK_PRESENCE_EXPIRY`) after the last"
+                                  " one the agent is no longer on the case. Presence is not a case event: it is in no"
+                                  " history, timeline or hash chain, takes no If-Match and never holds a command."
+                                  " Whoever may read the case may send it (404 for a case the caller may not see).",
+    ("GET", f"{CASE}/presence"): "Who has the case open now: each agent with their name, activity and since when"
+                                 " (oldest first), across every API process.",
+    ("GET", f"{CASE}/stream"): "Server-sent events for an open case view: `presence` (the same answer as GET"
+                               " .../presence) at once and whenever someone arrives, changes activity or leaves;"
+                               " `case-event` (`case_id`, `type`, `version`, `position` and the `entry` as the"
+                               " timeline shows it, masked alike) for each event appended from then on, within a"
+                               " second. A browser's EventSource cannot send headers, so the token may come as"
+                               " `access_token`. A client far behind is disconnected and reads afresh on reconnect.",
     ("GET", f"{CASE}/history"): "Auditors: every stored event up to a time (`as_of`) or a `version` (not both), each"
                                 " with actor, contact, time, masked payload and hash, and the case view as it stood."
                                 " The read is written to the access log.",
@@ -152,6 +165,9 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                      " EventSource cannot send headers, so the token may come as `access_token`.",
     ("GET", "/dashboard"): "The supervisors' live dashboard page (HTML). It takes the token from its URL fragment.",
     ("GET", "/cases/{case_id}"): "The auditors' replay page of one case (HTML), stepping event by event.",
+    ("GET", "/desk/cases/{case_id}"): "The agents' live case page (HTML): the case view, handoff and timeline kept"
+                                      " live by the case stream, who else is on the case, and the everyday actions,"
+                                      " each sent with If-Match. It takes the token from its URL fragment.",
     ("GET", "/v1/openapi.json"): "This document.",
     ("POST", "/v1/webhooks"): "Admins: subscribe another system to case events (`[\"*\"]`: all). The answer shows the"
                               " `whsec_` signing secret, the only time it is shown. Refused (422): a URL that is not"
@@ -171,7 +187,7 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
 def tag_of(path: str) -> str:
     """The resource an operation belongs to, for grouping in generated clients and docs."""
     if not path.startswith("/v1/"):
-        return "pages" if path in ("/dashboard", "/cases/{case_id}") else "operations"
+        return "pages" if path in ("/dashboard", "/cases/{case_id}", "/desk/cases/{case_id}") else "operations"
     resource = path.split("/")[2]
     if resource == "cases" and path.rsplit("/", 1)[-1] in ("history", "verify", "access-log"):
         return "audit"

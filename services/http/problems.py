@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from casedesk.services.case_service import CaseChange
+
 PROBLEM_BASE = "https://casedesk.dev/problems/"
 RULE_BASE = "https://casedesk.dev/rules/"
 CONTENT_TYPE = "application/problem+json"
@@ -31,6 +33,8 @@ class ProblemBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     detail: str = ""
     errors: list[FieldError] | None = None
     current_version: int | None = None
+    # 412 version-mismatch: each event written since the If-Match version, with who wrote it.
+    changed_by: list[CaseChange] | None = None
 
 
 class Problem(Exception):
@@ -45,6 +49,7 @@ class Problem(Exception):
         *,
         errors: list[FieldError] | None = None,
         current_version: int | None = None,
+        changed_by: list[CaseChange] | None = None,
         rule: bool = False,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -56,6 +61,7 @@ class Problem(Exception):
             detail=detail,
             errors=errors,
             current_version=current_version,
+            changed_by=changed_by,
         )
         self.headers = headers or {}
 
