@@ -305,7 +305,9 @@ CASE_FEED = web.AppKey("case_feed", CaseFeed)
 async def case_feed(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the process's case feed, for as long as the app runs."""
     settings = app[SETTINGS]
-    feed = CaseFeed(app[DIRECT_POOL], app[POOL], app[CASES].mapper, app[ZONE], app[CLOCK_POLICY],
+    # The feed reads through the direct pool too, never queueing behind the requests for a connection of
+    # POOL: under load a note's delivery would otherwise wait for the very requests it competes with.
+    feed = CaseFeed(app[DIRECT_POOL], app[DIRECT_POOL], app[CASES].mapper, app[ZONE], app[CLOCK_POLICY],
                     settings.presence_expiry)
     app[CASE_FEED] = feed
     task = asyncio.create_task(feed.run(), name="case-feed")
