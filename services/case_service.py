@@ -129,6 +129,9 @@ class CaseService:
         self._cache_size = cache_size
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._turns: dict[UUID, _Turn] = {}
+        # Told of every append this service made, at once (the case streams of this process, issue 19):
+        # each gets the events and their positions; it must not block.
+        self.appended: list[Callable[[list[CaseEvent], list[int]], None]] = []
 
     async def load(self, case_id: UUID) -> FraudCase:
         """The case as it stands now.
@@ -302,6 +305,8 @@ class CaseService:
         positions = await self.store.append(stored, record)
         if events:
             self._remember(case)
+            for tell in self.appended:
+                tell(events, positions)
             if case.version // SNAPSHOT_EVERY > (case.version - len(events)) // SNAPSHOT_EVERY:
                 await self._take_snapshot(case)
         return Outcome(case, events, positions)

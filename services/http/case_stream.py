@@ -41,7 +41,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from casedesk.domain.clock_policies import ClockPolicy
-from casedesk.domain.events import CaseOpened
+from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.projections.case_file import apply, fold, stored_file
 from casedesk.projections.case_view import CaseFile, TimelineEntry
 from casedesk.services import presence
@@ -223,24 +223,36 @@ class CaseFeed:
             return
         rows = await self.pool.fetch(NEWER_SQL, list(since), list(since.values()))
         for row in rows:
+            if all(row["originator_version"] <= w.version for w in self.watches.get(row["originator_id"], ())):
+                continue  # handed out already, as this process appended it
             stored = StoredEvent(originator_id=row["originator_id"], originator_version=row["originator_version"],
                                  topic=row["topic"], state=bytes(row["state"]))
-            event = self.mapper.to_domain_event(stored)
-            for watch in list(self.watches.get(stored.originator_id, ())):
-                if event.originator_version <= watch.version:
-                    continue
-                apply(watch.file, event, self.zone, policy=self.policy)
-                entry = watch.file.timeline.pop()
-                view = watch.file.view
-                try:  # an escalation or release may take the case out of the caller's sight
-                    check_may_read_parts(watch.principal, view.departments,
-                                         view.assignee.id if view.assignee else None)
-                except CaseHiddenError:
-                    watch.close()
-                    continue
-                watch.send("case-event", _encode(CaseEventMessage(
-                    case_id=stored.originator_id, type=type(event).__name__, version=event.originator_version,
-                    position=row["notification_id"], entry=entry)))
+            self._hand_out(self.mapper.to_domain_event(stored), row["notification_id"])
+
+    def appended_here(self, events: list[CaseEvent], positions: list[int]) -> None:
+        """What this process's own commands appended, handed out at once (no NOTIFY, no read).
+
+        The feed's read would bring the same events a moment later; each stream
+        takes an event once, by version, so whichever comes first is sent."""
+        if self.watches:
+            for event, position in zip(events, positions, strict=True):
+                self._hand_out(event, position)
+
+    def _hand_out(self, event: CaseEvent, position: int) -> None:
+        for watch in list(self.watches.get(event.originator_id, ())):
+            if event.originator_version != watch.version + 1:
+                continue  # sent already; or a gap (another process's event first): the feed's read fills it
+            apply(watch.file, event, self.zone, policy=self.policy)
+            entry = watch.file.timeline.pop()
+            view = watch.file.view
+            try:  # an escalation or release may take the case out of the caller's sight
+                check_may_read_parts(watch.principal, view.departments, view.assignee.id if view.assignee else None)
+            except CaseHiddenError:
+                watch.close()
+                continue
+            watch.send("case-event", _encode(CaseEventMessage(
+                case_id=event.originator_id, type=type(event).__name__, version=event.originator_version,
+                position=position, entry=entry)))
 
     async def _deliver_presence(self, case_ids: list[UUID]) -> None:
         found = await presence.present(self.pool, case_ids, self.expiry)
@@ -310,8 +322,10 @@ async def case_feed(app: web.Application) -> AsyncIterator[None]:
     feed = CaseFeed(app[DIRECT_POOL], app[DIRECT_POOL], app[CASES].mapper, app[ZONE], app[CLOCK_POLICY],
                     settings.presence_expiry)
     app[CASE_FEED] = feed
+    app[CASES].appended.append(feed.appended_here)
     task = asyncio.create_task(feed.run(), name="case-feed")
     yield
+    app[CASES].appended.remove(feed.appended_here)
     feed.close()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

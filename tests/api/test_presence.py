@@ -9,6 +9,7 @@ whatever one agent's app learns reaches the other's only through PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from casedesk.services.http import case_stream
 from casedesk.services.http.app import create_app
 from casedesk.services.http.case_stream import CASE_FEED
 from casedesk.services.settings import Settings
@@ -237,3 +239,21 @@ async def test_a_closed_stream_is_let_go(client, auth) -> None:
     async with asyncio.timeout(3):
         while uuid.UUID(case_id) in client.app[CASE_FEED].watches:
             await asyncio.sleep(0.05)
+
+
+async def test_events_appended_by_the_streams_own_app_are_sent_once_each(client, auth, monkeypatch) -> None:
+    """This app's own appends are handed out at once, and its feed's reads bring them again: sent once."""
+    monkeypatch.setattr(case_stream, "LOOK_AGAIN_SECONDS", 0.2)  # the feed reads again and again meanwhile
+    headers = auth()
+    case_id, version = await open_case(client, headers)
+    r = await stream_of(client, case_id, auth())
+    await until(r, "presence", lambda _: True, 5)
+    for text in ("one", "two", "three"):
+        assert (await client.post(f"/v1/cases/{case_id}/notes", json={"text": text}, headers=headers)).status == 201
+    versions = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            event, body = await next_event(r, 1.0)
+            if event == "case-event":
+                versions.append(body["version"])
+    assert versions == [version + 1, version + 2, version + 3]
