@@ -202,6 +202,19 @@ async def test_a_heartbeat_with_a_bad_body_is_422_and_changes_nothing(client, au
     assert (await (await client.get(f"/v1/cases/{case_id}/presence", headers=headers)).json())["items"] == []
 
 
+async def test_a_heartbeat_that_is_not_json_or_has_no_token_changes_nothing(client, auth) -> None:
+    headers = auth()
+    case_id, _ = await open_case(client, headers)
+    r = await client.post(f"/v1/cases/{case_id}/presence", data=b"{not json",
+                          headers={**headers, "Content-Type": "application/json"})
+    assert (r.status, r.content_type) == (400, "application/problem+json")
+    r = await client.post(f"/v1/cases/{case_id}/presence", data=b"viewing", headers={**headers, "Content-Type": "text/plain"})
+    assert (r.status, r.content_type) == (415, "application/problem+json")
+    r = await client.post(f"/v1/cases/{case_id}/presence", json={"activity": "viewing"})
+    assert (r.status, r.content_type) == (401, "application/problem+json")
+    assert (await (await client.get(f"/v1/cases/{case_id}/presence", headers=headers)).json())["items"] == []
+
+
 async def test_a_case_the_caller_may_not_see_is_404_for_presence_and_stream(client, auth) -> None:
     case_id, _ = await open_case(client, auth())
     elsewhere = auth(departments=("disputes",))
@@ -257,3 +270,12 @@ async def test_events_appended_by_the_streams_own_app_are_sent_once_each(client,
             if event == "case-event":
                 versions.append(body["version"])
     assert versions == [version + 1, version + 2, version + 3]
+
+
+async def test_the_desk_page_is_served_without_a_token_under_a_strict_policy(client) -> None:
+    r = await client.get(f"/desk/cases/{uuid.uuid4()}")
+    assert (r.status, r.content_type) == (200, "text/html")
+    policy = r.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'sha256-" in policy and "unsafe" not in policy
+    assert "/stream?access_token=" in await r.text()
+    assert (await client.get("/desk/cases/not-a-case")).status == 404
