@@ -49,6 +49,31 @@ SELECT pg_notify('{CHANNEL}', $1::text) FROM beat
 WHERE NOT EXISTS (SELECT 1 FROM prior WHERE live AND activity = $4)
 """
 
+# The same heartbeat in the same round trip as the access check, for a case the read model holds: the rule
+# is check_may_read_parts's ($6: the caller's role reads every case; else a department in common, or the
+# assignee). No row written (`beat` 0): the case is not projected yet, not there, or not the caller's; the
+# handler then asks the write side, which answers which (services/http/case_stream.py).
+CHECKED_HEARTBEAT_SQL = f"""
+WITH readable AS (
+    SELECT 1 FROM case_files
+    WHERE case_id = $1 AND ($6 OR departments && $7::text[] OR assignee = $2)
+), prior AS (
+    SELECT activity, seen_at > now() - make_interval(secs => $5) AS live
+    FROM case_presence WHERE case_id = $1 AND agent_id = $2
+), beat AS (
+    INSERT INTO case_presence AS p (case_id, agent_id, name, activity, since, seen_at)
+    SELECT $1, $2, $3, $4, now(), now() FROM readable
+    ON CONFLICT (case_id, agent_id) DO UPDATE SET
+        name = excluded.name, activity = excluded.activity, seen_at = excluded.seen_at,
+        since = CASE WHEN p.activity = excluded.activity AND p.seen_at > now() - make_interval(secs => $5)
+                     THEN p.since ELSE excluded.since END
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM beat) AS beat,
+       (SELECT pg_notify('{CHANNEL}', $1::text) FROM beat
+        WHERE NOT EXISTS (SELECT 1 FROM prior WHERE live AND activity = $4)) IS NULL AS quiet
+"""
+
 PRESENT_SQL = """
 SELECT case_id, agent_id, name, activity, since,
        extract(epoch FROM seen_at + make_interval(secs => $2) - now())::float8 AS leaves_in
@@ -88,6 +113,14 @@ async def heartbeat(pool: asyncpg.Pool, case_id: UUID, agent_id: str, name: str,
                     expiry: float) -> None:
     """Record that `agent_id` has the case open now."""
     await pool.execute(HEARTBEAT_SQL, case_id, agent_id, name, activity, expiry)
+
+
+async def heartbeat_if_readable(pool: asyncpg.Pool, case_id: UUID, agent_id: str, name: str, activity: Activity,
+                                expiry: float, *, reads_every_case: bool, departments: list[str]) -> bool:
+    """The heartbeat, if case_files shows the case readable by the caller; False when nothing was written."""
+    row = await pool.fetchrow(CHECKED_HEARTBEAT_SQL, case_id, agent_id, name, activity, expiry, reads_every_case,
+                              departments)
+    return bool(row["beat"])
 
 
 async def present(pool: asyncpg.Pool | asyncpg.Connection, case_ids: list[UUID],

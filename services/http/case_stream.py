@@ -45,7 +45,7 @@ from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.projections.case_file import apply, fold, stored_file
 from casedesk.projections.case_view import CaseFile, TimelineEntry
 from casedesk.services import presence
-from casedesk.services.case_access import CaseHiddenError, check_may_read_parts
+from casedesk.services.case_access import READ_EVERY_CASE, CaseHiddenError, check_may_read_parts
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.database import keeps_session_state
 from casedesk.services.event_mapper import CaseEventMapper
@@ -376,10 +376,15 @@ async def _readable(request: web.Request) -> UUID:
 async def post_presence(request: web.Request) -> web.Response:
     """A heartbeat: the caller has the case open now (204)."""
     body = await decode(request, Heartbeat)
-    case_id = await _readable(request)
-    principal = request[PRINCIPAL]
-    await presence.heartbeat(request.app[POOL], case_id, principal.sub, principal.name, body.activity,
-                             request.app[SETTINGS].presence_expiry)
+    case_id, principal = path_uuid(request, "case_id"), request[PRINCIPAL]
+    expiry = request.app[SETTINGS].presence_expiry
+    # One round trip for nearly every beat: the access check and the upsert in one statement.
+    if not await presence.heartbeat_if_readable(request.app[POOL], case_id, principal.sub, principal.name,
+                                                body.activity, expiry,
+                                                reads_every_case=principal.role in READ_EVERY_CASE,
+                                                departments=list(principal.departments)):
+        await _readable(request)  # 404 for a case not there or not the caller's; else just not projected yet
+        await presence.heartbeat(request.app[POOL], case_id, principal.sub, principal.name, body.activity, expiry)
     return web.Response(status=204)
 
 

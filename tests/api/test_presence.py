@@ -279,3 +279,20 @@ async def test_the_desk_page_is_served_without_a_token_under_a_strict_policy(cli
     assert "default-src 'none'" in policy and "script-src 'sha256-" in policy and "unsafe" not in policy
     assert "/stream?access_token=" in await r.text()
     assert (await client.get("/desk/cases/not-a-case")).status == 404
+
+
+async def test_on_a_projected_case_heartbeats_follow_the_reading_rules(client, auth) -> None:
+    """Once case_files holds the case, the heartbeat checks access in its own statement: the same rules."""
+    r = await client.post("/v1/cases", json=new_case_body(), headers=auth())
+    opened = await r.json()
+    case_id = opened["case_id"]
+    assert (await client.get(f"/v1/cases/{case_id}", params={"min_position": opened["position"]},
+                              headers=auth())).status == 200  # projected now
+    beat_as = [("agent", ("disputes",), 404), ("agent", ("fraud",), 204), ("agent", ("disputes", "fraud"), 204),
+               ("supervisor", (), 204), ("auditor", (), 204)]
+    for role, departments, status in beat_as:
+        r = await client.post(f"/v1/cases/{case_id}/presence", json={"activity": "viewing"},
+                              headers=auth(role, departments=departments))
+        assert r.status == status, (role, departments, await r.text())
+    present = await (await client.get(f"/v1/cases/{case_id}/presence", headers=auth())).json()
+    assert len(present["items"]) == 4
