@@ -15,7 +15,9 @@ once; so a stream never misses an event appended between its first read and
 its subscription, nor one whose NOTIFY was lost with a connection (a slow
 timer looks again while streams are open). Each stream folds the new events
 into its own copy of the case file, exactly as the projection does, so its
-timeline entries are the timeline route's, masked alike. Leaving by expiry
+timeline entries are the timeline route's, masked alike. Events this process's
+own commands append are handed out at once (CaseService.appended), before the
+NOTIFY comes back; a stream takes each version once. Leaving by expiry
 is looked for at the earliest expiry the feed last read.
 
 Nothing here holds a command: heartbeats write only case_presence; the feed
