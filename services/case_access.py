@@ -21,9 +21,14 @@ class CaseHiddenError(AccessDeniedError):
     """
 
 
+# Roles that read every case; everyone else reads the cases of their departments and those assigned to them.
+# (services/presence.py asks the same of case_files in SQL, with these roles.)
+READ_EVERY_CASE = ("supervisor", "admin", "auditor")
+
+
 def may_see(principal: Principal, departments: list[str] | tuple[str, ...], assignee_id: str | None) -> bool:
     """Agents see the cases of their departments and those assigned to them; the other roles see every case."""
-    if principal.role in ("supervisor", "admin", "auditor"):
+    if principal.role in READ_EVERY_CASE:
         return True
     return bool(set(principal.departments) & set(departments)) or assignee_id == principal.sub
 

@@ -90,12 +90,32 @@ class CaseNotFoundError(LookupError):
     """No case has this id."""
 
 
-class VersionMismatchError(Exception):
-    """If-Match named another version than the case is at."""
+class CaseChange(msgspec.Struct, frozen=True, kw_only=True):
+    """One event written after the version a stale If-Match named: who changed the case, when, how."""
 
-    def __init__(self, current: int) -> None:
+    agent_id: str
+    name: str
+    at: datetime
+    type: str
+    version: int
+
+
+CHANGES_NAMED = 20  # a 412 names the newest this many changes since the caller's version
+
+
+class VersionMismatchError(Exception):
+    """If-Match named another version than the case is at; `changed_by` says who changed it since."""
+
+    def __init__(self, current: int, changed_by: list[CaseChange] | None = None) -> None:
         super().__init__(f"the case is at version {current}")
         self.current = current
+        self.changed_by = changed_by or []
+
+    def __str__(self) -> str:
+        if not self.changed_by:
+            return f"the case is at version {self.current}"
+        names = ", ".join(dict.fromkeys(c.name for c in self.changed_by))
+        return f"the case is at version {self.current}: changed since by {names}"
 
 
 def actor_of(principal: Principal, department: str) -> Actor:
@@ -122,6 +142,9 @@ class CaseService:
         self._cache_size = cache_size
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._turns: dict[UUID, _Turn] = {}
+        # Told of every append this service made, at once (the case streams of this process, issue 19):
+        # each gets the events and their positions; it must not block.
+        self.appended: list[Callable[[list[CaseEvent], list[int]], None]] = []
 
     async def load(self, case_id: UUID) -> FraudCase:
         """The case as it stands now.
@@ -188,9 +211,21 @@ class CaseService:
         `for_customer`: the customer acts through a service (the IVR), which
         holds no department: the case's access rules do not apply to them.
         """
-        async with self._turn(case_id):
-            return await self._change(principal, case_id, decide, expected_version, idempotency, respond,
-                                      for_customer)
+        try:
+            async with self._turn(case_id):
+                return await self._change(principal, case_id, decide, expected_version, idempotency, respond,
+                                          for_customer)
+        except VersionMismatchError as stale:
+            if expected_version is not None and not stale.changed_by:
+                stale.changed_by = await self.changes_since(case_id, expected_version)
+            raise
+
+    async def changes_since(self, case_id: UUID, version: int) -> list[CaseChange]:
+        """Who wrote the case's events after `version` (the newest CHANGES_NAMED, oldest first)."""
+        stored = await self.store.read_stream(case_id, gt=version, desc=True, limit=CHANGES_NAMED)
+        events = [self.mapper.to_domain_event(s) for s in reversed(stored)]
+        return [CaseChange(agent_id=e.actor.id, name=e.actor.name, at=e.timestamp, type=type(e).__name__,
+                           version=e.originator_version) for e in events]
 
     async def record_for_system(self, actor: Actor, case_id: UUID, decide: Decision) -> Outcome:
         """A decision casedesk takes itself (a processor's answer): no agent, so no access check.
@@ -350,6 +385,8 @@ class CaseService:
         positions = await self.store.append(stored, record)
         if events:
             self._remember(case)
+            for tell in self.appended:
+                tell(events, positions)
             if case.version // SNAPSHOT_EVERY > (case.version - len(events)) // SNAPSHOT_EVERY:
                 await self._take_snapshot(case)
         return Outcome(case, events, positions)

@@ -86,6 +86,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     phone_region: str = "JP"
     # Call verifications one IVR token may ask a minute (the phone system's whole traffic: 200/s is 12,000).
     ivr_token_rate: int = 15_000
+    # Seconds after an agent's last presence heartbeat that they are no longer on the case (issue 19).
+    presence_expiry: float = 30.0
 
     @property
     def embedded(self) -> bool:
@@ -195,6 +197,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         clock_policy=_clock_policy(env.get("CASEDESK_CLOCK_POLICY")),
         phone_region=_phone_region(env.get("CASEDESK_PHONE_REGION")),
         ivr_token_rate=int(env.get("CASEDESK_IVR_TOKEN_RATE") or 15_000),
+        presence_expiry=float(env.get("CASEDESK_PRESENCE_EXPIRY") or 30.0),
     )
 
 

@@ -39,6 +39,7 @@ from casedesk.services.http.app_keys import (
     STORE,
     ZONE,
 )
+from casedesk.services.http.case_stream import case_feed, close_case_streams
 from casedesk.services.http.dashboard import close_streams, dashboard_feed
 from casedesk.services.http.metrics import METRICS, Metrics, measure
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
@@ -121,7 +122,8 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
                 app.on_shutdown.append(lambda _: _no_more_restarts(child))
             yield
 
-    app.cleanup_ctx.extend([database, event_store, projections, processor, webhooks, dashboard_feed])
+    app.cleanup_ctx.extend([database, event_store, projections, processor, webhooks, dashboard_feed, case_feed])
     # Open dashboard streams would otherwise hold shutdown for its whole timeout.
     app.on_shutdown.append(close_streams)
+    app.on_shutdown.append(close_case_streams)
     return app

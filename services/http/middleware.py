@@ -61,7 +61,7 @@ def service_problem(error: Exception) -> Problem:
         return unknown_case(str(error))
     if isinstance(error, VersionMismatchError):
         return Problem(412, "version-mismatch", "The case has changed", str(error),
-                       current_version=error.current)
+                       current_version=error.current, changed_by=error.changed_by)
     if isinstance(error, IdempotencyRaceError):
         return Problem(409, "idempotency-key-in-use", "A request with this key is in flight",
                        "retry later to get its answer")

@@ -48,7 +48,8 @@ _ERRORS = {
     "403": "Role or case not allowed",
     "404": "No such resource (a case, an id, a queue, or a history version the case has not reached)",
     "409": "Refused by a rule of the case (type names the rule)",
-    "412": "If-Match does not match the case version",
+    "412": "If-Match does not match the case version; `changed_by` names who changed the case since (each"
+           " event after the If-Match version: agent, name, time, event type, version; the newest 20)",
     "413": "Body over 64 KiB",
     "415": "Body is not JSON, or not UTF-8 (charset)",
     "422": "Validation failed (errors lists each field); min_position past the last position written"
@@ -95,9 +96,16 @@ def _refusals(route: Any) -> list[str]:
         codes.add("422")  # a query value out of range; a full card number in the path
     if route.method == "POST" and route.roles is not None:
         codes |= {"409", "422"}  # a rule of the case, or a change that kept racing; a bad Idempotency-Key
-        if "{case_id}" in route.path:
+        if _takes_if_match(route):
             codes.add("412")
+        if route.path.endswith("/presence"):
+            codes.discard("409")  # a heartbeat is no command: no rule, no race
     return sorted(codes)
+
+
+def _takes_if_match(route: Any) -> bool:
+    """Case commands; not a presence heartbeat, which changes no case."""
+    return "{case_id}" in route.path and not route.path.endswith("/presence")
 
 
 def _content(answer: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
@@ -113,8 +121,8 @@ _LOCATION = {"Location": {"description": "Where the new resource is read", "sche
 def _answer_headers(route: Any) -> dict[str, Any]:
     """ETag on every answer about one case; Location on what a POST creates at a readable URL."""
     headers: dict[str, Any] = {}
-    if route.path.startswith("/v1/cases/{case_id}") and route.path.rsplit("/", 1)[-1] not in ("history", "verify",
-                                                                                             "access-log"):
+    if route.path.startswith("/v1/cases/{case_id}") and route.path.rsplit("/", 1)[-1] not in (
+            "history", "verify", "access-log", "presence", "stream"):
         headers |= _ETAG
     if route.path.endswith("/claim"):
         headers |= _ETAG
@@ -192,12 +200,12 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -
         {"name": name, "in": "path", "required": True, "schema": _PATH.get(name, {"type": "string"})}
         for name in _PARAM.findall(route.path)
     ]
-    if route.method == "POST" and route.roles is not None:
+    if route.method == "POST" and route.roles is not None and not route.path.endswith("/presence"):
         params += [
             {"name": "Idempotency-Key", "in": "header", "required": False,
              "schema": {"type": "string", "minLength": 1, "maxLength": 200}},
         ]
-        if "{case_id}" in route.path:
+        if _takes_if_match(route):
             params.append({"name": "If-Match", "in": "header", "required": False,
                            "schema": {"type": "string", "pattern": f"^(\\*|{IF_MATCH.pattern})$"}})
     params += [{"name": name, "in": "query", "required": False, "schema": _QUERY[name],

@@ -40,6 +40,19 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                " chain.",
     ("GET", f"{CASE}/access-log"): "Auditors: who read the case's history or personal data, when and why, newest"
                                    " first. Not supervisors: their own reads are among those it records.",
+    ("POST", f"{CASE}/presence"): "A heartbeat from an agent's client for the case it has open: `viewing` or"
+                                  " `editing`, every 15 s at most; 30 s (`CASEDESK_PRESENCE_EXPIRY`) after the last"
+                                  " one the agent is no longer on the case. Presence is not a case event: it is in no"
+                                  " history, timeline or hash chain, takes no If-Match and never holds a command."
+                                  " Whoever may read the case may send it (404 for a case the caller may not see).",
+    ("GET", f"{CASE}/presence"): "Who has the case open now: each agent with their name, activity and since when"
+                                 " (oldest first), across every API process.",
+    ("GET", f"{CASE}/stream"): "Server-sent events for an open case view: `presence` (the same answer as GET"
+                               " .../presence) at once and whenever someone arrives, changes activity or leaves;"
+                               " `case-event` (`case_id`, `type`, `version`, `position` and the `entry` as the"
+                               " timeline shows it, masked alike) for each event appended from then on, within a"
+                               " second. A browser's EventSource cannot send headers, so the token may come as"
+                               " `access_token`. A client far behind is disconnected and reads afresh on reconnect.",
     ("POST", f"{CASE}/contacts"): "Start a call, chat, branch visit or email. One contact is open at a time"
                                   " (`contact-already-open`); an outbound call needs the dialled number"
                                   " (`dialled-number-needed`) and is recorded for returning-caller lookup." + _OPEN,
@@ -185,6 +198,9 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                      " EventSource cannot send headers, so the token may come as `access_token`.",
     ("GET", "/dashboard"): "The supervisors' live dashboard page (HTML). It takes the token from its URL fragment.",
     ("GET", "/cases/{case_id}"): "The auditors' replay page of one case (HTML), stepping event by event.",
+    ("GET", "/desk/cases/{case_id}"): "The agents' live case page (HTML): the case view, handoff and timeline kept"
+                                      " live by the case stream, who else is on the case, and the everyday actions,"
+                                      " each sent with If-Match. It takes the token from its URL fragment.",
     ("GET", "/v1/openapi.json"): "This document.",
     ("POST", "/v1/webhooks"): "Admins: subscribe another system to case events (`[\"*\"]`: all). The answer shows the"
                               " `whsec_` signing secret, the only time it is shown. Refused (422): a URL that is not"
@@ -204,7 +220,7 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
 def tag_of(path: str) -> str:
     """The resource an operation belongs to, for grouping in generated clients and docs."""
     if not path.startswith("/v1/"):
-        return "pages" if path in ("/dashboard", "/cases/{case_id}") else "operations"
+        return "pages" if path in ("/dashboard", "/cases/{case_id}", "/desk/cases/{case_id}") else "operations"
     resource = path.split("/")[2]
     if resource == "cases" and path.rsplit("/", 1)[-1] in ("history", "verify", "access-log"):
         return "audit"

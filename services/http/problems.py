@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from casedesk.services.case_service import CaseChange
+
 PROBLEM_BASE = "https://casedesk.dev/problems/"
 RULE_BASE = "https://casedesk.dev/rules/"
 CONTENT_TYPE = "application/problem+json"
@@ -32,6 +34,8 @@ class ProblemBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     errors: list[FieldError] | None = None
     current_version: int | None = None
     merged_into: str | None = None  # a command on a merged-away case (409 case-merged): the survivor
+    # 412 version-mismatch: each event written since the If-Match version, with who wrote it.
+    changed_by: list[CaseChange] | None = None
 
 
 class Problem(Exception):
@@ -46,6 +50,7 @@ class Problem(Exception):
         *,
         errors: list[FieldError] | None = None,
         current_version: int | None = None,
+        changed_by: list[CaseChange] | None = None,
         rule: bool = False,
         merged_into: str | None = None,
         headers: dict[str, str] | None = None,
@@ -59,6 +64,7 @@ class Problem(Exception):
             errors=errors,
             current_version=current_version,
             merged_into=merged_into,
+            changed_by=changed_by,
         )
         self.headers = headers or {}
 

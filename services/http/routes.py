@@ -27,12 +27,14 @@ from casedesk.services.http import call_verification_handlers as calls
 from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q
 from casedesk.services.http import case_requests as rq
+from casedesk.services.http import case_stream as live
 from casedesk.services.http import dashboard, health, lookup_handlers, metrics, openapi, replay_page
 from casedesk.services.http import merchant_handlers as merchants
 from casedesk.services.http import queue_handlers as queues
 from casedesk.services.http import webhook_handlers as webhooks
 from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
 from casedesk.services.http.middleware import ALLOWED_ROLES
+from casedesk.services.presence import PresenceAnswer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Roles = tuple[str, ...] | None
@@ -54,7 +56,7 @@ WEBHOOK = "/v1/webhooks/{webhook_id}"
 
 HTML = "text/html"  # an answer that is a page, not JSON
 TEXT = "text/plain"  # an answer that is plain text (Prometheus' exposition format)
-SSE = "text/event-stream"  # server-sent events, each event's data a DashboardAnswer
+SSE = "text/event-stream"  # server-sent events (the dashboard's; a case's presence and new events)
 
 
 class Route(NamedTuple):
@@ -90,6 +92,14 @@ ROUTES: list[Route] = [
           "The unmasked follow-up phone (every read is in the access log)", answer=ans.ContactDetailsAnswer),
     Route("GET", f"{CASE}/timeline", q.get_timeline, READERS, "The handoff timeline",
           answer=TimelineAnswer, query=("min_position",)),
+    Route("POST", f"{CASE}/presence", live.post_presence, READERS,
+          "A heartbeat: the caller has the case open (every 15 s at most; gone 30 s after the last)",
+          live.Heartbeat, answer=None, status=204),
+    Route("GET", f"{CASE}/presence", live.get_presence, READERS, "Who has the case open now",
+          answer=PresenceAnswer),
+    Route("GET", f"{CASE}/stream", live.case_stream, READERS,
+          "Server-sent events: who is on the case (presence) and each new event of it (case-event);"
+          " token also as ?access_token=", answer=SSE, query=("access_token",)),
     Route("GET", f"{CASE}/history", audit.get_history, HISTORY_READERS,
           "Every stored event to a time (as_of) or version, with the case as it stood then (access logged)",
           answer=HistoryAnswer, query=("as_of", "version")),
@@ -201,6 +211,7 @@ ROUTES: list[Route] = [
     Route("GET", "/dashboard", dashboard.dashboard_page, PUBLIC, "The supervisor dashboard page",
           answer=HTML),
     Route("GET", "/cases/{case_id}", replay_page.replay_page, PUBLIC, "The case replay page", answer=HTML),
+    Route("GET", "/desk/cases/{case_id}", live.desk_case_page, PUBLIC, "The agent's live case page", answer=HTML),
     Route("POST", "/v1/webhooks", webhooks.create_webhook, ADMINS,
           "Subscribe a receiver to case events (Standard Webhooks); the signing secret is shown only here",
           webhooks.CreateWebhook, answer=webhooks.CreatedWebhook, status=201),

@@ -119,6 +119,8 @@ def request_for(route: Any, case: dict[str, str]) -> tuple[str, dict[str, Any] |
     path = path.replace("{card_id}", "card-p").replace("{department}", "credit_management")
     if route.method == "GET":
         return path, None
+    if path.endswith("/presence"):  # a heartbeat, no command: its own bad input is in test_presence
+        return path, {"activity": "viewing"}
     bodies = {p.replace(case["id"], "{id}"): b for p, b in case_bodies(case)}
     key = path.replace(case["id"], "{id}")
     for known, body in bodies.items():

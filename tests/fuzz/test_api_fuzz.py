@@ -59,7 +59,8 @@ from tests.fuzz.served import ServedCasedesk
 # Enough to touch every field of every body a few times and stay well inside
 # the suite's time: about 43 operations × EXAMPLES requests. FUZZ_EXAMPLES=500 for a deep run.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
-NOT_FUZZED = {("GET", "/v1/dashboard/stream")}  # server-sent events: the answer never ends
+# Server-sent events: the answer never ends (the case stream's refusals are in tests/api/test_presence.py).
+NOT_FUZZED = {("GET", "/v1/dashboard/stream"), ("GET", "/v1/cases/{case_id}/stream")}
 STATEFUL_SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "12"))  # per role; each up to STATEFUL_STEPS calls
 STATEFUL_STEPS = 8
 # Every check schemathesis has (the CLI's `--checks all`): the conformance checks, data acceptance and
