@@ -34,7 +34,8 @@ def contract_roles(method: str, path: str) -> tuple[str, ...] | None:
     decision is README's "Who may call what": queue listings and flagged merchants are reads for every
     staff role; the unmasked phone is for those who work the case; clocks read like the case.
     """
-    if path in ("/healthz", "/readyz", "/metrics", "/dashboard", "/cases/{case_id}", "/v1/openapi.json"):
+    if path in ("/healthz", "/readyz", "/metrics", "/dashboard", "/cases/{case_id}", "/desk/cases/{case_id}",
+                "/v1/openapi.json"):
         return None  # public
     if path == "/v1/call-verifications":
         return ("ivr",)  # the IVR's service token only (CONTRACT.md "Call verification")
@@ -48,6 +49,8 @@ def contract_roles(method: str, path: str) -> tuple[str, ...] | None:
         return ("auditor", "supervisor", "admin")  # the cases table: "auditor, supervisor or admin"
     if path.endswith(("/verify", "/access-log")):
         return ("auditor", "admin")  # "auditor: ... verify"; the access log is the auditors' too
+    if path.endswith(("/presence", "/stream")):
+        return CASE_READS  # presence and the case stream: whoever may read the case (README "Presence")
     if method == "GET" and (path in ("/v1/cases/{case_id}", "/v1/cases/{case_id}/timeline",
                                      "/v1/cases/{case_id}/clocks", "/v1/queues", "/v1/queues/{queue}/items",
                                      "/v1/merchants/flagged")):
