@@ -25,8 +25,9 @@ def test_the_sender_is_niced_by_ten_unless_told_otherwise(tmp_path: Any) -> None
             load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_WEBHOOK_NICE": wrong})
 
 
-def test_a_running_sender_process_has_the_niceness_asked_for(tmp_path: Path) -> None:
-    dsn = with_schema(os.environ["DATABASE_URL"], asyncio.run(new_schema(os.environ["DATABASE_URL"])))
+def test_a_running_sender_process_has_the_niceness_asked_for(tmp_path: Path, database_dsn: str) -> None:
+    # The suite's database (DATABASE_URL or the embedded one), as CI runs it.
+    dsn = with_schema(database_dsn, asyncio.run(new_schema(database_dsn)))
     env = {**os.environ, "DATABASE_URL": dsn, "CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_WEBHOOK_NICE": "7",
            "CASEDESK_LOG_LEVEL": "warning"}
     process = subprocess.Popen([sys.executable, "-m", "casedesk.services.cli", "webhooks"], env=env,
