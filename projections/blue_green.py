@@ -38,7 +38,7 @@ from casedesk.projections.runner import (
     Projection,
     version_of,
 )
-from casedesk.services.event_store import read_position
+from casedesk.services.store.event_store import read_position
 
 if TYPE_CHECKING:
     from casedesk.projections.runner import ProjectionRunner

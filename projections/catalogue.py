@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy, policy_named
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import Projection
-from casedesk.services.audit_seal import AuditSeal, HeadsFile, key_bytes
 from casedesk.services.settings import Settings
+from casedesk.services.store.audit_seal import AuditSeal, HeadsFile, key_bytes
 
 
 def all_projections(zone: tzinfo = UTC, policy: ClockPolicy = DEFAULT_POLICY) -> list[Projection]:

@@ -23,9 +23,9 @@ import asyncpg
 import structlog
 
 from casedesk.domain.events import CaseEvent
-from casedesk.services.database import keeps_session_state
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import CHANNEL, EventStore, read_position, record_position
+from casedesk.services.store.database import keeps_session_state
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import CHANNEL, EventStore, read_position, record_position
 
 log = structlog.get_logger("casedesk.projections")
 

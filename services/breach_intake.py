@@ -34,10 +34,10 @@ from casedesk.domain.breaches import BreachRecorded, breach_case_id, open_breach
 from casedesk.domain.card_data import contains_card_data, holds_card_data, redact_card_numbers
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.values import Actor, Card, Customer, is_last4
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore, StreamConflictError
 from casedesk.services.personal_data import PersonalData, mask_name
 from casedesk.services.phone_numbers import PhoneNumberRefused
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore, StreamConflictError
 
 ListFormat = Literal["ndjson", "csv"]
 COLUMNS = ("customer_id", "name", "registered_phone", "card_id", "last4", "network")

@@ -9,8 +9,8 @@ from uuid import UUID, uuid4
 from casedesk.domain.breaches import BreachRecorded, record_breach
 from casedesk.domain.values import DataExposed, FeeBearer
 from casedesk.services.case_service import Idempotency, actor_of
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore, IdempotencyRecord
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore, IdempotencyRecord
 from casedesk.services.tokens import Principal
 
 Respond = Callable[[BreachRecorded, int], tuple[int, bytes]]

@@ -30,8 +30,8 @@ from casedesk.projections.case_view import CaseView
 from casedesk.projections.handoff import refresh_handoff
 from casedesk.services.case_reading import CASE_OPENED_TOPIC
 from casedesk.services.case_service import CaseNotFoundError
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import AuditedEvent, EventStore
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import AuditedEvent, EventStore
 
 HISTORY_TURN = 100  # events handled per event-loop turn, whatever the case's length
 _encode = msgspec.json.Encoder().encode

@@ -30,8 +30,8 @@ from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.projections.case_file import fold, stored_file, timeline_bytes, timeline_head, timeline_of
 from casedesk.projections.case_view import TimelineAnswer, TimelineEntry
 from casedesk.services.case_service import CaseNotFoundError
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore
 
 CASE_OPENED_TOPIC = get_topic(CaseOpened)
 _encode = msgspec.json.Encoder().encode

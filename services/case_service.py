@@ -25,8 +25,8 @@ from casedesk.domain.errors import CaseMergedError, RuleViolation
 from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.domain.values import Actor
 from casedesk.services.case_access import AccessDeniedError, acting_department, check_may_change
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore, IdempotencyRecord, StreamConflictError
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore, IdempotencyRecord, StreamConflictError
 from casedesk.services.tokens import Principal
 
 MAX_ATTEMPTS = 5

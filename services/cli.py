@@ -52,8 +52,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from casedesk.services.database import direct_database_url
-    from casedesk.services.migrations import migrate
+    from casedesk.services.store.database import direct_database_url
+    from casedesk.services.store.migrations import migrate
 
     async def run() -> list[str]:
         conn = await asyncpg.connect(direct_database_url(load_settings()))
@@ -86,11 +86,11 @@ def _project(args: argparse.Namespace) -> int:
 
     from casedesk.projections.catalogue import running_projections
     from casedesk.projections.runner import ProjectionRunner
-    from casedesk.services.database import create_pool, direct_database_url
-    from casedesk.services.event_store import EventStore
     from casedesk.services.logs import configure_logging
-    from casedesk.services.migrations import migrate
     from casedesk.services.projection_worker import stop_when_orphaned
+    from casedesk.services.store.database import create_pool, direct_database_url
+    from casedesk.services.store.event_store import EventStore
+    from casedesk.services.store.migrations import migrate
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -122,10 +122,10 @@ def _project(args: argparse.Namespace) -> int:
 def _processor_sim(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from casedesk.services.database import direct_database_url
     from casedesk.services.effects.processor_sim import create_sim_app
     from casedesk.services.logs import configure_logging
     from casedesk.services.projection_worker import exit_when_orphaned
+    from casedesk.services.store.database import direct_database_url
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -140,14 +140,14 @@ def _processor_instructions(args: argparse.Namespace) -> int:
     import signal
 
     from casedesk.services.case_service import CaseService
-    from casedesk.services.database import create_pool, direct_database_url
     from casedesk.services.effects.processor_client import ProcessorClient
     from casedesk.services.effects.processor_instructions import ProcessorInstructions
-    from casedesk.services.event_mapper import CaseEventMapper
-    from casedesk.services.event_store import EventStore
     from casedesk.services.logs import configure_logging
-    from casedesk.services.migrations import migrate
     from casedesk.services.projection_worker import stop_when_orphaned
+    from casedesk.services.store.database import create_pool, direct_database_url
+    from casedesk.services.store.event_mapper import CaseEventMapper
+    from casedesk.services.store.event_store import EventStore
+    from casedesk.services.store.migrations import migrate
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -185,11 +185,11 @@ def _processor_instructions(args: argparse.Namespace) -> int:
 def _webhooks(args: argparse.Namespace) -> int:
     import signal
 
-    from casedesk.services.database import create_pool, direct_database_url
     from casedesk.services.effects.webhook_sender import run_sender
     from casedesk.services.logs import configure_logging
-    from casedesk.services.migrations import migrate
     from casedesk.services.projection_worker import stop_when_orphaned
+    from casedesk.services.store.database import create_pool, direct_database_url
+    from casedesk.services.store.migrations import migrate
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -233,9 +233,9 @@ def _positive_int(text: str) -> int:
 
 def _rebuild(args: argparse.Namespace) -> int:
     from casedesk.projections.catalogue import configured_projections
-    from casedesk.services.database import create_pool, direct_database_url
-    from casedesk.services.migrations import migrate
     from casedesk.services.rebuild import UnknownProjectionError, rebuild_projections
+    from casedesk.services.store.database import create_pool, direct_database_url
+    from casedesk.services.store.migrations import migrate
 
     async def run() -> dict[str, float]:
         settings = load_settings()
@@ -261,10 +261,10 @@ def _rebuild(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from casedesk.services.audit_chain import verify_with_progress
-    from casedesk.services.audit_seal import HeadsFile, SealCheck, check_seal, key_bytes
-    from casedesk.services.database import database_url
-    from casedesk.services.migrations import migrate
+    from casedesk.services.store.audit_chain import verify_with_progress
+    from casedesk.services.store.audit_seal import HeadsFile, SealCheck, check_seal, key_bytes
+    from casedesk.services.store.database import database_url
+    from casedesk.services.store.migrations import migrate
 
     settings = load_settings()
 
@@ -301,11 +301,11 @@ def _import_breach(args: argparse.Namespace) -> int:
     from casedesk.domain.values import Actor
     from casedesk.services.breach_intake import BreachIntake, IntakeReport, UnreadableListError
     from casedesk.services.breaches import find_breach
-    from casedesk.services.database import create_pool, database_url
-    from casedesk.services.event_mapper import CaseEventMapper
-    from casedesk.services.event_store import EventStore
-    from casedesk.services.migrations import migrate
     from casedesk.services.personal_data import PersonalData
+    from casedesk.services.store.database import create_pool, database_url
+    from casedesk.services.store.event_mapper import CaseEventMapper
+    from casedesk.services.store.event_store import EventStore
+    from casedesk.services.store.migrations import migrate
 
     settings = load_settings()
     path = Path(args.file)

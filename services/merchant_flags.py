@@ -8,8 +8,8 @@ from functools import partial
 
 from casedesk.domain.merchants import MerchantFlagged, flag_merchant, merchant_stream
 from casedesk.services.case_service import Idempotency, actor_of
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore, IdempotencyRecord, StreamConflictError
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore, IdempotencyRecord, StreamConflictError
 from casedesk.services.tokens import Principal
 
 

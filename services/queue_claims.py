@@ -24,7 +24,7 @@ from casedesk.domain.events import CaseEvent
 from casedesk.projections.work_queues import QUEUE_ORDER, WAITING
 from casedesk.services.case_reading import CASE_FILE_COLUMNS
 from casedesk.services.case_service import CaseService, Idempotency, Outcome, Respond
-from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.tokens import Principal
 
 # A claim holds its case from the start for as long as the read model may take to

@@ -24,9 +24,9 @@ from casedesk.projections.runner import (
     rebuild,
     version_lock_key,
 )
-from casedesk.services.database import keeps_session_state
-from casedesk.services.event_store import EventStore, read_position
 from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
+from casedesk.services.store.database import keeps_session_state
+from casedesk.services.store.event_store import EventStore, read_position
 
 
 class UnknownProjectionError(ValueError):

@@ -37,8 +37,8 @@ from casedesk.domain.clock_policies import policy_named
 from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import ASYNCHRONOUS_COMMIT, READ_MODELS_CHANNEL, REBUILD_BATCH
-from casedesk.services.event_mapper import CaseEventMapper, topic_of
-from casedesk.services.event_store import read_notifications_of_part, record_position
+from casedesk.services.store.event_mapper import CaseEventMapper, topic_of
+from casedesk.services.store.event_store import read_notifications_of_part, record_position
 
 FLAG_TOPIC = topic_of(MerchantFlagged)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from casedesk.services.database import create_pool
-from casedesk.services.embedded_postgres import start_embedded_postgres
-from casedesk.services.migrations import migrate
+from casedesk.services.store.database import create_pool
+from casedesk.services.store.embedded_postgres import start_embedded_postgres
+from casedesk.services.store.migrations import migrate
 
 
 @pytest.fixture(scope="session")

@@ -36,11 +36,11 @@ from casedesk.domain import events as ev
 from casedesk.domain.processor_instructions import ProcessorInstruction, instructions_for
 from casedesk.projections.runner import lock_key
 from casedesk.services.case_service import CaseService
-from casedesk.services.database import keeps_session_state
 from casedesk.services.effects.processor_client import ProcessorClient
 from casedesk.services.effects.processor_sender import InstructionSender
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import CHANNEL
+from casedesk.services.store.database import keeps_session_state
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import CHANNEL
 
 log = structlog.get_logger("casedesk.processor")
 

@@ -22,7 +22,7 @@ from eventsourcing.persistence import StoredEvent
 
 from casedesk.domain import events as ev
 from casedesk.services.case_history import HistoryEvent, history_event
-from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.store.event_mapper import CaseEventMapper
 
 ALL_TYPES = "*"
 

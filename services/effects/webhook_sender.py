@@ -26,13 +26,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from standardwebhooks.webhooks import Webhook
 
-from casedesk.services.database import keeps_session_state
 from casedesk.services.effects import webhook_delivery as delivery
 from casedesk.services.effects.webhook_payloads import read_after
 from casedesk.services.effects.webhook_subscriptions import CHANGED_CHANNEL, SecretSeal, is_public_address
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import CHANNEL
 from casedesk.services.settings import Settings
+from casedesk.services.store.database import keeps_session_state
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import CHANNEL
 
 log = structlog.get_logger("casedesk.webhooks")
 

@@ -18,11 +18,8 @@ from casedesk.projections.runner import ProjectionRunner
 from casedesk.services.call_codes import CallCodes
 from casedesk.services.call_verification import CallVerifier
 from casedesk.services.case_service import CaseService
-from casedesk.services.database import Pools, database_url, migrate_directly
 from casedesk.services.effects.processor_children import processor_effects
 from casedesk.services.effects.webhook_children import webhook_sender
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore
 from casedesk.services.http.app_keys import (
     CALL_CODES,
     CALL_VERIFIER,
@@ -48,6 +45,9 @@ from casedesk.services.http.routes import add_routes
 from casedesk.services.personal_data import PersonalData
 from casedesk.services.projection_worker import WorkerProcess, projection_worker
 from casedesk.services.settings import Settings
+from casedesk.services.store.database import Pools, database_url, migrate_directly
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore
 
 MAX_BODY = 64 * 1024
 

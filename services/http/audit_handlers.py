@@ -11,7 +11,6 @@ import msgspec
 from aiohttp import web
 
 from casedesk.services.access_log import REASON_HEADER, AccessLogPage, access_page, reason_of, record_access
-from casedesk.services.audit_chain import check_stream
 from casedesk.services.case_history import VersionNotWrittenError, case_history_document
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, ZONE
@@ -19,6 +18,7 @@ from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 from casedesk.services.http.query_numbers import BIGINT, whole_number
+from casedesk.services.store.audit_chain import check_stream
 
 _encode = msgspec.json.Encoder().encode
 # A '+' offset sent unescaped in a query string arrives as a space.

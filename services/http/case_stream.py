@@ -49,16 +49,16 @@ from casedesk.projections.case_view import CaseFile, TimelineEntry
 from casedesk.services import presence
 from casedesk.services.case_access import READ_EVERY_CASE, CaseHiddenError, check_may_read_parts
 from casedesk.services.case_service import CaseNotFoundError
-from casedesk.services.database import keeps_session_state
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import CHANNEL as APPENDED
-from casedesk.services.event_store import EventStore
 from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, DIRECT_POOL, POOL, READ_POOL, SETTINGS, ZONE
 from casedesk.services.http.case_requests import Request
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.request_body import decode
 from casedesk.services.http.static_page import static_page
+from casedesk.services.store.database import keeps_session_state
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import CHANNEL as APPENDED
+from casedesk.services.store.event_store import EventStore
 from casedesk.services.tokens import Principal
 
 log = structlog.get_logger("casedesk.case_stream")

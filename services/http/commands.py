@@ -26,10 +26,10 @@ from casedesk.services.case_service import (
     Outcome,
     PairDecision,
 )
-from casedesk.services.event_store import IdempotencyRaceError, StreamConflictError
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
+from casedesk.services.store.event_store import IdempotencyRaceError, StreamConflictError
 
 Extra = Callable[[Outcome], dict[str, Any]]
 # A case version as an entity tag ("7", W/"7") or bare (7); "*" is any version. Eighteen

@@ -33,11 +33,11 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from casedesk.projections.deadline_clocks import clock_risks
 from casedesk.projections.work_queues import queue_depths
-from casedesk.services.database import keeps_session_state
 from casedesk.services.effects.processor_instructions import IN_FLIGHT_SQL
 from casedesk.services.http.app_keys import DIRECT_POOL, READ_MODELS_MOVED, READ_POOL
 from casedesk.services.http.read_your_writes import ReadModelsMoved
 from casedesk.services.http.static_page import static_page
+from casedesk.services.store.database import keeps_session_state
 
 log = structlog.get_logger("casedesk.dashboard")
 

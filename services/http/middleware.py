@@ -16,11 +16,11 @@ from casedesk.domain.errors import CaseMergedError, FieldRefused, RuleViolation
 from casedesk.services.call_verification import TooManyChecksError
 from casedesk.services.case_access import AccessDeniedError, CaseHiddenError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
-from casedesk.services.database import database_unreachable
-from casedesk.services.event_store import IdempotencyRaceError, StreamConflictError
 from casedesk.services.http.app_keys import SETTINGS
 from casedesk.services.http.problems import CONTENT_TYPE, FieldError, Problem, as_json, validation_problem
 from casedesk.services.phone_numbers import PhoneNumberRefused
+from casedesk.services.store.database import database_unreachable
+from casedesk.services.store.event_store import IdempotencyRaceError, StreamConflictError
 from casedesk.services.tokens import InvalidTokenError, Principal, SignedWithAnotherSecretError, key_id, read_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -19,10 +19,10 @@ import time
 
 from aiohttp import web
 
-from casedesk.services.event_store import read_position
 from casedesk.services.http.app_keys import POOL, READ_MODELS_MOVED, READ_POOL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 from casedesk.services.http.query_numbers import BIGINT, whole_number
+from casedesk.services.store.event_store import read_position
 
 WAIT_SECONDS = 5.0
 # Looked at again without a NOTIFY: one lost with a LISTEN connection must not hold a reader 5 s.

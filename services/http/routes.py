@@ -14,7 +14,6 @@ from aiohttp import web
 
 from casedesk.projections.case_view import CaseView
 from casedesk.services.access_log import AccessLogPage
-from casedesk.services.audit_chain import ChainCheck
 from casedesk.services.breach_intake import AffectedCardLine
 from casedesk.services.call_verification import CallVerificationAnswer
 from casedesk.services.case_clocks import ClocksAnswer
@@ -35,6 +34,7 @@ from casedesk.services.http import webhook_handlers as webhooks
 from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
 from casedesk.services.http.middleware import ALLOWED_ROLES
 from casedesk.services.presence import PresenceAnswer
+from casedesk.services.store.audit_chain import ChainCheck
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Roles = tuple[str, ...] | None

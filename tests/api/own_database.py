@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 
 from casedesk.services.http.app import create_app
-from casedesk.services.migrations import migrate
 from casedesk.services.settings import Settings
+from casedesk.services.store.migrations import migrate
 from tests.api.conftest import SECRET
 
 

@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from casedesk.services.database import create_pool
 from casedesk.services.http.app import create_app
 from casedesk.services.settings import Settings
+from casedesk.services.store.database import create_pool
 from casedesk.services.tokens import issue_token
 from tests.api.conftest import SECRET, with_schema
 from tests.conftest import new_schema

@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from casedesk.services.database import create_pool
 from casedesk.services.http.app import create_app
 from casedesk.services.settings import Settings
+from casedesk.services.store.database import create_pool
 from tests.api.conftest import auth, new_case_body, settings, with_schema
 from tests.conftest import new_schema
 

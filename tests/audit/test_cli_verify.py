@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 from eventsourcing.persistence import StoredEvent
 
-from casedesk.services.event_store import EventStore
+from casedesk.services.store.event_store import EventStore
 from tests.api.conftest import with_schema
 
 TOPIC = "casedesk.domain.events:HandoffNoteAdded"

@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from casedesk.services import event_store
-from casedesk.services.audit_chain import ChainCheck, check_stream
-from casedesk.services.event_store import EventStore
-from casedesk.services.migrations import migrate, migration_files
+from casedesk.services.store import event_store
+from casedesk.services.store.audit_chain import ChainCheck, check_stream
+from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.migrations import migrate, migration_files
 from tests.audit.conftest import open_case_with_story
 
 TOPIC = "casedesk.domain.events:HandoffNoteAdded"

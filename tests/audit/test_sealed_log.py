@@ -16,9 +16,9 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from casedesk.projections.runner import ProjectionRunner
-from casedesk.services.audit_chain import ZERO_HASH, chain_hash, check_stream
-from casedesk.services.audit_seal import AuditSeal, HeadsFile, check_seal, key_bytes
-from casedesk.services.event_store import EventStore
+from casedesk.services.store.audit_chain import ZERO_HASH, chain_hash, check_stream
+from casedesk.services.store.audit_seal import AuditSeal, HeadsFile, check_seal, key_bytes
+from casedesk.services.store.event_store import EventStore
 from tests.api.conftest import with_schema
 from tests.audit.test_cli_verify import run
 

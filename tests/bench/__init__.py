@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import asyncpg
 
-from casedesk.services.migrations import migrate
+from casedesk.services.store.migrations import migrate
 
 BENCH_DIR = Path(__file__).parent
 RESULTS_DIR = BENCH_DIR / "results"

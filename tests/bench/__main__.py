@@ -24,8 +24,8 @@ import asyncpg
 from rich.console import Console
 from rich.table import Table
 
-from casedesk.services.embedded_postgres import start_embedded_postgres
 from casedesk.services.logs import configure_logging
+from casedesk.services.store.embedded_postgres import start_embedded_postgres
 from tests.bench import RESULTS_DIR, SECONDS_ENV, BenchContext, Figure, discover, seconds_from_env
 
 

@@ -23,7 +23,7 @@ import aiohttp
 
 from casedesk.domain.breaches import open_breach_outreach, record_breach
 from casedesk.domain.values import Actor, Card, Customer, PhoneNumber
-from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.tokens import issue_token
 from tests.bench import BenchContext, Figure
 from tests.bench.support import (

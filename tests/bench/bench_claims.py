@@ -40,9 +40,9 @@ import msgspec
 from casedesk.domain import decisions as d
 from casedesk.domain.values import Card, Customer, Money, PhoneNumber
 from casedesk.services.case_service import CaseService
-from casedesk.services.database import create_pool
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore
+from casedesk.services.store.database import create_pool
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore
 from casedesk.services.tokens import Principal, issue_token
 from tests.bench import BenchContext, Figure
 from tests.bench.support import (

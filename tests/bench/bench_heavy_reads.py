@@ -37,9 +37,9 @@ from casedesk.domain import decisions as d
 from casedesk.domain.case import replay
 from casedesk.domain.events import CaseEvent
 from casedesk.domain.values import Actor, ContactStart, Money
-from casedesk.services.database import create_pool
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore
+from casedesk.services.store.database import create_pool
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore
 from casedesk.services.tokens import issue_token
 from tests.bench import BenchContext, Figure
 from tests.bench.bench_http import agent_token, open_cases

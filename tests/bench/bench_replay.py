@@ -52,11 +52,11 @@ from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import REBUILD_BATCH, Projection, ProjectionRunner, rebuild
 from casedesk.services.case_history import case_history
 from casedesk.services.case_service import CaseService
-from casedesk.services.database import create_pool
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore, read_position
 from casedesk.services.merchant_flags import flag
 from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
+from casedesk.services.store.database import create_pool
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore, read_position
 from casedesk.services.tokens import Principal
 from tests.bench import BenchContext, Figure
 from tests.bench.support import absolute, fresh_database, quantile

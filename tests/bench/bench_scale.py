@@ -30,8 +30,8 @@ from typing import Any
 import aiohttp
 
 from casedesk.projections.runner import REBUILD_BATCH
-from casedesk.services.database import create_pool
-from casedesk.services.event_store import EventStore
+from casedesk.services.store.database import create_pool
+from casedesk.services.store.event_store import EventStore
 from casedesk.services.tokens import issue_token
 from tests.bench import BenchContext, Figure
 from tests.bench.bench_replay import RAW_LOG, rebuild_rate

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
-from casedesk.services.database import create_pool
-from casedesk.services.event_store import EventStore
+from casedesk.services.store.database import create_pool
+from casedesk.services.store.event_store import EventStore
 from tests.bench import BenchContext, Figure, Rate, measure_async, measure_threads
 
 DEFAULT_SECONDS = 2.0  # per measured figure, split over ROUNDS

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from casedesk.services.audit_chain import ZERO_HASH, chain_hash
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore
 from casedesk.services.merchant_flags import flag
+from casedesk.services.store.audit_chain import ZERO_HASH, chain_hash
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore
 from tests.bench.bench_replay import FLAGGED, SUPERVISOR, mixed_case
 
 TEMPLATES = 400

@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 import aiohttp
 import asyncpg
 
-from casedesk.services.migrations import migrate
+from casedesk.services.store.migrations import migrate
 from tests.bench import BENCH_DIR, BenchContext, Figure
 
 REPO_ROOT = BENCH_DIR.parent.parent

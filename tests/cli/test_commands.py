@@ -161,7 +161,7 @@ def test_project_runs_the_workers_alone_and_stops_cleanly(database_dsn: str, emb
 
         from casedesk.domain.merchants import flag_merchant
         from casedesk.domain.values import Actor
-        from casedesk.services.event_mapper import CaseEventMapper
+        from casedesk.services.store.event_mapper import CaseEventMapper
 
         [event] = flag_merchant(0, actor=Actor(id="s", name="S", role="supervisor", department="fraud"),
                                 at=datetime.now(UTC), merchant=f"M{_uuid.uuid4().hex[:6]}", reason="r")

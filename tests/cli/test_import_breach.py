@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from casedesk.services.breaches import record
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore
 from casedesk.services.tokens import Principal
 from tests.api.conftest import with_schema
 from tests.cli.test_commands import run

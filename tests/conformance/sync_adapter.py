@@ -21,8 +21,8 @@ from eventsourcing.persistence import (
     Tracking,
 )
 
-from casedesk.services.database import create_pool
-from casedesk.services.event_store import EventStore, read_position, record_position
+from casedesk.services.store.database import create_pool
+from casedesk.services.store.event_store import EventStore, read_position, record_position
 
 T = TypeVar("T")
 

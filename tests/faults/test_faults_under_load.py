@@ -29,13 +29,13 @@ from eventsourcing.persistence import StoredEvent
 
 from casedesk.domain.events import HandoffNoteAdded
 from casedesk.projections.catalogue import all_projections
-from casedesk.services.audit_chain import check_every_stream
-from casedesk.services.database import create_pool
-from casedesk.services.embedded_postgres import start_embedded_postgres
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.migrations import migrate
 from casedesk.services.personal_data import PersonalData
 from casedesk.services.rebuild import rebuild_projections
+from casedesk.services.store.audit_chain import check_every_stream
+from casedesk.services.store.database import create_pool
+from casedesk.services.store.embedded_postgres import start_embedded_postgres
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.migrations import migrate
 from casedesk.services.tokens import issue_token
 from tests.api.conftest import SECRET
 from tests.faults.processes import Casedesk

@@ -16,9 +16,9 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 from eventsourcing.persistence import StoredEvent
 
-from casedesk.services.event_store import EventStore, IdempotencyRaceError, IdempotencyRecord
 from casedesk.services.http.app import create_app
 from casedesk.services.settings import Settings
+from casedesk.services.store.event_store import EventStore, IdempotencyRaceError, IdempotencyRecord
 from casedesk.services.tokens import issue_token
 from tests.api.conftest import SECRET, new_case_body, with_schema
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from casedesk.services.database import database_unreachable
+from casedesk.services.store.database import database_unreachable
 
 
 def _raised_while_handling(first: BaseException, then: BaseException) -> BaseException:

@@ -20,9 +20,9 @@ from casedesk.domain import decisions as d
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import ProjectionRunner, rebuild
 from casedesk.services.case_service import CaseService
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore, read_position
 from casedesk.services.queue_claims import claim_next
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore, read_position
 from casedesk.services.tokens import Principal
 from tests.projections.helpers import AGENT, all_rows, drain, running, write_mixed_cases
 

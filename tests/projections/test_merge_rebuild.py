@@ -21,10 +21,10 @@ from casedesk.domain.values import Card, ContactStart, Customer, Money
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import ProjectionRunner, rebuild
 from casedesk.services.case_service import CaseService
-from casedesk.services.database import create_pool
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore
-from casedesk.services.migrations import migrate
+from casedesk.services.store.database import create_pool
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.migrations import migrate
 from tests.projections.helpers import AGENT, REGISTERED, all_rows, drain, running, wait_until_caught_up
 
 

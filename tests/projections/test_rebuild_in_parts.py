@@ -14,9 +14,9 @@ from casedesk.domain.values import Card, ContactStart, Customer, Money
 from casedesk.projections.case_files import CaseFiles
 from casedesk.services import merchant_flags
 from casedesk.services.case_service import CaseService
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore, read_position
 from casedesk.services.rebuild import rebuild_projections
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore, read_position
 from tests.projections.helpers import AGENT, REGISTERED, SUPERVISOR, all_rows, write_mixed_cases
 
 MERCHANT = "SHADY ONLINE GAMES"

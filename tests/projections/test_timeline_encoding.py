@@ -13,8 +13,8 @@ from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import ProjectionRunner
 from casedesk.services.case_reading import read_case
 from casedesk.services.case_service import CaseService
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore
 from tests.projections.helpers import drain, write_mixed_cases
 
 _encode = msgspec.json.Encoder().encode

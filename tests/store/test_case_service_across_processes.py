@@ -13,8 +13,8 @@ from casedesk.domain.errors import RuleViolation
 from casedesk.domain.events import HandoffNoteAdded
 from casedesk.domain.values import Card, ContactStart, Customer, Fee, Money
 from casedesk.services.case_service import CaseService, VersionMismatchError
-from casedesk.services.event_mapper import CaseEventMapper
-from casedesk.services.event_store import EventStore
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore
 from tests.projections.helpers import AGENT, REGISTERED
 
 

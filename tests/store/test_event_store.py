@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from casedesk.services.event_store import (
+from casedesk.services.store.event_store import (
     EventStore,
     IdempotencyRaceError,
     IdempotencyRecord,
@@ -150,7 +150,7 @@ async def test_a_long_case_loads_from_its_snapshot_and_the_events_after_it(pool:
 
     from casedesk.domain import decisions as d
     from casedesk.services.case_service import CaseService
-    from casedesk.services.event_mapper import CaseEventMapper
+    from casedesk.services.store.event_mapper import CaseEventMapper
     from tests.projections.helpers import AGENT, write_mixed_cases
 
     cases = CaseService(EventStore(pool), CaseEventMapper())

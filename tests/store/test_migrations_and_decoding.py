@@ -10,9 +10,9 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from casedesk.services.case_service import CaseService
-from casedesk.services.event_mapper import CaseEventMapper, UndecodableEventError
-from casedesk.services.event_store import EventStore
-from casedesk.services.migrations import migrate, migration_files
+from casedesk.services.store.event_mapper import CaseEventMapper, UndecodableEventError
+from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.migrations import migrate, migration_files
 from tests.projections.helpers import write_mixed_cases
 
 

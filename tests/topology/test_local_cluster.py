@@ -29,8 +29,8 @@ import pytest
 
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import ProjectionRunner
-from casedesk.services.event_store import EventStore
-from casedesk.services.migrations import migrate
+from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.migrations import migrate
 from casedesk.services.tokens import issue_token
 from tests.api.conftest import new_case_body
 from tests.projections.helpers import contents_of, drain

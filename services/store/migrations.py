@@ -26,7 +26,7 @@ def migration_files() -> list[tuple[str, str]]:
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply what has not run yet; return the names applied now."""
-    from casedesk.services.database import keeps_session_state  # database imports this module
+    from casedesk.services.store.database import keeps_session_state  # database imports this module
 
     applied_now: list[str] = []
     keeps_session_state(conn)

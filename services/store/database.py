@@ -6,9 +6,9 @@ from typing import Any
 
 import asyncpg
 
-from casedesk.services.embedded_postgres import start_embedded_postgres
-from casedesk.services.migrations import migrate
 from casedesk.services.settings import Settings
+from casedesk.services.store.embedded_postgres import start_embedded_postgres
+from casedesk.services.store.migrations import migrate
 
 
 def database_url(settings: Settings) -> str:
