@@ -38,7 +38,7 @@ from casedesk.projections.runner import (
     Projection,
     version_of,
 )
-from casedesk.services.store.event_store import read_position
+from casedesk.services.store.tracking import forget_position, read_position, set_position
 
 if TYPE_CHECKING:
     from casedesk.projections.runner import ProjectionRunner
@@ -79,11 +79,8 @@ async def _switch(projection: Projection, building: Building, holder: asyncpg.Co
             await holder.execute(f"ALTER TABLE {nxt}.{table} SET SCHEMA {_quoted(main)}")
         await holder.execute("UPDATE projection_versions SET version = $2, switched_at = now() WHERE name = $1",
                              projection.name, version_of(projection))
-        await holder.execute(
-            "INSERT INTO projection_tracking (application_name, notification_id) VALUES ($1, $2)"
-            " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id",
-            projection.name, position)
-        await holder.execute("DELETE FROM projection_tracking WHERE application_name = $1", building.name)
+        await set_position(holder, projection.name, position)
+        await forget_position(holder, building.name)
         await holder.execute(f"NOTIFY {READ_MODELS_CHANNEL}")
     return position
 
@@ -121,7 +118,7 @@ async def build_and_switch(runner: ProjectionRunner, projection: Projection, hol
                          f" CREATE SCHEMA {nxt}; CREATE SCHEMA {retired}")
     for table in projection.tables:
         await holder.execute(f"CREATE TABLE {nxt}.{table} (LIKE {_quoted(main)}.{table} INCLUDING ALL)")
-    await holder.execute("DELETE FROM projection_tracking WHERE application_name = $1", building.name)
+    await forget_position(holder, building.name)
     batch, runner.batch = runner.batch, REBUILD_BATCH
     try:
         await holder.execute(f"SET search_path TO {nxt}, {_quoted(main)}")

@@ -25,7 +25,8 @@ import structlog
 from casedesk.domain.events import CaseEvent
 from casedesk.services.store.database import keeps_session_state
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import CHANNEL, EventStore, read_position, record_position
+from casedesk.services.store.event_store import CHANNEL, EventStore
+from casedesk.services.store.tracking import forget_position, read_position, record_position
 
 log = structlog.get_logger("casedesk.projections")
 
@@ -300,6 +301,4 @@ async def rebuild(runner: ProjectionRunner, projection: Projection) -> None:
     async with runner.pool.acquire() as conn, conn.transaction():
         for table in projection.tables:
             await conn.execute(f"TRUNCATE {table}")
-        await conn.execute(
-            "DELETE FROM projection_tracking WHERE application_name = $1", projection.name
-        )
+        await forget_position(conn, projection.name)

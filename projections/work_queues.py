@@ -179,3 +179,18 @@ async def queue_page(conn: Any, queue: str, limit: int, after: tuple[Any, ...] |
         " enqueued_at,"
         " case_id) > ($2, coalesce($3::timestamptz, 'infinity'), $4, $5)"
         f" ORDER BY {QUEUE_ORDER} LIMIT $6", queue, priority, due_at, enqueued_at, case_id, limit))
+
+
+# Buckets are matched by range, so any whole-hour bucketing of queue_activity fits.
+_HOURS = """
+SELECT h.hour, coalesce(sum(a.claims), 0)::bigint AS claims, coalesce(sum(a.resolutions), 0)::bigint AS resolutions
+FROM generate_series(date_trunc('hour', now()) - interval '7 hours', date_trunc('hour', now()),
+                     interval '1 hour') AS h(hour)
+LEFT JOIN queue_activity a ON a.hour >= h.hour AND a.hour < h.hour + interval '1 hour'
+GROUP BY h.hour ORDER BY h.hour
+"""
+
+
+async def claims_per_hour(conn: Any) -> list[dict[str, Any]]:
+    """Claims and resolutions in each of the last eight hours, this one last (empty hours as 0)."""
+    return [dict(r) for r in await conn.fetch(_HOURS)]

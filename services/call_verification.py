@@ -24,6 +24,7 @@ from casedesk.domain.values import CodeCheck
 from casedesk.services.call_codes import CallCodes
 from casedesk.services.case_service import CaseNotFoundError, CaseService, Idempotency
 from casedesk.services.personal_data import PersonalData
+from casedesk.services.store.idempotency_keys import keep_answer
 from casedesk.services.tokens import Principal
 
 log = structlog.get_logger("casedesk.call_verification")
@@ -92,10 +93,8 @@ class CallVerifier:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(_CHECK, *args)
                 if row["refused"] is None:
-                    await conn.execute(
-                        "INSERT INTO idempotency_keys (principal, key, request_hash, status, response)"
-                        " VALUES ($1, $2, $3, 200, $4) ON CONFLICT DO NOTHING", idempotency.principal,
-                        idempotency.key, idempotency.request_hash, msgspec.json.encode(_answer(row, code)))
+                    await keep_answer(conn, idempotency.principal, idempotency.key, idempotency.request_hash,
+                                      200, msgspec.json.encode(_answer(row, code)))
         if row["refused"] is not None:
             raise TooManyChecksError(row["refused"], row["retry_after"])
         return _answer(row, code), _checked(row)

@@ -156,3 +156,18 @@ def interleaved(timeline: bytes, merged: list[bytes]) -> bytes:
     entries = list(heapq.merge(own, *theirs, key=lambda e: e.at))
     return _encode(TimelineAnswer(case_id=survivor.case_id, version=survivor.version,
                                   pinned_note=survivor.pinned_note, entries=pinned + entries))
+
+
+async def agents_on_open_cases(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, Any]]:
+    """Each agent holding open cases, with how many (the dashboard's board), most first."""
+    return [dict(r) for r in await conn.fetch(
+        "SELECT assignee AS agent_id, coalesce(max(assignee_name), assignee) AS name, count(*) AS cases"
+        " FROM case_files WHERE assignee IS NOT NULL AND status = 'open'"
+        " GROUP BY assignee ORDER BY cases DESC, name, agent_id")]
+
+
+async def reach_of(conn: asyncpg.Connection | asyncpg.Pool,
+                   case_ids: Iterable[UUID]) -> list[tuple[UUID, list[str], str | None]]:
+    """Each projected case's departments and assignee: what deciding who may see it needs."""
+    return [(r[0], list(r[1]), r[2]) for r in await conn.fetch(
+        "SELECT case_id, departments, assignee FROM case_files WHERE case_id = ANY($1::uuid[])", list(case_ids))]

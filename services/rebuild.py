@@ -26,7 +26,8 @@ from casedesk.projections.runner import (
 )
 from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
 from casedesk.services.store.database import keeps_session_state
-from casedesk.services.store.event_store import EventStore, read_position
+from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.tracking import read_position
 
 
 class UnknownProjectionError(ValueError):

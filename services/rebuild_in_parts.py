@@ -38,7 +38,8 @@ from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import ASYNCHRONOUS_COMMIT, READ_MODELS_CHANNEL, REBUILD_BATCH
 from casedesk.services.store.event_mapper import CaseEventMapper, topic_of
-from casedesk.services.store.event_store import read_notifications_of_part, record_position
+from casedesk.services.store.event_store import read_notifications_of_part
+from casedesk.services.store.tracking import record_position
 
 FLAG_TOPIC = topic_of(MerchantFlagged)
 

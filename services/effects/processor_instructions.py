@@ -41,6 +41,7 @@ from casedesk.services.effects.processor_sender import InstructionSender
 from casedesk.services.store.database import keeps_session_state
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import CHANNEL
+from casedesk.services.store.tracking import move_position, move_position_sql, read_position
 
 log = structlog.get_logger("casedesk.processor")
 
@@ -52,11 +53,17 @@ TOPICS = [get_topic(t) for t in (ev.CardSuspended, ev.ReplacementCardIssued, ev.
 _encode = msgspec.json.Encoder().encode
 
 # What the dashboard and /metrics show: instructions not yet answered, and the oldest one's age.
-IN_FLIGHT_SQL = """
+_IN_FLIGHT = """
 SELECT count(*) AS in_flight,
        coalesce(greatest(0, floor(extract(epoch FROM now() - min(requested_at)))), 0)::bigint AS oldest_age_seconds
 FROM processor_instructions WHERE state = 'pending'
 """
+
+
+async def instructions_in_flight(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+    """How many instructions wait for the processor's answer, and the oldest one's age in seconds."""
+    row = await conn.fetchrow(_IN_FLIGHT)
+    return {"in_flight": row["in_flight"], "oldest_age_seconds": row["oldest_age_seconds"]}
 
 # One round trip per wake: the head of the log and, up to it, the next events that ask
 # something of the processor (one row with NULLs when none do). On a busy desk almost every
@@ -67,7 +74,6 @@ _READ = (
     " LEFT JOIN LATERAL (SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
     " WHERE notification_id > $1 AND notification_id <= h.head AND topic = ANY($2::text[])"
     " ORDER BY notification_id LIMIT $3) e ON true ORDER BY e.notification_id")
-_POSITION = "SELECT notification_id FROM projection_tracking WHERE application_name = $1"
 # One statement, so one transaction: the calls and the position move together. Only the lock
 # holder moves the position; were it ever not to move, the calls it inserted are already
 # there (the token is the key), so nothing would be recorded twice.
@@ -75,9 +81,7 @@ _RECORD = (
     "WITH calls AS (INSERT INTO processor_instructions (token, case_id, card_id, instruction, path, body, position,"
     " seq, requested_at) SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
     " $6::bytea[], $7::bigint[], $8::smallint[], $9::timestamptz[]) ON CONFLICT (token) DO NOTHING)"
-    " INSERT INTO projection_tracking (application_name, notification_id) VALUES ($10, $11)"
-    " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id"
-    " WHERE projection_tracking.notification_id < excluded.notification_id RETURNING notification_id")
+    f" {move_position_sql(10, 11)}")
 # Past events that ask nothing, the stored position is moved at most this often: reading
 # them again after a crash costs a scan and records nothing twice (the token is the key).
 SAVE_POSITION_SECONDS = 1.0
@@ -106,7 +110,7 @@ class Follower:
         """Record the calls of the next events after the position; return how many events asked for
         any (0: caught up with the head). `cases` then names the cases they concern."""
         if self.position is None:
-            self.position = self._saved = await conn.fetchval(_POSITION, NAME) or 0
+            self.position = self._saved = await read_position(conn, NAME) or 0
             self._saved_at = time.monotonic()
         rows = await conn.fetch(_READ, self.position, TOPICS, self.batch)
         head = rows[0][0]
@@ -139,10 +143,7 @@ class Follower:
         """Store the position (past events that asked nothing), if it moved since last stored."""
         if self.position is None or self.position <= self._saved:
             return
-        await conn.execute(
-            "INSERT INTO projection_tracking (application_name, notification_id) VALUES ($1, $2)"
-            " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id"
-            " WHERE projection_tracking.notification_id < excluded.notification_id", NAME, self.position)
+        await move_position(conn, NAME, self.position)
         self._saved, self._saved_at = self.position, time.monotonic()
 
 

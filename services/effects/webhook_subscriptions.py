@@ -30,6 +30,8 @@ import msgspec
 from eventsourcing.cipher import AESCipher
 from eventsourcing.utils import Environment
 
+from casedesk.services.store.idempotency_keys import keep_answer
+
 WebhookState = Literal["active", "paused", "failing", "disabled"]
 CHANGED_CHANNEL = "webhooks_changed"  # the API notifies the sender of every change of a subscription
 RESOLVE_SECONDS = 3.0
@@ -154,9 +156,7 @@ async def create(
             f" VALUES ($1, $2, $3, $4, $5, $6, (SELECT coalesce(max(notification_id), 0) FROM case_events))"
             f" RETURNING {_COLUMNS}",
             webhook_id, url, event_types, description, sealed, created_by)
-        if key is not None and not await conn.fetchval(
-            "INSERT INTO idempotency_keys (principal, key, request_hash, status, response) VALUES ($1, $2, $3, 201, $4)"
-            " ON CONFLICT DO NOTHING RETURNING true", *key, msgspec.json.encode({"webhook_id": webhook_id})):
+        if key is not None and not await keep_answer(conn, *key, 201, msgspec.json.encode({"webhook_id": webhook_id})):
             raise KeyTakenError(key[1])  # rolls the subscription back
         await conn.execute(f"NOTIFY {CHANGED_CHANNEL}")
     return _subscription(row)

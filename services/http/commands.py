@@ -29,7 +29,8 @@ from casedesk.services.case_service import (
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA, POOL
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
-from casedesk.services.store.event_store import IdempotencyRaceError, StreamConflictError
+from casedesk.services.store.event_store import IdempotencyRaceError, StreamConflictError, stream_head
+from casedesk.services.store.idempotency_keys import kept_answer
 
 Extra = Callable[[Outcome], dict[str, Any]]
 # A case version as an entity tag ("7", W/"7") or bare (7); "*" is any version. Eighteen
@@ -95,28 +96,16 @@ async def idempotency_of(request: web.Request) -> Idempotency | web.Response | N
     personal = request.app[PERSONAL_DATA]
     key = personal.idempotency_key(key)  # kept only as a keyed digest: the header may hold a card number
     digest = personal.request_digest(request.method.encode() + request.path.encode() + await request.read())
-    row = await request.app[POOL].fetchrow(
-        "SELECT request_hash, status, response, created_at > now() - interval '24 hours' AS live"
-        " FROM idempotency_keys WHERE principal = $1 AND key = $2",
-        principal, key,
-    )
-    if row is not None and not row["live"]:
-        # Keys are kept 24 hours; an older one is free again (else its row would refuse it forever).
-        await request.app[POOL].execute(
-            "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2"
-            " AND created_at <= now() - interval '24 hours'",
-            principal, key)
-        row = None
-    if row is None:
+    kept = await kept_answer(request.app[POOL], principal, key)
+    if kept is None:
         return Idempotency(principal, key, digest)
-    if bytes(row["request_hash"]) != digest:
+    if kept.request_hash != digest:
         raise validation_problem([FieldError("Idempotency-Key", "was already used with another request")])
-    stored = bytes(row["response"])
-    first = msgspec.json.decode(stored)
-    replay = _json(row["status"], stored, first.get("version"))
-    if request.path == "/v1/cases" and row["status"] == 201:
+    first = msgspec.json.decode(kept.response)
+    replay = _json(kept.status, kept.response, first.get("version"))
+    if request.path == "/v1/cases" and kept.status == 201:
         replay.headers["Location"] = f"/v1/cases/{first['case_id']}"
-    elif request.path == "/v1/breaches" and row["status"] == 201:
+    elif request.path == "/v1/breaches" and kept.status == 201:
         replay.headers["Location"] = f"/v1/breaches/{first['breach_id']}"
     return replay
 
@@ -198,9 +187,7 @@ async def run_pair(
 
 async def _already_open(request: web.Request, case_id: UUID) -> web.Response | None:
     """200 with the case `case_id` as it stands, if it was opened; None if it was not."""
-    row = await request.app[POOL].fetchrow(
-        "SELECT originator_version, notification_id FROM case_events WHERE originator_id = $1"
-        " ORDER BY originator_version DESC LIMIT 1", case_id)
+    row = await stream_head(request.app[POOL], case_id)
     if row is None:
         return None
     body = {"case_id": str(case_id), "version": row[0], "position": row[1], "events": [], "already_open": True}

@@ -32,12 +32,14 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from casedesk.projections.deadline_clocks import clock_risks
-from casedesk.projections.work_queues import queue_depths
-from casedesk.services.effects.processor_instructions import IN_FLIGHT_SQL
+from casedesk.projections.work_queues import claims_per_hour, queue_depths
+from casedesk.services.case_reading import agents_on_open_cases
+from casedesk.services.effects.processor_instructions import instructions_in_flight
 from casedesk.services.http.app_keys import DIRECT_POOL, READ_MODELS_MOVED, READ_POOL
 from casedesk.services.http.read_your_writes import ReadModelsMoved
 from casedesk.services.http.static_page import static_page
 from casedesk.services.store.database import keeps_session_state
+from casedesk.services.store.tracking import every_position
 
 log = structlog.get_logger("casedesk.dashboard")
 
@@ -51,43 +53,22 @@ CLIENT_RETRY_MS = 2000
 
 _encode = msgspec.json.Encoder().encode
 
-AGENTS_SQL = """
-SELECT assignee AS agent_id, coalesce(max(assignee_name), assignee) AS name, count(*) AS cases
-FROM case_files WHERE assignee IS NOT NULL AND status = 'open'
-GROUP BY assignee ORDER BY cases DESC, name, agent_id
-"""
-
-# Buckets are matched by range, so any whole-hour bucketing of queue_activity fits.
-HOURS_SQL = """
-SELECT h.hour, coalesce(sum(a.claims), 0)::bigint AS claims, coalesce(sum(a.resolutions), 0)::bigint AS resolutions
-FROM generate_series(date_trunc('hour', now()) - interval '7 hours', date_trunc('hour', now()),
-                     interval '1 hour') AS h(hour)
-LEFT JOIN queue_activity a ON a.hour >= h.hour AND a.hour < h.hour + interval '1 hour'
-GROUP BY h.hour ORDER BY h.hour
-"""
-
-POSITIONS_SQL = """
-SELECT application_name, notification_id FROM projection_tracking
-WHERE application_name <> '__migration__' ORDER BY application_name
-"""
-
-
 async def dashboard_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
     """Everything the board shows, read in one consistent read-only transaction."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         queues = await queue_depths(conn)
-        agents = await conn.fetch(AGENTS_SQL)
-        hours = await conn.fetch(HOURS_SQL)
-        positions = await conn.fetch(POSITIONS_SQL)
-        instructions = await conn.fetchrow(IN_FLIGHT_SQL)
+        agents = await agents_on_open_cases(conn)
+        hours = await claims_per_hour(conn)
+        positions = await every_position(conn)
+        instructions = await instructions_in_flight(conn)
         clocks = await clock_risks(conn)
     return {
         "generated_at": datetime.now(UTC),
         "queues": queues,
-        "agents": [dict(r) for r in agents],
-        "claims_per_hour": [dict(r) for r in hours],
-        "positions": {r["application_name"]: r["notification_id"] for r in positions},
-        "processor_instructions": dict(instructions),
+        "agents": agents,
+        "claims_per_hour": hours,
+        "positions": positions,
+        "processor_instructions": instructions,
         "clocks": clocks,
     }
 

@@ -8,15 +8,13 @@ from aiohttp import web
 
 from casedesk.projections.catalogue import all_projections
 from casedesk.services.http.app_keys import POOL, READ_POOL, SETTINGS
+from casedesk.services.store.event_store import log_head
+from casedesk.services.store.tracking import slowest_position
 
 
 async def healthz(request: web.Request) -> web.Response:
     """The process is up and its event loop answers."""
     return web.json_response({"status": "ok"})
-
-
-_SLOWEST = ("SELECT coalesce(min(coalesce(t.notification_id, 0)), 0) FROM unnest($1::text[]) n"
-            " LEFT JOIN projection_tracking t ON t.application_name = n")
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -29,17 +27,17 @@ async def readyz(request: web.Request) -> web.Response:
     bound = request.app[SETTINGS].readiness_max_lag
     try:
         async with asyncio.timeout(2):
-            row = await request.app[POOL].fetchrow(
-                f"SELECT (SELECT coalesce(max(notification_id), 0) FROM case_events) AS head, ({_SLOWEST}) AS slowest",
-                names)
+            # The head first: a projection read after it can only look less behind, never more.
+            head = await log_head(request.app[POOL])
+            slowest = await slowest_position(request.app[POOL], names)
     except Exception as error:  # any failure to reach the database means not ready
         return web.json_response({"ready": False, "database": False, "detail": type(error).__name__}, status=503)
-    lag = row["head"] - row["slowest"]
+    lag = max(head - slowest, 0)
     answer: dict[str, object] = {"ready": lag <= bound, "database": True, "projection_lag": lag}
     if request.app[READ_POOL] is not request.app[POOL]:
         try:
             async with asyncio.timeout(2):
-                standby_lag = row["head"] - await request.app[READ_POOL].fetchval(_SLOWEST, names)
+                standby_lag = max(head - await slowest_position(request.app[READ_POOL], names), 0)
         except Exception as error:  # a standby out of reach leaves reads nowhere to go
             answer.update(ready=False, standby=False, detail=type(error).__name__)
         else:

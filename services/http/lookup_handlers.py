@@ -11,6 +11,7 @@ from aiohttp import web
 
 from casedesk.projections.customer_lookup import find_customers, recent_outbound
 from casedesk.services.case_access import may_see
+from casedesk.services.case_reading import reach_of
 from casedesk.services.http.app_keys import PERSONAL_DATA, READ_POOL
 from casedesk.services.http.case_requests import PHONE_PATTERN
 from casedesk.services.http.middleware import PRINCIPAL
@@ -67,6 +68,5 @@ async def _visible_cases(pool: Any, principal: Principal, case_ids: set[UUID]) -
     """Of these cases, those the caller may see: an agent learns no id of another department's case."""
     if principal.role in ("supervisor", "admin", "auditor"):
         return case_ids
-    rows = await pool.fetch("SELECT case_id, departments, assignee FROM case_files WHERE case_id = ANY($1::uuid[])",
-                            list(case_ids))
-    return {r["case_id"] for r in rows if may_see(principal, r["departments"], r["assignee"])}
+    return {case_id for case_id, departments, assignee in await reach_of(pool, case_ids)
+            if may_see(principal, departments, assignee)}

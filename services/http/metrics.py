@@ -16,8 +16,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.deadline_clocks import clock_risks
-from casedesk.services.effects.processor_instructions import IN_FLIGHT_SQL
+from casedesk.services.effects.processor_instructions import instructions_in_flight
 from casedesk.services.http.app_keys import POOL
+from casedesk.services.store.event_store import log_head
+from casedesk.services.store.tracking import positions_of
 
 _PARAM = re.compile(r"\{[^}]+\}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,14 +77,11 @@ async def serve_metrics(request: web.Request) -> web.Response:
     metrics.pool_idle.set(pool.get_idle_size())
     # From the tracking table, not this process's runner: the projections may run in a worker
     # process. Every projection is reported, one with no tracking row yet (just rebuilt) at 0.
-    rows = await pool.fetch("SELECT n, coalesce(t.notification_id, 0),"
-                            " (SELECT coalesce(max(notification_id), 0) FROM case_events)"
-                            " FROM unnest($1::text[]) n LEFT JOIN projection_tracking t ON t.application_name = n",
-                            [p.name for p in all_projections()])
-    for name, position, head in rows:
+    head = await log_head(pool)
+    for name, position in (await positions_of(pool, [p.name for p in all_projections()])).items():
         metrics.position.labels(name).set(position)
         metrics.lag.labels(name).set(max(head - position, 0))
-    in_flight = await pool.fetchrow(IN_FLIGHT_SQL)
+    in_flight = await instructions_in_flight(pool)
     metrics.instructions.set(in_flight["in_flight"])
     metrics.instruction_age.set(in_flight["oldest_age_seconds"])
     for risk in await clock_risks(pool):

@@ -22,7 +22,8 @@ from aiohttp import web
 from casedesk.services.http.app_keys import POOL, READ_MODELS_MOVED, READ_POOL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 from casedesk.services.http.query_numbers import BIGINT, whole_number
-from casedesk.services.store.event_store import read_position
+from casedesk.services.store.event_store import log_head
+from casedesk.services.store.tracking import read_position
 
 WAIT_SECONDS = 5.0
 # Looked at again without a NOTIFY: one lost with a LISTEN connection must not hold a reader 5 s.
@@ -66,7 +67,7 @@ def min_position_of(request: web.Request) -> int | None:
 
 async def _must_be_written(request: web.Request, wanted: int) -> None:
     """Waiting for a position the primary's log has not reached would only end in a 503."""
-    written = await request.app[POOL].fetchval("SELECT coalesce(max(notification_id), 0) FROM case_events")
+    written = await log_head(request.app[POOL])
     if wanted > written:
         raise Problem(422, "position-not-written", "No event has this position yet",
                       f"min_position {wanted} is past the last position written ({written})",

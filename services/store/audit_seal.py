@@ -37,7 +37,7 @@ import msgspec
 import structlog
 from eventsourcing.persistence import Notification
 
-from casedesk.services.store.event_store import read_position
+from casedesk.services.store.tracking import read_position
 
 log = structlog.get_logger("casedesk.audit")
 

@@ -36,6 +36,9 @@ from uuid import UUID
 import asyncpg
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 
+from casedesk.services.store.idempotency_keys import keep_answers
+from casedesk.services.store.tracking import record_position
+
 CHANNEL = "case_events"  # what casedesk_append (migration 009) notifies on every append
 MAX_BATCH_ITEMS = 512
 AUDITED_PER_TURN = 500  # rows of an audited read turned into events per event-loop turn
@@ -226,19 +229,14 @@ async def _keep_idempotency_keys(
     ]
     if not keyed:
         return
-    kept = {
-        (r[0], r[1])
-        for r in await conn.fetch(
-            "INSERT INTO idempotency_keys (principal, key, request_hash, status, response)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::bytea[])"
-            " ON CONFLICT DO NOTHING RETURNING principal, key",
-            [k.principal for _, k, _, _ in keyed],
-            [k.key for _, k, _, _ in keyed],
-            [k.request_hash for _, k, _, _ in keyed],
-            [status for _, _, status, _ in keyed],
-            [body for _, _, _, body in keyed],
-        )
-    }
+    kept = await keep_answers(
+        conn,
+        [k.principal for _, k, _, _ in keyed],
+        [k.key for _, k, _, _ in keyed],
+        [k.request_hash for _, k, _, _ in keyed],
+        [status for _, _, status, _ in keyed],
+        [body for _, _, _, body in keyed],
+    )
     wrote_for_nothing = False
     for n, record, _, _ in keyed:
         if (record.principal, record.key) in kept:
@@ -404,27 +402,15 @@ async def read_notifications_of_part(conn: asyncpg.Connection, after: int, upto:
             for r in rows]
 
 
-async def record_position(conn: asyncpg.Connection, name: str, notification_id: int) -> None:
-    """Move a reader's tracking position forward, in the caller's transaction.
-
-    Single-row tracking like the library's: refusing to go backwards or stand
-    still is what makes a replayed batch fail instead of applying twice.
-    """
-    moved = await conn.fetchval(
-        "INSERT INTO projection_tracking (application_name, notification_id) VALUES ($1, $2)"
-        " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id"
-        " WHERE projection_tracking.notification_id < excluded.notification_id"
-        " RETURNING notification_id",
-        name,
-        notification_id,
-    )
-    if moved is None:
-        raise IntegrityError(f"{name} is already at or past notification {notification_id}")
-
-
-async def read_position(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> int | None:
-    """The last notification id a reader has applied, or None."""
-    value: int | None = await conn.fetchval(
-        "SELECT notification_id FROM projection_tracking WHERE application_name = $1", name
-    )
+async def log_head(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    """The position of the last event written (0 for an empty log)."""
+    value: int = await conn.fetchval("SELECT coalesce(max(notification_id), 0) FROM case_events")
     return value
+
+
+async def stream_head(conn: asyncpg.Connection | asyncpg.Pool, originator_id: UUID) -> tuple[int, int] | None:
+    """A stream's last version and that event's position, or None for a stream never written."""
+    row = await conn.fetchrow(
+        "SELECT originator_version, notification_id FROM case_events WHERE originator_id = $1"
+        " ORDER BY originator_version DESC LIMIT 1", originator_id)
+    return None if row is None else (row[0], row[1])

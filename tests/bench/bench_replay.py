@@ -56,7 +56,8 @@ from casedesk.services.merchant_flags import flag
 from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
 from casedesk.services.store.database import create_pool
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore, read_position
+from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.tracking import read_position
 from casedesk.services.tokens import Principal
 from tests.bench import BenchContext, Figure
 from tests.bench.support import absolute, fresh_database, quantile

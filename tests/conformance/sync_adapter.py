@@ -22,7 +22,8 @@ from eventsourcing.persistence import (
 )
 
 from casedesk.services.store.database import create_pool
-from casedesk.services.store.event_store import EventStore, read_position, record_position
+from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.tracking import read_position, record_position
 
 T = TypeVar("T")
 

@@ -17,7 +17,8 @@ from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import TRY_LOCK, UNLOCK, ProjectionRunner, lock_key
 from casedesk.services.case_service import CaseService
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore, read_position
+from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.tracking import read_position
 from tests.projections.helpers import running, wait_until_caught_up, write_mixed_cases
 
 

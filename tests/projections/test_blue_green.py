@@ -22,7 +22,8 @@ from casedesk.projections.runner import ProjectionRunner, rebuild
 from casedesk.services.case_service import CaseService
 from casedesk.services.queue_claims import claim_next
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore, read_position
+from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.tracking import read_position
 from casedesk.services.tokens import Principal
 from tests.projections.helpers import AGENT, all_rows, drain, running, write_mixed_cases
 

@@ -16,7 +16,8 @@ from casedesk.services import merchant_flags
 from casedesk.services.case_service import CaseService
 from casedesk.services.rebuild import rebuild_projections
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore, read_position
+from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.tracking import read_position
 from tests.projections.helpers import AGENT, REGISTERED, SUPERVISOR, all_rows, write_mixed_cases
 
 MERCHANT = "SHADY ONLINE GAMES"

@@ -1,0 +1,133 @@
+"""One owner per table (issue 16): SQL naming a table lives in that table's owner module.
+
+A change to a table then means reading one module. Where other modules still
+name a table, they are listed in STILL_SHARED with the reason, and the list
+may only shrink: a new module naming a table fails, and so does an entry that
+no longer holds (so the list stays the true map of what is left to move).
+Tables are found from the migrations; SQL is found as a table name after
+FROM, JOIN, INTO, UPDATE, TABLE, TRUNCATE, LIKE or COPY, or as the table of
+asyncpg's copy_records_to_table. `migrations/` itself (the schema) is exempt.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = ("services", "projections", "domain")
+
+OWNERS: dict[str, str] = {
+    "access_log": "services/access_log.py",
+    "audit_seals": "services/store/audit_seal.py",
+    "call_codes": "services/call_codes.py",
+    "call_code_locks": "services/call_codes.py",
+    "call_verification_rates": "services/call_codes.py",
+    "call_verification_requests": "services/call_codes.py",
+    "case_clocks": "projections/deadline_clocks.py",
+    "case_customers": "projections/customer_lookup.py",
+    "case_event_hashes": "services/store/audit_chain.py",
+    "case_events": "services/store/event_store.py",
+    "case_files": "projections/case_files.py",
+    "case_presence": "services/presence.py",
+    "case_snapshots": "services/case_service.py",
+    "claim_holds": "services/queue_claims.py",
+    "idempotency_keys": "services/store/idempotency_keys.py",
+    "merchant_disputes": "projections/merchant_intelligence.py",
+    "merchant_flags": "projections/merchant_intelligence.py",
+    "outbound_attempts": "projections/customer_lookup.py",
+    "processor_instructions": "services/effects/processor_instructions.py",
+    "projection_tracking": "services/store/tracking.py",
+    "projection_versions": "projections/blue_green.py",
+    "queue_activity": "projections/work_queues.py",
+    "queue_items": "projections/work_queues.py",
+    "timeline_parts": "projections/case_files.py",
+    "webhook_attempts": "services/effects/webhook_subscriptions.py",
+    "webhooks": "services/effects/webhook_subscriptions.py",
+}
+
+_ONE_BATCH = "the case_files projection writes every read table of a case in one batch (to split by read model)"
+_JOINT_READ = "one round trip reads the events with their hash chain (to become an event-store read)"
+
+# (module, table): why it still names a table it does not own. Only ever shrinks.
+STILL_SHARED: dict[tuple[str, str], str] = {
+    ("projections/case_files.py", "case_customers"): _ONE_BATCH,
+    ("projections/case_files.py", "outbound_attempts"): _ONE_BATCH,
+    ("projections/case_files.py", "queue_items"): _ONE_BATCH,
+    ("projections/case_files.py", "queue_activity"): _ONE_BATCH,
+    ("projections/case_files.py", "claim_holds"): "a claim's hold ends when the projection sees the assignment",
+    ("projections/case_view.py", "case_files"): "the view's column list is spelled next to its shape",
+    ("projections/runner.py", "projection_versions"): "each batch holds the served version FOR SHARE",
+    ("services/case_reading.py", "case_files"): "the case and timeline read (to move with the timeline's home)",
+    ("services/case_reading.py", "timeline_parts"): "the case and timeline read (to move with the timeline's home)",
+    ("services/http/case_stream.py", "case_events"): "the case stream's catch-up read",
+    ("services/http/case_stream.py", "case_files"): "the case stream's access check and first view",
+    ("services/presence.py", "case_files"): "a heartbeat checks access and upserts in one statement",
+    ("services/queue_claims.py", "case_events"): "a claim reads hold, snapshot, row and stream in one round trip",
+    ("services/queue_claims.py", "case_files"): "a claim reads hold, snapshot, row and stream in one round trip",
+    ("services/queue_claims.py", "case_snapshots"): "a claim reads hold, snapshot, row and stream in one round trip",
+    ("services/queue_claims.py", "queue_items"): "a claim picks and holds the next item in one statement",
+    ("services/case_service.py", "case_events"): "the snapshot-and-tail load in one round trip",
+    ("services/breach_intake.py", "case_events"): "a breach's cases are opened with one COPY-style append",
+    ("services/rebuild.py", "case_events"): "a rebuild reads the log in its own way",
+    ("services/rebuild_in_parts.py", "case_events"): "a rebuild in parts reads its part of the log",
+    ("services/store/audit_chain.py", "case_events"): _JOINT_READ,
+    ("services/store/audit_seal.py", "case_events"): "the seal folds the log's rows in order",
+    ("services/store/event_store.py", "case_event_hashes"): _JOINT_READ,
+    ("services/effects/webhook_payloads.py", "case_events"): _JOINT_READ,
+    ("services/effects/webhook_payloads.py", "case_event_hashes"): _JOINT_READ,
+    ("services/effects/webhook_subscriptions.py", "case_events"): "a subscription starts at the log's head, read in its INSERT",
+    ("services/effects/processor_instructions.py", "case_events"): "the follower's one query per wake",
+    ("services/effects/processor_sender.py", "processor_instructions"): "the sender marks its calls as answered",
+    ("services/effects/webhook_delivery.py", "webhooks"): "delivery reads and marks subscriptions",
+    ("services/effects/webhook_delivery.py", "webhook_attempts"): "delivery records its attempts",
+    ("services/effects/webhook_sender.py", "webhooks"): "the sender's batched reads",
+    ("services/effects/webhook_sender.py", "webhook_attempts"): "the sender's batched reads",
+}
+
+
+def _tables() -> set[str]:
+    made = re.compile(r"CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_]+)", re.I)
+    return {m.group(1).lower() for sql in (ROOT / "migrations").glob("*.sql") for m in made.finditer(sql.read_text())}
+
+
+def _named_in_sql(tables: set[str]) -> set[tuple[str, str]]:
+    names = "|".join(sorted(tables, key=len, reverse=True))
+    sql = re.compile(rf"\b(?:FROM|JOIN|INTO|UPDATE|TABLE|TRUNCATE|LIKE|COPY)\s+(?:ONLY\s+)?"
+                     rf"(?:[{{}}\w\"]+\.)?\"?({names})\b", re.I)
+    copied = re.compile(rf"copy_(?:records_)?to_table\(\s*[\"']({names})[\"']")
+    found = set()
+    for folder in CODE:
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            for match in (*sql.finditer(text), *copied.finditer(text)):
+                found.add((str(path.relative_to(ROOT)), match.group(1).lower()))
+    return found
+
+
+def test_every_table_has_an_owner() -> None:
+    assert _tables() - OWNERS.keys() == set(), "a new table: name its owner module in OWNERS"
+    for table, module in OWNERS.items():
+        assert (ROOT / module).is_file(), f"{table}'s owner {module} does not exist"
+
+
+def test_only_a_tables_owner_names_it_in_sql() -> None:
+    named = _named_in_sql(_tables())
+    strangers = {(module, table) for module, table in named if OWNERS[table] != module}
+    assert strangers - STILL_SHARED.keys() == set(), "SQL on a table outside its owner: call the owner instead"
+
+
+def test_the_list_of_tables_still_shared_is_true() -> None:
+    named = _named_in_sql(_tables())
+    assert STILL_SHARED.keys() - named == set(), "moved: take these entries off STILL_SHARED"
+
+
+def test_the_http_layer_names_no_table_but_the_case_stream() -> None:
+    http = {(module, table) for module, table in _named_in_sql(_tables()) if module.startswith("services/http/")}
+    assert {module for module, _ in http} <= {"services/http/case_stream.py"}
+
+
+def test_the_check_sees_sql() -> None:
+    # The finder must find what it is meant to: the event store's own read of its table.
+    assert ("services/store/event_store.py", "case_events") in _named_in_sql(_tables())
+    assert ("projections/deadline_clocks.py", "case_clocks") in _named_in_sql(_tables())
