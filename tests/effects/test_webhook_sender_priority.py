@@ -39,7 +39,8 @@ def test_a_running_sender_process_has_the_niceness_asked_for(tmp_path: Path, dat
             if "webhook sender running" in line:
                 break
         assert process.poll() is None, "the sender stopped"
-        assert os.getpriority(os.PRIO_PROCESS, process.pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+        # os.nice adds to the niceness it inherits, and the kernel stops at 19 (a suite run niced).
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + 7, 19)
     finally:
         process.terminate()
         process.wait(timeout=30)

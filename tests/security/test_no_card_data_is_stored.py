@@ -204,7 +204,9 @@ async def attack_cases(a: Attacker) -> str:
     await a.command(f"{case}/contacts/{outbound['contact_id']}/end", {"outcome": "connected", "summary": "x"})
     await caught_up(a, case)  # the escalation queued it: claim it, so that it can be released
     status, claimed = await a.send("POST", "/v1/queues/credit_management/claim")
-    assert status == 200, claimed
+    if status != 200:  # say why: the refusals on the way, and where the case stands
+        _, view = await a.send("GET", case)
+        raise AssertionError(f"claim answered {status}; refused on the way: {a.unaccepted[-5:]}; case: {view}")
     await a.command(f"{case}/release", {"note": "x"})
     await a.command(f"{case}/resolve", {"resolution": "fraud_confirmed", "summary": "x"})
     await a.command(f"{case}/reopen", {"reason": "x"})
