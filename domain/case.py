@@ -25,6 +25,7 @@ from .case_parts import (
     ContactState,
     DisputeState,
     PaymentStop,
+    PendingApproval,
     ProvisionalCredit,
 )
 from .values import CaseReason, CaseStatus, Customer, Money, PhoneNumber
@@ -38,6 +39,7 @@ __all__ = [
     "DisputeState",
     "FraudCase",
     "PaymentStop",
+    "PendingApproval",
     "ProvisionalCredit",
     "evolve",
     "replay",
@@ -86,6 +88,8 @@ class FraudCase(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     # the cases merged into this one, in the order they were merged.
     merged_into: UUID | None = None
     absorbed: tuple[UUID, ...] = ()
+    # Four eyes: requests above the approval limit, by approval id (decided ones stay, with their status).
+    approvals: dict[str, PendingApproval] = {}
 
     def contact(self, contact_id: UUID) -> ContactState | None:
         return self.contacts.get(str(contact_id))
@@ -396,3 +400,26 @@ def _unmerged(case: FraudCase, e: ev.CaseUnmerged) -> FraudCase:
     if case.id == e.absorbed_case_id:
         return replace(case, merged_into=None)
     return replace(case, absorbed=tuple(c for c in case.absorbed if c != e.absorbed_case_id))
+
+
+@_applies(ev.ApprovalRequested)
+def _approval_requested(case: FraudCase, e: ev.ApprovalRequested) -> FraudCase:
+    dispute = case.disputes.get(str(e.command.dispute_id)) if e.command.dispute_id else None
+    approval = PendingApproval(command=e.command, requested_by=e.requested_by, contact_id=e.contact_id,
+                               expires_at=e.expires_at, dispute_open=dispute is not None and dispute.outcome is None)
+    return replace(case, approvals={**case.approvals, str(e.approval_id): approval})
+
+
+@_applies(ev.ApprovalGranted)
+def _approval_granted(case: FraudCase, e: ev.ApprovalGranted) -> FraudCase:
+    return _with(case, "approvals", e.approval_id, status="approved")
+
+
+@_applies(ev.ApprovalRejected)
+def _approval_rejected(case: FraudCase, e: ev.ApprovalRejected) -> FraudCase:
+    return _with(case, "approvals", e.approval_id, status="rejected")
+
+
+@_applies(ev.ApprovalExpired)
+def _approval_expired(case: FraudCase, e: ev.ApprovalExpired) -> FraudCase:
+    return _with(case, "approvals", e.approval_id, status="expired")

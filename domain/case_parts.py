@@ -6,10 +6,14 @@ Frozen msgspec Structs, replaced (never mutated) by `case.evolve`.
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
 import msgspec
 
 from .values import (
+    Actor,
+    ApprovalStatus,
+    AskedCommand,
     CallbackStatus,
     CardKind,
     CardStatus,
@@ -95,3 +99,18 @@ class Assignee(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     agent_id: str
     agent_name: str
+
+
+class PendingApproval(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A request above the approval limit, and where it stands (pending until decided or expired).
+
+    `dispute_open`: whether its dispute was open when it was asked (a dispute
+    resolved since means the request no longer holds).
+    """
+
+    command: AskedCommand
+    requested_by: Actor
+    contact_id: UUID | None
+    expires_at: datetime
+    dispute_open: bool
+    status: ApprovalStatus = "pending"

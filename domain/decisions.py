@@ -5,12 +5,13 @@ A decision takes the current `FraudCase` and the command's arguments (always
 `RuleViolation` naming the broken rule. It never changes state itself; the
 events do, through `case.evolve`. The decisions live by concern in
 `decisions_case`, `decisions_contacts`, `decisions_cards`,
-`decisions_charges`, `decisions_credits`, `decisions_processor` and
-`decisions_calls`; this module gathers them in one place.
+`decisions_charges`, `decisions_credits`, `decisions_approvals`,
+`decisions_processor` and `decisions_calls`; this module gathers them in one place.
 """
 
 from __future__ import annotations
 
+from .decisions_approvals import approve, expire_approval, reject_approval
 from .decisions_calls import record_call_verified
 from .decisions_cards import (
     record_card_destroyed,
@@ -59,6 +60,7 @@ from .decisions_processor import confirm_instruction, reject_instruction
 __all__ = [
     "add_handoff_note",
     "alert_case_id",
+    "approve",
     "assign",
     "check_identity",
     "complete_callback",
@@ -67,6 +69,7 @@ __all__ = [
     "dispute_charge",
     "end_contact",
     "escalate",
+    "expire_approval",
     "grant_provisional_credit",
     "merge_case",
     "miss_callback",
@@ -79,6 +82,7 @@ __all__ = [
     "record_dispute_stage",
     "reissue_card",
     "reissue_fee",
+    "reject_approval",
     "reject_instruction",
     "release",
     "reopen_case",

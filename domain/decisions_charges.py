@@ -7,11 +7,12 @@ from datetime import date, datetime, timedelta
 from uuid import UUID
 
 from . import events as ev
+from .approval_policy import DEFAULT_APPROVAL_LIMITS, ApprovalLimits, approval_requested
 from .card_data import redact_card_numbers as redact
 from .case import FraudCase
 from .dispute_reasons import check_reason_code
 from .errors import RuleViolation
-from .guards import no_card_data, stamps, still_open, verified_contact
+from .guards import Stamps, no_card_data, stamps, still_open, verified_contact
 from .money_rules import check_amount
 from .values import (
     Actor,
@@ -22,6 +23,7 @@ from .values import (
     NoticeSubject,
     ReviewedTransaction,
     StopScope,
+    WaiverAsked,
     WaiverFinality,
 )
 
@@ -173,28 +175,57 @@ def waive_liability(
     note: str,
     amount: Money | None = None,
     finality: WaiverFinality = "pending",
+    limits: ApprovalLimits = DEFAULT_APPROVAL_LIMITS,
 ) -> list[ev.CaseEvent]:
     """Tell the customer they owe nothing, for one dispute or (None) the whole case.
 
     `amount` says how much is waived; `finality` whether for now (`pending`, while
     the dispute runs) or for good (`final`): a pending waiver may be made final.
+    A waiver giving away more than the approval limit for its currency (its
+    `amount`, else the disputed amount) waits for a supervisor's approval
+    (`ApprovalRequested`, domain/decisions_approvals.py).
     """
     still_open(case)
     verified_contact(case, contact_id)
     if amount is not None:
         check_amount("amount", amount)
-    if dispute_id is None:
+    asked = WaiverAsked(dispute_id=dispute_id, note=redact(note), amount=amount, finality=finality)
+    waiver_holds(case, asked)
+    stamp = stamps(case, actor, at, contact_id)
+    given = waived_amount(case, asked)
+    limit = limits.exceeded_by(given)
+    if limit is not None and given is not None:
+        return [approval_requested(stamp, case.id, command=asked, amount=given, limit=limit, actor=actor, at=at)]
+    return [liability_waived(stamp, asked)]
+
+
+def waiver_holds(case: FraudCase, asked: WaiverAsked) -> None:
+    """The rules a waiver meets when asked for, and again when it is approved (the case may have moved)."""
+    still_open(case)
+    if asked.dispute_id is None:
         waived, final = case.case_liability_waived, case.case_liability_waiver_final
     else:
-        _known_dispute(case, dispute_id)
-        dispute = case.disputes[str(dispute_id)]
+        _known_dispute(case, asked.dispute_id)
+        dispute = case.disputes[str(asked.dispute_id)]
         waived, final = dispute.liability_waived, dispute.liability_waiver_final
     # A pending waiver may be made final once; nothing follows a final one.
-    if waived and (final or finality == "pending"):
+    if waived and (final or asked.finality == "pending"):
         raise RuleViolation("liability-already-waived", "the customer's liability is waived")
-    stamp = stamps(case, actor, at, contact_id).next()
-    return [ev.CustomerLiabilityWaived(**stamp, dispute_id=dispute_id, note=redact(note), amount=amount,
-                                       finality=finality)]
+
+
+def waived_amount(case: FraudCase, asked: WaiverAsked) -> Money | None:
+    """What a waiver gives away: its amount, else the disputed amount (None: a whole case, amount unsaid)."""
+    if asked.amount is not None or asked.dispute_id is None:
+        return asked.amount
+    return case.disputes[str(asked.dispute_id)].amount
+
+
+def liability_waived(stamp: Stamps, asked: WaiverAsked, *, approval_id: UUID | None = None,
+                     approved_by: Actor | None = None, requested_by: Actor | None = None
+                     ) -> ev.CustomerLiabilityWaived:
+    return ev.CustomerLiabilityWaived(**stamp.next(), dispute_id=asked.dispute_id, note=asked.note,
+                                      amount=asked.amount, finality=asked.finality, approval_id=approval_id,
+                                      approved_by=approved_by, requested_by=requested_by)
 
 
 def stop_payments(

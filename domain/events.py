@@ -16,6 +16,8 @@ import msgspec
 
 from .values import (
     Actor,
+    ApprovalKind,
+    AskedCommand,
     Card,
     CaseReason,
     CodeCheck,
@@ -163,6 +165,10 @@ class CustomerLiabilityWaived(CaseEvent, frozen=True, kw_only=True):
     # How much, and whether for good (absent on waivers recorded before them).
     amount: Money | None = None
     finality: WaiverFinality = "pending"
+    # Above the approval limit: granted when `approved_by` approved what `requested_by` asked (four eyes).
+    approval_id: UUID | None = None
+    approved_by: Actor | None = None
+    requested_by: Actor | None = None
 
 
 class ProvisionalCreditGranted(CaseEvent, frozen=True, kw_only=True):
@@ -171,6 +177,10 @@ class ProvisionalCreditGranted(CaseEvent, frozen=True, kw_only=True):
     credit_id: UUID
     dispute_id: UUID
     amount: Money
+    # Above the approval limit: granted when `approved_by` approved what `requested_by` asked (four eyes).
+    approval_id: UUID | None = None
+    approved_by: Actor | None = None
+    requested_by: Actor | None = None
 
 
 class ProvisionalCreditReversed(CaseEvent, frozen=True, kw_only=True):
@@ -412,6 +422,47 @@ class CaseUnmerged(CaseEvent, frozen=True, kw_only=True):
     reason: str
 
 
+class ApprovalRequested(CaseEvent, frozen=True, kw_only=True):
+    """Money given away above the approval limit waits for a second person (four eyes).
+
+    `command` holds what the agent asked for, as they asked it; `amount` is what
+    it gives away and `limit` the limit for its currency that it is above. It
+    waits until `expires_at` (72 h) for a supervisor other than `requested_by`.
+    """
+
+    approval_id: UUID
+    kind: ApprovalKind
+    command: AskedCommand
+    amount: Money
+    limit: Money
+    requested_by: Actor
+    expires_at: datetime
+
+
+class ApprovalGranted(CaseEvent, frozen=True, kw_only=True):
+    """A supervisor (the actor) approved a request of `requested_by`; the granted effect follows it."""
+
+    approval_id: UUID
+    note: str
+    requested_by: Actor
+
+
+class ApprovalRejected(CaseEvent, frozen=True, kw_only=True):
+    """A supervisor (the actor) rejected a request of `requested_by`: nothing is given."""
+
+    approval_id: UUID
+    note: str
+    requested_by: Actor
+
+
+class ApprovalExpired(CaseEvent, frozen=True, kw_only=True):
+    """Nobody decided a request within 72 h (recorded by casedesk itself): nothing is given."""
+
+    approval_id: UUID
+    requested_by: Actor
+    expires_at: datetime
+
+
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
     ContactStarted,
@@ -453,6 +504,10 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseMerged,
     CaseMergedInto,
     CaseUnmerged,
+    ApprovalRequested,
+    ApprovalGranted,
+    ApprovalRejected,
+    ApprovalExpired,
 )
 
 if TYPE_CHECKING:

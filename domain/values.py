@@ -52,6 +52,9 @@ CardStatus = Literal["active", "suspended", "replaced", "destroyed"]
 CallbackStatus = Literal["scheduled", "completed", "missed", "waived"]
 # A liability waiver is pending (while the dispute runs) or final (the customer will never owe it).
 WaiverFinality = Literal["pending", "final"]
+# Four eyes: what an approval is for, and where it stands.
+ApprovalKind = Literal["liability_waiver", "provisional_credit"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
 # What casedesk asks of the card processor (domain/processor_instructions.py).
 InstructionKind = Literal["suspend_card", "issue_replacement", "terminate_card", "stop_payments"]
 
@@ -165,3 +168,23 @@ class ContactStart(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     phone: PhoneNumber | None
     department: str
     purpose: str | None = None
+
+
+class WaiverAsked(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="liability_waiver", tag_field="kind"):
+    """A liability waiver as the agent asked for it (the command's fields), waiting for approval."""
+
+    dispute_id: UUID | None
+    note: str
+    amount: Money | None
+    finality: WaiverFinality
+
+
+class CreditAsked(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="provisional_credit", tag_field="kind"):
+    """A provisional credit as the agent asked for it (the command's fields), waiting for approval."""
+
+    credit_id: UUID
+    dispute_id: UUID
+    amount: Money
+
+
+AskedCommand = WaiverAsked | CreditAsked

@@ -33,6 +33,7 @@ from .story import (
 Step = tuple[Any, dict[str, Any]]
 SECOND_CALLBACK = UUID(int=32)
 CREDIT = UUID(int=33)
+ASKED = object()  # the approval id of the request just made
 
 
 def family_card_fraud() -> list[ev.CaseEvent]:
@@ -69,9 +70,12 @@ def family_card_fraud() -> list[ev.CaseEvent]:
                 network="visa",
             ),
         ),
+        # JPY 190,000 is above the approval limit: each waits for the supervisor's approval (four eyes).
         (do.waive_liability, dict(contact_id=CALL, dispute_id=DISPUTE, note="owes nothing", amount=jpy("190000"),
                                   finality="pending")),
+        (do.approve, dict(approval_id=ASKED, note="confirmed fraud")),
         (do.grant_provisional_credit, dict(credit_id=CREDIT, dispute_id=DISPUTE, amount=jpy("190000"))),
+        (do.approve, dict(approval_id=ASKED, note="while the network decides")),
         (do.reverse_provisional_credit, dict(credit_id=CREDIT, reason="granted twice by mistake")),
         (do.stop_payments, dict(contact_id=CALL, scope="merchant", merchant="LUXE BAGS")),
         (
@@ -171,7 +175,9 @@ def family_card_fraud() -> list[ev.CaseEvent]:
     case = replay(history)
     for minute, (decision, args) in enumerate(steps, 1):
         assert case is not None
-        actor = SUPERVISOR if decision is do.release else AGENT
+        actor = SUPERVISOR if decision in (do.release, do.approve) else AGENT
+        asked = next((e.approval_id for e in reversed(history) if isinstance(e, ev.ApprovalRequested)), None)
+        args = {k: asked if v is ASKED else v for k, v in args.items()}
         new = decision(case, actor=actor, at=NOW + timedelta(minutes=minute), **args)
         case = replay(new, case)
         history += new
@@ -190,6 +196,9 @@ def test_the_story_uses_every_event_type() -> None:
         ev.CaseMerged,
         ev.CaseMergedInto,
         ev.CaseUnmerged,
+        # Rejection and expiry end an approval without an effect: tests/domain/test_approvals.py tells them.
+        ev.ApprovalRejected,
+        ev.ApprovalExpired,
     }
 
 
