@@ -61,6 +61,9 @@ class ProvisionalCreditView(msgspec.Struct, kw_only=True, gc=False):
     by: Person
     reversed_at: datetime | None = None
     reason: str | None = None
+    # Above the approval limit: who approved it (`by`) and who asked for it.
+    approved_by: Person | None = None
+    requested_by: Person | None = None
 
 
 class LiabilityWaiverView(msgspec.Struct, kw_only=True, gc=False):
@@ -70,6 +73,28 @@ class LiabilityWaiverView(msgspec.Struct, kw_only=True, gc=False):
     note: str
     at: datetime
     by: Person
+    # Above the approval limit: who approved it (`by`) and who asked for it.
+    approved_by: Person | None = None
+    requested_by: Person | None = None
+
+
+class ApprovalView(msgspec.Struct, kw_only=True, gc=False):
+    """A waiver or credit above the approval limit: what was asked, by whom, and what became of it."""
+
+    approval_id: UUID
+    kind: str  # liability_waiver, provisional_credit
+    state: str  # pending, approved, rejected, expired
+    amount: Money  # what it gives away
+    limit: Money  # the limit for its currency it is above
+    dispute_id: UUID | None
+    credit_id: UUID | None
+    note: str  # the requester's (a waiver's note)
+    requested_at: datetime
+    requested_by: Person
+    expires_at: datetime
+    decided_at: datetime | None = None
+    decided_by: Person | None = None  # the approver or rejecter; casedesk for an expiry
+    decision_note: str | None = None
 
 
 class DisputeView(msgspec.Struct, kw_only=True, gc=False):
@@ -274,6 +299,8 @@ class CaseView(msgspec.Struct, kw_only=True, gc=False):
     # Merge: the case this one was merged into (it then takes no command), and the cases merged into it.
     merged_into: UUID | None = None
     merged_cases: list[MergedCaseView] = []
+    # Four eyes: waivers and credits above the approval limit, pending or decided.
+    approvals: list[ApprovalView] = []
 
 
 class TimelineEntry(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):

@@ -9,7 +9,9 @@ import msgspec
 
 from casedesk.domain import events as ev
 from casedesk.domain.processor_instructions import instructions_for
+from casedesk.domain.values import Actor, CreditAsked
 from casedesk.projections.case_view import (
+    ApprovalView,
     CallbackView,
     CardView,
     CaseFile,
@@ -130,13 +132,15 @@ def _(event: ev.CustomerLiabilityWaived, file: CaseFile) -> None:
             dispute.liability_waived = True
     file.view.liability_waivers.append(LiabilityWaiverView(
         dispute_id=event.dispute_id, amount=event.amount, finality=event.finality, note=event.note,
-        at=event.timestamp, by=person(event.actor)))
+        at=event.timestamp, by=person(event.actor), approved_by=_person_or_none(event.approved_by),
+        requested_by=_person_or_none(event.requested_by)))
 
 
 @change_view.register
 def _(event: ev.ProvisionalCreditGranted, file: CaseFile) -> None:
     _dispute(file, event.dispute_id).provisional_credits.append(ProvisionalCreditView(
-        credit_id=event.credit_id, amount=event.amount, state="granted", at=event.timestamp, by=person(event.actor)))
+        credit_id=event.credit_id, amount=event.amount, state="granted", at=event.timestamp, by=person(event.actor),
+        approved_by=_person_or_none(event.approved_by), requested_by=_person_or_none(event.requested_by)))
 
 
 @change_view.register
@@ -326,6 +330,47 @@ def _(event: ev.CaseUnmerged, file: CaseFile) -> None:
         file.view.merged_into = None
     else:
         file.view.merged_cases = [m for m in file.view.merged_cases if m.case_id != event.absorbed_case_id]
+
+
+def _person_or_none(actor: Actor | None) -> Person | None:
+    return person(actor) if actor is not None else None
+
+
+def _approval(file: CaseFile, approval_id: object) -> ApprovalView | None:
+    return next((a for a in file.view.approvals if a.approval_id == approval_id), None)
+
+
+@change_view.register
+def _(event: ev.ApprovalRequested, file: CaseFile) -> None:
+    asked = event.command
+    file.view.approvals.append(ApprovalView(
+        approval_id=event.approval_id, kind=event.kind, state="pending", amount=event.amount, limit=event.limit,
+        dispute_id=asked.dispute_id, credit_id=asked.credit_id if isinstance(asked, CreditAsked) else None,
+        note="" if isinstance(asked, CreditAsked) else asked.note, requested_at=event.timestamp,
+        requested_by=person(event.requested_by), expires_at=event.expires_at))
+
+
+def _decided(file: CaseFile, event: ev.ApprovalGranted | ev.ApprovalRejected | ev.ApprovalExpired, state: str,
+             note: str | None) -> None:
+    approval = _approval(file, event.approval_id)
+    if approval is not None:
+        approval.state, approval.decided_at, approval.decision_note = state, event.timestamp, note
+        approval.decided_by = person(event.actor)
+
+
+@change_view.register
+def _(event: ev.ApprovalGranted, file: CaseFile) -> None:
+    _decided(file, event, "approved", event.note)
+
+
+@change_view.register
+def _(event: ev.ApprovalRejected, file: CaseFile) -> None:
+    _decided(file, event, "rejected", event.note)
+
+
+@change_view.register
+def _(event: ev.ApprovalExpired, file: CaseFile) -> None:
+    _decided(file, event, "expired", None)
 
 
 def carry_absorbed(survivor: CaseFile, absorbed: CaseFile) -> None:

@@ -4,13 +4,15 @@
 check), `promised` (what the customer was told), `pending` (what is not done:
 a missed callback stays here, and in `promised`, until rescheduled or waived;
 an escalation until its department decides), `decisions` (what escalated-to
-departments decided) and `call_checks` (the customer checked our calls through
+departments decided, and what became of approvals: granted, refused or
+expired, naming approver and requester; a pending approval is in `pending`)
+and `call_checks` (the customer checked our calls through
 the IVR, newest first).
 """
 
 from __future__ import annotations
 
-from casedesk.projections.case_view import CaseView, HandoffItem, LastContact
+from casedesk.projections.case_view import ApprovalView, CaseView, HandoffItem, LastContact
 
 
 def refresh_handoff(view: CaseView) -> None:
@@ -26,7 +28,7 @@ def refresh_handoff(view: CaseView) -> None:
         HandoffItem(kind="escalation_decision",
                     text=f"{_department(e.to_department).capitalize()} decided: {e.decision}")
         for e in view.escalations if e.status == "concluded"
-    ]
+    ] + [_approval_decided(view, a) for a in view.approvals if a.state != "pending"]
     handoff.call_checks = [HandoffItem(kind=f"call_check_{c.code}", text=c.text) for c in reversed(view.call_checks)]
 
 
@@ -46,7 +48,8 @@ def _promised(view: CaseView) -> list[HandoffItem]:
     ]
     items += [
         HandoffItem(kind="liability_waiver",
-                    text=f"Customer owes nothing for {d.merchant} {d.amount.currency} {d.amount.amount}")
+                    text=f"Customer owes nothing for {d.merchant} {d.amount.currency} {d.amount.amount}"
+                         + _approved(view, d.dispute_id))
         for d in view.disputes if d.liability_waived
     ]
     if view.case_liability_waived:
@@ -62,6 +65,38 @@ def _promised(view: CaseView) -> list[HandoffItem]:
         for s in view.payment_stops
     ]
     return items
+
+
+def _approved(view: CaseView, dispute_id: object) -> str:
+    """' (approved by X, requested by Y)' for a dispute whose latest waiver took a second person's approval."""
+    waiver = next((w for w in reversed(view.liability_waivers) if w.dispute_id == dispute_id), None)
+    if waiver is None or waiver.approved_by is None:
+        return ""
+    requested = f", requested by {waiver.requested_by.name}" if waiver.requested_by is not None else ""
+    return f" (approved by {waiver.approved_by.name}{requested})"
+
+
+_ASKED_FOR = {"liability_waiver": "Liability waiver", "provisional_credit": "Provisional credit"}
+
+
+def _asked(view: CaseView, approval: ApprovalView) -> str:
+    """'Liability waiver of JPY 190000 for LUXE BAGS'."""
+    dispute = next((d for d in view.disputes if d.dispute_id == approval.dispute_id), None)
+    what = f"{_ASKED_FOR.get(approval.kind, approval.kind)} of {approval.amount.currency} {approval.amount.amount}"
+    return what + (f" for {dispute.merchant}" if dispute is not None else " on this case")
+
+
+def _approval_decided(view: CaseView, approval: ApprovalView) -> HandoffItem:
+    asked, by = _asked(view, approval), approval.decided_by.name if approval.decided_by else "casedesk"
+    requested = approval.requested_by.name
+    if approval.state == "approved":
+        return HandoffItem(kind="approval_granted", text=f"{asked} approved by {by}, requested by {requested}")
+    if approval.state == "rejected":
+        note = f": {approval.decision_note}" if approval.decision_note else ""
+        return HandoffItem(kind="approval_rejected",
+                           text=f"{asked} refused by {by}, requested by {requested}: not given{note}")
+    return HandoffItem(kind="approval_expired",
+                       text=f"{asked}, requested by {requested}, expired undecided after 72 h: not given")
 
 
 def _arrives(delivery: str | None, expedited: bool | None) -> str:
@@ -97,6 +132,12 @@ def _pending(view: CaseView) -> list[HandoffItem]:
                     text=f"Escalated to {_department(e.to_department)} (priority {e.priority}), awaiting its"
                          f" decision: {e.reason}")
         for e in view.escalations if e.status == "open"
+    ]
+    items += [
+        HandoffItem(kind="approval", due_at=a.expires_at,
+                    text=f"{_asked(view, a)} waits for a supervisor's approval (above the {a.limit.currency}"
+                         f" {a.limit.amount} limit), requested by {a.requested_by.name}")
+        for a in view.approvals if a.state == "pending"
     ]
     items += [
         HandoffItem(kind="processor_instruction", since=i.requested_at,

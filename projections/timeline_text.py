@@ -12,7 +12,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from casedesk.domain import events as ev
-from casedesk.domain.values import Actor
+from casedesk.domain.values import Actor, WaiverAsked
 
 
 def department_name(department: str | None) -> str:
@@ -44,6 +44,15 @@ def _money(m: Any) -> str:
 
 
 Describe = Callable[[Any, dict[str, ev.ContactStarted]], str]
+_ASKED_FOR = {"liability_waiver": "Liability waiver", "provisional_credit": "Provisional credit"}
+
+
+def _by(e: ev.CustomerLiabilityWaived | ev.ProvisionalCreditGranted) -> str:
+    """Who gave it: the agent, or (above the approval limit) the approver and the requester, both named."""
+    if e.approved_by is None:
+        return who(e.actor)
+    requested = f", requested by {who(e.requested_by)}" if e.requested_by is not None else ""
+    return f"approved by {who(e.approved_by)}{requested}"
 
 
 def _opened(e: ev.CaseOpened, _: dict) -> str:
@@ -111,9 +120,22 @@ TEXT: dict[type, Describe] = {
         f"Customer told they owe nothing {'for the disputed charge' if e.dispute_id else 'on this case'}"
         + (f" ({_money(e.amount)})" if e.amount else "")
         + (", for good" if e.finality == "final" else "")
-        + f" — {who(e.actor)}: {e.note}"),
+        + f" — {_by(e)}: {e.note}"),
     ev.ProvisionalCreditGranted: lambda e, _: (
-        f"Provisional credit of {_money(e.amount)} granted for the disputed charge by {who(e.actor)}"),
+        f"Provisional credit of {_money(e.amount)} granted for the disputed charge"
+        + (f", {_by(e)}" if e.approved_by else f" by {who(e.actor)}")),
+    ev.ApprovalRequested: lambda e, _: (
+        f"{_ASKED_FOR[e.kind]} of {_money(e.amount)} asked for by {who(e.requested_by)}, above the"
+        f" {_money(e.limit)} limit: waiting for a supervisor's approval until"
+        f" {e.expires_at.isoformat(timespec='minutes')}"
+        + (f" — {e.command.note}" if isinstance(e.command, WaiverAsked) and e.command.note else "")),
+    ev.ApprovalGranted: lambda e, _: (
+        f"Approved by {who(e.actor)}, requested by {who(e.requested_by)}" + (f": {e.note}" if e.note else "")),
+    ev.ApprovalRejected: lambda e, _: (
+        f"Approval refused by {who(e.actor)}, requested by {who(e.requested_by)}: nothing given"
+        + (f" — {e.note}" if e.note else "")),
+    ev.ApprovalExpired: lambda e, _: (
+        f"Approval requested by {who(e.requested_by)} expired undecided after 72 h: nothing given"),
     ev.ProvisionalCreditReversed: lambda e, _: f"Provisional credit reversed by {who(e.actor)}: {e.reason}",
     ev.PaymentStopped: lambda e, _: (
         f"Payments stopped by {who(e.actor)}: "

@@ -15,6 +15,9 @@ place (enqueued_at), as a person in the queue would expect.
   an event); ordered by due_at alone (all its rows have priority 1);
 - `processor_failures`: the card processor refused an instruction (always priority 1: a
   card the agent blocked may still be authorising);
+- `approvals`: a waiver or credit above the approval limit waits for a supervisor's
+  decision (due when the first pending request expires); the one queue a held case
+  still waits in: the decision is not the holder's;
 - department D (e.g. `credit_management`): the case was escalated to D and awaits its
   decision (EscalationConcluded takes it out), or D owes a callback.
 
@@ -40,6 +43,9 @@ HOME = "fraud"
 FRAUD_QUEUES = ("fraud_alerts", "callbacks_due", "disputes", "reissue", "breach_outreach", "processor_failures",
                 "deadlines")
 DEADLINES = "deadlines"
+# Four eyes: cases with a waiver or credit waiting for a supervisor's approval, held or not (worked by
+# supervisors: no agent's department is `approvals`). Due when the first request expires (72 h).
+APPROVALS = "approvals"
 # How soon a running clock's due time must be for its case to show in `deadlines` (CONTRACT.md: 48 h).
 DEADLINE_WINDOW = "48 hours"
 # Which queue_items rows a queue shows now: all, except deadlines not yet within the window.
@@ -79,10 +85,13 @@ def amount_priority(amount: Money | None) -> int:
 
 
 def queue_rows(view: CaseView) -> list[QueueRow]:
-    """Every queue the case waits in now (none when resolved or held)."""
-    if view.status != "open" or view.assignee is not None or view.merged_into is not None:
+    """Every queue the case waits in now (none when resolved; only `approvals` when held)."""
+    if view.status != "open" or view.merged_into is not None:
         return []  # a merged-away case waits in no queue: its survivor carries what it owes
     base = 1 if view.flagged_merchants else amount_priority(view.amount_at_risk)
+    approvals = _waiting_for_approval(view, base)
+    if view.assignee is not None:
+        return approvals  # the supervisors' decision does not wait for the agent holding the case
     rows: dict[str, QueueRow] = {}
 
     def add(queue: str, enqueued_at: datetime, priority: int = base, due_at: datetime | None = None) -> None:
@@ -118,7 +127,17 @@ def queue_rows(view: CaseView) -> list[QueueRow]:
     running = [c for c in [*view.clocks, *(k for m in carried for k in m.clocks)] if c.state == "running"]
     if running:
         add(DEADLINES, min(c.started_at for c in running), 1, min(c.due_at for c in running))
-    return list(rows.values())
+    return [*rows.values(), *approvals]
+
+
+def _waiting_for_approval(view: CaseView, priority: int) -> list[QueueRow]:
+    """The `approvals` row: due when the first pending request expires, enqueued when it was asked."""
+    pending = [a for a in view.approvals if a.state == "pending"]
+    if not pending:
+        return []
+    return [QueueRow(queue=APPROVALS, case_id=view.case_id, priority=priority, reason=view.reason,
+                     due_at=min(a.expires_at for a in pending), enqueued_at=min(a.requested_at for a in pending),
+                     amount_at_risk=view.amount_at_risk)]
 
 
 # --- queries -----------------------------------------------------------------
@@ -128,7 +147,7 @@ QUEUE_ORDER = "priority, due_at NULLS LAST, enqueued_at, case_id"
 
 # The standing queues, in the order people expect them; other department queues follow.
 KNOWN_QUEUES = ("fraud_alerts", "callbacks_due", "credit_management", "disputes", "reissue", "breach_outreach",
-                "processor_failures", DEADLINES)
+                "processor_failures", DEADLINES, APPROVALS)
 
 _DEPTHS = f"""
 WITH waiting AS (

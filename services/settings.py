@@ -15,6 +15,7 @@ from typing import Literal
 import msgspec
 import phonenumbers
 
+from casedesk.domain.approval_policy import approval_limits
 from casedesk.domain.clock_policies import policy_named
 
 ProjectionMode = Literal["process", "in-process", "off"]
@@ -88,6 +89,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ivr_token_rate: int = 15_000
     # Seconds after an agent's last presence heartbeat that they are no longer on the case (issue 19).
     presence_expiry: float = 30.0
+    # Four eyes (issue 19): per currency, above how much a liability waiver or a provisional credit waits
+    # for a supervisor's approval, e.g. "JPY:100000,USD:1000"; named currencies replace the defaults of
+    # domain/approval_policy.py, the others keep them.
+    approval_limit: str = ""
 
     @property
     def embedded(self) -> bool:
@@ -198,7 +203,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         phone_region=_phone_region(env.get("CASEDESK_PHONE_REGION")),
         ivr_token_rate=int(env.get("CASEDESK_IVR_TOKEN_RATE") or 15_000),
         presence_expiry=float(env.get("CASEDESK_PRESENCE_EXPIRY") or 30.0),
+        approval_limit=_approval_limit(env.get("CASEDESK_APPROVAL_LIMIT")),
     )
+
+
+def _approval_limit(value: str | None) -> str:
+    """CASEDESK_APPROVAL_LIMIT: CURRENCY:AMOUNT pairs; one casedesk cannot read stops the process before it serves."""
+    try:
+        approval_limits(value)
+    except ValueError as unusable:
+        raise SettingsError(f"CASEDESK_APPROVAL_LIMIT={value!r}: {unusable}") from None
+    return (value or "").strip()
 
 
 def _phone_region(value: str | None) -> str:

@@ -24,6 +24,7 @@ OWNERS: dict[str, str] = {
     "call_code_locks": "services/call_codes.py",
     "call_verification_rates": "services/call_codes.py",
     "call_verification_requests": "services/call_codes.py",
+    "case_approvals": "projections/approvals.py",
     "case_clocks": "projections/deadline_clocks.py",
     "case_customers": "projections/customer_lookup.py",
     "case_event_hashes": "services/store/audit_chain.py",

@@ -38,6 +38,9 @@ class CommandAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     text: str | None = None
     callback_id: UUID | None = None
     credit_id: UUID | None = None
+    # Four eyes: the request a command above the approval limit became (202), or the one decided.
+    approval_id: UUID | None = None
+    state: str | None = None  # approved, rejected: what a decision made of the approval
     suspended: list[str] | None = None
     new_card: NewCard | None = None
 

@@ -7,20 +7,25 @@ order, when it stops; nothing connects at import time.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from casedesk.domain.approval_policy import approval_limits
 from casedesk.domain.clock_policies import policy_named
 from casedesk.projections.catalogue import running_projections
 from casedesk.projections.runner import ProjectionRunner
+from casedesk.services.approvals import sweep_forever
 from casedesk.services.call_codes import CallCodes
 from casedesk.services.call_verification import CallVerifier
 from casedesk.services.case_service import CaseService
 from casedesk.services.effects.processor_children import processor_effects
 from casedesk.services.effects.webhook_children import webhook_sender
 from casedesk.services.http.app_keys import (
+    APPROVAL_LIMITS,
     CALL_CODES,
     CALL_VERIFIER,
     CASES,
@@ -66,6 +71,7 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
     app[PERSONAL_DATA] = PersonalData(settings.pii_key, settings.phone_region)
     app[ZONE] = ZoneInfo(settings.timezone)
     app[CLOCK_POLICY] = policy_named(settings.clock_policy)
+    app[APPROVAL_LIMITS] = approval_limits(settings.approval_limit)
     add_routes(app)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
@@ -122,7 +128,17 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
                 app.on_shutdown.append(lambda _: _no_more_restarts(child))
             yield
 
-    app.cleanup_ctx.extend([database, event_store, projections, processor, webhooks, dashboard_feed, case_feed])
+    async def approval_expiry(app: web.Application) -> AsyncIterator[None]:
+        # Pending approvals past their 72 h expire by themselves (every process sweeps; a second
+        # expiry of one approval records nothing).
+        sweep = asyncio.create_task(sweep_forever(app[CASES], app[POOL]), name="approval-expiry")
+        yield
+        sweep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweep
+
+    app.cleanup_ctx.extend([database, event_store, projections, processor, webhooks, dashboard_feed, case_feed,
+                            approval_expiry])
     # Open dashboard streams would otherwise hold shutdown for its whole timeout.
     app.on_shutdown.append(close_streams)
     app.on_shutdown.append(close_case_streams)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 
+from casedesk.domain.approval_policy import ApprovalLimits
 from casedesk.domain.clock_policies import ClockPolicy
 from casedesk.services.settings import Settings
 
@@ -29,6 +30,7 @@ CALL_CODES = web.AppKey("call_codes", "CallCodes")
 CALL_VERIFIER = web.AppKey("call_verifier", "CallVerifier")
 ZONE = web.AppKey("zone", tzinfo)
 CLOCK_POLICY = web.AppKey("clock_policy", ClockPolicy)
+APPROVAL_LIMITS = web.AppKey("approval_limits", ApprovalLimits)
 RUNNER = web.AppKey("runner", "ProjectionRunner")
 # Set on every projection batch's NOTIFY: readers waiting for a min_position wake on it.
 READ_MODELS_MOVED = web.AppKey("read_models_moved", "ReadModelsMoved")

@@ -19,7 +19,8 @@ from casedesk.domain.values import Actor, Card, ContactStart, Customer, Reviewed
 from casedesk.services.breaches import find_breach
 from casedesk.services.case_service import Outcome
 from casedesk.services.http import case_requests as rq
-from casedesk.services.http.app_keys import CALL_CODES, CASES, PERSONAL_DATA
+from casedesk.services.http.app_keys import APPROVAL_LIMITS, CALL_CODES, CASES, PERSONAL_DATA
+from casedesk.services.http.approval_handlers import accepted_if_asked, approval_asked
 from casedesk.services.http.commands import card_in_path, open_once, path_uuid, run, run_pair
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
@@ -138,18 +139,19 @@ async def notify_customer(request: web.Request) -> web.Response:
 async def waive_liability(request: web.Request) -> web.Response:
     body = await decode(request, rq.WaiveLiability)
     decide = partial(d.waive_liability, contact_id=body.contact_id, dispute_id=body.dispute_id,
-                     note=body.note, amount=body.amount, finality=body.finality)
-    return await run(request, path_uuid(request, "case_id"), decide)
+                     note=body.note, amount=body.amount, finality=body.finality,
+                     limits=request.app[APPROVAL_LIMITS])
+    return await run(request, path_uuid(request, "case_id"), decide, status=accepted_if_asked,
+                     extra=approval_asked)
 
 
 async def grant_provisional_credit(request: web.Request) -> web.Response:
     body = await decode(request, rq.GrantProvisionalCredit)
     credit_id = uuid4()
-    # Above CASEDESK_APPROVAL_LIMIT this is to answer 202 with an approval_id (four eyes, not built here).
     decide = partial(d.grant_provisional_credit, credit_id=credit_id, dispute_id=body.dispute_id,
-                     amount=body.amount, contact_id=body.contact_id)
-    return await run(request, path_uuid(request, "case_id"), decide,
-                     extra=lambda _: {"credit_id": str(credit_id)})
+                     amount=body.amount, contact_id=body.contact_id, limits=request.app[APPROVAL_LIMITS])
+    return await run(request, path_uuid(request, "case_id"), decide, status=accepted_if_asked,
+                     extra=lambda o: approval_asked(o) or {"credit_id": str(credit_id)})
 
 
 async def reverse_provisional_credit(request: web.Request) -> web.Response:

@@ -33,6 +33,7 @@ from casedesk.services.store.event_store import IdempotencyRaceError, StreamConf
 from casedesk.services.store.idempotency_keys import kept_answer
 
 Extra = Callable[[Outcome], dict[str, Any]]
+Status = int | Callable[[Outcome], int]
 # A case version as an entity tag ("7", W/"7") or bare (7); "*" is any version. Eighteen
 # digits at most: every version fits PostgreSQL's bigint.
 IF_MATCH = re.compile(r'(?:W/)?"([0-9]{1,18})"|([0-9]{1,18})')
@@ -115,10 +116,10 @@ async def run(
     case_id: UUID | None,
     decide: Decision | Opening,
     *,
-    status: int = 200,
+    status: Status = 200,
     extra: Extra | None = None,
 ) -> web.Response:
-    """Run a command (a new case when case_id is None) and answer it."""
+    """Run a command (a new case when case_id is None) and answer it (`status`: fixed, or by what it did)."""
     # Headers are checked first: a malformed If-Match is refused even when the key replays an answer.
     expected_version = if_match(request) if case_id is not None else None
     idempotency = await idempotency_of(request)
@@ -126,7 +127,8 @@ async def run(
         return idempotency
 
     def respond(outcome: Outcome) -> tuple[int, bytes]:
-        return status, _encoder.encode(command_body(outcome, extra))
+        code = status(outcome) if callable(status) else status
+        return code, _encoder.encode(command_body(outcome, extra))
 
     cases = request.app[CASES]
     principal = request[PRINCIPAL]

@@ -34,11 +34,12 @@ _QUERY: dict[str, dict[str, Any]] = {
     "name": {"type": "string"},
     "last4": {"type": "string", "pattern": "^[0-9]{4}$"},
     "access_token": {"type": "string"},
+    "state": {"type": "string", "enum": ["pending", "approved", "rejected", "expired"]},
 }
 
 _PATH: dict[str, dict[str, Any]] = {
     **{name: {"type": "string", "format": "uuid"} for name in ("case_id", "contact_id", "dispute_id", "callback_id",
-                                                                "credit_id", "webhook_id")},
+                                                                "credit_id", "webhook_id", "approval_id")},
     "queue": {"type": "string", "pattern": DEPARTMENT_PATTERN},
     "department": {"type": "string", "pattern": DEPARTMENT_PATTERN},
 }

@@ -11,6 +11,12 @@ from __future__ import annotations
 CASE = "/v1/cases/{case_id}"
 _IDENTITY = " Needs an identity check passed in the contact named (`identity-not-verified`)."
 _OPEN = " Refused on a resolved case (`case-resolved`)."
+_FOUR_EYES = (" Above `CASEDESK_APPROVAL_LIMIT` for its currency (a waiver without an amount: the disputed"
+              " amount) it is not granted: 202 with `approval_id` (ApprovalRequested); it waits in queue"
+              " `approvals` for a supervisor other than the requester (POST /v1/approvals/{approval_id}/approve),"
+              " 72 h at most.")
+_DECIDE = (" Unknown approval: 404. Decided already: 409 `approval-already-decided`. More than 72 h after the"
+           " request: 409 `approval-expired`, and the expiry is recorded (ApprovalExpired).")
 
 DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "Liveness: the process answers. No database is touched.",
@@ -92,7 +98,8 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("POST", f"{CASE}/liability-waivers"): "Tell the customer they owe nothing, for one dispute or the whole case,"
                                            " with the `amount` waived and its `finality` (`pending` while the"
                                            " dispute runs, the default, or `final`); a pending waiver may be"
-                                           " made final once (`liability-already-waived`)." + _IDENTITY,
+                                           " made final once (`liability-already-waived`)." + _FOUR_EYES
+                                           + _IDENTITY,
     ("POST", f"{CASE}/provisional-credits"): "Credit the customer for an open dispute while it is investigated;"
                                              " answers the `credit_id`. Under policy `us` it meets Regulation E's"
                                              " provisional-credit clock. Refused: a dispute not on the case"
@@ -100,7 +107,7 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                                              " another currency than the dispute's (`credit-currency-mismatch`),"
                                              " more than the disputed amount less the credits not reversed"
                                              " (`credit-above-disputed-amount`), a `contact_id` not on the case"
-                                             " (`unknown-contact`)." + _OPEN,
+                                             " (`unknown-contact`)." + _FOUR_EYES + _OPEN,
     ("POST", f"{CASE}/provisional-credits/{{credit_id}}/reverse"): "Take a provisional credit back, saying why; it"
                                                                    " no longer counts against the disputed amount"
                                                                    " (`unknown-credit`, `credit-already-reversed`,"
@@ -172,6 +179,22 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("POST", "/v1/queues/{queue}/claim"): "Take the next case of a queue: it is assigned to the caller and answered"
                                           " with its view and timeline; two agents never get the same case. 204 when"
                                           " the queue is empty.",
+    ("GET", "/v1/approvals"): "Supervisors: liability waivers and provisional credits above the approval limit,"
+                              " each with what was asked, by whom, until when (`expires_at`, 72 h) and what"
+                              " became of it; `state` filters (pending, approved, rejected, expired). Pending"
+                              " ones first, the first to expire first; then the latest decided.",
+    ("POST", "/v1/approvals/{approval_id}/approve"): "Supervisors: approve another person's request: ApprovalGranted"
+                                                     " and the waiver or credit itself, naming `approved_by` and"
+                                                     " `requested_by`. The requester may not approve their own"
+                                                     " (409 `same-person`). The request's rules run again on the"
+                                                     " case as it is now: one that no longer holds is 409 with"
+                                                     " that rule's name (`dispute-already-resolved`,"
+                                                     " `credit-above-disputed-amount`, `liability-already-waived`,"
+                                                     " `case-resolved`) and stays pending for a rejection."
+                                                     + _DECIDE,
+    ("POST", "/v1/approvals/{approval_id}/reject"): "Supervisors: reject a request (ApprovalRejected, with the note):"
+                                                    " nothing is given. The requester may so withdraw their own."
+                                                    + _DECIDE,
     ("GET", "/v1/lookup"): (
         "Find a caller: by `phone`, `name` + `phone` or `name` + `last4`. Answers masked customers with open cases,"
         " and outbound calls recently made to that number. An agent is shown only the cases it may see (its"
@@ -231,6 +254,7 @@ TAGS = [
     {"name": "cases", "description": "Fraud cases: open, work and read them"},
     {"name": "audit", "description": "History as of any moment, hash chains, access log"},
     {"name": "queues", "description": "Work queues and claiming"},
+    {"name": "approvals", "description": "Four eyes: money given away above the approval limit"},
     {"name": "lookup", "description": "Finding a returning caller"},
     {"name": "call-verifications", "description": "The IVR checks that a call came from the issuer"},
     {"name": "breaches", "description": "Merchant data breaches and their affected cards"},
@@ -282,4 +306,5 @@ QUERY_TEXTS: dict[str, str] = {
     "name": "The customer's name, with `phone` or `last4`.",
     "last4": "The card's last four digits, with `name`.",
     "access_token": "The bearer token, for browsers' EventSource (which cannot send headers): streams only.",
+    "state": "Only approvals in this state: pending, approved, rejected or expired (all when absent).",
 }

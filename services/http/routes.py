@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import msgspec
 from aiohttp import web
 
+from casedesk.projections.approvals import ApprovalsAnswer
 from casedesk.projections.case_view import CaseView
 from casedesk.services.access_log import AccessLogPage
 from casedesk.services.breach_intake import AffectedCardLine
@@ -20,6 +21,7 @@ from casedesk.services.case_clocks import ClocksAnswer
 from casedesk.services.case_history import HistoryAnswer
 from casedesk.services.effects import webhook_subscriptions as subs
 from casedesk.services.http import answers as ans
+from casedesk.services.http import approval_handlers as approvals
 from casedesk.services.http import audit_handlers as audit
 from casedesk.services.http import breach_handlers as breaches
 from casedesk.services.http import call_verification_handlers as calls
@@ -129,9 +131,11 @@ ROUTES: list[Route] = [
     Route("POST", f"{CASE}/customer-notices", cmd.notify_customer, AGENTS,
           "Record what the customer was told, and how", rq.NotifyCustomer),
     Route("POST", f"{CASE}/liability-waivers", cmd.waive_liability, AGENTS,
-          "Waive the customer's liability", rq.WaiveLiability),
+          "Waive the customer's liability (202 with approval_id above the approval limit)", rq.WaiveLiability,
+          also=((202, CommandAnswer),)),
     Route("POST", f"{CASE}/provisional-credits", cmd.grant_provisional_credit, AGENTS,
-          "Credit the customer for a dispute while it is investigated", rq.GrantProvisionalCredit),
+          "Credit the customer for a dispute while it is investigated (202 with approval_id above the approval"
+          " limit)", rq.GrantProvisionalCredit, also=((202, CommandAnswer),)),
     Route("POST", f"{CASE}/provisional-credits/{{credit_id}}/reverse", cmd.reverse_provisional_credit, AGENTS,
           "Take a provisional credit back, saying why", rq.ReverseProvisionalCredit),
     Route("POST", f"{CASE}/payment-stops", cmd.stop_payments, AGENTS, "Stop payments",
@@ -182,6 +186,13 @@ ROUTES: list[Route] = [
           answer=ans.QueueItemsAnswer, query=("limit", "cursor", "min_position")),
     Route("POST", "/v1/queues/{queue}/claim", queues.claim, AGENTS,
           "Take the next case of a queue (204 when empty)", answer=ans.ClaimAnswer, also=((204, None),)),
+    Route("GET", "/v1/approvals", approvals.get_approvals, SUPERVISORS,
+          "Waivers and credits above the approval limit: pending, approved, rejected or expired",
+          answer=ApprovalsAnswer, query=("state", "limit", "min_position")),
+    Route("POST", "/v1/approvals/{approval_id}/approve", approvals.grant_approval, SUPERVISORS,
+          "Approve a request of another person: the waiver or credit is granted", approvals.DecideApproval),
+    Route("POST", "/v1/approvals/{approval_id}/reject", approvals.reject_approval, SUPERVISORS,
+          "Reject a request: nothing is given", approvals.DecideApproval),
     Route("GET", "/v1/lookup", lookup_handlers.lookup, AGENTS,
           "Find a caller's customer record and recent outbound calls", answer=ans.LookupAnswer,
           query=("phone", "name", "last4", "min_position")),

@@ -22,7 +22,7 @@ from aiohttp import ClientResponse
 from casedesk.services.http import dashboard
 
 KNOWN = ["fraud_alerts", "callbacks_due", "credit_management", "disputes", "reissue", "breach_outreach",
-         "processor_failures", "deadlines"]
+         "processor_failures", "deadlines", "approvals"]
 QUEUE_FIELDS = {"queue", "depth", "oldest_age_seconds", "overdue", "claims_last_hour", "resolutions_last_hour"}
 
 
