@@ -116,7 +116,7 @@ async def rows(pool: asyncpg.Pool, table: str, key: str, ids: list[uuid.UUID]) -
     return [tuple(r.values()) for r in records]
 
 
-CASE_TABLES = ("case_files", "timeline_parts", "queue_items", "case_customers", "outbound_attempts")
+CASE_TABLES = ("case_files", "timeline_parts", "queue_items", "case_customers", "outbound_attempts", "case_approvals")
 
 
 async def all_rows(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> dict[str, list[tuple]]:
