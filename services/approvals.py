@@ -36,17 +36,27 @@ SWEEP_SECONDS = 60.0
 CATCH_UP_SECONDS = 5.0
 
 
+class ApprovalsBehindError(Exception):
+    """The case_approvals projection has not reached the log's head within CATCH_UP_SECONDS."""
+
+
 async def case_of(pool: asyncpg.Pool, approval_id: UUID) -> UUID | None:
-    """The case of an approval; a request just made may not be projected yet, so wait (bounded) for
-    the case_approvals projection to reach the log's head before saying there is none."""
-    case_id = await case_of_approval(pool, approval_id)
+    """The case of an approval; None when there is no such approval.
+
+    A request just made may not be projected yet: until the case_approvals
+    projection has reached the log's head (read before the row, so a row
+    committed meanwhile is seen) it is waited for, CATCH_UP_SECONDS at most,
+    then ApprovalsBehindError rather than a wrong "no such approval".
+    """
     deadline = time.monotonic() + CATCH_UP_SECONDS
-    while case_id is None and time.monotonic() < deadline:
-        if (await read_position(pool, CaseApprovals.name) or 0) >= await log_head(pool):
-            break
-        await asyncio.sleep(0.02)
+    while True:
+        caught_up = (await read_position(pool, CaseApprovals.name) or 0) >= await log_head(pool)
         case_id = await case_of_approval(pool, approval_id)
-    return case_id
+        if case_id is not None or caught_up:
+            return case_id
+        if time.monotonic() > deadline:
+            raise ApprovalsBehindError(f"{CaseApprovals.name} has not reached the log's head")
+        await asyncio.sleep(0.02)
 
 
 async def record_expiry(cases: CaseService, case_id: UUID, approval_id: UUID) -> Outcome:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import partial
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 from aiohttp import web
@@ -19,12 +20,12 @@ from aiohttp import web
 from casedesk.domain import decisions as d
 from casedesk.domain.events import ApprovalRequested
 from casedesk.projections.approvals import STATES, ApprovalsAnswer, list_approvals
-from casedesk.services.approvals import case_of, expiry_recorded
+from casedesk.services.approvals import ApprovalsBehindError, case_of, expiry_recorded
 from casedesk.services.case_service import Decision, Outcome
 from casedesk.services.http.app_keys import CASES, POOL, READ_POOL
 from casedesk.services.http.case_requests import NO_NUL
 from casedesk.services.http.commands import path_uuid, run
-from casedesk.services.http.problems import FieldError, not_found, validation_problem
+from casedesk.services.http.problems import FieldError, Problem, not_found, validation_problem
 from casedesk.services.http.query_numbers import whole_number
 from casedesk.services.http.read_your_writes import wait_for_min_position
 from casedesk.services.http.request_body import decode
@@ -73,10 +74,20 @@ async def reject_approval(request: web.Request) -> web.Response:
 
 async def _decide(request: web.Request, state: str, decide: partial[Any]) -> web.Response:
     approval_id = path_uuid(request, "approval_id")
-    case_id = await case_of(request.app[POOL], approval_id)
-    if case_id is None:
-        raise not_found(f"approval {approval_id}")
+    case_id = await _case_of(request, approval_id)
     decision: Decision = partial(decide, approval_id=approval_id)
     async with expiry_recorded(request.app[CASES], case_id, approval_id):
         return await run(request, case_id, decision,
                          extra=lambda _: {"approval_id": str(approval_id), "state": state})
+
+
+async def _case_of(request: web.Request, approval_id: UUID) -> UUID:
+    """The approval's case: 404 for none, 503 while the read model is still behind the log."""
+    try:
+        case_id = await case_of(request.app[POOL], approval_id)
+    except ApprovalsBehindError as behind:
+        raise Problem(503, "projection-behind", "Not caught up yet", str(behind),
+                      headers={"Retry-After": "1"}) from None
+    if case_id is None:
+        raise not_found(f"approval {approval_id}")
+    return case_id
