@@ -9,6 +9,8 @@ replaces them currency by currency, e.g. `JPY:100000,USD:1000`.
 
 A currency with no limit at all (neither a default nor set) needs approval for
 any amount: a control nobody configured must not let money out unchecked.
+`approval_requested` is the event a decision above the limit records instead
+of granting (domain/decisions_approvals.py decides it later).
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def approval_limits(setting: str | None) -> ApprovalLimits:
         if units is None:
             raise ValueError(f"{currency!r} is not an ISO 4217 currency code")
         if not _PLAIN_AMOUNT.fullmatch(amount) or len(amount.partition(".")[2]) > units:
-            raise ValueError(f"{amount!r} for {currency} is not an amount from 0 with at most {units} decimals")
+            decimals = f"at most {units} decimals" if units else "no decimals"
+            raise ValueError(f"{amount!r} for {currency} is not an amount in its major unit (digits, {decimals})")
         limits[currency] = amount
     return ApprovalLimits(limits=limits)
 
