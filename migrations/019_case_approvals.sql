@@ -1,7 +1,7 @@
 -- Four-eyes approvals (issue 19): every waiver or credit above CASEDESK_APPROVAL_LIMIT that waited
--- for a supervisor, one row each, owned by projections/approvals.py (the case_approvals projection,
--- with its own tracking position). GET /v1/approvals lists them; approve/reject find the case of an
--- approval id here; the expiry sweep finds the pending ones past expires_at.
+-- for a supervisor, one row each, owned by projections/approvals.py and written in the case_files
+-- projection's batches (as case_clocks is). GET /v1/approvals lists them; approve/reject find the case
+-- of an approval id here; the expiry sweep finds the pending ones past expires_at.
 CREATE TABLE IF NOT EXISTS case_approvals (
     approval_id uuid PRIMARY KEY,
     case_id uuid NOT NULL,

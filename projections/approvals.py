@@ -1,11 +1,14 @@
-"""The case_approvals projection: every four-eyes approval across cases, one row each.
+"""The case_approvals table: every four-eyes approval across cases, one row each.
 
 A waiver or credit above the approval limit is recorded on its case's stream
 (`ApprovalRequested`, then `ApprovalGranted`, `ApprovalRejected` or
 `ApprovalExpired`); this read model gathers them across cases for the
 supervisors' list (GET /v1/approvals), for finding an approval's case when it
-is decided, and for the expiry sweep. It owns its table and its queries, keeps
-its own tracking position, and a rebuild from zero writes the same rows.
+is decided, and for the expiry sweep. This module owns the table, how events
+change it and its queries; the case_files projection writes it in each batch
+(as it does case_clocks), so it moves with that projection's position (one
+lock and one connection fewer than a projection of its own) and a rebuild
+from zero writes the same rows.
 """
 
 from __future__ import annotations
@@ -56,28 +59,23 @@ class ApprovalsAnswer(msgspec.Struct, frozen=True, kw_only=True):
     items: list[ApprovalItem]
 
 
-class CaseApprovals:
-    """Keeps case_approvals."""
-
-    name = "case_approvals"
-    tables = ("case_approvals",)
-
-    async def apply(self, conn: asyncpg.Connection, events: Sequence[ev.CaseEvent]) -> None:
-        asked = [e for e in events if isinstance(e, ev.ApprovalRequested)]
-        if asked:  # before the decisions: a request and its decision may share a batch
-            await conn.executemany(
-                "INSERT INTO case_approvals (approval_id, case_id, kind, state, amount, approval_limit, dispute_id,"
-                " command, requested_at, requested_by, contact_id, expires_at) VALUES"
-                " ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (approval_id) DO NOTHING",
-                [(e.approval_id, e.originator_id, e.kind, _json(e.amount), _json(e.limit), e.command.dispute_id,
-                  _json(e.command), e.timestamp, _json(person(e.requested_by)), e.contact_id, e.expires_at)
-                 for e in asked])
-        decided = [_decision(e) for e in events
-                   if isinstance(e, (ev.ApprovalGranted, ev.ApprovalRejected, ev.ApprovalExpired))]
-        if decided:
-            await conn.executemany(
-                "UPDATE case_approvals SET state = $2, decided_at = $3, decided_by = $4, decision_note = $5"
-                " WHERE approval_id = $1", decided)
+async def write_approvals(conn: asyncpg.Connection, events: Sequence[ev.CaseEvent]) -> None:
+    """The approval rows a batch of events adds or decides (the case_files projection's batch writes them)."""
+    asked = [e for e in events if isinstance(e, ev.ApprovalRequested)]
+    if asked:  # before the decisions: a request and its decision may share a batch
+        await conn.executemany(
+            "INSERT INTO case_approvals (approval_id, case_id, kind, state, amount, approval_limit, dispute_id,"
+            " command, requested_at, requested_by, contact_id, expires_at) VALUES"
+            " ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (approval_id) DO NOTHING",
+            [(e.approval_id, e.originator_id, e.kind, _json(e.amount), _json(e.limit), e.command.dispute_id,
+              _json(e.command), e.timestamp, _json(person(e.requested_by)), e.contact_id, e.expires_at)
+             for e in asked])
+    decided = [_decision(e) for e in events
+               if isinstance(e, (ev.ApprovalGranted, ev.ApprovalRejected, ev.ApprovalExpired))]
+    if decided:
+        await conn.executemany(
+            "UPDATE case_approvals SET state = $2, decided_at = $3, decided_by = $4, decision_note = $5"
+            " WHERE approval_id = $1", decided)
 
 
 def _decision(e: ev.ApprovalGranted | ev.ApprovalRejected | ev.ApprovalExpired) -> tuple[Any, ...]:

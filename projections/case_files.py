@@ -5,7 +5,9 @@ One fold per case per batch feeds several tables, each defined by its module:
   (case_view, case_file); timeline entries are written once, never rewritten;
 - queue_items and queue_activity: the work queues (work_queues);
 - case_customers and outbound_attempts: customer lookup (customer_lookup);
-- merchant_flags and merchant_disputes: merchant intelligence (merchant_intelligence).
+- merchant_flags and merchant_disputes: merchant intelligence (merchant_intelligence);
+- case_clocks: the deadline clocks (deadline_clocks);
+- case_approvals: four-eyes approvals across cases (approvals).
 They move together with one tracking position, so a read that waited for
 `min_position` sees all of them at that point.
 """
@@ -24,6 +26,7 @@ import msgspec
 from casedesk.domain import events as ev
 from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.merchants import MerchantFlagged
+from casedesk.projections.approvals import write_approvals
 from casedesk.projections.case_file import apply, file_rest, stored_file, timeline_head
 from casedesk.projections.case_view import CaseFile
 from casedesk.projections.case_view_changes import carry_absorbed
@@ -52,7 +55,7 @@ class CaseFiles:
     version = 1
     next_version_sql: tuple[str, ...] = ()
     tables = ("case_files", "timeline_parts", "queue_items", "queue_activity", "case_customers", "outbound_attempts",
-              "merchant_flags", "merchant_disputes", "case_clocks")
+              "merchant_flags", "merchant_disputes", "case_clocks", "case_approvals")
 
     # What a table holds where that is not its rows as such: timeline_parts splits a
     # case's entries by the batches that wrote them, which a rebuild draws differently.
@@ -118,6 +121,7 @@ class CaseFiles:
             await _write_lookup(conn, list(customers.values()), outbound)
             await _write_activity(conn, activity)
             await merchants.write(conn)
+            await write_approvals(conn, events)
             self._remember(changed)
         except BaseException:
             # Files folded for a batch that will not commit are ahead of the table and still

@@ -6,7 +6,6 @@ from datetime import UTC, tzinfo
 from zoneinfo import ZoneInfo
 
 from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy, policy_named
-from casedesk.projections.approvals import CaseApprovals
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import Projection
 from casedesk.services.settings import Settings
@@ -15,7 +14,7 @@ from casedesk.services.store.audit_seal import AuditSeal, HeadsFile, key_bytes
 
 def all_projections(zone: tzinfo = UTC, policy: ClockPolicy = DEFAULT_POLICY) -> list[Projection]:
     """The read models: each can be rebuilt from zero."""
-    return [CaseFiles(zone, policy=policy), CaseApprovals()]
+    return [CaseFiles(zone, policy=policy)]
 
 
 def configured_projections(settings: Settings) -> list[Projection]:

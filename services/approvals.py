@@ -23,7 +23,7 @@ import structlog
 from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.values import Actor
-from casedesk.projections.approvals import CaseApprovals, case_of_approval, due_for_expiry
+from casedesk.projections.approvals import case_of_approval, due_for_expiry
 from casedesk.services.case_service import CaseNotFoundError, CaseService, Outcome
 from casedesk.services.store.event_store import log_head
 from casedesk.services.store.tracking import read_position
@@ -36,26 +36,30 @@ SWEEP_SECONDS = 60.0
 CATCH_UP_SECONDS = 5.0
 
 
+# The projection whose batches write case_approvals (projections/case_files.py).
+PROJECTION = "case_files"
+
+
 class ApprovalsBehindError(Exception):
-    """The case_approvals projection has not reached the log's head within CATCH_UP_SECONDS."""
+    """The projection writing case_approvals has not reached the log's head within CATCH_UP_SECONDS."""
 
 
 async def case_of(pool: asyncpg.Pool, approval_id: UUID) -> UUID | None:
     """The case of an approval; None when there is no such approval.
 
-    A request just made may not be projected yet: until the case_approvals
-    projection has reached the log's head (read before the row, so a row
+    A request just made may not be projected yet: until the projection writing
+    case_approvals has reached the log's head (read before the row, so a row
     committed meanwhile is seen) it is waited for, CATCH_UP_SECONDS at most,
     then ApprovalsBehindError rather than a wrong "no such approval".
     """
     deadline = time.monotonic() + CATCH_UP_SECONDS
     while True:
-        caught_up = (await read_position(pool, CaseApprovals.name) or 0) >= await log_head(pool)
+        caught_up = (await read_position(pool, PROJECTION) or 0) >= await log_head(pool)
         case_id = await case_of_approval(pool, approval_id)
         if case_id is not None or caught_up:
             return case_id
         if time.monotonic() > deadline:
-            raise ApprovalsBehindError(f"{CaseApprovals.name} has not reached the log's head")
+            raise ApprovalsBehindError(f"{PROJECTION} has not reached the log's head")
         await asyncio.sleep(0.02)
 
 

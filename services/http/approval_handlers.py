@@ -51,7 +51,7 @@ def approval_asked(outcome: Outcome) -> dict[str, Any]:
 
 
 async def get_approvals(request: web.Request) -> web.Response:
-    await wait_for_min_position(request, "case_approvals")
+    await wait_for_min_position(request, "case_files")  # whose batches write case_approvals
     state = request.query.get("state")
     if state is not None and state not in STATES:
         raise validation_problem([FieldError("state", f"must be one of {', '.join(STATES)}")])

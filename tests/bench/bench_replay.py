@@ -302,7 +302,7 @@ CLOCKS_AT_LEAST = 0.9
 
 async def rebuild_rate(store: EventStore, pool: Any, total: int, projection: Projection | None = None) -> float:
     if projection is None:
-        projection = all_projections(UTC)[0]  # the case files (the approvals projection is tiny)
+        [projection] = all_projections(UTC)
     runner = ProjectionRunner(store, pool, [projection], batch=REBUILD_BATCH)
     goal = await store.max_notification_id() or 0
     started = time.perf_counter()
