@@ -48,18 +48,19 @@ async def case_of(pool: asyncpg.Pool, approval_id: UUID) -> UUID | None:
     """The case of an approval; None when there is no such approval.
 
     A request just made may not be projected yet: until the projection writing
-    case_approvals has reached the log's head (read before the row, so a row
-    committed meanwhile is seen) it is waited for, CATCH_UP_SECONDS at most,
-    then ApprovalsBehindError rather than a wrong "no such approval".
+    case_approvals has reached the log's head as it stood when asked (every
+    request answered before is at or below it; the position is read before the
+    row, so a row committed meanwhile is seen) it is waited for, CATCH_UP_SECONDS
+    at most, then ApprovalsBehindError rather than a wrong "no such approval".
     """
-    deadline = time.monotonic() + CATCH_UP_SECONDS
+    deadline, head = time.monotonic() + CATCH_UP_SECONDS, await log_head(pool)
     while True:
-        caught_up = (await read_position(pool, PROJECTION) or 0) >= await log_head(pool)
+        caught_up = (await read_position(pool, PROJECTION) or 0) >= head
         case_id = await case_of_approval(pool, approval_id)
         if case_id is not None or caught_up:
             return case_id
         if time.monotonic() > deadline:
-            raise ApprovalsBehindError(f"{PROJECTION} has not reached the log's head")
+            raise ApprovalsBehindError(f"{PROJECTION} has not reached position {head}")
         await asyncio.sleep(0.02)
 
 
