@@ -86,6 +86,8 @@ class FraudCase(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     # the cases merged into this one, in the order they were merged.
     merged_into: UUID | None = None
     absorbed: tuple[UUID, ...] = ()
+    # When the customer's personal data was first erased (their data key destroyed).
+    personal_data_erased_at: datetime | None = None
 
     def contact(self, contact_id: UUID) -> ContactState | None:
         return self.contacts.get(str(contact_id))
@@ -396,3 +398,8 @@ def _unmerged(case: FraudCase, e: ev.CaseUnmerged) -> FraudCase:
     if case.id == e.absorbed_case_id:
         return replace(case, merged_into=None)
     return replace(case, absorbed=tuple(c for c in case.absorbed if c != e.absorbed_case_id))
+
+
+@_applies(ev.CustomerDataErased)
+def _customer_data_erased(case: FraudCase, e: ev.CustomerDataErased) -> FraudCase:
+    return replace(case, personal_data_erased_at=case.personal_data_erased_at or e.timestamp)

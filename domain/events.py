@@ -412,6 +412,18 @@ class CaseUnmerged(CaseEvent, frozen=True, kw_only=True):
     reason: str
 
 
+class CustomerDataErased(CaseEvent, frozen=True, kw_only=True):
+    """The customer's personal data on this case was erased: their data key is destroyed.
+
+    Recorded on each of the customer's cases (`customer_id` names whose key);
+    from then on the case's sealed personal fields read as "[erased]", its
+    skeleton (types, times, actors, amounts, last4, decisions) remains.
+    """
+
+    customer_id: str
+    reason: str
+
+
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
     ContactStarted,
@@ -453,6 +465,7 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseMerged,
     CaseMergedInto,
     CaseUnmerged,
+    CustomerDataErased,
 )
 
 if TYPE_CHECKING:

@@ -190,6 +190,8 @@ def test_the_story_uses_every_event_type() -> None:
         ev.CaseMerged,
         ev.CaseMergedInto,
         ev.CaseUnmerged,
+        # Erasure ends a customer's story: tests/domain/test_erasure.py tells it.
+        ev.CustomerDataErased,
     }
 
 
