@@ -279,9 +279,10 @@ def _audit_verify(args: argparse.Namespace) -> int:
             # The whole log against the keyed seal and the heads exported outside the database; a head
             # exported before a sealing epoch against the log as it was then (issue 21).
             key = key_bytes(settings.audit_key)
+            epochs = await check_epochs(conn)  # first: the seal's check may leave its cursor open on a break
             seal = await check_seal(conn, key, HeadsFile(settings.audit_heads_path, key),
                                     await rewritten_positions(conn))
-            return checked, broken, seal, await check_epochs(conn)
+            return checked, broken, seal, epochs
         finally:
             await conn.close()
 

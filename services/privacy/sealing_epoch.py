@@ -41,7 +41,7 @@ from casedesk.domain.personal_fields import PERSONAL_FIELDS, with_personal
 from casedesk.services.privacy.customer_keys import CustomerKeys, is_sealed, link_cases
 from casedesk.services.store.audit_chain import rechain, stored_hashes
 from casedesk.services.store.audit_seal import Rewritten, reseal_from
-from casedesk.services.store.event_mapper import CaseEventMapper, topic_of
+from casedesk.services.store.event_mapper import CaseEventMapper, UndecodableEventError, topic_of
 from casedesk.services.store.event_store import (
     EventStore,
     lock_for_rewrite,
@@ -171,8 +171,11 @@ async def check_epochs(conn: asyncpg.Connection) -> EpochCheck:
             return EpochCheck(epochs=epochs, events=len(rows),
                               problem=f"{where}: its hash is not the one the epoch wrote")
         topic, state = states[key]
-        event = mapper.to_domain_event(StoredEvent(originator_id=key[0], originator_version=key[1], topic=topic,
-                                                   state=state))
+        try:
+            event = mapper.to_domain_event(StoredEvent(originator_id=key[0], originator_version=key[1],
+                                                       topic=topic, state=state))
+        except UndecodableEventError:
+            return EpochCheck(epochs=epochs, events=len(rows), problem=f"{where} cannot be decoded")
         if skeleton_digest(event) != bytes(row[4]):
             return EpochCheck(epochs=epochs, events=len(rows),
                               problem=f"{where}: more than its personal fields changed")
