@@ -309,3 +309,40 @@ async def test_an_erasure_in_one_api_process_is_read_as_erased_in_the_other_at_o
         while who.summary in (text := await (await other.get(f"/v1/cases/{case_id}", headers=AGENT)).text()):
             await asyncio.sleep(0.02)
     assert "[erased]" in text and re.search(r"\{\{cd1\.", text) is None
+
+
+def casedesk_cli(dsn: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEDESK_")}
+    env |= {"DATABASE_URL": dsn, "CASEDESK_DATA_DIR": str(data_dir), "CASEDESK_AUDIT_KEY": AUDIT_KEY,
+            "CASEDESK_MASTER_KEY": MASTER, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "casedesk.services.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+async def test_retention_erases_the_customers_whose_cases_were_all_resolved_before_the_day(
+    app_client: TestClient, own_dsn: str, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    client = app_client
+    done, still_open = Customer(), Customer()
+    done_case, _ = await work_a_case(client, done)
+    open_case, _ = await work_a_case(client, still_open)
+    r = await client.post(f"/v1/cases/{done_case}/resolve", headers=AGENT,
+                          json={"resolution": "fraud_confirmed", "summary": "card replaced"})
+    assert r.status == 200, await r.text()
+    await wait_until_caught_up(client.server.app[RUNNER], "case_files")
+    today = datetime.now(UTC).date()
+    args = ("erase", "--resolved-before", (today + timedelta(days=1)).isoformat())
+    dry = await asyncio.to_thread(casedesk_cli, own_dsn, tmp_path, *args, "--dry-run")
+    assert dry.returncode == 0 and "1 customer(s) past retention" in dry.stdout, dry.stdout + dry.stderr
+    early = await asyncio.to_thread(casedesk_cli, own_dsn, tmp_path, "erase", "--resolved-before", today.isoformat(),
+                                    "--dry-run")
+    assert "0 customer(s) past retention" in early.stdout  # resolved today: not before today
+    erased = await asyncio.to_thread(casedesk_cli, own_dsn, tmp_path, *args)
+    assert erased.returncode == 0 and "1 customer(s) erased, on 1 case(s)" in erased.stdout, erased.stdout
+    await asyncio.sleep(0.2)  # the NOTIFY reaches this app's process
+    assert found_in(await reads(client, done_case, 0, ADMIN), done) == []
+    assert found_in(await reads(client, open_case, 0, ADMIN), still_open) != []
+    again = await asyncio.to_thread(casedesk_cli, own_dsn, tmp_path, *args)
+    assert "0 customer(s) erased" in again.stdout
