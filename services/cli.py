@@ -311,6 +311,7 @@ def _import_breach(args: argparse.Namespace) -> int:
     from casedesk.services.breach_intake import BreachIntake, IntakeReport, UnreadableListError
     from casedesk.services.breaches import find_breach
     from casedesk.services.personal_data import PersonalData
+    from casedesk.services.privacy.customer_keys import CustomerKeys
     from casedesk.services.store.database import create_pool, database_url
     from casedesk.services.store.event_mapper import CaseEventMapper
     from casedesk.services.store.event_store import EventStore
@@ -333,7 +334,9 @@ def _import_breach(args: argparse.Namespace) -> int:
             breach = await find_breach(store, mapper, args.breach)
             if breach is None:
                 return None
-            intake = BreachIntake(store, mapper, PersonalData(settings.pii_key, settings.phone_region), breach, actor)
+            keys = CustomerKeys(pool, settings.master_key_or_derived, sealing=settings.seal_personal_data)
+            intake = BreachIntake(store, mapper, PersonalData(settings.pii_key, settings.phone_region), breach, actor,
+                                  keys)
             with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                           TransferSpeedColumn(), TimeRemainingColumn()) as progress:
                 task = progress.add_task(f"{path.name} → {breach.merchant} breach", total=size)

@@ -121,6 +121,7 @@ class CustomerKeys:
         self._live: dict[str, DataKey] = {}  # customer id -> the key new data is sealed under
         self._linked: set[UUID] = set()  # cases known to be in customer_cases
         self._opened: dict[UUID, DataKey | None] = {}  # key id -> key, None when erased or unreadable
+        self._unopenable: set[UUID] = set()  # kept, but wrapped under another master key
 
     # --- keys -------------------------------------------------------------------------------
     def _wrap(self, key_id: UUID, key: bytes) -> bytes:
@@ -133,7 +134,10 @@ class CustomerKeys:
         try:
             return DataKey(key_id, self._master.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], key_id.bytes))
         except InvalidTag:
-            log.warning("customer key not opened by the master key", key_id=str(key_id))
+            # Another process's CASEDESK_MASTER_KEY: say so (its data reads "[unreadable]", not "[erased]").
+            log.warning("customer_key_not_opened", key_id=str(key_id),
+                        hint="every process must have the same CASEDESK_MASTER_KEY")
+            self._unopenable.add(key_id)
             return None
 
     async def _ensure(self, pairs: Sequence[tuple[str, UUID]]) -> None:
@@ -152,7 +156,8 @@ class CustomerKeys:
                     self._live[row["customer_id"]] = self._opened[key.key_id] = key
             self._linked.update(k for c, k in wanted if c in self._live)
             wanted = [(c, k) for c, k in wanted if c not in self._live]
-        raise RuntimeError("no live customer key could be made")
+        raise RuntimeError("no live customer key could be made or opened: is CASEDESK_MASTER_KEY the same in every"
+                           " process?")
 
     async def seal(self, customer_id: str, events: Sequence[CaseEvent]) -> list[CaseEvent]:
         """The events with their personal strings sealed under the customer's key."""
@@ -185,9 +190,10 @@ class CustomerKeys:
             self._opened[key_id] = self._unwrap(key_id, None if wrapped is None else bytes(wrapped))
 
     def _open(self, key_id: bytes, sealed: bytes) -> str:
-        key = self._opened.get(UUID(bytes=_unb64(key_id)))
+        named = UUID(bytes=_unb64(key_id))
+        key = self._opened.get(named)
         if key is None:
-            return ERASED
+            return UNREADABLE if named in self._unopenable else ERASED
         try:
             return key.open(_unb64(sealed))
         except (InvalidTag, ValueError):
