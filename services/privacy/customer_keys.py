@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from uuid import UUID, uuid4
@@ -44,6 +45,7 @@ log = structlog.get_logger("casedesk.privacy")
 ERASED = "[erased]"
 UNREADABLE = "[unreadable]"  # a token under a key the master key cannot open, or a tampered one
 ERASED_CHANNEL = "customer_key_erased"
+KEYS_TRUSTED_SECONDS = 60.0
 TOKEN_PREFIX = "{{cd1."
 _TOKEN = re.compile(r"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\}\}")
 _TOKEN_BYTES = re.compile(rb"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\}\}")
@@ -122,6 +124,9 @@ class CustomerKeys:
         self._linked: set[UUID] = set()  # cases known to be in customer_cases
         self._opened: dict[UUID, DataKey | None] = {}  # key id -> key, None when erased or unreadable
         self._unopenable: set[UUID] = set()  # kept, but wrapped under another master key
+        # When each key was last read from the table: a process whose LISTEN connection was lost
+        # (and with it an erasure's NOTIFY) reads its keys again after KEYS_TRUSTED_SECONDS.
+        self._read_at: dict[UUID, float] = {}
 
     # --- keys -------------------------------------------------------------------------------
     def _wrap(self, key_id: UUID, key: bytes) -> bytes:
@@ -140,9 +145,14 @@ class CustomerKeys:
             self._unopenable.add(key_id)
             return None
 
+    def _fresh(self, key_id: UUID, now: float) -> bool:
+        return now - self._read_at.get(key_id, -KEYS_TRUSTED_SECONDS) < KEYS_TRUSTED_SECONDS
+
     async def _ensure(self, pairs: Sequence[tuple[str, UUID]]) -> None:
         """Make sure each (customer, case) has a live key in memory and the case is linked."""
-        wanted = [(c, k) for c, k in dict.fromkeys(pairs) if c not in self._live or k not in self._linked]
+        now = time.monotonic()
+        wanted = [(c, k) for c, k in dict.fromkeys(pairs)
+                  if (live := self._live.get(c)) is None or k not in self._linked or not self._fresh(live.key_id, now)]
         for _ in range(3):  # a concurrent erasure or first key elsewhere: read again
             if not wanted:
                 return
@@ -154,8 +164,9 @@ class CustomerKeys:
                 key = self._unwrap(row["key_id"], bytes(row["wrapped"]))
                 if key is not None:
                     self._live[row["customer_id"]] = self._opened[key.key_id] = key
+                    self._read_at[key.key_id] = now
             self._linked.update(k for c, k in wanted if c in self._live)
-            wanted = [(c, k) for c, k in wanted if c not in self._live]
+            wanted = [(c, k) for c, k in wanted if c not in self._live or not self._fresh(self._live[c].key_id, now)]
         raise RuntimeError("no live customer key could be made or opened: is CASEDESK_MASTER_KEY the same in every"
                            " process?")
 
@@ -180,7 +191,10 @@ class CustomerKeys:
 
     # --- opening ----------------------------------------------------------------------------
     async def _load(self, key_ids: set[UUID]) -> None:
-        missing = [k for k in key_ids if k not in self._opened]
+        now = time.monotonic()
+        # Unknown keys, and opened ones not read for a while (erased keys stay erased: never again).
+        missing = [k for k in key_ids
+                   if k not in self._opened or (self._opened[k] is not None and not self._fresh(k, now))]
         if not missing:
             return
         rows = {r[0]: r[1] for r in await self._pool.fetch(
@@ -188,6 +202,7 @@ class CustomerKeys:
         for key_id in missing:
             wrapped = rows.get(key_id)
             self._opened[key_id] = self._unwrap(key_id, None if wrapped is None else bytes(wrapped))
+            self._read_at[key_id] = now
 
     def _open(self, key_id: bytes, sealed: bytes) -> str:
         named = UUID(bytes=_unb64(key_id))

@@ -346,3 +346,59 @@ async def test_retention_erases_the_customers_whose_cases_were_all_resolved_befo
     assert found_in(await reads(client, open_case, 0, ADMIN), still_open) != []
     again = await asyncio.to_thread(casedesk_cli, own_dsn, tmp_path, *args)
     assert "0 customer(s) erased" in again.stdout
+
+
+async def test_webhook_payloads_carry_the_clear_text_and_after_erasure_erased(
+    app_client: TestClient, own_dsn: str
+) -> None:
+    from casedesk.services.effects.webhook_payloads import read_after
+    from casedesk.services.store.event_mapper import CaseEventMapper
+
+    client = app_client
+    who = Customer()
+    case_id, _ = await work_a_case(client, who)
+    pool = await create_pool(own_dsn, min_size=1, max_size=2)
+    try:
+        def payloads(keys: CustomerKeys) -> Any:
+            return read_after(pool, CaseEventMapper(), 0, 1000, ["*"], keys=keys)
+
+        sender_keys = CustomerKeys(pool, MASTER)  # the webhook sender's, in its own process, LISTENing
+        listening = sender_keys.listening(pool)
+        await listening.__aenter__()
+        deliveries, _, _ = await payloads(sender_keys)
+        sent = b"\n".join(d.body for d in deliveries if str(d.case_id) == case_id).decode()
+        assert who.note in sent and who.summary in sent and "{{cd1." not in sent
+        r = await client.post(f"/v1/customers/{who.customer_id}/erasure", json={"reason": "r"}, headers=ADMIN)
+        assert r.status == 200
+        await asyncio.sleep(0.2)  # the NOTIFY; a sender that missed it would still find no key
+        for keys in (sender_keys, CustomerKeys(pool, MASTER)):
+            deliveries, _, _ = await payloads(keys)
+            sent = b"\n".join(d.body for d in deliveries if str(d.case_id) == case_id).decode()
+            assert found_in(sent, who) == [] and "[erased]" in sent and "CustomerDataErased" in sent
+        await listening.__aexit__(None, None, None)
+    finally:
+        await pool.close()
+
+
+async def test_a_process_that_missed_the_notify_forgets_the_key_once_it_reads_keys_again(
+    app_client: TestClient, own_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from casedesk.services.privacy import customer_keys
+
+    who = Customer()
+    case_id, position = await work_a_case(app_client, who)
+    r = await app_client.get(f"/v1/cases/{case_id}", params={"min_position": str(position)}, headers=AGENT)
+    assert r.status == 200
+    pool = await create_pool(own_dsn, min_size=1, max_size=2)
+    try:
+        view = bytes(await pool.fetchval("SELECT view FROM case_files WHERE case_id = $1", uuid.UUID(case_id)))
+        assert who.summary.encode() not in view  # stored sealed
+        deaf = CustomerKeys(pool, MASTER)  # never LISTENs: its NOTIFY is lost
+        assert who.summary.encode() in await deaf.open_json(view)
+        r = await app_client.post(f"/v1/customers/{who.customer_id}/erasure", json={"reason": "r"}, headers=ADMIN)
+        assert r.status == 200
+        assert who.summary.encode() in await deaf.open_json(view)  # trusted for KEYS_TRUSTED_SECONDS...
+        monkeypatch.setattr(customer_keys, "KEYS_TRUSTED_SECONDS", 0.0)
+        assert who.summary.encode() not in await deaf.open_json(view)  # ...then read again: gone
+    finally:
+        await pool.close()
