@@ -98,7 +98,7 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         app[CALL_CODES] = CallCodes(app[POOL], app[PERSONAL_DATA])
         app[CALL_VERIFIER] = CallVerifier(app[POOL], app[PERSONAL_DATA], app[CALL_CODES],
                                           settings.ivr_token_rate)
-        async with app[CUSTOMER_KEYS].listening(app[DIRECT_POOL]):
+        async with app[CUSTOMER_KEYS].listening(app[DIRECT_URL]):
             yield
         await store.close()
 

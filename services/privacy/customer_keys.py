@@ -240,15 +240,41 @@ class CustomerKeys:
         self.forget(told["customer_id"], [UUID(k) for k in told["key_ids"]])
 
     @contextlib.asynccontextmanager
-    async def listening(self, direct_pool: asyncpg.Pool) -> AsyncIterator[None]:
-        """LISTEN for erasures in other processes while the context is open."""
-        async with direct_pool.acquire() as conn:
-            await conn.add_listener(ERASED_CHANNEL, self.heard)
+    async def listening(self, dsn: str) -> AsyncIterator[None]:
+        """LISTEN for erasures in other processes while the context is open, on a connection of its own
+        (never one a pool's requests or workers need), connected again when lost."""
+        task = asyncio.create_task(self._listen(dsn), name="customer-key-erasures")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _listen(self, dsn: str) -> None:
+        from casedesk.services.store.database import create_pool
+
+        while True:
             try:
-                yield
-            finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(conn.remove_listener(ERASED_CHANNEL, self.heard))
+                pool = await create_pool(dsn, min_size=0, max_size=1)
+                try:
+                    async with pool.acquire() as conn:
+                        lost = asyncio.Event()
+                        conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                        await conn.add_listener(ERASED_CHANNEL, self.heard)
+                        try:
+                            # Keys read before this LISTEN could have missed an erasure: read them again.
+                            self._read_at.clear()
+                            await lost.wait()
+                        finally:
+                            with contextlib.suppress(Exception):
+                                await conn.remove_listener(ERASED_CHANNEL, self.heard)
+                finally:
+                    await pool.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away: keys are read again after KEYS_TRUSTED_SECONDS anyway
+                log.warning("customer_key_listener_lost")
+            await asyncio.sleep(1.0)
 
 
 async def destroy_keys(conn: asyncpg.Connection, customer_id: str, at: datetime, by: str,

@@ -363,8 +363,9 @@ async def test_webhook_payloads_carry_the_clear_text_and_after_erasure_erased(
             return read_after(pool, CaseEventMapper(), 0, 1000, ["*"], keys=keys)
 
         sender_keys = CustomerKeys(pool, MASTER)  # the webhook sender's, in its own process, LISTENing
-        listening = sender_keys.listening(pool)
+        listening = sender_keys.listening(own_dsn)
         await listening.__aenter__()
+        await asyncio.sleep(0.3)  # its LISTEN is in place
         deliveries, _, _ = await payloads(sender_keys)
         sent = b"\n".join(d.body for d in deliveries if str(d.case_id) == case_id).decode()
         assert who.note in sent and who.summary in sent and "{{cd1." not in sent
