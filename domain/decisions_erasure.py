@@ -26,9 +26,14 @@ def erase_customer_data(
     `since_key_erased`: personal data was written after the last erasure (under a
     new key), so this erasure is recorded again.
     """
-    if not reason.strip():
-        raise RuleViolation("erasure-needs-reason", "say why the customer's data is erased")
+    check_erasure_reason(reason)
     if case.personal_data_erased_at is not None and not since_key_erased:
         return []
     stamp = Stamps(case.id, case.version, actor, at, None).next()
     return [ev.CustomerDataErased(**stamp, customer_id=case.customer.customer_id, reason=redact(reason))]
+
+
+def check_erasure_reason(reason: str) -> None:
+    """An erasure says why (the record kept of it is all that is left)."""
+    if not reason.strip():
+        raise RuleViolation("erasure-needs-reason", "say why the customer's data is erased")

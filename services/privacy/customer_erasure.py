@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from casedesk.domain.decisions_erasure import erase_customer_data
+from casedesk.domain.decisions_erasure import check_erasure_reason, erase_customer_data
 from casedesk.domain.values import Actor
 from casedesk.projections.customer_lookup import customers_all_resolved_before, forget_cases
 from casedesk.services.case_service import CaseNotFoundError, CaseService
@@ -47,6 +47,7 @@ class Erasure(msgspec.Struct, frozen=True, kw_only=True):
 async def erase_customer(cases: CaseService, keys: CustomerKeys, actor: Actor, customer_id: str,
                          reason: str) -> Erasure:
     """Erase the customer's personal data on all their cases (idempotent)."""
+    check_erasure_reason(reason)  # before anything: a refusal changes nothing
     pool = cases.store.pool
     case_ids = await cases_of(pool, customer_id)
     ever_keyed, last_erased = await erasure_of(pool, customer_id)
