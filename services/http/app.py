@@ -7,6 +7,7 @@ order, when it stops; nothing connects at import time.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
 
@@ -98,8 +99,10 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         app[CALL_CODES] = CallCodes(app[POOL], app[PERSONAL_DATA])
         app[CALL_VERIFIER] = CallVerifier(app[POOL], app[PERSONAL_DATA], app[CALL_CODES],
                                           settings.ivr_token_rate)
-        async with app[CUSTOMER_KEYS].listening(app[DIRECT_URL]):
-            yield
+        listener = app[CUSTOMER_KEYS].start_listening(app[DIRECT_URL])
+        yield
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
         await store.close()
 
     async def projections(app: web.Application) -> AsyncIterator[None]:

@@ -243,12 +243,16 @@ class CustomerKeys:
     async def listening(self, dsn: str) -> AsyncIterator[None]:
         """LISTEN for erasures in other processes while the context is open, on a connection of its own
         (never one a pool's requests or workers need), connected again when lost."""
-        task = asyncio.create_task(self._listen(dsn), name="customer-key-erasures")
+        task = self.start_listening(dsn)
         try:
             yield
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    def start_listening(self, dsn: str) -> asyncio.Task[None]:
+        """The LISTEN task (cancel it to stop)."""
+        return asyncio.create_task(self._listen(dsn), name="customer-key-erasures")
 
     async def _listen(self, dsn: str) -> None:
         from casedesk.services.store.database import create_pool
