@@ -108,7 +108,19 @@ def _takes_if_match(route: Any) -> bool:
     return "{case_id}" in route.path and not route.path.endswith("/presence")
 
 
+# One server-sent event, as readers of a stream (and schemathesis, event by event) meet it: `event` names
+# it (`presence`, `case-event`, the dashboard's `dashboard`...), `data` is one JSON document, `retry` the
+# reconnection delay in ms; comment lines (`: ping`) keep the connection open and are no event.
+_SERVER_SENT_EVENT = {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string", "contentMediaType": "application/json"},
+                   "id": {"type": "string"}, "retry": {"type": "integer", "minimum": 0}},
+}
+
+
 def _content(answer: Any, ref: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    if answer == "text/event-stream":
+        return {answer: {"schema": _SERVER_SENT_EVENT}}
     if isinstance(answer, str):  # a media type: a page or plain text
         return {answer: {"schema": {"type": "string"}}}
     return {"application/json": {"schema": ref.get(answer, {"type": "object"})}}

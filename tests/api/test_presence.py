@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
+from jsonschema import Draft202012Validator
 
 from casedesk.services.http import case_stream
 from casedesk.services.http.app import create_app
@@ -296,3 +298,45 @@ async def test_on_a_projected_case_heartbeats_follow_the_reading_rules(client, a
         assert r.status == status, (role, departments, await r.text())
     present = await (await client.get(f"/v1/cases/{case_id}/presence", headers=auth())).json()
     assert len(present["items"]) == 4
+
+
+async def raw_events(response: ClientResponse, count: int, timeout: float) -> list[dict[str, Any]]:
+    """The next `count` events as the wire has them: each field a string (retry an integer), as readers of
+    a stream meet them and as schemathesis checks them against the document, event by event."""
+    events: list[dict[str, Any]] = []
+    event: dict[str, Any] = {}
+    async with asyncio.timeout(timeout):
+        while len(events) < count:
+            line = (await response.content.readline()).decode().rstrip("\r\n")
+            if line == "":
+                if "data" in event:
+                    events.append(event)
+                event = {}
+            elif not line.startswith(":"):  # `: ping` keeps the line open and is no event
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                event[field] = int(value) if field == "retry" else event.get(field, "") + value
+    return events
+
+
+async def test_every_event_on_the_wire_fits_the_documents_event_schema(client, auth) -> None:
+    """The fuzz suite found the document calling each event a bare string: an integrator's validator refused
+    every event. Each event is an object with `event`, `data` (one JSON document) and maybe `retry`."""
+    doc = await (await client.get("/v1/openapi.json")).json()
+    headers = auth()
+    case_id, _ = await open_case(client, headers)
+    for path in (f"/v1/cases/{case_id}/stream", "/v1/dashboard/stream"):
+        media = doc["paths"][path.replace(case_id, "{case_id}")]["get"]["responses"]["200"]["content"]
+        validator = Draft202012Validator(media["text/event-stream"]["schema"])
+        reader = auth(role="supervisor") if "dashboard" in path else headers
+        r = await client.get(path, params={"access_token": token_of(reader)})
+        assert r.status == 200, await r.text()
+        if "dashboard" not in path:
+            await client.post(f"/v1/cases/{case_id}/notes", json={"text": "seen on the wire"}, headers=headers)
+        events = await raw_events(r, 2 if "dashboard" not in path else 1, 5)
+        for event in events:
+            assert not list(validator.iter_errors(event)), event
+            assert isinstance(json.loads(event["data"]), dict)
+        if "dashboard" not in path:
+            assert [e["event"] for e in events] == ["presence", "case-event"]
+        r.close()
