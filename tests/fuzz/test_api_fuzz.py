@@ -361,8 +361,6 @@ def test_linked_calls_on_what_was_just_created(target: Target, role: str) -> Non
         def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
             if response.status_code >= 400:
                 assert target.streams() == self.streams_before, f"{response.status_code} {response.text} changed a stream"
-            if (case.method.upper(), case.path) in NOT_FUZZED:
-                return  # a link led to a stream (as NOT_FUZZED says, checked in tests/api/test_presence.py)
             refused = _refused_valid_input(case, response)
             assert refused is None, f"valid by the document, refused: {refused}\n{case.as_curl_command()}"
             case.validate_response(response, checks=CHECKS, headers=kwargs["headers"],
