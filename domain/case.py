@@ -90,6 +90,8 @@ class FraudCase(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     absorbed: tuple[UUID, ...] = ()
     # Four eyes: requests above the approval limit, by approval id (decided ones stay, with their status).
     approvals: dict[str, PendingApproval] = {}
+    # When the customer's personal data was first erased (their data key destroyed).
+    personal_data_erased_at: datetime | None = None
 
     def contact(self, contact_id: UUID) -> ContactState | None:
         return self.contacts.get(str(contact_id))
@@ -423,3 +425,8 @@ def _approval_rejected(case: FraudCase, e: ev.ApprovalRejected) -> FraudCase:
 @_applies(ev.ApprovalExpired)
 def _approval_expired(case: FraudCase, e: ev.ApprovalExpired) -> FraudCase:
     return _with(case, "approvals", e.approval_id, status="expired")
+
+
+@_applies(ev.CustomerDataErased)
+def _customer_data_erased(case: FraudCase, e: ev.CustomerDataErased) -> FraudCase:
+    return replace(case, personal_data_erased_at=case.personal_data_erased_at or e.timestamp)

@@ -463,6 +463,18 @@ class ApprovalExpired(CaseEvent, frozen=True, kw_only=True):
     expires_at: datetime
 
 
+class CustomerDataErased(CaseEvent, frozen=True, kw_only=True):
+    """The customer's personal data on this case was erased: their data key is destroyed.
+
+    Recorded on each of the customer's cases (`customer_id` names whose key);
+    from then on the case's sealed personal fields read as "[erased]", its
+    skeleton (types, times, actors, amounts, last4, decisions) remains.
+    """
+
+    customer_id: str
+    reason: str
+
+
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
     ContactStarted,
@@ -508,6 +520,7 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     ApprovalGranted,
     ApprovalRejected,
     ApprovalExpired,
+    CustomerDataErased,
 )
 
 if TYPE_CHECKING:

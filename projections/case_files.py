@@ -35,6 +35,7 @@ from casedesk.projections.customer_lookup import (
     OutboundRow,
     change_customer,
     customer_row,
+    forget_cases,
     lookup_follows_merge,
     outbound_row,
 )
@@ -115,10 +116,13 @@ class CaseFiles:
             merchants = await MerchantBook.load(conn, list(events))
             # (no collector passes meanwhile: the runner pauses it around the whole batch)
             changed, outbound, activity = self._fold(events, files, customers, merchants)
+            erased = {e.originator_id for e in events if isinstance(e, ev.CustomerDataErased)}
             await _write_files(conn, changed)
             await _write_queues(conn, changed)
             await write_clocks(conn, changed, new)
             await _write_lookup(conn, list(customers.values()), outbound)
+            if erased:  # lookup no longer finds an erased customer: their digests go (issue 21)
+                await forget_cases(conn, list(erased))
             await _write_activity(conn, activity)
             await merchants.write(conn)
             await write_approvals(conn, events)
@@ -160,6 +164,9 @@ class CaseFiles:
                 lookup_follows_merge(customers[event.originator_id], file.view)
             if isinstance(event, ev.CaseOpened):
                 customers[event.originator_id] = customer_row(event)
+            elif isinstance(event, ev.CustomerDataErased):
+                customers.pop(event.originator_id, None)
+                outbound = [o for o in outbound if o.case_id != event.originator_id]
             elif event.originator_id in customers:
                 change_customer(customers[event.originator_id], event)
             row = outbound_row(event, file.view.reason)
@@ -228,14 +235,15 @@ async def _write_lookup(conn: asyncpg.Connection, customers: list[CustomerRow], 
         # last4s travel comma-joined: unnest cannot take an array of arrays of different lengths.
         await conn.execute(
             "INSERT INTO case_customers (case_id, customer_id, name_masked, name_key, phone_key, last4s, reason,"
-            " opened_at, status) SELECT c, i, m, nk, pk, string_to_array(l, ','), r, o, s FROM unnest($1::uuid[],"
-            " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[])"
-            " AS x(c, i, m, nk, pk, l, r, o, s) ON CONFLICT (case_id) DO UPDATE"
-            " SET last4s = excluded.last4s, status = excluded.status",
+            " opened_at, status, resolved_at) SELECT c, i, m, nk, pk, string_to_array(l, ','), r, o, s, ra"
+            " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+            " $8::timestamptz[], $9::text[], $10::timestamptz[]) AS x(c, i, m, nk, pk, l, r, o, s, ra)"
+            " ON CONFLICT (case_id) DO UPDATE"
+            " SET last4s = excluded.last4s, status = excluded.status, resolved_at = excluded.resolved_at",
             [c.case_id for c in customers], [c.customer_id for c in customers], [c.name_masked for c in customers],
             [c.name_key for c in customers], [c.phone_key for c in customers],
             [",".join(c.last4s) for c in customers], [c.reason for c in customers],
-            [c.opened_at for c in customers], [c.status for c in customers],
+            [c.opened_at for c in customers], [c.status for c in customers], [c.resolved_at for c in customers],
         )
     if outbound:
         await conn.execute(

@@ -26,6 +26,7 @@ class CustomerRow(msgspec.Struct, kw_only=True):
     reason: str
     opened_at: datetime
     status: str
+    resolved_at: datetime | None = None  # when last resolved: retention runs from it (issue 21)
 
 
 class OutboundRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,9 +51,9 @@ def change_customer(row: CustomerRow, event: ev.CaseEvent) -> None:
     if isinstance(event, ev.ReplacementCardIssued) and event.new_last4 not in row.last4s:
         row.last4s.append(event.new_last4)
     elif isinstance(event, ev.CaseResolved):
-        row.status = "resolved"
+        row.status, row.resolved_at = "resolved", event.timestamp
     elif isinstance(event, ev.CaseReopened):
-        row.status = "open"
+        row.status, row.resolved_at = "open", None
 
 
 def lookup_follows_merge(row: CustomerRow, view: CaseView) -> None:
@@ -107,3 +108,18 @@ async def recent_outbound(conn: Any, phone_keys: list[str], limit: int = 20) -> 
     return list(await conn.fetch(
         "SELECT * FROM outbound_attempts WHERE phone_key = ANY($1::text[]) ORDER BY at DESC LIMIT $2",
         phone_keys, limit))
+
+
+async def forget_cases(conn: Any, case_ids: list[UUID]) -> None:
+    """An erased customer's digests leave lookup (issue 21): the cases' rows and outbound attempts."""
+    await conn.execute("DELETE FROM case_customers WHERE case_id = ANY($1::uuid[])", case_ids)
+    await conn.execute("DELETE FROM outbound_attempts WHERE case_id = ANY($1::uuid[])", case_ids)
+
+
+async def customers_all_resolved_before(conn: Any, before: datetime) -> list[str]:
+    """Customers whose every case still in lookup was resolved (or merged away) before `before`."""
+    rows = await conn.fetch(
+        "SELECT customer_id FROM case_customers GROUP BY customer_id"
+        " HAVING bool_and(status = 'merged' OR (status = 'resolved' AND resolved_at < $1))"
+        " AND bool_or(status = 'resolved')", before)
+    return [r[0] for r in rows]

@@ -190,6 +190,7 @@ TEXT: dict[type, Describe] = {
     ev.CustomerNotified: lambda e, _: (
         f"Customer told by {e.channel} ({e.subject.replace('_', ' ')}) — {who(e.actor)}: {e.summary}"),
     ev.CallVerified: lambda e, contacts: call_check_text(e, contacts, UTC),  # sentence() passes the zone
+    ev.CustomerDataErased: lambda e, _: f"Customer's personal data erased by {who(e.actor)}: {e.reason}",
 }
 
 def _clock(at: datetime, zone: tzinfo) -> str:

@@ -33,9 +33,11 @@ import msgspec
 from casedesk.domain.breaches import BreachRecorded, breach_case_id, open_breach_outreach
 from casedesk.domain.card_data import contains_card_data, holds_card_data, redact_card_numbers
 from casedesk.domain.errors import RuleViolation
+from casedesk.domain.events import CaseOpened
 from casedesk.domain.values import Actor, Card, Customer, is_last4
 from casedesk.services.personal_data import PersonalData, mask_name
 from casedesk.services.phone_numbers import PhoneNumberRefused
+from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore, StreamConflictError
 
@@ -158,9 +160,10 @@ class BreachIntake:
     """Reads one upload of a breach list and opens the outreach cases it names."""
 
     def __init__(self, store: EventStore, mapper: CaseEventMapper, personal_data: PersonalData,
-                 breach: BreachRecorded, actor: Actor) -> None:
+                 breach: BreachRecorded, actor: Actor, keys: CustomerKeys | None = None) -> None:
         self._store, self._mapper, self._personal = store, mapper, personal_data
         self._breach, self._actor = breach, actor
+        self._keys = keys  # seals each case's personal data under its customer's key (issue 21)
 
     async def take(self, chunks: AsyncIterable[bytes], form: ListFormat) -> IntakeReport:
         """Take in every line; raise UnreadableListError before writing anything if the list is unreadable."""
@@ -249,6 +252,12 @@ class BreachIntake:
         return list(open_breach_outreach(self._breach, actor=self._actor, at=datetime.now(UTC),
                                          customer=customer, card=card))
 
+    @staticmethod
+    def _customer_of(events: list[msgspec.Struct]) -> str:
+        opened = events[0]
+        assert isinstance(opened, CaseOpened)
+        return opened.customer.customer_id
+
     async def _write(self, batch: list[tuple[int, CheckedLine]], report: IntakeReport) -> None:
         """Open the batch's cases; a case that exists is already known."""
         breach_id = self._breach.originator_id
@@ -272,6 +281,10 @@ class BreachIntake:
         # Handed to the store a turn at a time: 2,000 appends started at once would queue
         # 2,000 task steps ahead of every other request; the store's group commit batches them still.
         appends: list[asyncio.Future[list[int]]] = []
+        if self._keys is not None and fresh:  # every new customer's key in one round trip
+            cases = list(fresh)
+            sealed = await self._keys.seal_many([(self._customer_of(fresh[c]), fresh[c]) for c in cases])
+            fresh = dict(zip(cases, sealed, strict=True))  # type: ignore[arg-type]
         for events in fresh.values():
             appends.append(asyncio.ensure_future(self._store.append([self._mapper.to_stored_event(e) for e in events])))
             if len(appends) % LINES_PER_TURN == 0:

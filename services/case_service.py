@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from eventsourcing.utils import get_topic
 
@@ -25,6 +26,7 @@ from casedesk.domain.errors import CaseMergedError, RuleViolation
 from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.domain.values import Actor
 from casedesk.services.case_access import AccessDeniedError, acting_department, check_may_change
+from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore, IdempotencyRecord, StreamConflictError
 from casedesk.services.tokens import Principal
@@ -145,6 +147,9 @@ class CaseService:
         # Told of every append this service made, at once (the case streams of this process, issue 19):
         # each gets the events and their positions; it must not block.
         self.appended: list[Callable[[list[CaseEvent], list[int]], None]] = []
+        # Seals personal data as events are decided (issue 21): the state, snapshots, answers
+        # and stored events all carry tokens, never clear text. None: stored as decided.
+        self.privacy: CustomerKeys | None = None
 
     async def load(self, case_id: UUID) -> FraudCase:
         """The case as it stands now.
@@ -189,6 +194,8 @@ class CaseService:
     ) -> Outcome:
         actor = actor_of(principal, "fraud")
         events = decide(actor=actor, at=self.clock())
+        if events and isinstance(events[0], CaseOpened):
+            events = await self._sealed(events[0].customer.customer_id, events)
         case = replay(events)
         assert case is not None
         return await self._append(case, events, idempotency, respond)
@@ -236,7 +243,7 @@ class CaseService:
         async with self._turn(case_id):
             for attempt in range(MAX_ATTEMPTS):
                 case = await self.load(case_id)
-                events = decide(case, actor=actor, at=self.clock())
+                events = await self._sealed(case.customer.customer_id, decide(case, actor=actor, at=self.clock()))
                 try:
                     return await self._append(replay(events, case) or case, events, None, None)
                 except StreamConflictError:
@@ -282,8 +289,16 @@ class CaseService:
                     case.id, case.version)
                 actor = actor_of(principal, acting_department(principal, case))
                 events = decide(case, other, actor=actor, at=self.clock(), first_position=position)
-                mine = [e for e in events if e.originator_id == case.id]
-                theirs = [e for e in events if e.originator_id == other.id]
+                mine = await self._sealed(case.customer.customer_id,
+                                          [e for e in events if e.originator_id == case.id])
+                theirs = await self._sealed(other.customer.customer_id,
+                                            [e for e in events if e.originator_id == other.id])
+                # The decided order kept (it is the order the streams are written in).
+                sealed_in_turn = {id(e): s for e, s in zip([e for e in events if e.originator_id == case.id], mine,
+                                                           strict=True)}
+                sealed_in_turn.update({id(e): s for e, s in zip([e for e in events if e.originator_id == other.id],
+                                                                theirs, strict=True)})
+                events = [sealed_in_turn[id(e)] for e in events]
                 after = replay(mine, case) or case
                 other_after = replay(theirs, other) or other
 
@@ -347,6 +362,7 @@ class CaseService:
                 # A refusal is only ever given on the stored state, never on a stale copy.
                 case = await self.load(case_id)
                 events = self._decide(principal, case, decide, expected_version, for_customer)
+            events = await self._sealed(case.customer.customer_id, events)
             try:
                 return await self._append(replay(events, case) or case, events, idempotency, respond)
             except StreamConflictError:
@@ -391,6 +407,11 @@ class CaseService:
                 await self._take_snapshot(case)
         return Outcome(case, events, positions)
 
+    async def _sealed(self, customer_id: str, events: list[CaseEvent]) -> list[CaseEvent]:
+        if self.privacy is None or not events:
+            return events
+        return await self.privacy.seal(customer_id, events)
+
     async def _snapshot(self, case_id: UUID) -> FraudCase | None:
         state = await self.store.pool.fetchval(
             "SELECT state FROM case_snapshots WHERE originator_id = $1 ORDER BY originator_version DESC LIMIT 1",
@@ -411,3 +432,8 @@ class CaseService:
 
     def forget(self, case_id: UUID) -> None:
         self._cache.pop(case_id, None)
+
+
+async def drop_snapshots(conn: asyncpg.Connection, case_ids: Sequence[UUID]) -> None:
+    """Snapshots are a cache of the replay: dropped when the events under them were rewritten (sealing epoch)."""
+    await conn.execute("DELETE FROM case_snapshots WHERE originator_id = ANY($1::uuid[])", list(case_ids))

@@ -261,6 +261,7 @@ def _rebuild(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     import asyncpg
 
+    from casedesk.services.privacy.sealing_epoch import EpochCheck, check_epochs, rewritten_positions
     from casedesk.services.store.audit_chain import verify_with_progress
     from casedesk.services.store.audit_seal import HeadsFile, SealCheck, check_seal, key_bytes
     from casedesk.services.store.database import database_url
@@ -268,20 +269,24 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
     settings = load_settings()
 
-    async def run() -> tuple[int, int, SealCheck | None]:
+    async def run() -> tuple[int, int, SealCheck | None, EpochCheck | None]:
         conn = await asyncpg.connect(database_url(settings))
         try:
             await migrate(conn)
             checked, broken = await verify_with_progress(conn, args.case)
             if args.case:
-                return checked, broken, None
-            # The whole log against the keyed seal and the heads exported outside the database.
+                return checked, broken, None, None
+            # The whole log against the keyed seal and the heads exported outside the database; a head
+            # exported before a sealing epoch against the log as it was then (issue 21).
             key = key_bytes(settings.audit_key)
-            return checked, broken, await check_seal(conn, key, HeadsFile(settings.audit_heads_path, key))
+            epochs = await check_epochs(conn)  # first: the seal's check may leave its cursor open on a break
+            seal = await check_seal(conn, key, HeadsFile(settings.audit_heads_path, key),
+                                    await rewritten_positions(conn))
+            return checked, broken, seal, epochs
         finally:
             await conn.close()
 
-    checked, broken, seal = asyncio.run(run())
+    checked, broken, seal, epochs = asyncio.run(run())
     if args.case and not checked:
         print(f"no case {args.case}", file=sys.stderr)
         return 2
@@ -289,7 +294,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
     if seal is not None:
         print(f"audit seal: {seal.events_checked} event(s) checked, sealed up to position {seal.sealed_up_to},"
               f" {seal.heads_checked} exported head(s) checked: {'ok' if seal.ok else seal.problem}")
-    return 1 if broken or (seal is not None and not seal.ok) else 0
+    if epochs is not None and epochs.epochs:
+        print(f"sealing epochs: {epochs.epochs}, {epochs.events} re-encrypted event(s) checked (hash as written,"
+              f" skeleton unchanged): {'ok' if epochs.problem is None else epochs.problem}")
+    bad_epoch = epochs is not None and epochs.problem is not None
+    return 1 if broken or (seal is not None and not seal.ok) or bad_epoch else 0
 
 
 def _import_breach(args: argparse.Namespace) -> int:
@@ -302,6 +311,7 @@ def _import_breach(args: argparse.Namespace) -> int:
     from casedesk.services.breach_intake import BreachIntake, IntakeReport, UnreadableListError
     from casedesk.services.breaches import find_breach
     from casedesk.services.personal_data import PersonalData
+    from casedesk.services.privacy.customer_keys import CustomerKeys
     from casedesk.services.store.database import create_pool, database_url
     from casedesk.services.store.event_mapper import CaseEventMapper
     from casedesk.services.store.event_store import EventStore
@@ -324,7 +334,9 @@ def _import_breach(args: argparse.Namespace) -> int:
             breach = await find_breach(store, mapper, args.breach)
             if breach is None:
                 return None
-            intake = BreachIntake(store, mapper, PersonalData(settings.pii_key, settings.phone_region), breach, actor)
+            keys = CustomerKeys(pool, settings.master_key_or_derived, sealing=settings.seal_personal_data)
+            intake = BreachIntake(store, mapper, PersonalData(settings.pii_key, settings.phone_region), breach, actor,
+                                  keys)
             with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                           TransferSpeedColumn(), TimeRemainingColumn()) as progress:
                 task = progress.add_task(f"{path.name} → {breach.merchant} breach", total=size)
@@ -425,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     intake.add_argument("--name", help="operator name recorded on the cases")
     intake.add_argument("--show-rejects", type=int, default=20, metavar="N", help="rejected lines to list (default 20)")
     intake.set_defaults(run=_import_breach)
+
+    from casedesk.services.privacy.commands import add_commands as add_privacy_commands
+
+    add_privacy_commands(commands)
 
     token = commands.add_parser("token", help="print a bearer token signed with the configured secret")
     token.add_argument("--sub", required=True, help="agent id")

@@ -42,6 +42,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Where the token secret came from, to say so (never the secret): the variable, or the file's path.
     token_secret_source: str = "CASEDESK_TOKEN_SECRET"
     pii_key: str = ""
+    # Wraps each customer's data key (issue 21); never in the database. Empty: derived from the
+    # PII key (CASEDESK_PII_KEY set without CASEDESK_MASTER_KEY, or Settings made by hand).
+    master_key: str = ""
+    # Personal data sealed under per-customer keys; False only for the bench's reference run.
+    seal_personal_data: bool = True
     # The audit seal's key and where its signed heads go: both outside the database,
     # so a database writer can neither recompute the seal nor rewrite the heads.
     audit_key: str = ""
@@ -97,6 +102,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def master_key_or_derived(self) -> str:
+        return self.master_key or "derived from the PII key:" + self.pii_key
 
     @property
     def audit_heads_path(self) -> Path:
@@ -173,6 +182,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         token_secret_source=("CASEDESK_TOKEN_SECRET" if env.get("CASEDESK_TOKEN_SECRET")
                              else str(data_dir / "token_secret")),
         pii_key=env.get("CASEDESK_PII_KEY") or _secret_in(data_dir, "pii_key"),
+        # Unset: derived from CASEDESK_PII_KEY when that is set (processes that share the PII key, as every
+        # process of one deployment must, then share the master key too); else generated like the others.
+        master_key=env.get("CASEDESK_MASTER_KEY") or ("" if env.get("CASEDESK_PII_KEY")
+                                                       else _secret_in(data_dir, "master_key")),
+        seal_personal_data=_flag(env.get("CASEDESK_SEAL_PERSONAL_DATA"), True),
         audit_key=env.get("CASEDESK_AUDIT_KEY") or _secret_in(data_dir, "audit_key"),
         audit_heads=Path(env["CASEDESK_AUDIT_HEADS"]).resolve() if env.get("CASEDESK_AUDIT_HEADS") else None,
         log_format=env.get("CASEDESK_LOG_FORMAT") or "json",

@@ -22,6 +22,7 @@ from eventsourcing.persistence import StoredEvent
 
 from casedesk.domain import events as ev
 from casedesk.services.case_history import HistoryEvent, history_event
+from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
 
 ALL_TYPES = "*"
@@ -85,7 +86,8 @@ def delivery(event: ev.CaseEvent, position: int, chain_hash: bytes | None) -> De
 
 
 async def read_after(
-    pool: asyncpg.Pool, mapper: CaseEventMapper, position: int, limit: int, types: Sequence[str]
+    pool: asyncpg.Pool, mapper: CaseEventMapper, position: int, limit: int, types: Sequence[str],
+    *, keys: CustomerKeys | None = None,
 ) -> tuple[list[Delivery], int | None, int]:
     """The case events after `position` a subscription wants, the position of the last row read
     (None when the log has nothing after `position`) and how many rows were read (fewer than
@@ -101,4 +103,6 @@ async def read_after(
             originator_id=row[1], originator_version=row[2], topic=row[3], state=bytes(row[4])))
         if isinstance(event, ev.CaseEvent) and wanted(types, type(event).__name__):
             found.append(delivery(event, row[0], None if row[5] is None else bytes(row[5])))
+    if keys is not None:  # the receiver gets the clear text, or "[erased]" (issue 21)
+        found = [msgspec.structs.replace(d, body=await keys.open_json(d.body)) for d in found]
     return found, (rows[-1][0] if rows else None), len(rows)

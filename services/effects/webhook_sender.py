@@ -29,6 +29,7 @@ from standardwebhooks.webhooks import Webhook
 from casedesk.services.effects import webhook_delivery as delivery
 from casedesk.services.effects.webhook_payloads import read_after
 from casedesk.services.effects.webhook_subscriptions import CHANGED_CHANNEL, SecretSeal, is_public_address
+from casedesk.services.privacy.customer_keys import ERASED_CHANNEL, CustomerKeys
 from casedesk.services.settings import Settings
 from casedesk.services.store.database import keeps_session_state
 from casedesk.services.store.event_mapper import CaseEventMapper
@@ -72,8 +73,11 @@ class WebhookSender:
     """Delivers every active subscription's events (and probes the failing ones)."""
 
     def __init__(self, pool: asyncpg.Pool, pii_key: str, policy: delivery.RetryPolicy, *,
-                 allow_private: bool = False) -> None:
+                 allow_private: bool = False, master_key: str | None = None) -> None:
         self.pool, self.policy = pool, policy
+        # Opens sealed personal data in each payload as it is sent (issue 21): a receiver
+        # gets "[erased]" once the customer's key is gone, as every reader does.
+        self._keys = CustomerKeys(pool, master_key or "derived from the PII key:" + pii_key)
         self._seal = SecretSeal(pii_key)
         self._mapper = CaseEventMapper()
         self._allow_private = allow_private
@@ -104,6 +108,7 @@ class WebhookSender:
                         return
             await holder.add_listener(CHANNEL, self._on_event)
             await holder.add_listener(CHANGED_CHANNEL, self._on_change)
+            await holder.add_listener(ERASED_CHANNEL, self._keys.heard)
             try:
                 await self._supervise(stop)
             finally:
@@ -179,7 +184,7 @@ class WebhookSender:
                                              self._session)
             wake.clear()
             deliveries, last, read = await read_after(self.pool, self._mapper, row["position"], BATCH,
-                                                      row["event_types"])
+                                                      row["event_types"], keys=self._keys)
             caught_up = read < BATCH
             if last is None:
                 continue
@@ -208,7 +213,8 @@ async def run_sender(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event
     policy = delivery.RetryPolicy(window=timedelta(hours=settings.webhook_retry_hours),
                                   first_wait=settings.webhook_retry_first_wait,
                                   max_wait=settings.webhook_retry_max_wait)
-    sender = WebhookSender(pool, settings.pii_key, policy, allow_private=settings.webhook_allow_private)
+    sender = WebhookSender(pool, settings.pii_key, policy, allow_private=settings.webhook_allow_private,
+                           master_key=settings.master_key_or_derived)
     while not stop.is_set():
         try:
             await sender.run(stop)

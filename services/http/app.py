@@ -30,6 +30,7 @@ from casedesk.services.http.app_keys import (
     CALL_VERIFIER,
     CASES,
     CLOCK_POLICY,
+    CUSTOMER_KEYS,
     DIRECT_POOL,
     DIRECT_URL,
     PERSONAL_DATA,
@@ -44,10 +45,11 @@ from casedesk.services.http.app_keys import (
 from casedesk.services.http.case_stream import case_feed, close_case_streams
 from casedesk.services.http.dashboard import close_streams, dashboard_feed
 from casedesk.services.http.metrics import METRICS, Metrics, measure
-from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, request_context
+from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, open_sealed, request_context
 from casedesk.services.http.protocol_errors import answer_protocol_errors_as_problems
 from casedesk.services.http.routes import add_routes
 from casedesk.services.personal_data import PersonalData
+from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.projection_worker import WorkerProcess, projection_worker
 from casedesk.services.settings import Settings
 from casedesk.services.store.database import Pools, database_url, migrate_directly
@@ -64,7 +66,7 @@ async def _no_more_restarts(worker: WorkerProcess) -> None:
 def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application:
     """Build the aiohttp application; `dsn` overrides where the database is (tests)."""
     answer_protocol_errors_as_problems()
-    app = web.Application(middlewares=[measure, request_context, bearer_auth], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[measure, request_context, open_sealed, bearer_auth], client_max_size=MAX_BODY)
     app[METRICS] = Metrics()
     app[SETTINGS] = settings
     app[ALLOWED_ROLES] = {}
@@ -97,10 +99,15 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         # Reading only: nothing is ever appended through it (appends go to the primary).
         app[READ_STORE] = store if app[READ_POOL] is app[POOL] else EventStore(app[READ_POOL])
         app[CASES] = CaseService(store, CaseEventMapper())
+        app[CUSTOMER_KEYS] = app[CASES].privacy = CustomerKeys(app[POOL], settings.master_key_or_derived,
+                                                               sealing=settings.seal_personal_data)
         app[CALL_CODES] = CallCodes(app[POOL], app[PERSONAL_DATA])
         app[CALL_VERIFIER] = CallVerifier(app[POOL], app[PERSONAL_DATA], app[CALL_CODES],
                                           settings.ivr_token_rate)
+        listener = app[CUSTOMER_KEYS].start_listening(app[DIRECT_URL])
         yield
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
         await store.close()
 
     async def projections(app: web.Application) -> AsyncIterator[None]:

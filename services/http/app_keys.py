@@ -26,6 +26,8 @@ DIRECT_URL = web.AppKey("direct_url", str)
 STORE = web.AppKey("store", "EventStore")
 CASES = web.AppKey("cases", "CaseService")
 PERSONAL_DATA = web.AppKey("personal_data", "PersonalData")
+# The customer keys: seal personal data as it is stored, open it as answers leave (issue 21).
+CUSTOMER_KEYS = web.AppKey("customer_keys", "CustomerKeys")
 CALL_CODES = web.AppKey("call_codes", "CallCodes")
 CALL_VERIFIER = web.AppKey("call_verifier", "CallVerifier")
 ZONE = web.AppKey("zone", tzinfo)

@@ -127,7 +127,7 @@ async def take_affected_cards(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
     cases = request.app[CASES]
     actor = actor_of(principal, principal.departments[0] if principal.departments else "")
-    intake = BreachIntake(cases.store, cases.mapper, request.app[PERSONAL_DATA], breach, actor)
+    intake = BreachIntake(cases.store, cases.mapper, request.app[PERSONAL_DATA], breach, actor, cases.privacy)
     try:
         report = await intake.take(request.content.iter_chunked(READ_SIZE), form)
     except UnreadableListError as error:

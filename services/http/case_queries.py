@@ -11,12 +11,13 @@ from casedesk.services.access_log import REASON_HEADER, reason_of, record_access
 from casedesk.services.case_access import check_may_change, check_may_read_parts
 from casedesk.services.case_clocks import clocks_of_view, view_as_of
 from casedesk.services.case_reading import CaseRead, read_case, with_merged_timelines
-from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, READ_STORE, ZONE
+from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, CUSTOMER_KEYS, POOL, READ_POOL, READ_STORE, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, validation_problem
 from casedesk.services.http.read_your_writes import wait_for_min_position
 from casedesk.services.personal_data import dialable
+from casedesk.services.privacy.customer_keys import ERASED
 
 
 async def _read(request: web.Request, *, timeline: bool) -> CaseRead:
@@ -84,7 +85,9 @@ async def get_contact_details(request: web.Request) -> web.Response:
     phone = case.daytime_phone
     await record_access(request.app[POOL], request[PRINCIPAL], case_id, "contact details (daytime phone)",
                         reason_of(request.headers.get(REASON_HEADER)))
+    number = (await request.app[CUSTOMER_KEYS].open_text(phone.number)
+              if phone is not None and phone.number else None)
     body = {"case_id": str(case_id), "version": case.version,
-            "daytime_phone": dialable(phone.number) if phone is not None and phone.number else None}
+            "daytime_phone": dialable(number) if number and number != ERASED else number}
     return web.Response(body=_encode(body), content_type="application/json",
                         headers={"ETag": f'"{case.version}"', "Cache-Control": "no-store"})

@@ -49,7 +49,16 @@ from casedesk.projections.case_view import CaseFile, TimelineEntry
 from casedesk.services import presence
 from casedesk.services.case_access import READ_EVERY_CASE, CaseHiddenError, check_may_read_parts
 from casedesk.services.case_service import CaseNotFoundError
-from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, DIRECT_POOL, POOL, READ_POOL, SETTINGS, ZONE
+from casedesk.services.http.app_keys import (
+    CASES,
+    CLOCK_POLICY,
+    CUSTOMER_KEYS,
+    DIRECT_POOL,
+    POOL,
+    READ_POOL,
+    SETTINGS,
+    ZONE,
+)
 from casedesk.services.http.case_requests import Request
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
@@ -416,7 +425,8 @@ async def case_stream(request: web.Request) -> web.StreamResponse:
                         continue
                     if (event, data) == CLOSED:
                         break
-                    await stream.send(data.decode(), event=event)
+                    # Sealed personal data opens on its way out, as in every answer (issue 21).
+                    await stream.send((await request.app[CUSTOMER_KEYS].open_json(data)).decode(), event=event)
     return stream
 
 

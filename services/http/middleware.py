@@ -16,7 +16,7 @@ from casedesk.domain.errors import CaseMergedError, FieldRefused, RuleViolation
 from casedesk.services.call_verification import TooManyChecksError
 from casedesk.services.case_access import AccessDeniedError, CaseHiddenError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
-from casedesk.services.http.app_keys import SETTINGS
+from casedesk.services.http.app_keys import CUSTOMER_KEYS, SETTINGS
 from casedesk.services.http.problems import CONTENT_TYPE, FieldError, Problem, as_json, validation_problem
 from casedesk.services.phone_numbers import PhoneNumberRefused
 from casedesk.services.store.database import database_unreachable
@@ -172,6 +172,21 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         status=response.status,
         ms=round((time.perf_counter() - started) * 1000, 2),
     )
+    return response
+
+
+@web.middleware
+async def open_sealed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Personal data leaves sealed tokens only here: each one in an answer is opened (issue 21).
+
+    Everything stored (events, case files, timelines, kept answers) holds tokens;
+    an answer gets the clear text, or "[erased]" once the customer's key is gone.
+    Streams open their own events (case_stream.py, dashboard.py).
+    """
+    response = await handler(request)
+    body = response.body if isinstance(response, web.Response) else None
+    if isinstance(body, bytes) and b"{{cd1." in body and CUSTOMER_KEYS in request.app:
+        response.body = await request.app[CUSTOMER_KEYS].open_json(body)
     return response
 
 

@@ -229,6 +229,12 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
                               " `whsec_` signing secret, the only time it is shown. Refused (422): a URL that is not"
                               " http(s), resolves to a private address (unless CASEDESK_WEBHOOK_ALLOW_PRIVATE), or"
                               " takes no connection. A new subscription starts at the end of the log.",
+    ("POST", "/v1/customers/{customer_id}/erasure"): "Admins: erase the customer's personal data (names, phones,"
+                                                     " contact summaries, note texts) on all their cases by"
+                                                     " destroying their data key; `CustomerDataErased` is recorded on"
+                                                     " each case. Reads then show \"[erased]\"; decisions, amounts,"
+                                                     " last4, times and actors remain and the hash chain verifies."
+                                                     " Idempotent; 404 for a customer never seen.",
     ("GET", "/v1/webhooks"): "Admins: every subscription with its state, position and last delivery (never a secret).",
     ("POST", "/v1/webhooks/{webhook_id}/pause"): "Admins: stop sending to a subscription; its position is kept.",
     ("POST", "/v1/webhooks/{webhook_id}/resume"): "Admins: send again from the kept position (also a failing or"
@@ -260,6 +266,7 @@ TAGS = [
     {"name": "breaches", "description": "Merchant data breaches and their affected cards"},
     {"name": "merchants", "description": "Merchant intelligence"},
     {"name": "dashboard", "description": "Supervisors' live view"},
+    {"name": "customers", "description": "A customer's personal data: erasure"},
     {"name": "webhooks", "description": "Other systems told of every case event, signed (Standard Webhooks)"},
     {"name": "pages", "description": "HTML pages for browsers"},
     {"name": "operations", "description": "Health, readiness, metrics, this document"},

@@ -29,6 +29,7 @@ from casedesk.services.http import case_handlers as cmd
 from casedesk.services.http import case_queries as q
 from casedesk.services.http import case_requests as rq
 from casedesk.services.http import case_stream as live
+from casedesk.services.http import customer_handlers as customers
 from casedesk.services.http import dashboard, health, lookup_handlers, metrics, openapi, replay_page
 from casedesk.services.http import merchant_handlers as merchants
 from casedesk.services.http import queue_handlers as queues
@@ -36,6 +37,7 @@ from casedesk.services.http import webhook_handlers as webhooks
 from casedesk.services.http.answers import Anything, CommandAnswer, Health, TimelineAnswer
 from casedesk.services.http.middleware import ALLOWED_ROLES
 from casedesk.services.presence import PresenceAnswer
+from casedesk.services.privacy.customer_erasure import Erasure
 from casedesk.services.store.audit_chain import ChainCheck
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -223,6 +225,9 @@ ROUTES: list[Route] = [
           answer=HTML),
     Route("GET", "/cases/{case_id}", replay_page.replay_page, PUBLIC, "The case replay page", answer=HTML),
     Route("GET", "/desk/cases/{case_id}", live.desk_case_page, PUBLIC, "The agent's live case page", answer=HTML),
+    Route("POST", "/v1/customers/{customer_id}/erasure", customers.erase_customer_data, ADMINS,
+          "Erase a customer's personal data on all their cases (crypto-shredding)", customers.EraseCustomer,
+          answer=Erasure),
     Route("POST", "/v1/webhooks", webhooks.create_webhook, ADMINS,
           "Subscribe a receiver to case events (Standard Webhooks); the signing secret is shown only here",
           webhooks.CreateWebhook, answer=webhooks.CreatedWebhook, status=201),

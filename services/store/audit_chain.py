@@ -136,3 +136,27 @@ async def _checks(conn: asyncpg.Connection, stream: UUID | None) -> AsyncIterato
             yield found
     elif (check := await check_stream(conn, stream)) is not None:
         yield stream, check
+
+
+async def rechain(conn: asyncpg.Connection, stream: UUID) -> dict[int, tuple[bytes, bytes]]:
+    """Recompute one stream's chain over its stored rows and store it (the sealing epoch only,
+    in its transaction); each version whose hash changed -> (old hash, new hash)."""
+    rows = await conn.fetch(ONE_STREAM, stream)
+    previous, changed, updates = ZERO_HASH, {}, []
+    for row in rows:
+        previous = chain_hash(previous, row[2], row[3], row[1])
+        old = bytes(row[4]) if row[4] is not None else b""
+        if old != previous:
+            changed[row[1]] = (old, previous)
+            updates.append((stream, row[1], previous))
+    await conn.executemany(
+        "UPDATE case_event_hashes SET hash = $3 WHERE originator_id = $1 AND originator_version = $2", updates)
+    return changed
+
+
+async def stored_hashes(conn: asyncpg.Connection, keys: list[tuple[UUID, int]]) -> dict[tuple[UUID, int], bytes]:
+    rows = await conn.fetch(
+        "SELECT h.originator_id, h.originator_version, h.hash FROM case_event_hashes h"
+        " JOIN unnest($1::uuid[], $2::bigint[]) AS k(i, v) ON h.originator_id = k.i AND h.originator_version = k.v",
+        [k[0] for k in keys], [k[1] for k in keys])
+    return {(r[0], r[1]): bytes(r[2]) for r in rows}

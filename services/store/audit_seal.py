@@ -48,13 +48,26 @@ ZERO_SEAL = bytes(32)
 def seal_link(key: bytes, previous: bytes, position: int, stream: UUID, version: int, topic: str,
               state: bytes) -> bytes:
     """One link of the whole-log chain."""
+    return seal_link_of_digest(key, previous, position, stream, version, topic, hashlib.sha256(state).digest())
+
+
+def seal_link_of_digest(key: bytes, previous: bytes, position: int, stream: UUID, version: int, topic: str,
+                        state_digest: bytes) -> bytes:
+    """One link, from the SHA-256 of the state (what a sealing epoch kept of a rewritten event's old state)."""
     mac = hmac.new(key, previous, hashlib.sha256)
     mac.update(position.to_bytes(8, "big"))
     mac.update(stream.bytes)
     mac.update(version.to_bytes(8, "big", signed=True))
     mac.update(hashlib.sha256(topic.encode()).digest())
-    mac.update(hashlib.sha256(state).digest())
+    mac.update(state_digest)
     return mac.digest()
+
+
+class Rewritten(msgspec.Struct, frozen=True, kw_only=True):
+    """An event a sealing epoch rewrote: when, and the SHA-256 of the state it had before."""
+
+    at: datetime
+    old_state_digest: bytes
 
 
 class Head(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,8 +166,20 @@ async def _rows(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
             yield row
 
 
-async def check_seal(conn: asyncpg.Connection, key: bytes, heads: HeadsFile) -> SealCheck:
-    """Recompute the whole-log chain; name the first position that breaks it or a head."""
+async def check_seal(conn: asyncpg.Connection, key: bytes, heads: HeadsFile,
+                     rewritten: dict[int, Rewritten] | None = None) -> SealCheck:
+    """Recompute the whole-log chain; name the first position that breaks it or a head.
+
+    `rewritten` (position -> what a sealing epoch kept) lets a head exported
+    before an epoch be checked against the log as it was then: the chain is
+    recomputed once more per epoch with those events' old state digests, so
+    every other event is proven byte for byte what the old head sealed.
+    """
+    rewritten = rewritten or {}
+    epochs = sorted({r.at for r in rewritten.values()})
+    # As the log was before epoch k: the events of epochs k.. with their old digests.
+    before: list[bytes] = [ZERO_SEAL] * len(epochs)
+    recomputed_before: list[dict[int, bytes]] = [{} for _ in epochs]
     sealed_up_to = await read_position(conn, NAME) or 0
     exported, bad_lines = heads.read()
     wanted = {h.position: h for h in exported}
@@ -173,7 +198,14 @@ async def check_seal(conn: asyncpg.Connection, key: bytes, heads: HeadsFile) -> 
             problem = f"position {sealed_after} was sealed and is gone (with its seal)"
             break
         last_position = position
-        previous = seal_link(key, previous, position, stream, version, topic, bytes(state))
+        digest = hashlib.sha256(bytes(state)).digest()
+        previous = seal_link_of_digest(key, previous, position, stream, version, topic, digest)
+        old = rewritten.get(position)
+        for k, epoch_at in enumerate(epochs):
+            kept = old.old_state_digest if old is not None and old.at >= epoch_at else digest
+            before[k] = seal_link_of_digest(key, before[k], position, stream, version, topic, kept)
+            if position in wanted:
+                recomputed_before[k][position] = before[k]
         checked += 1
         if position in wanted:
             recomputed[position] = previous
@@ -187,9 +219,12 @@ async def check_seal(conn: asyncpg.Connection, key: bytes, heads: HeadsFile) -> 
     for head in sorted(exported, key=lambda h: h.position):
         if problem is not None:
             break
-        if head.position not in recomputed:
+        # A head exported before an epoch sealed the log as it was then.
+        era = next((k for k, epoch_at in enumerate(epochs) if head.at < epoch_at), None)
+        chain = recomputed if era is None else recomputed_before[era]
+        if head.position not in chain:
             problem = f"head exported at {head.at.isoformat()} seals position {head.position}, which is gone"
-        elif recomputed[head.position].hex() != head.seal:
+        elif chain[head.position].hex() != head.seal:
             problem = f"the log up to position {head.position} differs from the head exported at {head.at.isoformat()}"
     return SealCheck(ok=problem is None, events_checked=checked, sealed_up_to=sealed_up_to,
                      heads_checked=len(exported), problem=problem)
@@ -198,3 +233,22 @@ async def check_seal(conn: asyncpg.Connection, key: bytes, heads: HeadsFile) -> 
 def key_bytes(secret: str) -> bytes:
     """The HMAC key from the configured secret (any string: a generated one, or an operator's)."""
     return hashlib.sha256(b"casedesk-audit-seal|" + secret.encode()).digest()
+
+
+async def reseal_from(conn: asyncpg.Connection, key: bytes, position: int) -> tuple[int, bytes] | None:
+    """Recompute the stored seals from `position` on (a sealing epoch's rewrite, in its transaction,
+    with the append lock held); the last (position, seal), to export as a head."""
+    await conn.execute("LOCK TABLE audit_seals IN EXCLUSIVE MODE")
+    last = await conn.fetchrow(
+        "SELECT notification_id, seal FROM audit_seals WHERE notification_id < $1"
+        " ORDER BY notification_id DESC LIMIT 1", position)
+    previous = bytes(last[1]) if last else ZERO_SEAL
+    rows = await conn.fetch(
+        "SELECT s.notification_id, e.originator_id, e.originator_version, e.topic, e.state FROM audit_seals s"
+        " JOIN case_events e USING (notification_id) WHERE s.notification_id >= $1 ORDER BY 1", position)
+    updates = []
+    for row in rows:
+        previous = seal_link(key, previous, row[0], row[1], row[2], row[3], bytes(row[4]))
+        updates.append((row[0], previous))
+    await conn.executemany("UPDATE audit_seals SET seal = $2 WHERE notification_id = $1", updates)
+    return (updates[-1][0], updates[-1][1]) if updates else None

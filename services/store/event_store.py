@@ -414,3 +414,42 @@ async def stream_head(conn: asyncpg.Connection | asyncpg.Pool, originator_id: UU
         "SELECT originator_version, notification_id FROM case_events WHERE originator_id = $1"
         " ORDER BY originator_version DESC LIMIT 1", originator_id)
     return None if row is None else (row[0], row[1])
+
+
+async def rewrite_states(conn: asyncpg.Connection, rows: Sequence[tuple[UUID, int, bytes]]) -> None:
+    """The sealing epoch's rewrite (services/privacy/sealing_epoch.py), the only one there is:
+    each (stream, version)'s state replaced, in the caller's transaction, which holds the append lock."""
+    await conn.execute(
+        "UPDATE case_events e SET state = r.state FROM unnest($1::uuid[], $2::bigint[], $3::bytea[])"
+        " AS r(originator_id, originator_version, state)"
+        " WHERE e.originator_id = r.originator_id AND e.originator_version = r.originator_version",
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+
+async def lock_for_rewrite(conn: asyncpg.Connection) -> None:
+    """No append while the epoch rewrites (the lock every append takes; readers go on)."""
+    await conn.execute("LOCK TABLE case_events IN EXCLUSIVE MODE")
+
+
+async def streams_with_topics(conn: asyncpg.Connection | asyncpg.Pool, topics: Sequence[str]) -> list[UUID]:
+    """The streams holding an event of these topics."""
+    return [r[0] for r in await conn.fetch(
+        "SELECT DISTINCT originator_id FROM case_events WHERE topic = ANY($1::text[]) ORDER BY 1", list(topics))]
+
+
+async def positions_of(conn: asyncpg.Connection, keys: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
+    rows = await conn.fetch(
+        "SELECT e.originator_id, e.originator_version, e.notification_id FROM case_events e"
+        " JOIN unnest($1::uuid[], $2::bigint[]) AS k(i, v) ON e.originator_id = k.i AND e.originator_version = k.v",
+        [k[0] for k in keys], [k[1] for k in keys])
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+async def states_of(conn: asyncpg.Connection,
+                    keys: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], tuple[str, bytes]]:
+    """(topic, state) of each named event."""
+    rows = await conn.fetch(
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM case_events e"
+        " JOIN unnest($1::uuid[], $2::bigint[]) AS k(i, v) ON e.originator_id = k.i AND e.originator_version = k.v",
+        [k[0] for k in keys], [k[1] for k in keys])
+    return {(r[0], r[1]): (r[2], bytes(r[3])) for r in rows}

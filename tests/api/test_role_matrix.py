@@ -39,8 +39,8 @@ def contract_roles(method: str, path: str) -> tuple[str, ...] | None:
         return None  # public
     if path == "/v1/call-verifications":
         return ("ivr",)  # the IVR's service token only (CONTRACT.md "Call verification")
-    if path.startswith("/v1/webhooks"):
-        return ("admin",)
+    if path.startswith("/v1/webhooks") or path.endswith("/erasure"):
+        return ("admin",)  # webhooks; erasure of a customer's data (issue 21)
     if path.startswith("/v1/approvals"):
         return SUPERVISORS  # "GET /v1/approvals ... (supervisor)", approve and reject: four eyes
     if path.startswith(("/v1/breaches", "/v1/merchants/flags")) or path.endswith("/identity-unlock"):
@@ -119,7 +119,7 @@ async def assigned_case(client, auth) -> dict[str, str]:
 def request_for(route: Any, case: dict[str, str]) -> tuple[str, dict[str, Any] | None]:
     path = route.path.replace("{case_id}", case["id"]).replace("{queue}", "fraud_alerts")
     for name in ("contact_id", "dispute_id", "callback_id", "credit_id", "breach_id",
-                 "webhook_id", "approval_id"):
+                 "webhook_id", "approval_id", "customer_id"):
         path = path.replace("{" + name + "}", case["contact"] if name == "contact_id" else str(uuid.uuid4()))
     path = path.replace("{card_id}", "card-p").replace("{department}", "credit_management")
     if route.method == "GET":

@@ -199,6 +199,8 @@ def test_the_story_uses_every_event_type() -> None:
         # Rejection and expiry end an approval without an effect: tests/domain/test_approvals.py tells them.
         ev.ApprovalRejected,
         ev.ApprovalExpired,
+        # Erasure ends a customer's story: tests/domain/test_erasure.py tells it.
+        ev.CustomerDataErased,
     }
 
 

@@ -30,7 +30,9 @@ from eventsourcing.persistence import StoredEvent
 from casedesk.domain.events import HandoffNoteAdded
 from casedesk.projections.catalogue import all_projections
 from casedesk.services.personal_data import PersonalData
+from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.rebuild import rebuild_projections
+from casedesk.services.settings import Settings
 from casedesk.services.store.audit_chain import check_every_stream
 from casedesk.services.store.database import create_pool
 from casedesk.services.store.embedded_postgres import start_embedded_postgres
@@ -229,10 +231,12 @@ async def check_the_store(pool: asyncpg.Pool, ledger: list[Entry]) -> None:
 
     mapper = CaseEventMapper()
     notes = Counter()
+    # Note texts are stored sealed (issue 21): opened with the deployment's master key, as its answers are.
+    keys = CustomerKeys(pool, Settings(pii_key="fault-test-pii-key").master_key_or_derived)
     for r in rows:
         event = mapper.to_domain_event(StoredEvent(r[0], r[1], r[2], bytes(r[3])))
         if isinstance(event, HandoffNoteAdded):
-            notes[event.text] += 1
+            notes[await keys.open_text(event.text)] += 1
     sent = [e["body"]["text"] for e in first.values() if e["path"].endswith("/notes")]
     assert notes == Counter(sent), "a note is missing or written twice"
 
@@ -242,7 +246,8 @@ async def check_the_store(pool: asyncpg.Pool, ledger: list[Entry]) -> None:
     assert kept.keys() == {stored_as(k) for k in first}, "the idempotency keys are not the acknowledged commands"
     for key, e in first.items():
         row = kept[stored_as(key)]
-        assert (row["status"], json.loads(row["response"])) == (e["status"], e["answer"])
+        assert (row["status"], json.loads(await keys.open_json(bytes(row["response"])))) == (
+            e["status"], e["answer"])
 
 
 async def projection_rows(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:

@@ -203,7 +203,7 @@ async def attack_cases(a: Attacker) -> str:
     await a.command(f"{case}/identity-unlock", {"reason": "x"})
     await a.command(f"{case}/contacts/{outbound['contact_id']}/end", {"outcome": "connected", "summary": "x"})
     await caught_up(a, case)  # the escalation queued it: claim it, so that it can be released
-    status, claimed = await a.send("POST", "/v1/queues/credit_management/claim")
+    status, _ = await a.send("POST", "/v1/queues/credit_management/claim")
     if status != 200:  # say why: the refusals on the way, and where the case stands
         _, view = await a.send("GET", case)
         raise AssertionError(f"claim answered {status}; refused on the way: {a.unaccepted[-5:]}; case: {view}")

@@ -1,0 +1,1 @@
+"""Privacy: per-customer keys that seal personal data, and erasure by destroying them (issue 21)."""

@@ -1,0 +1,325 @@
+"""Per-customer data keys: personal strings sealed as self-describing tokens, and opened again.
+
+A personal string (domain/personal_fields.py) is stored as
+
+    {{cd1.<key id, 16 bytes b64url>.<nonce (12 bytes) + AES-GCM ciphertext and tag, b64url>}}
+
+under the customer's own 256-bit data key (AES-GCM, the `cryptography` package;
+the key id is the associated data, so a token cannot be moved under another key).
+The token names its key, so any bytes that carry it (an event, a case file, a
+timeline, a stored answer) are opened the same way, at the edge where they leave
+casedesk: HTTP answers, the case stream, webhooks, the CLI. Nothing stored ever
+holds the clear text, so destroying the key erases it everywhere at once;
+a token whose key is destroyed reads "[erased]".
+
+Data keys are kept in `customer_keys` wrapped (AES-GCM) by the master key,
+CASEDESK_MASTER_KEY, which never enters the database. Each process caches
+opened keys; an erasure NOTIFYs `customer_key_erased` and every process that
+LISTENs forgets the key at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from uuid import UUID, uuid4
+
+import asyncpg
+import msgspec
+import structlog
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from casedesk.domain.events import CaseEvent
+from casedesk.domain.personal_fields import has_personal_fields, with_personal
+
+log = structlog.get_logger("casedesk.privacy")
+
+ERASED = "[erased]"
+UNREADABLE = "[unreadable]"  # a token under a key the master key cannot open, or a tampered one
+ERASED_CHANNEL = "customer_key_erased"
+KEYS_TRUSTED_SECONDS = 60.0
+TOKEN_PREFIX = "{{cd1."
+_TOKEN = re.compile(r"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\}\}")
+_TOKEN_BYTES = re.compile(rb"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\}\}")
+_NONCE = 12
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str | bytes) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+
+
+def is_sealed(text: str) -> bool:
+    return text.startswith(TOKEN_PREFIX)
+
+
+def master_cipher(master_key: str) -> AESGCM:
+    """The master key as an AES-256 key (any string: it is hashed to 32 bytes)."""
+    return AESGCM(hashlib.sha256(b"casedesk master key:" + master_key.encode()).digest())
+
+
+class DataKey:
+    """One customer's data key, opened: seals strings under it."""
+
+    __slots__ = ("_aead", "_prefix", "key_id")
+
+    def __init__(self, key_id: UUID, key: bytes) -> None:
+        self.key_id = key_id
+        self._aead = AESGCM(key)
+        self._prefix = f"{TOKEN_PREFIX}{_b64(key_id.bytes)}."
+
+    def seal(self, text: str) -> str:
+        if not text or is_sealed(text):
+            return text  # already sealed (copied from state), or nothing to hide
+        nonce = os.urandom(_NONCE)
+        return f"{self._prefix}{_b64(nonce + self._aead.encrypt(nonce, text.encode(), self.key_id.bytes))}}}}}"
+
+    def open(self, sealed: bytes) -> str:
+        return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], self.key_id.bytes).decode()
+
+
+# Get or make each customer's live key and link the cases to them, in one statement.
+_ENSURE = """
+WITH wanted AS (
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::bytea[]) AS w(customer_id, case_id, key_id, wrapped)
+), made AS (
+    INSERT INTO customer_keys (key_id, customer_id, wrapped)
+    SELECT DISTINCT ON (customer_id) key_id, customer_id, wrapped FROM wanted ORDER BY customer_id
+    ON CONFLICT (customer_id) WHERE erased_at IS NULL DO NOTHING
+    RETURNING customer_id, key_id, wrapped
+), linked AS (
+    INSERT INTO customer_cases (case_id, customer_id) SELECT DISTINCT case_id, customer_id FROM wanted
+    ON CONFLICT DO NOTHING
+)
+SELECT customer_id, key_id, wrapped FROM made
+UNION ALL
+SELECT customer_id, key_id, wrapped FROM customer_keys WHERE customer_id = ANY($1::text[]) AND erased_at IS NULL
+"""
+
+
+class CustomerKeys:
+    """The deployment's customer keys: seal events as they are stored, open tokens as they leave.
+
+    `sealing` False (CASEDESK_SEAL_PERSONAL_DATA=0, the bench's reference run only)
+    stores personal data in the clear; tokens already stored still open.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, master_key: str, *, sealing: bool = True) -> None:
+        self._pool = pool
+        self._master = master_cipher(master_key)
+        self.sealing = sealing
+        self._live: dict[str, DataKey] = {}  # customer id -> the key new data is sealed under
+        self._linked: set[UUID] = set()  # cases known to be in customer_cases
+        self._opened: dict[UUID, DataKey | None] = {}  # key id -> key, None when erased or unreadable
+        self._unopenable: set[UUID] = set()  # kept, but wrapped under another master key
+        # When each key was last read from the table: a process whose LISTEN connection was lost
+        # (and with it an erasure's NOTIFY) reads its keys again after KEYS_TRUSTED_SECONDS.
+        self._read_at: dict[UUID, float] = {}
+
+    # --- keys -------------------------------------------------------------------------------
+    def _wrap(self, key_id: UUID, key: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + self._master.encrypt(nonce, key, key_id.bytes)
+
+    def _unwrap(self, key_id: UUID, wrapped: bytes | None) -> DataKey | None:
+        if wrapped is None:
+            return None
+        try:
+            return DataKey(key_id, self._master.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], key_id.bytes))
+        except InvalidTag:
+            # Another process's CASEDESK_MASTER_KEY: say so (its data reads "[unreadable]", not "[erased]").
+            log.warning("customer_key_not_opened", key_id=str(key_id),
+                        hint="every process must have the same CASEDESK_MASTER_KEY")
+            self._unopenable.add(key_id)
+            return None
+
+    def _fresh(self, key_id: UUID, now: float) -> bool:
+        return now - self._read_at.get(key_id, -KEYS_TRUSTED_SECONDS) < KEYS_TRUSTED_SECONDS
+
+    async def _ensure(self, pairs: Sequence[tuple[str, UUID]]) -> None:
+        """Make sure each (customer, case) has a live key in memory and the case is linked."""
+        now = time.monotonic()
+        wanted = [(c, k) for c, k in dict.fromkeys(pairs)
+                  if (live := self._live.get(c)) is None or k not in self._linked or not self._fresh(live.key_id, now)]
+        for _ in range(3):  # a concurrent erasure or first key elsewhere: read again
+            if not wanted:
+                return
+            new_ids = [uuid4() for _ in wanted]
+            rows = await self._pool.fetch(
+                _ENSURE, [c for c, _ in wanted], [k for _, k in wanted], new_ids,
+                [self._wrap(i, AESGCM.generate_key(256)) for i in new_ids])
+            for row in rows:
+                key = self._unwrap(row["key_id"], bytes(row["wrapped"]))
+                if key is not None:
+                    self._live[row["customer_id"]] = self._opened[key.key_id] = key
+                    self._read_at[key.key_id] = now
+            self._linked.update(k for c, k in wanted if c in self._live)
+            wanted = [(c, k) for c, k in wanted if c not in self._live or not self._fresh(self._live[c].key_id, now)]
+        raise RuntimeError("no live customer key could be made or opened: is CASEDESK_MASTER_KEY the same in every"
+                           " process?")
+
+    async def seal(self, customer_id: str, events: Sequence[CaseEvent]) -> list[CaseEvent]:
+        """The events with their personal strings sealed under the customer's key."""
+        if not self.sealing or not events:
+            return list(events)
+        return (await self.seal_many([(customer_id, events)]))[0]
+
+    async def seal_many(self, batches: Sequence[tuple[str, Sequence[CaseEvent]]]) -> list[list[CaseEvent]]:
+        """Several customers' events at once (one round trip for all keys not yet in memory)."""
+        if not self.sealing:
+            return [list(events) for _, events in batches]
+        # Only events with personal fields need a key (an erasure's own event must not make a new one).
+        await self._ensure([(c, e.originator_id) for c, events in batches for e in events if has_personal_fields(e)])
+        sealed: list[list[CaseEvent]] = []
+        for customer_id, events in batches:
+            key = self._live.get(customer_id)
+            sealed.append([with_personal(e, key.seal) if key is not None and has_personal_fields(e) else e
+                           for e in events])
+        return sealed
+
+    # --- opening ----------------------------------------------------------------------------
+    async def _load(self, key_ids: set[UUID]) -> None:
+        now = time.monotonic()
+        # Unknown keys, and opened ones not read for a while (erased keys stay erased: never again).
+        missing = [k for k in key_ids
+                   if k not in self._opened or (self._opened[k] is not None and not self._fresh(k, now))]
+        if not missing:
+            return
+        rows = {r[0]: r[1] for r in await self._pool.fetch(
+            "SELECT key_id, wrapped FROM customer_keys WHERE key_id = ANY($1::uuid[])", missing)}
+        for key_id in missing:
+            wrapped = rows.get(key_id)
+            self._opened[key_id] = self._unwrap(key_id, None if wrapped is None else bytes(wrapped))
+            self._read_at[key_id] = now
+
+    def _open(self, key_id: bytes, sealed: bytes) -> str:
+        named = UUID(bytes=_unb64(key_id))
+        key = self._opened.get(named)
+        if key is None:
+            return UNREADABLE if named in self._unopenable else ERASED
+        try:
+            return key.open(_unb64(sealed))
+        except (InvalidTag, ValueError):
+            return UNREADABLE
+
+    async def open_json(self, body: bytes) -> bytes:
+        """JSON bytes with every token replaced by its text, JSON-escaped ("[erased]" for a destroyed key)."""
+        if b"{{cd1." not in body:
+            return body
+        await self._load({UUID(bytes=_unb64(m[1])) for m in _TOKEN_BYTES.finditer(body)})
+        return _TOKEN_BYTES.sub(lambda m: msgspec.json.encode(self._open(m[1], m[2]))[1:-1], body)
+
+    async def open_text(self, text: str) -> str:
+        """Plain text with every token replaced by its text."""
+        if TOKEN_PREFIX not in text:
+            return text
+        await self._load({UUID(bytes=_unb64(m[1])) for m in _TOKEN.finditer(text)})
+        return _TOKEN.sub(lambda m: self._open(m[1].encode(), m[2].encode()), text)
+
+    # --- erasure ----------------------------------------------------------------------------
+    def forget(self, customer_id: str, key_ids: Sequence[UUID]) -> None:
+        """This process drops the customer's keys (an erasure here or, by NOTIFY, elsewhere)."""
+        self._live.pop(customer_id, None)
+        for key_id in key_ids:
+            self._opened[key_id] = None
+
+    def heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        told = msgspec.json.decode(payload)
+        self.forget(told["customer_id"], [UUID(k) for k in told["key_ids"]])
+
+    @contextlib.asynccontextmanager
+    async def listening(self, dsn: str) -> AsyncIterator[None]:
+        """LISTEN for erasures in other processes while the context is open, on a connection of its own
+        (never one a pool's requests or workers need), connected again when lost."""
+        task = self.start_listening(dsn)
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def start_listening(self, dsn: str) -> asyncio.Task[None]:
+        """The LISTEN task (cancel it to stop)."""
+        return asyncio.create_task(self._listen(dsn), name="customer-key-erasures")
+
+    async def _listen(self, dsn: str) -> None:
+        from casedesk.services.store.database import create_pool
+
+        while True:
+            try:
+                pool = await create_pool(dsn, min_size=0, max_size=1)
+                try:
+                    async with pool.acquire() as conn:
+                        lost = asyncio.Event()
+                        conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                        await conn.add_listener(ERASED_CHANNEL, self.heard)
+                        try:
+                            # Keys read before this LISTEN could have missed an erasure: read them again.
+                            self._read_at.clear()
+                            await lost.wait()
+                        finally:
+                            with contextlib.suppress(Exception):
+                                await conn.remove_listener(ERASED_CHANNEL, self.heard)
+                finally:
+                    await pool.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away: keys are read again after KEYS_TRUSTED_SECONDS anyway
+                log.warning("customer_key_listener_lost")
+            await asyncio.sleep(1.0)
+
+
+async def destroy_keys(conn: asyncpg.Connection, customer_id: str, at: datetime, by: str,
+                       reason: str) -> list[UUID]:
+    """Destroy the customer's live keys (the wrapped key is overwritten) and tell every process."""
+    rows = await conn.fetch(
+        "UPDATE customer_keys SET wrapped = NULL, erased_at = $2, erased_by = $3, erasure_reason = $4"
+        " WHERE customer_id = $1 AND erased_at IS NULL RETURNING key_id", customer_id, at, by, reason)
+    key_ids = [r[0] for r in rows]
+    if key_ids:
+        await conn.execute("SELECT pg_notify($1, $2)", ERASED_CHANNEL, msgspec.json.encode(
+            {"customer_id": customer_id, "key_ids": [str(k) for k in key_ids]}).decode())
+    return key_ids
+
+
+async def cases_of(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) -> list[UUID]:
+    """The customer's cases whose personal data was ever sealed (or linked by the sealing epoch)."""
+    return [r[0] for r in await conn.fetch(
+        "SELECT case_id FROM customer_cases WHERE customer_id = $1 ORDER BY case_id", customer_id)]
+
+
+async def link_cases(conn: asyncpg.Connection, customer_ids: Sequence[str], case_ids: Sequence[UUID]) -> None:
+    await conn.execute(
+        "INSERT INTO customer_cases (case_id, customer_id) SELECT * FROM unnest($1::uuid[], $2::text[])"
+        " ON CONFLICT DO NOTHING", list(case_ids), list(customer_ids))
+
+
+async def erasure_of(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) -> tuple[bool, datetime | None]:
+    """(any key ever made for the customer, when their keys were last erased)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) > 0, max(erased_at) FROM customer_keys WHERE customer_id = $1", customer_id)
+    return bool(row[0]), row[1]
+
+
+async def has_live_key(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM customer_keys WHERE customer_id = $1 AND erased_at IS NULL)", customer_id))
+
+
+async def with_live_key(conn: asyncpg.Connection | asyncpg.Pool, customer_ids: Sequence[str]) -> list[str]:
+    """Those of the customers who have a live key (data not erased), in id order."""
+    return [r[0] for r in await conn.fetch(
+        "SELECT customer_id FROM customer_keys WHERE erased_at IS NULL AND customer_id = ANY($1::text[])"
+        " ORDER BY customer_id", list(customer_ids))]
