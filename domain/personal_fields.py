@@ -41,6 +41,10 @@ PERSONAL_FIELDS: dict[type[ev.CaseEvent], tuple[str, ...]] = {
     ev.CaseReleased: ("note",),
     ev.CaseResolved: ("summary",),
     ev.CustomerNotified: ("summary",),
+    # Four eyes: the waiver's note as asked (a credit asked for has none), the decisions' notes.
+    ev.ApprovalRequested: ("command.note",),
+    ev.ApprovalGranted: ("note",),
+    ev.ApprovalRejected: ("note",),
 }
 
 _S = TypeVar("_S", bound=msgspec.Struct)
@@ -48,7 +52,7 @@ _S = TypeVar("_S", bound=msgspec.Struct)
 
 def _changed(value: _S, path: list[str], change: Callable[[str], str]) -> _S:
     head, rest = path[0], path[1:]
-    inner: Any = getattr(value, head)
+    inner: Any = getattr(value, head, None)  # None too where a union's other member has no such field
     if inner is None:
         return value
     if rest:
