@@ -26,7 +26,9 @@ _PHONE = re.compile(PHONE_PATTERN)
 
 async def lookup(request: web.Request) -> web.Response:
     q, pii = request.query, request.app[PERSONAL_DATA]
-    name, phone, last4 = q.get("name") or None, q.get("phone") or None, q.get("last4")
+    # `phone` and `last4`, given even empty, must be what they say (the document's patterns); an empty
+    # `name` is no name.
+    name, phone, last4 = q.get("name") or None, q.get("phone"), q.get("last4")
     if last4 is not None and not _LAST4.fullmatch(last4):  # given, even empty, it is four digits
         raise validation_problem([FieldError("last4", "must be four digits")])
     # An unescaped '+' arrives as a space; a phone without digits matches nobody and was answered 200 as if searched.
