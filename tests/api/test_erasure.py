@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -37,6 +36,7 @@ from casedesk.services.store.database import create_pool
 from casedesk.services.store.event_store import EventStore
 from casedesk.services.store.migrations import migrate
 from tests.api.conftest import SECRET, new_case_body
+from tests.database_dump import pg_dump_binary
 from tests.projections.helpers import all_rows, drain, wait_until_caught_up
 
 MASTER = "test-master-key-erasure"
@@ -76,7 +76,7 @@ _BYTEA = re.compile(r"\\\\x([0-9a-f]+)")
 def pg_dump(dsn: str) -> str:
     """The whole database as SQL text, as a backup would hold it, with bytea values (events, files,
     timelines: dumped as hex) decoded, so a search sees the text they hold."""
-    binary = shutil.which("pg_dump")
+    binary = pg_dump_binary()  # a PATH pg_dump older than the embedded server refuses to dump it
     if binary is None:
         pytest.skip("pg_dump is not installed")
     dump = subprocess.run([binary, "--no-owner", dsn], capture_output=True, text=True, check=True,

