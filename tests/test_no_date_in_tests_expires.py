@@ -10,7 +10,7 @@ test module and fails on a literal date later than today.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 TESTS = Path(__file__).parent
@@ -44,5 +44,7 @@ def test_no_test_module_holds_a_date_after_today() -> None:
 
 
 def test_the_check_finds_a_date_that_will_expire() -> None:
-    assert future_dates('"due_at": "2026-11-25T10:00:00+09:00"', date(2026, 11, 1)) == ["2026-11-25"]
-    assert future_dates('"due_at": "2026-11-25T10:00:00+09:00"', date(2026, 11, 26)) == []
+    today = datetime.now(UTC).date()
+    later, earlier = (today + timedelta(days=24)).isoformat(), (today - timedelta(days=1)).isoformat()
+    assert future_dates(f'"due_at": "{later}T10:00:00+09:00"', today) == [later]
+    assert future_dates(f'"due_at": "{earlier}T10:00:00+09:00"', today) == []
