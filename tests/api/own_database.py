@@ -22,8 +22,9 @@ from casedesk.services.store.migrations import migrate
 from tests.api.conftest import SECRET
 
 
-async def _database_of_its_own(database_dsn: str) -> AsyncIterator[str]:
-    name = f"clocks_{uuid.uuid4().hex[:10]}"
+async def database_of_its_own(database_dsn: str, prefix: str = "clocks") -> AsyncIterator[str]:
+    """A freshly migrated database, dropped afterwards: a dump of it or its projections are this test's alone."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(database_dsn)
     await admin.execute(f"CREATE DATABASE {name}")
     dsn = urlunsplit(urlsplit(database_dsn)._replace(path=f"/{name}"))
@@ -39,13 +40,13 @@ async def _database_of_its_own(database_dsn: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def jp_database(database_dsn: str) -> AsyncIterator[str]:
-    async for dsn in _database_of_its_own(database_dsn):
+    async for dsn in database_of_its_own(database_dsn):
         yield dsn
 
 
 @pytest.fixture(scope="session")
 async def us_database(database_dsn: str) -> AsyncIterator[str]:
-    async for dsn in _database_of_its_own(database_dsn):
+    async for dsn in database_of_its_own(database_dsn):
         yield dsn
 
 

@@ -20,9 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -34,8 +32,8 @@ from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.settings import Settings
 from casedesk.services.store.database import create_pool
 from casedesk.services.store.event_store import EventStore
-from casedesk.services.store.migrations import migrate
 from tests.api.conftest import SECRET, new_case_body
+from tests.api.own_database import database_of_its_own
 from tests.database_dump import pg_dump_binary
 from tests.projections.helpers import all_rows, drain, wait_until_caught_up
 
@@ -46,18 +44,8 @@ AUDIT_KEY = "test-audit-key-erasure"
 @pytest.fixture
 async def own_dsn(database_dsn: str) -> AsyncIterator[str]:
     """A database of its own: its dump holds only this test's data, its projections run unshared."""
-    name = f"erasure_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(database_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    dsn = urlunsplit(urlsplit(database_dsn)._replace(path=f"/{name}"))
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    yield dsn
-    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    await admin.close()
+    async for dsn in database_of_its_own(database_dsn, "erasure"):
+        yield dsn
 
 
 def erasure_settings(tmp_path: Path, **more: Any) -> Settings:
