@@ -86,13 +86,19 @@ def _json(status: int, body: bytes, version: int | None) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
+def idempotency_key_of(request: web.Request) -> str | None:
+    """The request's Idempotency-Key as sent, refused (422) when it is not 1 to 200 characters."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise validation_problem([FieldError("Idempotency-Key", "must be 1 to 200 characters")])
+    return key
+
+
 async def idempotency_of(request: web.Request) -> Idempotency | web.Response | None:
     """The request's Idempotency-Key; or the first answer, if this key was answered."""
-    key = request.headers.get("Idempotency-Key")
+    key = idempotency_key_of(request)
     if key is None:
         return None
-    if not 1 <= len(key) <= 200:
-        raise validation_problem([FieldError("Idempotency-Key", "must be 1 to 200 characters")])
     principal = request[PRINCIPAL].sub
     personal = request.app[PERSONAL_DATA]
     key = personal.idempotency_key(key)  # kept only as a keyed digest: the header may hold a card number

@@ -8,6 +8,7 @@ from aiohttp import web
 from casedesk.services.case_service import actor_of
 from casedesk.services.http.app_keys import CASES, CUSTOMER_KEYS
 from casedesk.services.http.case_requests import Text
+from casedesk.services.http.commands import idempotency_key_of
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import Problem
 from casedesk.services.http.request_body import decode
@@ -24,6 +25,9 @@ async def erase_customer_data(request: web.Request) -> web.Response:
     """Admins: erase the customer's personal data on all their cases by destroying their key."""
     # Any text may name a customer: one never recorded (a card number included: never stored) is a 404.
     customer_id = request.match_info["customer_id"]
+    # Erasure is idempotent by nature (a repeat answers the first erasure's time), so the key is
+    # only checked like any command's, not kept.
+    idempotency_key_of(request)
     body = await decode(request, EraseCustomer)
     principal = request[PRINCIPAL]
     try:

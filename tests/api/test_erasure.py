@@ -238,7 +238,11 @@ async def test_a_second_erasure_is_idempotent_unknown_is_404_and_only_admins_may
     for role in ("agent", "supervisor", "auditor"):
         r = await client.post(path, json={"reason": "r"}, headers=headers(role))
         assert r.status == 403, role
-    first = await client.post(path, json={"reason": "retention"}, headers=ADMIN)
+    r = await client.post(path, json={"reason": "retention"}, headers={**ADMIN, "Idempotency-Key": "k" * 201})
+    assert r.status == 422 and r.content_type == "application/problem+json"  # and nothing was erased:
+    r = await client.get(f"/v1/cases/{case_id}/history", headers=ADMIN)
+    assert "CustomerDataErased" not in [e["type"] for e in (await r.json())["events"]]
+    first = await client.post(path, json={"reason": "retention"}, headers={**ADMIN, "Idempotency-Key": "erase-1"})
     second = await client.post(path, json={"reason": "retention"}, headers=ADMIN)
     assert first.status == second.status == 200
     assert await first.json() == await second.json()
