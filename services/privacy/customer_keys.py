@@ -50,6 +50,7 @@ TOKEN_PREFIX = "{{cd1."
 _TOKEN = re.compile(r"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\}\}")
 _TOKEN_BYTES = re.compile(rb"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\}\}")
 _NONCE = 12
+_JUST_SEALED = 64  # per key: a customer's commands in flight at once, many times over
 
 
 def _b64(raw: bytes) -> str:
@@ -59,6 +60,10 @@ def _b64(raw: bytes) -> str:
 def _unb64(text: str | bytes) -> bytes:
     raw = text.encode() if isinstance(text, str) else text
     return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+
+
+def _json_escaped(text: str) -> bytes:
+    return msgspec.json.encode(text)[1:-1]
 
 
 def is_sealed(text: str) -> bool:
@@ -73,20 +78,33 @@ def master_cipher(master_key: str) -> AESGCM:
 class DataKey:
     """One customer's data key, opened: seals strings under it."""
 
-    __slots__ = ("_aead", "_prefix", "key_id")
+    __slots__ = ("_aead", "_just_sealed", "_prefix", "key_id")
 
     def __init__(self, key_id: UUID, key: bytes) -> None:
         self.key_id = key_id
         self._aead = AESGCM(key)
         self._prefix = f"{TOKEN_PREFIX}{_b64(key_id.bytes)}."
+        # The last few tokens this key sealed, by their ciphertext: a command's answer carries the text it
+        # just sealed, and opening it again would cost a decryption and two base64 passes per request.
+        # Only clear text this process already held; dropped with the key at erasure.
+        self._just_sealed: dict[bytes, str] = {}
 
     def seal(self, text: str) -> str:
         if not text or is_sealed(text):
             return text  # already sealed (copied from state), or nothing to hide
         nonce = os.urandom(_NONCE)
-        return f"{self._prefix}{_b64(nonce + self._aead.encrypt(nonce, text.encode(), self.key_id.bytes))}}}}}"
+        sealed = _b64(nonce + self._aead.encrypt(nonce, text.encode(), self.key_id.bytes))
+        remembered = self._just_sealed
+        if len(remembered) >= _JUST_SEALED:
+            del remembered[next(iter(remembered))]  # the oldest
+        remembered[sealed.encode()] = text
+        return f"{self._prefix}{sealed}}}}}"
 
-    def open(self, sealed: bytes) -> str:
+    def open(self, sealed_b64: bytes) -> str:
+        text = self._just_sealed.get(sealed_b64)
+        if text is not None:
+            return text
+        sealed = _unb64(sealed_b64)
         return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], self.key_id.bytes).decode()
 
 
@@ -124,6 +142,7 @@ class CustomerKeys:
         self._linked: set[UUID] = set()  # cases known to be in customer_cases
         self._opened: dict[UUID, DataKey | None] = {}  # key id -> key, None when erased or unreadable
         self._unopenable: set[UUID] = set()  # kept, but wrapped under another master key
+        self._names: dict[bytes, UUID] = {}  # a token's key name (base64) -> the key id it names
         # When each key was last read from the table: a process whose LISTEN connection was lost
         # (and with it an erasure's NOTIFY) reads its keys again after KEYS_TRUSTED_SECONDS.
         self._read_at: dict[UUID, float] = {}
@@ -174,6 +193,11 @@ class CustomerKeys:
         """The events with their personal strings sealed under the customer's key."""
         if not self.sealing or not events:
             return list(events)
+        key = self._live.get(customer_id)
+        if (key is not None and self._fresh(key.key_id, time.monotonic())
+                and all(e.originator_id in self._linked for e in events)):
+            # The usual command: its customer's key in memory, its case linked; no round trip, no lists.
+            return [with_personal(e, key.seal) if has_personal_fields(e) else e for e in events]
         return (await self.seal_many([(customer_id, events)]))[0]
 
     async def seal_many(self, batches: Sequence[tuple[str, Sequence[CaseEvent]]]) -> list[list[CaseEvent]]:
@@ -204,13 +228,20 @@ class CustomerKeys:
             self._opened[key_id] = self._unwrap(key_id, None if wrapped is None else bytes(wrapped))
             self._read_at[key_id] = now
 
-    def _open(self, key_id: bytes, sealed: bytes) -> str:
-        named = UUID(bytes=_unb64(key_id))
-        key = self._opened.get(named)
+    def _key_id(self, name: bytes) -> UUID:
+        """The key id a token names (its base64 form), parsed once per key."""
+        key_id = self._names.get(name)
+        if key_id is None:
+            key_id = self._names[name] = UUID(bytes=_unb64(name))
+        return key_id
+
+    def _open(self, name: bytes, sealed: bytes) -> str:
+        key_id = self._key_id(name)
+        key = self._opened.get(key_id)
         if key is None:
-            return UNREADABLE if named in self._unopenable else ERASED
+            return UNREADABLE if key_id in self._unopenable else ERASED
         try:
-            return key.open(_unb64(sealed))
+            return key.open(sealed)
         except (InvalidTag, ValueError):
             return UNREADABLE
 
@@ -218,14 +249,21 @@ class CustomerKeys:
         """JSON bytes with every token replaced by its text, JSON-escaped ("[erased]" for a destroyed key)."""
         if b"{{cd1." not in body:
             return body
-        await self._load({UUID(bytes=_unb64(m[1])) for m in _TOKEN_BYTES.finditer(body)})
-        return _TOKEN_BYTES.sub(lambda m: msgspec.json.encode(self._open(m[1], m[2]))[1:-1], body)
+        tokens = list(_TOKEN_BYTES.finditer(body))
+        await self._load({self._key_id(m[1]) for m in tokens})
+        opened, last = bytearray(), 0
+        for m in tokens:
+            opened += body[last:m.start()]
+            opened += _json_escaped(self._open(m[1], m[2]))
+            last = m.end()
+        opened += body[last:]
+        return bytes(opened)
 
     async def open_text(self, text: str) -> str:
         """Plain text with every token replaced by its text."""
         if TOKEN_PREFIX not in text:
             return text
-        await self._load({UUID(bytes=_unb64(m[1])) for m in _TOKEN.finditer(text)})
+        await self._load({self._key_id(m[1].encode()) for m in _TOKEN.finditer(text)})
         return _TOKEN.sub(lambda m: self._open(m[1].encode(), m[2].encode()), text)
 
     # --- erasure ----------------------------------------------------------------------------

@@ -397,3 +397,26 @@ async def test_a_process_that_missed_the_notify_forgets_the_key_once_it_reads_ke
         assert who.summary.encode() not in await deaf.open_json(view)  # ...then read again: gone
     finally:
         await pool.close()
+
+
+async def test_a_note_just_written_answers_in_clear_and_its_replayed_answer_reads_erased_after_erasure(
+        app_client: TestClient) -> None:
+    # The process remembers the texts it has just sealed so that a command's answer opens without a
+    # decryption: that memory must not outlive the key.
+    client = app_client
+    who = Customer()
+    case_id, _ = await work_a_case(client, who)
+    note = f"Second note for {who.name}"
+    sent = {"text": note, "pinned": False}
+    key = {**AGENT, "Idempotency-Key": f"note-{uuid.uuid4().hex}"}
+    r = await client.post(f"/v1/cases/{case_id}/notes", json=sent, headers=key)
+    assert r.status == 201 and note in await r.text()
+    r = await client.post(f"/v1/cases/{case_id}/notes", json=sent, headers=key)  # the kept answer, opened
+    assert r.status == 201 and note in await r.text()
+
+    r = await client.post(f"/v1/customers/{who.customer_id}/erasure", json={"reason": "customer's request"},
+                          headers=ADMIN)
+    assert r.status == 200
+    r = await client.post(f"/v1/cases/{case_id}/notes", json=sent, headers=key)
+    replayed = await r.text()
+    assert r.status == 201 and note not in replayed and "[erased]" in replayed
