@@ -171,6 +171,7 @@ class BreachIntake:
         header: dict[str, int] | None = None
         batch: list[tuple[int, CheckedLine]] = []
         writing: asyncio.Task[None] | None = None
+        anything = False
         try:
             async for number, raw in numbered_lines(chunks):
                 report.lines = number
@@ -183,6 +184,7 @@ class BreachIntake:
                     raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte order mark some editors write
                 if not raw.strip():
                     continue  # blank lines (a trailing newline) are nobody's card
+                anything = True
                 if number > MAX_LINES:
                     report.reject(number, f"beyond the {MAX_LINES:,} lines of one upload; send the rest separately")
                     continue
@@ -202,6 +204,8 @@ class BreachIntake:
                     batch = []
             if form == "csv" and header is None:
                 raise UnreadableListError("a CSV list starts with a header line naming " + ", ".join(COLUMNS))
+            if not anything:  # an empty upload is a client's mistake, not a list of no cards
+                raise UnreadableListError("the list holds no line: send one affected card per line")
             if writing is not None:
                 await writing
                 writing = None

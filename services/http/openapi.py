@@ -246,7 +246,7 @@ def _operation(route: Any, ref: dict[type, dict[str, Any]], routes: list[Any]) -
         # Text, one line per item: NDJSON objects, or CSV rows under a header naming the fields. Not a JSON
         # array: a client that sent one would have every line refused. Each line's fields are the line schema's.
         fields = ", ".join(f.name for f in msgspec.structs.fields(route.line)) if route.line else ""
-        lines = {"type": "string", "description": f"One item per line: {fields}"}
+        lines = {"type": "string", "minLength": 1, "description": f"One item per line: {fields}"}
         op["requestBody"] = {"required": True, "content": {media: {"schema": lines} for media in route.upload}}
     op["x-roles"] = list(route.roles or ())
     # Public routes say so: no security requirement at all, not an inherited one.

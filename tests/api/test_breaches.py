@@ -179,6 +179,15 @@ async def test_a_csv_header_with_a_security_code_column_is_refused_before_anythi
     assert await pool.fetchval("SELECT count(*) FROM case_events WHERE originator_id = $1", case_id) == 0
 
 
+@pytest.mark.parametrize("body", [b"", b"\n", b"\n  \n"])
+async def test_an_empty_list_is_refused_as_a_clients_mistake_not_taken_as_no_cards(client, auth, body) -> None:
+    breach_id = await new_breach(client, auth)
+    r = await client.post(f"/v1/breaches/{breach_id}/affected-cards", data=body,
+                          headers={**auth("supervisor"), **NDJSON})
+    assert r.status == 422 and r.content_type == "application/problem+json"
+    assert "holds no line" in await r.text()
+
+
 @pytest.mark.parametrize(("path", "headers", "status"), [
     ("/v1/breaches/{id}/affected-cards", {"Content-Type": "application/json"}, 415),
     (f"/v1/breaches/{uuid.uuid4()}/affected-cards", NDJSON, 404),

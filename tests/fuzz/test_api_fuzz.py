@@ -109,7 +109,7 @@ REFUSALS_NO_SCHEMA_STATES = ("is not a cursor this API gave out", "give phone, n
                              "was already used with another request",
                              "card numbers and security codes are never accepted here",
                              # a breach named must be recorded; a CSV list's header names its columns
-                             "names no recorded breach", "the CSV header",
+                             "names no recorded breach", "the CSV header", "the list holds no line",
                              # a merge names another case, which must exist and be the caller's to work
                              "names no case you may work", "a CSV list starts with a header",
                              # money against its currency's minor unit, and a network's own reason codes
