@@ -178,6 +178,7 @@ class BreachIntake:
                 if number % LINES_PER_TURN == 0:
                     await asyncio.sleep(0)  # a buffered body is read without a pause otherwise
                 if raw is None:
+                    anything = True
                     report.reject(number, f"line is longer than {MAX_LINE_BYTES} bytes")
                     continue
                 if number == 1:

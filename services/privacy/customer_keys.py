@@ -27,7 +27,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from uuid import UUID, uuid4
 
@@ -50,7 +50,9 @@ TOKEN_PREFIX = "{{cd1."
 _TOKEN = re.compile(r"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\}\}")
 _TOKEN_BYTES = re.compile(rb"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\}\}")
 _NONCE = 12
-_JUST_SEALED = 64  # per key: a customer's commands in flight at once, many times over
+_TOKEN_HEAD = len(TOKEN_PREFIX) + 22 + 1  # "{{cd1." + the key id (16 bytes, base64) + "."
+JUST_SEALED = 256  # texts a command sealed, kept until its answer opens them: commands in flight, many times over
+_NAMES_KEPT = 100_000  # token key names parsed; past that the memory starts again (names come from text too)
 
 
 def _b64(raw: bytes) -> str:
@@ -67,7 +69,8 @@ def _json_escaped(text: str) -> bytes:
 
 
 def is_sealed(text: str) -> bool:
-    return text.startswith(TOKEN_PREFIX)
+    """One whole token, nothing around it (text that only starts like one is sealed as any text)."""
+    return text.startswith(TOKEN_PREFIX) and _TOKEN.fullmatch(text) is not None
 
 
 def master_cipher(master_key: str) -> AESGCM:
@@ -78,32 +81,20 @@ def master_cipher(master_key: str) -> AESGCM:
 class DataKey:
     """One customer's data key, opened: seals strings under it."""
 
-    __slots__ = ("_aead", "_just_sealed", "_prefix", "key_id")
+    __slots__ = ("_aead", "_prefix", "key_id")
 
     def __init__(self, key_id: UUID, key: bytes) -> None:
         self.key_id = key_id
         self._aead = AESGCM(key)
         self._prefix = f"{TOKEN_PREFIX}{_b64(key_id.bytes)}."
-        # The last few tokens this key sealed, by their ciphertext: a command's answer carries the text it
-        # just sealed, and opening it again would cost a decryption and two base64 passes per request.
-        # Only clear text this process already held; dropped with the key at erasure.
-        self._just_sealed: dict[bytes, str] = {}
 
     def seal(self, text: str) -> str:
         if not text or is_sealed(text):
             return text  # already sealed (copied from state), or nothing to hide
         nonce = os.urandom(_NONCE)
-        sealed = _b64(nonce + self._aead.encrypt(nonce, text.encode(), self.key_id.bytes))
-        remembered = self._just_sealed
-        if len(remembered) >= _JUST_SEALED:
-            del remembered[next(iter(remembered))]  # the oldest
-        remembered[sealed.encode()] = text
-        return f"{self._prefix}{sealed}}}}}"
+        return f"{self._prefix}{_b64(nonce + self._aead.encrypt(nonce, text.encode(), self.key_id.bytes))}}}}}"
 
     def open(self, sealed_b64: bytes) -> str:
-        text = self._just_sealed.get(sealed_b64)
-        if text is not None:
-            return text
         sealed = _unb64(sealed_b64)
         return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], self.key_id.bytes).decode()
 
@@ -143,6 +134,10 @@ class CustomerKeys:
         self._opened: dict[UUID, DataKey | None] = {}  # key id -> key, None when erased or unreadable
         self._unopenable: set[UUID] = set()  # kept, but wrapped under another master key
         self._names: dict[bytes, UUID] = {}  # a token's key name (base64) -> the key id it names
+        # What the last commands sealed, by ciphertext, until their answer opens it (once): the answer
+        # carries the text just sealed, and decrypting it again cost a decryption and two base64
+        # passes a request. Bounded, emptied at any erasure; only clear text this process just held.
+        self._just_sealed: dict[bytes, tuple[UUID, str]] = {}
         # When each key was last read from the table: a process whose LISTEN connection was lost
         # (and with it an erasure's NOTIFY) reads its keys again after KEYS_TRUSTED_SECONDS.
         self._read_at: dict[UUID, float] = {}
@@ -197,8 +192,23 @@ class CustomerKeys:
         if (key is not None and self._fresh(key.key_id, time.monotonic())
                 and all(e.originator_id in self._linked for e in events)):
             # The usual command: its customer's key in memory, its case linked; no round trip, no lists.
-            return [with_personal(e, key.seal) if has_personal_fields(e) else e for e in events]
+            seal = self._remembering(key)
+            return [with_personal(e, seal) if has_personal_fields(e) else e for e in events]
         return (await self.seal_many([(customer_id, events)]))[0]
+
+    def _remembering(self, key: DataKey) -> Callable[[str], str]:
+        """key.seal, each text kept until the command's answer opens its token (see _just_sealed)."""
+        start = _TOKEN_HEAD
+
+        def seal(text: str) -> str:
+            token = key.seal(text)
+            if token is not text:
+                remembered = self._just_sealed
+                if len(remembered) >= JUST_SEALED:
+                    del remembered[next(iter(remembered))]  # the oldest: its answer was never opened here
+                remembered[token[start:-2].encode()] = (key.key_id, text)
+            return token
+        return seal
 
     async def seal_many(self, batches: Sequence[tuple[str, Sequence[CaseEvent]]]) -> list[list[CaseEvent]]:
         """Several customers' events at once (one round trip for all keys not yet in memory)."""
@@ -225,13 +235,21 @@ class CustomerKeys:
             "SELECT key_id, wrapped FROM customer_keys WHERE key_id = ANY($1::uuid[])", missing)}
         for key_id in missing:
             wrapped = rows.get(key_id)
-            self._opened[key_id] = self._unwrap(key_id, None if wrapped is None else bytes(wrapped))
+            if wrapped is None or self._opened.get(key_id) is None:
+                self._opened[key_id] = self._unwrap(key_id, None if wrapped is None else bytes(wrapped))
+            # (a key still kept is still the same key: the one already opened is kept)
+            if wrapped is None:  # erased, and this process missed the NOTIFY: seal nothing more under it
+                for customer_id in [c for c, live in self._live.items() if live.key_id == key_id]:
+                    del self._live[customer_id]
+                self._just_sealed.clear()
             self._read_at[key_id] = now
 
     def _key_id(self, name: bytes) -> UUID:
         """The key id a token names (its base64 form), parsed once per key."""
         key_id = self._names.get(name)
         if key_id is None:
+            if len(self._names) >= _NAMES_KEPT:
+                self._names.clear()
             key_id = self._names[name] = UUID(bytes=_unb64(name))
         return key_id
 
@@ -240,6 +258,9 @@ class CustomerKeys:
         key = self._opened.get(key_id)
         if key is None:
             return UNREADABLE if key_id in self._unopenable else ERASED
+        just = self._just_sealed.pop(sealed, None)
+        if just is not None and just[0] == key_id:
+            return just[1]
         try:
             return key.open(sealed)
         except (InvalidTag, ValueError):
@@ -272,6 +293,7 @@ class CustomerKeys:
         self._live.pop(customer_id, None)
         for key_id in key_ids:
             self._opened[key_id] = None
+        self._just_sealed.clear()
 
     def heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         told = msgspec.json.decode(payload)

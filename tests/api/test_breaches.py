@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from casedesk.services.breach_intake import MAX_LINE_BYTES
+
 PAN = "4111 1111 1111 1111"
 NDJSON = {"Content-Type": "application/x-ndjson"}
 CSV = {"Content-Type": "text/csv"}
@@ -186,6 +188,15 @@ async def test_an_empty_list_is_refused_as_a_clients_mistake_not_taken_as_no_car
                           headers={**auth("supervisor"), **NDJSON})
     assert r.status == 422 and r.content_type == "application/problem+json"
     assert "holds no line" in await r.text()
+
+
+async def test_a_list_of_only_over_long_lines_is_taken_with_each_line_named(client, auth) -> None:
+    breach_id = await new_breach(client, auth)
+    r = await client.post(f"/v1/breaches/{breach_id}/affected-cards", data=b"x" * (MAX_LINE_BYTES + 1000) + b"\n",
+                          headers={**auth("supervisor"), **NDJSON})
+    assert r.status == 202, await r.text()
+    report = await r.json()
+    assert report["accepted"] == 0 and [x["line"] for x in report["rejected"]] == [1]
 
 
 @pytest.mark.parametrize(("path", "headers", "status"), [

@@ -420,3 +420,20 @@ async def test_a_note_just_written_answers_in_clear_and_its_replayed_answer_read
     r = await client.post(f"/v1/cases/{case_id}/notes", json=sent, headers=key)
     replayed = await r.text()
     assert r.status == 201 and note not in replayed and "[erased]" in replayed
+
+
+async def test_a_text_that_only_starts_like_a_sealed_token_is_sealed_and_erased_like_any_text(
+        app_client: TestClient) -> None:
+    # Only one whole token is taken as already sealed: a note that merely begins with "{{cd1." was
+    # stored in the clear and outlived the customer's erasure.
+    client = app_client
+    who = Customer()
+    case_id, _ = await work_a_case(client, who)
+    note = "{{cd1.not-a-token}} " + who.note
+    r = await client.post(f"/v1/cases/{case_id}/notes", json={"text": note, "pinned": False}, headers=AGENT)
+    assert r.status == 201 and who.note in await r.text()
+    r = await client.post(f"/v1/customers/{who.customer_id}/erasure", json={"reason": "customer's request"},
+                          headers=ADMIN)
+    assert r.status == 200
+    r = await client.get(f"/v1/cases/{case_id}/timeline", headers=ADMIN)
+    assert r.status == 200 and who.note not in await r.text()
