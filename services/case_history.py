@@ -107,6 +107,11 @@ def _read(mapper: CaseEventMapper, originator_id: UUID, version: int, topic: str
     return event, _masked(event)
 
 
+def forget_rows_read_lately() -> None:
+    """Empty the memory of rows read lately (a benchmark's first read; a test's clean start)."""
+    _read.cache_clear()
+
+
 class VersionNotWrittenError(LookupError):
     """History was asked as of a version the case has not reached."""
 
