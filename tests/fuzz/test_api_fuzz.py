@@ -373,13 +373,17 @@ def test_linked_calls_on_what_was_just_created(target: Target, role: str) -> Non
     # A sequence's draws depend on the server's answers (a 201 fills a bundle a later rule takes from), so
     # hypothesis may find a run drawing differently from an earlier one and stop with FlakyStrategyDefinition.
     # Schemathesis' own engine starts the suite again with a new seed then; so does this. A real failure,
-    # even one that does not reproduce (FlakyFailure), is not caught here.
-    for attempt in range(4):
+    # even one that does not reproduce (FlakyFailure), is not caught here. A run whose scenarios happened
+    # never to create what a link starts from (the entry point is one rule among all the roots, and its
+    # drawn bodies are often refused) followed no link: it is run again with the next seed too, so that
+    # the links are proven followable on every run, not on most (once in about fifteen clean clones).
+    for attempt in range(8):
         try:
             seed(attempt)(AsRole).run(settings=scenarios)
-            break
         except FlakyStrategyDefinition:
             continue
+        if followed:
+            break
     assert followed, "no link of the document was followed"
 
 
