@@ -93,7 +93,8 @@ def _notes_received(path: Path) -> int:
     """Distinct note events the receiver holds (delivery is at least once: a retry is a second line)."""
     try:
         with path.open("rb") as f:
-            return len({json.loads(line)["id"] for line in f if b"HandoffNoteAdded" in line})
+            # Only whole lines: the last one may be half written as it is read.
+            return len({json.loads(line)["id"] for line in f if line.endswith(b"\n") and b"HandoffNoteAdded" in line})
     except FileNotFoundError:
         return 0
 
