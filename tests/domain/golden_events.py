@@ -5,7 +5,9 @@
 Each fixture is one stored event (topic and msgspec state) with every field
 filled, written once and then never changed: `test_golden_events` decodes them
 all with today's code, so a renamed, moved or retyped event (STYLE habit 3)
-fails a test instead of failing on production rows.
+fails a test instead of failing on production rows. Date-times are written as
+NOW, which the test fills from the clock: a literal one (an approval's
+`expires_at`, a callback's `due_at`) would one day be a date the code finds past.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from casedesk.domain.merchants import MerchantFlagged
 
 FOLDER = Path(__file__).parent / "golden"
 STORED_TYPES: tuple[type[RecordedEvent], ...] = (*EVENT_TYPES, BreachRecorded, MerchantFlagged)
-AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)  # any date-time: written as NOW
+NOW = "<now>"
 # Fields whose values the domain checks on construction.
 BY_NAME: dict[str, Any] = {"last4": "4242", "new_last4": "0007", "amount": "1500", "currency": "JPY"}
 
@@ -74,7 +77,7 @@ def write_missing() -> list[Path]:
         if path.exists():
             continue
         event = sample(msgspec.inspect.type_info(event_type))
-        state = json.loads(msgspec.json.encode(event))
+        state = json.loads(msgspec.json.encode(event).replace(msgspec.json.encode(AT), f'"{NOW}"'.encode()))
         path.write_text(
             json.dumps({"topic": get_topic(event_type), "state": state}, indent=1, ensure_ascii=False) + "\n"
         )
