@@ -64,7 +64,7 @@ async def erase_customer(cases: CaseService, keys: CustomerKeys, actor: Actor, c
     async with pool.acquire() as conn, conn.transaction():
         destroyed = await destroy_keys(conn, customer_id, at, actor.id, reason)
         await forget_cases(conn, case_ids)
-    keys.forget(customer_id, destroyed)
+    keys.forget([customer_id], destroyed)
     return Erasure(customer_id=customer_id, cases=case_ids,
                    erased_at=at if destroyed or last_erased is None else last_erased)
 

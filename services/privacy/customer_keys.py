@@ -198,15 +198,13 @@ class CustomerKeys:
 
     def _remembering(self, key: DataKey) -> Callable[[str], str]:
         """key.seal, each text kept until the command's answer opens its token (see _just_sealed)."""
-        start = _TOKEN_HEAD
-
         def seal(text: str) -> str:
             token = key.seal(text)
             if token is not text:
                 remembered = self._just_sealed
                 if len(remembered) >= JUST_SEALED:
                     del remembered[next(iter(remembered))]  # the oldest: its answer was never opened here
-                remembered[token[start:-2].encode()] = (key.key_id, text)
+                remembered[token[_TOKEN_HEAD:-2].encode()] = (key.key_id, text)
             return token
         return seal
 
@@ -238,10 +236,8 @@ class CustomerKeys:
             if wrapped is None or self._opened.get(key_id) is None:
                 self._opened[key_id] = self._unwrap(key_id, None if wrapped is None else bytes(wrapped))
             # (a key still kept is still the same key: the one already opened is kept)
-            if wrapped is None:  # erased, and this process missed the NOTIFY: seal nothing more under it
-                for customer_id in [c for c, live in self._live.items() if live.key_id == key_id]:
-                    del self._live[customer_id]
-                self._just_sealed.clear()
+            if wrapped is None:  # erased, and this process missed the NOTIFY: as if it had heard it
+                self.forget([c for c, live in self._live.items() if live.key_id == key_id], [key_id])
             self._read_at[key_id] = now
 
     def _key_id(self, name: bytes) -> UUID:
@@ -288,16 +284,17 @@ class CustomerKeys:
         return _TOKEN.sub(lambda m: self._open(m[1].encode(), m[2].encode()), text)
 
     # --- erasure ----------------------------------------------------------------------------
-    def forget(self, customer_id: str, key_ids: Sequence[UUID]) -> None:
-        """This process drops the customer's keys (an erasure here or, by NOTIFY, elsewhere)."""
-        self._live.pop(customer_id, None)
+    def forget(self, customer_ids: Sequence[str], key_ids: Sequence[UUID]) -> None:
+        """This process drops the customers' keys (an erasure here or, by NOTIFY, elsewhere)."""
+        for customer_id in customer_ids:
+            self._live.pop(customer_id, None)
         for key_id in key_ids:
             self._opened[key_id] = None
         self._just_sealed.clear()
 
     def heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         told = msgspec.json.decode(payload)
-        self.forget(told["customer_id"], [UUID(k) for k in told["key_ids"]])
+        self.forget([told["customer_id"]], [UUID(k) for k in told["key_ids"]])
 
     @contextlib.asynccontextmanager
     async def listening(self, dsn: str) -> AsyncIterator[None]:
