@@ -99,17 +99,18 @@ def history_event(event: CaseEvent, position: int, chain_hash: bytes | None,
 
 
 @lru_cache(maxsize=READ_LATELY)
-def _read(mapper: CaseEventMapper, originator_id: UUID, version: int, topic: str,
-          state: bytes) -> tuple[CaseEvent, dict[str, Any]]:
-    """A stored row's event and its masked payload (never changed by a reader: shared by answers)."""
-    event: CaseEvent = mapper.to_domain_event(StoredEvent(originator_id=originator_id, originator_version=version,
+def read_stored(mapper: CaseEventMapper, originator_id: UUID, version: int, topic: str,
+                state: bytes) -> tuple[Any, dict[str, Any]]:
+    """A stored row's event and its masked payload, from the rows read lately when it is one of them
+    (shared by every answer and webhook delivery that shows it: never changed by a reader)."""
+    event: Any = mapper.to_domain_event(StoredEvent(originator_id=originator_id, originator_version=version,
                                                           topic=topic, state=state))
     return event, _masked(event)
 
 
 def forget_rows_read_lately() -> None:
     """Empty the memory of rows read lately (a benchmark's first read; a test's clean start)."""
-    _read.cache_clear()
+    read_stored.cache_clear()
 
 
 class VersionNotWrittenError(LookupError):
@@ -228,7 +229,7 @@ async def _replayed(
     for start in range(0, len(audited), turn):
         shown: list[HistoryEvent] = []
         for row in audited[start:start + turn]:
-            event, payload = _read(mapper, row.originator_id, row.originator_version, row.topic, row.state)
+            event, payload = read_stored(mapper, row.originator_id, row.originator_version, row.topic, row.state)
             if as_of is not None and event.timestamp > as_of:
                 break
             file = apply(file, event, zone, timeline=False, policy=policy)  # the answer holds the view only

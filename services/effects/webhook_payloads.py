@@ -18,10 +18,9 @@ from uuid import UUID, uuid5
 
 import asyncpg
 import msgspec
-from eventsourcing.persistence import StoredEvent
 
 from casedesk.domain import events as ev
-from casedesk.services.case_history import HistoryEvent, history_event
+from casedesk.services.case_history import HistoryEvent, history_event, read_stored
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
 
@@ -76,11 +75,12 @@ def wanted(types: Sequence[str], type_name: str) -> bool:
     return ALL_TYPES in types or type_name in types
 
 
-def delivery(event: ev.CaseEvent, position: int, chain_hash: bytes | None) -> Delivery:
+def delivery(event: ev.CaseEvent, position: int, chain_hash: bytes | None,
+             payload: dict[str, Any] | None = None) -> Delivery:
     name = type(event).__name__
     body = WebhookBody(type=name, timestamp=event.timestamp, data=WebhookData(
         case_id=event.originator_id, version=event.originator_version, position=position,
-        event=history_event(event, position, chain_hash)))
+        event=history_event(event, position, chain_hash, payload)))
     return Delivery(event_id=event_id(event), case_id=event.originator_id, type=name, position=position,
                     body=_encode(body))
 
@@ -99,10 +99,10 @@ async def read_after(
         position, limit)
     found: list[Delivery] = []
     for row in rows:
-        event: Any = mapper.to_domain_event(StoredEvent(
-            originator_id=row[1], originator_version=row[2], topic=row[3], state=bytes(row[4])))
+        # Each subscription reads the same rows: decoded and masked once (case_history's rows read lately).
+        event, payload = read_stored(mapper, row[1], row[2], row[3], bytes(row[4]))
         if isinstance(event, ev.CaseEvent) and wanted(types, type(event).__name__):
-            found.append(delivery(event, row[0], None if row[5] is None else bytes(row[5])))
+            found.append(delivery(event, row[0], None if row[5] is None else bytes(row[5]), payload))
     if keys is not None:  # the receiver gets the clear text, or "[erased]" (issue 21)
         found = [msgspec.structs.replace(d, body=await keys.open_json(d.body)) for d in found]
     return found, (rows[-1][0] if rows else None), len(rows)
