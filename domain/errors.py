@@ -47,3 +47,7 @@ class CaseMergedError(RuleViolation):
         super().__init__("case-merged", f"case {case_id} is merged into case {merged_into}; work that case,"
                          " or unmerge first")
         self.merged_into = merged_into
+
+
+class CaseNotFoundError(LookupError):
+    """No case has this id (or the stream of that id is not a case's)."""

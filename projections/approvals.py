@@ -23,7 +23,7 @@ import msgspec
 
 from casedesk.domain import events as ev
 from casedesk.domain.values import Money
-from casedesk.projections.case_view import Person, person
+from casedesk.projections.timeline.shapes import Person, person
 
 STATES = ("pending", "approved", "rejected", "expired")
 _encode = msgspec.json.Encoder().encode

@@ -2,7 +2,7 @@
 
 One fold per case per batch feeds several tables, each defined by its module:
 - case_files and timeline_parts: the view and the timeline, ready to send
-  (case_view, case_file); timeline entries are written once, never rewritten;
+  (timeline/: shapes, fold, rows); timeline entries are written once, never rewritten;
 - queue_items and queue_activity: the work queues (work_queues);
 - case_customers and outbound_attempts: customer lookup (customer_lookup);
 - merchant_flags and merchant_disputes: merchant intelligence (merchant_intelligence);
@@ -27,9 +27,6 @@ from casedesk.domain import events as ev
 from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.approvals import write_approvals
-from casedesk.projections.case_file import apply, file_rest, stored_file, timeline_head
-from casedesk.projections.case_view import CaseFile
-from casedesk.projections.case_view_changes import carry_absorbed
 from casedesk.projections.customer_lookup import (
     CustomerRow,
     OutboundRow,
@@ -40,8 +37,12 @@ from casedesk.projections.customer_lookup import (
     outbound_row,
 )
 from casedesk.projections.deadline_clocks import write_clocks
-from casedesk.projections.handoff import refresh_handoff
 from casedesk.projections.merchant_intelligence import MerchantBook
+from casedesk.projections.timeline.fold import apply, stored_file
+from casedesk.projections.timeline.handoff import refresh_handoff
+from casedesk.projections.timeline.rows import TIMELINE_CONTENTS, stored_versions, view_and_file_of, write_files
+from casedesk.projections.timeline.shapes import CaseFile
+from casedesk.projections.timeline.view_changes import carry_absorbed
 from casedesk.projections.work_queues import queue_rows
 
 _encode = msgspec.json.Encoder().encode
@@ -60,10 +61,7 @@ class CaseFiles:
 
     # What a table holds where that is not its rows as such: timeline_parts splits a
     # case's entries by the batches that wrote them, which a rebuild draws differently.
-    contents: ClassVar[dict[str, str]] = {
-        "timeline_parts": "SELECT case_id, string_agg(entries, ',' ORDER BY from_version) AS entries"
-                          " FROM timeline_parts GROUP BY case_id",
-    }
+    contents: ClassVar[dict[str, str]] = {"timeline_parts": TIMELINE_CONTENTS}
 
     def __init__(self, zone: tzinfo = UTC, remembered: int = 20_000, policy: ClockPolicy = DEFAULT_POLICY) -> None:
         self.zone, self.policy = zone, policy
@@ -77,8 +75,7 @@ class CaseFiles:
         rolled-back batch or a rebuild elsewhere leaves memory ahead or stale,
         hence the version check against the table.
         """
-        stored = {r[0]: r[1] for r in await conn.fetch(
-            "SELECT case_id, version FROM case_files WHERE case_id = ANY($1::uuid[])", ids)}
+        stored = await stored_versions(conn, ids)
         files: dict[UUID, CaseFile | None] = {}
         missing = []
         for case_id, version in stored.items():
@@ -88,9 +85,8 @@ class CaseFiles:
             else:
                 missing.append(case_id)
         if missing:
-            for r in await conn.fetch("SELECT case_id, view, file FROM case_files WHERE case_id = ANY($1::uuid[])",
-                                      missing):
-                files[r[0]] = stored_file(r[1], r[2])
+            for case_id, view, rest in await view_and_file_of(conn, missing):
+                files[case_id] = stored_file(view, rest)
         return files
 
     def _remember(self, files: list[CaseFile]) -> None:
@@ -117,7 +113,7 @@ class CaseFiles:
             # (no collector passes meanwhile: the runner pauses it around the whole batch)
             changed, outbound, activity = self._fold(events, files, customers, merchants)
             erased = {e.originator_id for e in events if isinstance(e, ev.CustomerDataErased)}
-            await _write_files(conn, changed)
+            await write_files(conn, changed)
             await _write_queues(conn, changed)
             await write_clocks(conn, changed, new)
             await _write_lookup(conn, list(customers.values()), outbound)
@@ -181,35 +177,6 @@ class CaseFiles:
         for file in changed:
             refresh_handoff(file.view)
         return changed, outbound, activity
-
-
-async def _write_files(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
-    await conn.execute(
-        "INSERT INTO case_files (case_id, version, status, departments, assignee, file, view, timeline_head,"
-        " assignee_name) SELECT c, v, s, string_to_array(d, ','), a, f, w, t, n FROM unnest($1::uuid[],"
-        " $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[], $9::text[])"
-        " AS x(c, v, s, d, a, f, w, t, n)"
-        " ON CONFLICT (case_id) DO UPDATE SET version = excluded.version, status = excluded.status,"
-        " departments = excluded.departments, assignee = excluded.assignee, file = excluded.file,"
-        " view = excluded.view, timeline_head = excluded.timeline_head, assignee_name = excluded.assignee_name",
-        [f.view.case_id for f in files],
-        [f.view.version for f in files],
-        [f.view.status for f in files],
-        [",".join(f.view.departments) for f in files],
-        [f.view.assignee.id if f.view.assignee else None for f in files],
-        [file_rest(f) for f in files],
-        [_encode(f.view) for f in files],
-        [timeline_head(f) for f in files],
-        [f.view.assignee.name if f.view.assignee else None for f in files],
-    )
-    # One row per case of the entries this batch added: those before are rows already,
-    # written with the case_files row they belong to (same transaction), so none can be
-    # there twice. COPY: in a rebuild that is a row for each case of a 20,000-event batch.
-    parts = [(f.view.case_id, f.timeline[0].version, f.timeline[-1].version,
-              b",".join([_encode(e) for e in f.timeline])) for f in files if f.timeline]
-    if parts:
-        await conn.copy_records_to_table("timeline_parts", records=parts,
-                                         columns=("case_id", "from_version", "to_version", "entries"))
 
 
 async def _write_queues(conn: asyncpg.Connection, files: list[CaseFile]) -> None:

@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 
 from casedesk.domain import events as ev
-from casedesk.projections.case_view import CaseView
+from casedesk.projections.timeline.shapes import CaseView
 
 
 class CustomerRow(msgspec.Struct, kw_only=True):

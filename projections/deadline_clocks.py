@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from casedesk.projections.case_view import CaseFile
+from casedesk.projections.timeline.shapes import CaseFile
 from casedesk.projections.work_queues import DEADLINE_WINDOW
 
 

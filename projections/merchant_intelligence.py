@@ -12,7 +12,7 @@ from typing import Any
 
 from casedesk.domain import events as ev
 from casedesk.domain.merchants import MerchantFlagged, merchant_key
-from casedesk.projections.case_view import CaseView
+from casedesk.projections.timeline.shapes import CaseView
 
 
 def merchants_named(event: Any) -> list[str]:

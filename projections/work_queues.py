@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 
 from casedesk.domain.values import Money
-from casedesk.projections.case_view import CaseView
+from casedesk.projections.timeline.shapes import CaseView
 
 HOME = "fraud"
 FRAUD_QUEUES = ("fraud_alerts", "callbacks_due", "disputes", "reissue", "breach_outreach", "processor_failures",

@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 
 from casedesk.domain.clocks import Clock, clocks_as_of
-from casedesk.projections.case_view import CaseView
+from casedesk.projections.timeline.shapes import CaseView
 
 
 class ClocksAnswer(msgspec.Struct, frozen=True, kw_only=True):

@@ -26,10 +26,10 @@ from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.clocks import clocks_as_of
 from casedesk.domain.events import CaseEvent
 from casedesk.domain.values import Actor, Customer, PhoneNumber
-from casedesk.projections.case_file import CaseFile, apply
-from casedesk.projections.case_view import CaseView
-from casedesk.projections.handoff import refresh_handoff
-from casedesk.services.case_reading import CASE_OPENED_TOPIC
+from casedesk.projections.timeline.fold import CaseFile, apply
+from casedesk.projections.timeline.handoff import refresh_handoff
+from casedesk.projections.timeline.reading import CASE_OPENED_TOPIC
+from casedesk.projections.timeline.shapes import CaseView
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import AuditedEvent, EventStore

@@ -22,7 +22,7 @@ import msgspec
 from eventsourcing.utils import get_topic
 
 from casedesk.domain.case import FraudCase, replay
-from casedesk.domain.errors import CaseMergedError, RuleViolation
+from casedesk.domain.errors import CaseMergedError, CaseNotFoundError, RuleViolation
 from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.domain.values import Actor
 from casedesk.services.case_access import AccessDeniedError, acting_department, check_may_change
@@ -86,10 +86,6 @@ class Idempotency:
 
 
 Respond = Callable[[Outcome], tuple[int, bytes]]
-
-
-class CaseNotFoundError(LookupError):
-    """No case has this id."""
 
 
 class CaseChange(msgspec.Struct, frozen=True, kw_only=True):

@@ -21,8 +21,8 @@ from eventsourcing.persistence import StoredEvent
 from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.events import CaseEvent
+from casedesk.projections.timeline.rows import CASE_FILE_COLUMNS
 from casedesk.projections.work_queues import QUEUE_ORDER, WAITING
-from casedesk.services.case_reading import CASE_FILE_COLUMNS
 from casedesk.services.case_service import CaseService, Idempotency, Outcome, Respond
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.tokens import Principal

@@ -9,8 +9,8 @@ from uuid import UUID
 import msgspec
 
 from casedesk.domain.values import Money
-from casedesk.projections.case_view import CaseView, TimelineAnswer
 from casedesk.projections.deadline_clocks import ClockRisk
+from casedesk.projections.timeline.shapes import CaseView, TimelineAnswer
 
 
 class EventRef(msgspec.Struct, frozen=True):

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import msgspec
 from aiohttp import web
 
+from casedesk.projections.timeline.reading import CaseRead, read_case, with_merged_timelines
 from casedesk.services.access_log import REASON_HEADER, reason_of, record_access
 from casedesk.services.case_access import check_may_change, check_may_read_parts
 from casedesk.services.case_clocks import clocks_of_view, view_as_of
-from casedesk.services.case_reading import CaseRead, read_case, with_merged_timelines
 from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, CUSTOMER_KEYS, POOL, READ_POOL, READ_STORE, ZONE
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL

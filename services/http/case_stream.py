@@ -44,8 +44,9 @@ from eventsourcing.utils import get_topic
 
 from casedesk.domain.clock_policies import ClockPolicy
 from casedesk.domain.events import CaseEvent, CaseOpened
-from casedesk.projections.case_file import apply, fold, stored_file
-from casedesk.projections.case_view import CaseFile, TimelineEntry
+from casedesk.projections.timeline.fold import apply, fold, stored_file
+from casedesk.projections.timeline.rows import file_columns, reach_of
+from casedesk.projections.timeline.shapes import CaseFile, TimelineEntry
 from casedesk.services import presence
 from casedesk.services.case_access import READ_EVERY_CASE, CaseHiddenError, check_may_read_parts
 from casedesk.services.case_service import CaseNotFoundError
@@ -353,7 +354,7 @@ async def _case_file(request: web.Request, case_id: UUID) -> CaseFile:
     """The case file as it stands now (the read model plus the stream's newer events), if the caller may read it."""
     app = request.app
     store: EventStore = app[CASES].store
-    row = await app[READ_POOL].fetchrow("SELECT version, view, file FROM case_files WHERE case_id = $1", case_id)
+    row = await file_columns(app[READ_POOL], case_id)
     tail = await store.read_stream(case_id, gt=row["version"] if row else None)
     if row is None and (not tail or tail[0].topic != CASE_OPENED_TOPIC):
         raise CaseNotFoundError(str(case_id))
@@ -373,10 +374,10 @@ async def _case_file(request: web.Request, case_id: UUID) -> CaseFile:
 async def _readable(request: web.Request) -> UUID:
     """The case id in the path, once the caller may read the case (404 otherwise, as for reading it)."""
     case_id = path_uuid(request, "case_id")
-    row = await request.app[READ_POOL].fetchrow(
-        "SELECT departments, assignee FROM case_files WHERE case_id = $1", case_id)
-    if row is not None:
-        check_may_read_parts(request[PRINCIPAL], list(row["departments"]), row["assignee"])
+    reach = await reach_of(request.app[READ_POOL], [case_id])
+    if reach:
+        _, departments, assignee = reach[0]
+        check_may_read_parts(request[PRINCIPAL], departments, assignee)
     else:  # not projected yet (just opened), or no case at all: the write side knows
         case = await request.app[CASES].load(case_id)
         check_may_read_parts(request[PRINCIPAL], case.departments,

@@ -10,8 +10,8 @@ import msgspec
 from aiohttp import web
 
 from casedesk.projections.customer_lookup import find_customers, recent_outbound
+from casedesk.projections.timeline.rows import reach_of
 from casedesk.services.case_access import may_see
-from casedesk.services.case_reading import reach_of
 from casedesk.services.http.app_keys import PERSONAL_DATA, READ_POOL
 from casedesk.services.http.case_requests import PHONE_PATTERN
 from casedesk.services.http.middleware import PRINCIPAL

@@ -11,9 +11,9 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
+from casedesk.projections.timeline.reading import CaseRead, file_with, read_case, with_merged_timelines
 from casedesk.projections.work_queues import department_of, queue_depths, queue_exists, queue_page
 from casedesk.services.case_access import may_see
-from casedesk.services.case_reading import CaseRead, file_with, read_case, with_merged_timelines
 from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, ZONE
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
 from casedesk.services.http.commands import command_body, idempotency_of

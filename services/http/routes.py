@@ -13,7 +13,7 @@ import msgspec
 from aiohttp import web
 
 from casedesk.projections.approvals import ApprovalsAnswer
-from casedesk.projections.case_view import CaseView
+from casedesk.projections.timeline.shapes import CaseView
 from casedesk.services.access_log import AccessLogPage
 from casedesk.services.breach_intake import AffectedCardLine
 from casedesk.services.call_verification import CallVerificationAnswer

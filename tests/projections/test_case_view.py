@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from casedesk.domain.case import replay
-from casedesk.projections.case_file import fold
+from casedesk.projections.timeline.fold import fold
 from tests.domain.story import FAMILY, PRIMARY, call_started, failed, given, opened, replaced, suspended, verified
 
 

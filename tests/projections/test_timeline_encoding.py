@@ -8,10 +8,10 @@ import asyncpg
 import msgspec
 import pytest
 
-from casedesk.projections.case_file import fold, timeline_of
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import ProjectionRunner
-from casedesk.services.case_reading import read_case
+from casedesk.projections.timeline.fold import fold, timeline_of
+from casedesk.projections.timeline.reading import read_case
 from casedesk.services.case_service import CaseService
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore

@@ -26,10 +26,11 @@ import msgspec
 from eventsourcing.utils import get_topic
 
 from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
+from casedesk.domain.errors import CaseNotFoundError
 from casedesk.domain.events import CaseEvent, CaseOpened
-from casedesk.projections.case_file import fold, stored_file, timeline_bytes, timeline_head, timeline_of
-from casedesk.projections.case_view import TimelineAnswer, TimelineEntry
-from casedesk.services.case_service import CaseNotFoundError
+from casedesk.projections.timeline.fold import fold, stored_file, timeline_bytes, timeline_head, timeline_of
+from casedesk.projections.timeline.rows import case_file_row
+from casedesk.projections.timeline.shapes import TimelineAnswer, TimelineEntry
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
 
@@ -48,15 +49,6 @@ class CaseRead:
     timeline: bytes | None  # None when the read was for the view alone
 
 
-# One statement: the case file row and its timeline entries, joined in PostgreSQL.
-_ROW_COLUMNS = "version, departments, assignee, view, file, timeline_head"
-CASE_FILE_COLUMNS = (
-    f"{_ROW_COLUMNS}, (SELECT string_agg(t.entries, ',' ORDER BY t.from_version) FROM timeline_parts t"
-    " WHERE t.case_id = case_files.case_id) AS entries"
-)
-_VIEW_COLUMNS = f"{_ROW_COLUMNS}, NULL::bytea AS entries"  # a view read joins no timeline parts
-
-
 async def read_case(
     store: EventStore,
     mapper: CaseEventMapper,
@@ -69,9 +61,7 @@ async def read_case(
 ) -> CaseRead:
     """The case as `store` has it; `files` is where case_files is read (default: the store's
     pool). Without `timeline` only the view is read and folded (GET of the case)."""
-    files = files or store.pool
-    columns = CASE_FILE_COLUMNS if timeline else _VIEW_COLUMNS
-    row = await files.fetchrow(f"SELECT {columns} FROM case_files WHERE case_id = $1", case_id)
+    row = await case_file_row(files or store.pool, case_id, timeline=timeline)
     tail = await store.read_stream(case_id, gt=row["version"] if row else None)
     if not tail and row is not None:
         return CaseRead(list(row["departments"]), row["assignee"], row["version"], row["view"],
@@ -84,7 +74,7 @@ async def read_case(
 
 def file_with(row: Mapping[str, Any] | None, events: Iterable[CaseEvent], zone: tzinfo, case_id: UUID,
               *, timeline: bool = True, policy: ClockPolicy = DEFAULT_POLICY) -> CaseRead:
-    """A case_files row (CASE_FILE_COLUMNS; None before the first projection) with the
+    """A case_files row (rows.CASE_FILE_COLUMNS; None before the first projection) with the
     stream's newer events folded in; events the row already holds are skipped."""
     file = stored_file(row["view"], row["file"]) if row is not None else None
     if file is not None:  # the projection may have moved on since the events were read
@@ -156,18 +146,3 @@ def interleaved(timeline: bytes, merged: list[bytes]) -> bytes:
     entries = list(heapq.merge(own, *theirs, key=lambda e: e.at))
     return _encode(TimelineAnswer(case_id=survivor.case_id, version=survivor.version,
                                   pinned_note=survivor.pinned_note, entries=pinned + entries))
-
-
-async def agents_on_open_cases(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, Any]]:
-    """Each agent holding open cases, with how many (the dashboard's board), most first."""
-    return [dict(r) for r in await conn.fetch(
-        "SELECT assignee AS agent_id, coalesce(max(assignee_name), assignee) AS name, count(*) AS cases"
-        " FROM case_files WHERE assignee IS NOT NULL AND status = 'open'"
-        " GROUP BY assignee ORDER BY cases DESC, name, agent_id")]
-
-
-async def reach_of(conn: asyncpg.Connection | asyncpg.Pool,
-                   case_ids: Iterable[UUID]) -> list[tuple[UUID, list[str], str | None]]:
-    """Each projected case's departments and assignee: what deciding who may see it needs."""
-    return [(r[0], list(r[1]), r[2]) for r in await conn.fetch(
-        "SELECT case_id, departments, assignee FROM case_files WHERE case_id = ANY($1::uuid[])", list(case_ids))]

@@ -330,8 +330,8 @@ class CaseFile(msgspec.Struct, kw_only=True, gc=False):
     """The view and timeline of one case, folded together.
 
     `timeline` holds the entries folded into this copy: all of them when it was
-    folded from the first event, only the new ones when it was read back from
-    case_files (whose entries are rows of their own, never rewritten).
+    folded from the first event, only the new ones when it was read back from its
+    case_files row (whose entries are rows of their own, never rewritten).
     """
 
     view: CaseView

@@ -15,7 +15,9 @@ import msgspec
 from casedesk.domain import events as ev
 from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.clocks import advance
-from casedesk.projections.case_view import (
+from casedesk.projections.timeline.handoff import refresh_handoff
+from casedesk.projections.timeline.sentences import KIND, call_check_text, sentence
+from casedesk.projections.timeline.shapes import (
     CallCheckView,
     CardView,
     CaseFile,
@@ -26,9 +28,7 @@ from casedesk.projections.case_view import (
     TimelineEntry,
     person,
 )
-from casedesk.projections.case_view_changes import change_view
-from casedesk.projections.handoff import refresh_handoff
-from casedesk.projections.timeline_text import KIND, call_check_text, sentence
+from casedesk.projections.timeline.view_changes import change_view
 
 
 def open_file(event: ev.CaseOpened) -> CaseFile:
@@ -151,11 +151,27 @@ def timeline_head(file: CaseFile) -> bytes:
     return head[:-2]  # drop "]}": entries is the answer's last field
 
 
+class _EncodedTimeline(msgspec.Struct):
+    """The timeline answer (TimelineAnswer's fields, in its order) with its parts kept as the JSON they are.
+
+    Decoded from a stored timeline_head (nothing in it is decoded further) and
+    encoded as the answer; each of `entries` is one or more encoded entries,
+    comma-joined as a timeline part stores them, written as the array's items.
+    """
+
+    case_id: msgspec.Raw
+    version: msgspec.Raw
+    pinned_note: msgspec.Raw
+    entries: list[msgspec.Raw]
+
+
+_decode_head = msgspec.json.Decoder(_EncodedTimeline).decode
+
+
 def timeline_bytes(head: bytes, entries: bytes | None, new: Sequence[TimelineEntry] = ()) -> bytes:
-    """The timeline answer: `head`, the stored entries (comma-joined), then `new` ones."""
-    parts = [entries] if entries else []
-    parts += [_encode(e) for e in new]
-    if not parts:
-        return head + b"]}"
-    pinned = not head.endswith(b"[")
-    return head + (b"," if pinned else b"") + b",".join(parts) + b"]}"
+    """The timeline answer: `head`'s fields and pinned entry, the stored entries (comma-joined), then `new` ones."""
+    answer = _decode_head(head + b"]}")  # the head stops inside `entries`, the answer's last field
+    if entries:
+        answer.entries.append(msgspec.Raw(entries))
+    answer.entries += [msgspec.Raw(_encode(e)) for e in new]
+    return _encode(answer)

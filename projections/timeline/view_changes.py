@@ -10,7 +10,7 @@ import msgspec
 from casedesk.domain import events as ev
 from casedesk.domain.processor_instructions import instructions_for
 from casedesk.domain.values import Actor, CreditAsked
-from casedesk.projections.case_view import (
+from casedesk.projections.timeline.shapes import (
     ApprovalView,
     CallbackView,
     CardView,

@@ -12,7 +12,7 @@ the IVR, newest first).
 
 from __future__ import annotations
 
-from casedesk.projections.case_view import ApprovalView, CaseView, HandoffItem, LastContact
+from casedesk.projections.timeline.shapes import ApprovalView, CaseView, HandoffItem, LastContact
 
 
 def refresh_handoff(view: CaseView) -> None:
