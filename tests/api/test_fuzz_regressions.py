@@ -7,6 +7,7 @@ quietly read as something else.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from casedesk.domain.merchants import merchant_stream
 from casedesk.services.http.app_keys import STORE
+from casedesk.services.http.case_requests import PHONE_PATTERN
 from tests.api.conftest import new_case_body
 
 FIVE_THOUSAND_DIGITS = "7" * 5000  # past the 4300 digits Python's int() takes from a string
@@ -253,6 +255,19 @@ async def test_lookup_refuses_an_empty_last4(client: TestClient, auth: Any) -> N
     r = await client.get("/v1/lookup", params={"phone": "+81 90 1234 5678", "last4": ""}, headers=auth())
     assert r.status == 422, await r.text()
     assert (await r.json())["errors"][0]["field"] == "last4"
+
+
+@pytest.mark.parametrize("phone", ["173 ", "0312 "])
+async def test_lookup_judges_every_phone_the_document_takes_as_a_number(client: TestClient, auth: Any,
+                                                                        phone: str) -> None:
+    # Found by the fuzz run (ten-run loop, run 1): "173 " matches the document's phone pattern (a digit,
+    # then 3 to 30 of digits and separators), but the handler stripped it to "173" first and refused it as
+    # malformed. It is well-formed: only phonenumbers can say it is too short for any country.
+    assert re.fullmatch(PHONE_PATTERN, phone)
+    r = await client.get("/v1/lookup", params={"phone": phone}, headers=auth())
+    assert r.status == 422, await r.text()
+    [error] = (await r.json())["errors"]
+    assert error["field"] == "phone" and error["message"].startswith("not a phone number"), error
 
 
 async def test_method_not_allowed_names_the_allowed_methods(client: TestClient, auth: Any) -> None:
