@@ -16,10 +16,12 @@ from uuid import UUID, uuid5
 
 from . import events as ev
 from .card_data import check_structured_field
+from .case import FraudCase
+from .decisions_cards import record_compromise
 from .decisions_case import open_case
 from .errors import RuleViolation
 from .events import RecordedEvent
-from .values import Actor, Card, Customer, DataExposed, FeeBearer
+from .values import Actor, Card, CompromiseSource, Customer, DataExposed, FeeBearer
 
 _EXPOSED_WORDS: dict[str, str] = {
     "card_number": "card numbers",
@@ -107,3 +109,22 @@ def open_breach_outreach(
         fee_merchant=breach.merchant if breach.reissue_fee_bearer == "merchant" else None,
     ))
     return events
+
+
+def record_compromise_of(
+    case: FraudCase,
+    *,
+    actor: Actor,
+    at: datetime,
+    source: CompromiseSource,
+    detail: str,
+    domain: str | None = None,
+    breach: BreachRecorded | None = None,
+) -> list[ev.CaseEvent]:
+    """Record where the data leaked; a recorded breach named as the source also says who
+    pays for this case's reissues: its bearer, and the merchant by name when it pays."""
+    bearer = breach.reissue_fee_bearer if breach is not None else None
+    return record_compromise(case, actor=actor, at=at, source=source, detail=detail, domain=domain,
+                             breach_id=breach.originator_id if breach is not None else None,
+                             reissue_fee_bearer=bearer,
+                             fee_merchant=breach.merchant if breach is not None and bearer == "merchant" else None)

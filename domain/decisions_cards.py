@@ -11,7 +11,7 @@ from .case import FraudCase
 from .errors import RuleViolation
 from .guards import known_card, no_card_data, stamps, still_open, verified_contact
 from .money_rules import check_amount
-from .values import Actor, CompromiseSource, Delivery, Fee, FeeBearer, Money, is_last4
+from .values import Actor, CompromiseSource, Delivery, Fee, FeeAsked, FeeBearer, Money, is_last4
 
 
 def suspend_card(
@@ -78,9 +78,15 @@ def reissue_card(
     new_last4: str,
     delivery: Delivery,
     expedite: bool,
-    fee: Fee,
+    fee: Fee | FeeAsked,
 ) -> list[ev.CaseEvent]:
-    """Issue a replacement for a suspended card (a sensitive action)."""
+    """Issue a replacement for a suspended card (a sensitive action).
+
+    A fee as asked (FeeAsked) leaves who pays to the case unless the agent names
+    someone: on a breach case, the breached merchant (see reissue_fee).
+    """
+    if isinstance(fee, FeeAsked):
+        fee = reissue_fee(case, amount=fee.amount, bearer=fee.bearer, merchant=fee.merchant)
     still_open(case)
     verified_contact(case, contact_id)
     card = known_card(case, card_id)

@@ -159,6 +159,14 @@ class Fee(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     merchant: str | None = None
 
 
+class FeeAsked(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A reissue fee as an agent asks it: nobody named as bearer leaves that to the case."""
+
+    amount: Money
+    bearer: FeeBearer | None = None
+    merchant: str | None = None
+
+
 class ContactStart(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The contact to start together with a new case (`open_case(contact=...)`)."""
 

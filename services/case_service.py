@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 from uuid import UUID
 
@@ -28,7 +29,8 @@ from casedesk.domain.values import Actor
 from casedesk.services.case_access import AccessDeniedError, acting_department, check_may_change
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore, IdempotencyRecord, StreamConflictError
+from casedesk.services.store.event_store import EventStore, StreamConflictError
+from casedesk.services.store.idempotent_append import Idempotency, append_once
 from casedesk.services.tokens import Principal
 
 MAX_ATTEMPTS = 5
@@ -76,16 +78,7 @@ class Outcome:
         return self.positions[-1] if self.positions else None
 
 
-@dataclass(frozen=True, slots=True)
-class Idempotency:
-    """The caller's Idempotency-Key and a digest of what it was sent with."""
-
-    principal: str
-    key: str
-    request_hash: bytes
-
-
-Respond = Callable[[Outcome], tuple[int, bytes]]
+Respond = Callable[[Outcome], tuple[int, bytes]]  # how the HTTP layer answers an outcome (kept under the key)
 
 
 class CaseChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -385,23 +378,15 @@ class CaseService:
         idempotency: Idempotency | None,
         respond: Respond | None,
     ) -> Outcome:
-        record = None
-        if idempotency is not None and respond is not None:
-            def render(positions: list[int]) -> tuple[int, bytes]:
-                return respond(Outcome(case, events, positions))
-
-            record = IdempotencyRecord(
-                idempotency.principal, idempotency.key, idempotency.request_hash, render
-            )
         stored = [self.mapper.to_stored_event(e) for e in events]
-        positions = await self.store.append(stored, record)
+        outcome = await append_once(self.store, stored, partial(Outcome, case, events), idempotency, respond)
         if events:
             self._remember(case)
             for tell in self.appended:
-                tell(events, positions)
+                tell(events, outcome.positions)
             if case.version // SNAPSHOT_EVERY > (case.version - len(events)) // SNAPSHOT_EVERY:
                 await self._take_snapshot(case)
-        return Outcome(case, events, positions)
+        return outcome
 
     async def _sealed(self, customer_id: str, events: list[CaseEvent]) -> list[CaseEvent]:
         if self.privacy is None or not events:

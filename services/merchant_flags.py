@@ -5,40 +5,55 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
+from typing import NamedTuple
 
 from casedesk.domain.merchants import MerchantFlagged, flag_merchant, merchant_stream
-from casedesk.services.case_service import Idempotency, actor_of
+from casedesk.services.case_service import MAX_ATTEMPTS, actor_of
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore, IdempotencyRecord, StreamConflictError
+from casedesk.services.store.event_store import EventStore, StreamConflictError
+from casedesk.services.store.idempotent_append import Idempotency, append_once
 from casedesk.services.tokens import Principal
+
+
+class MerchantFlag(NamedTuple):
+    """A merchant flagged and the position of the flag's event in the log."""
+
+    event: MerchantFlagged
+    position: int
+
+
+def _flagged(event: MerchantFlagged, positions: list[int]) -> MerchantFlag:
+    return MerchantFlag(event, positions[-1])
+
+
+class MerchantFlags:
+    """Flags merchant descriptors, each merchant its own stream."""
+
+    def __init__(self, store: EventStore, mapper: CaseEventMapper) -> None:
+        self._store, self._mapper = store, mapper
+
+    async def flag(self, principal: Principal, merchant: str, reason: str, *,
+                   idempotency: Idempotency | None = None,
+                   answer: Callable[[MerchantFlag], tuple[int, bytes]] | None = None) -> MerchantFlag:
+        """Record the flag. Retried if two supervisors race. With an Idempotency-Key,
+        `answer`'s answer is kept with the event, as for a case command."""
+        return await flag(self._store, self._mapper, principal, merchant, reason, idempotency=idempotency,
+                          answer=answer)
 
 
 async def flag(store: EventStore, mapper: CaseEventMapper, principal: Principal, merchant: str,
                reason: str, *, idempotency: Idempotency | None = None,
-               respond: Callable[[MerchantFlagged, int], tuple[int, bytes]] | None = None,
-               ) -> tuple[MerchantFlagged, int]:
-    """Record the flag; return the event and its position. Retried if two supervisors race.
-
-    With an Idempotency-Key, `respond`'s answer is kept with the event, as for a case command.
-    """
+               answer: Callable[[MerchantFlag], tuple[int, bytes]] | None = None) -> MerchantFlag:
+    """Record the flag on `store` (see MerchantFlags.flag)."""
     actor = actor_of(principal, principal.departments[0] if principal.departments else "")
-    for attempt in range(5):
+    for attempt in range(MAX_ATTEMPTS):
         last = await store.read_stream(merchant_stream(merchant), desc=True, limit=1)
         [event] = flag_merchant(last[0].originator_version if last else 0, actor=actor, at=datetime.now(UTC),
                                 merchant=merchant, reason=reason)
-        record = None
-        if idempotency is not None and respond is not None:
-            record = IdempotencyRecord(idempotency.principal, idempotency.key, idempotency.request_hash,
-                                       partial(_render, respond, event))
         try:
-            [position] = await store.append([mapper.to_stored_event(event)], record)
-            return event, position
+            return await append_once(store, [mapper.to_stored_event(event)], partial(_flagged, event),
+                                     idempotency, answer)
         except StreamConflictError:
-            if attempt == 4:
+            if attempt == MAX_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-def _render(respond: Callable[[MerchantFlagged, int], tuple[int, bytes]], event: MerchantFlagged,
-            positions: list[int]) -> tuple[int, bytes]:
-    return respond(event, positions[-1])

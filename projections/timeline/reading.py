@@ -9,7 +9,7 @@ the tail from wherever freshness is promised: the primary by default; the
 standby itself once the caller's min_position has been waited for there, since
 WAL replays in commit order and so every event up to that position is on the
 standby too. Nothing here writes, so a read-only standby serves it.
-(Audit history, the case as it stood at a point, is case_history.py.)
+(Audit history, the case as it stood at a point, is history.py; reader.py bundles both for the routes.)
 """
 
 from __future__ import annotations
@@ -146,3 +146,4 @@ def interleaved(timeline: bytes, merged: list[bytes]) -> bytes:
     entries = list(heapq.merge(own, *theirs, key=lambda e: e.at))
     return _encode(TimelineAnswer(case_id=survivor.case_id, version=survivor.version,
                                   pinned_note=survivor.pinned_note, entries=pinned + entries))
+

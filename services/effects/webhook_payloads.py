@@ -2,7 +2,7 @@
 
 Body (CONTRACT.md "Effects"): `{"type", "timestamp", "data": {"case_id",
 "version", "position", "event"}}`, `event` being history's entry for the event
-(services/case_history.py: phone numbers and digests left out, names masked),
+(projections/timeline/history.py: phone numbers and digests left out, names masked),
 so a receiver never gets a card number, an unmasked phone or a customer's name.
 Merchant flags and breach records share the log but are not case events: they
 are passed over.
@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 
 from casedesk.domain import events as ev
-from casedesk.services.case_history import HistoryEvent, history_event, read_stored
+from casedesk.projections.timeline.history import HistoryEvent, history_event, read_stored
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
 
@@ -99,7 +99,7 @@ async def read_after(
         position, limit)
     found: list[Delivery] = []
     for row in rows:
-        # Each subscription reads the same rows: decoded and masked once (case_history's rows read lately).
+        # Each subscription reads the same rows: decoded and masked once (timeline/history's rows read lately).
         event, payload = read_stored(mapper, row[1], row[2], row[3], bytes(row[4]))
         if isinstance(event, ev.CaseEvent) and wanted(types, type(event).__name__):
             found.append(delivery(event, row[0], None if row[5] is None else bytes(row[5]), payload))

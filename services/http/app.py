@@ -18,7 +18,9 @@ from casedesk.domain.approval_policy import approval_limits
 from casedesk.domain.clock_policies import policy_named
 from casedesk.projections.catalogue import running_projections
 from casedesk.projections.runner import ProjectionRunner
+from casedesk.projections.timeline.reader import CaseReader
 from casedesk.services.approvals import sweep_forever
+from casedesk.services.breaches import Breaches
 from casedesk.services.call_codes import CallCodes
 from casedesk.services.call_verification import CallVerifier
 from casedesk.services.case_service import CaseService
@@ -26,13 +28,16 @@ from casedesk.services.effects.processor_children import processor_effects
 from casedesk.services.effects.webhook_children import webhook_sender
 from casedesk.services.http.app_keys import (
     APPROVAL_LIMITS,
+    BREACHES,
     CALL_CODES,
     CALL_VERIFIER,
+    CASE_READER,
     CASES,
     CLOCK_POLICY,
     CUSTOMER_KEYS,
     DIRECT_POOL,
     DIRECT_URL,
+    MERCHANT_FLAGS,
     PERSONAL_DATA,
     POOL,
     READ_POOL,
@@ -48,6 +53,7 @@ from casedesk.services.http.metrics import METRICS, Metrics, measure
 from casedesk.services.http.middleware import ALLOWED_ROLES, bearer_auth, open_sealed, request_context
 from casedesk.services.http.protocol_errors import answer_protocol_errors_as_problems
 from casedesk.services.http.routes import add_routes
+from casedesk.services.merchant_flags import MerchantFlags
 from casedesk.services.personal_data import PersonalData
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.projection_worker import WorkerProcess, projection_worker
@@ -99,8 +105,12 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         # Reading only: nothing is ever appended through it (appends go to the primary).
         app[READ_STORE] = store if app[READ_POOL] is app[POOL] else EventStore(app[READ_POOL])
         app[CASES] = CaseService(store, CaseEventMapper())
+        app[CASE_READER] = CaseReader(store, app[CASES].mapper, app[ZONE], app[CLOCK_POLICY], files=app[READ_POOL],
+                                      standby=app[READ_STORE])
         app[CUSTOMER_KEYS] = app[CASES].privacy = CustomerKeys(app[POOL], settings.master_key_or_derived,
                                                                sealing=settings.seal_personal_data)
+        app[BREACHES] = Breaches(store, app[CASES].mapper, app[PERSONAL_DATA], app[CUSTOMER_KEYS])
+        app[MERCHANT_FLAGS] = MerchantFlags(store, app[CASES].mapper)
         app[CALL_CODES] = CallCodes(app[POOL], app[PERSONAL_DATA])
         app[CALL_VERIFIER] = CallVerifier(app[POOL], app[PERSONAL_DATA], app[CALL_CODES],
                                           settings.ivr_token_rate)

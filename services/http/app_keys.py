@@ -25,6 +25,10 @@ DIRECT_POOL = web.AppKey("direct_pool", asyncpg.Pool)
 DIRECT_URL = web.AppKey("direct_url", str)
 STORE = web.AppKey("store", "EventStore")
 CASES = web.AppKey("cases", "CaseService")
+# The case reads of the query routes (the read model plus the stream's tail).
+CASE_READER = web.AppKey("case_reader", "CaseReader")
+BREACHES = web.AppKey("breaches", "Breaches")
+MERCHANT_FLAGS = web.AppKey("merchant_flags", "MerchantFlags")
 PERSONAL_DATA = web.AppKey("personal_data", "PersonalData")
 # The customer keys: seal personal data as it is stored, open it as answers leave (issue 21).
 CUSTOMER_KEYS = web.AppKey("customer_keys", "CustomerKeys")

@@ -10,10 +10,10 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from casedesk.projections.timeline.history import VersionNotWrittenError
 from casedesk.services.access_log import REASON_HEADER, AccessLogPage, access_page, reason_of, record_access
-from casedesk.services.case_history import VersionNotWrittenError, case_history_document
 from casedesk.services.case_service import CaseNotFoundError
-from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, ZONE
+from casedesk.services.http.app_keys import CASE_READER, POOL
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
@@ -61,11 +61,9 @@ def _point(request: web.Request) -> tuple[int | None, datetime | None]:
 
 async def get_history(request: web.Request) -> web.Response:
     case_id, (version, as_of) = path_uuid(request, "case_id"), _point(request)
-    cases = request.app[CASES]
     try:
         # Made a turn of events at a time: a 3 MB answer in one go would hold every other request back.
-        document = await case_history_document(cases.store, cases.mapper, case_id, request.app[ZONE],
-                                               version=version, as_of=as_of, policy=request.app[CLOCK_POLICY])
+        document = await request.app[CASE_READER].history(case_id, version=version, as_of=as_of)
     except VersionNotWrittenError as error:
         raise Problem(404, "version-not-found", "No such version of the case", str(error),
                       current_version=error.current) from error
@@ -105,7 +103,7 @@ def _cursor(request: web.Request) -> int | None:
 
 async def get_access_log(request: web.Request) -> web.Response:
     case_id, limit, before = path_uuid(request, "case_id"), _limit(request), _cursor(request)
-    if not await request.app[CASES].store.read_stream(case_id, limit=1):
+    if not await request.app[CASE_READER].exists(case_id):
         raise CaseNotFoundError(str(case_id))
     rows = await access_page(request.app[POOL], case_id, limit + 1, before)
     more = len(rows) > limit

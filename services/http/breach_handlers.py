@@ -12,10 +12,9 @@ from aiohttp import web
 
 from casedesk.domain.breaches import BreachRecorded
 from casedesk.domain.values import DataExposed, FeeBearer
-from casedesk.services.breach_intake import BreachIntake, ListFormat, UnreadableListError
-from casedesk.services.breaches import find_breach, record
-from casedesk.services.case_service import actor_of
-from casedesk.services.http.app_keys import CASES, PERSONAL_DATA
+from casedesk.services.breach_intake import ListFormat, UnreadableListError
+from casedesk.services.breaches import BreachRecord
+from casedesk.services.http.app_keys import BREACHES
 from casedesk.services.http.case_requests import Short
 from casedesk.services.http.commands import idempotency_of, path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
@@ -84,30 +83,28 @@ def _answer(event: BreachRecorded, position: int | None) -> BreachAnswer:
     )
 
 
+def _recorded(record: BreachRecord) -> tuple[int, bytes]:
+    return 201, _encode(_answer(record.event, record.position))
+
+
 async def record_breach(request: web.Request) -> web.Response:
     body = await decode(request, RecordBreach)
     idempotency = await idempotency_of(request)
     if isinstance(idempotency, web.Response):
         return idempotency
-    cases = request.app[CASES]
-
-    def respond(event: BreachRecorded, position: int) -> tuple[int, bytes]:
-        return 201, _encode(_answer(event, position))
-
-    event, position = await record(
-        cases.store, cases.mapper, request[PRINCIPAL], merchant=body.merchant, window_start=body.window_start,
-        window_end=body.window_end, data_exposed=tuple(body.data_exposed),
-        reissue_fee_bearer=body.reissue_fee_bearer, idempotency=idempotency, respond=respond,
+    record = await request.app[BREACHES].record(
+        request[PRINCIPAL], merchant=body.merchant, window_start=body.window_start, window_end=body.window_end,
+        data_exposed=tuple(body.data_exposed), reissue_fee_bearer=body.reissue_fee_bearer,
+        idempotency=idempotency, answer=_recorded,
     )
-    status, answer = respond(event, position)
+    status, answer = _recorded(record)
     return web.Response(body=answer, status=status, content_type="application/json",
-                        headers={"Location": f"/v1/breaches/{event.originator_id}"})
+                        headers={"Location": f"/v1/breaches/{record.event.originator_id}"})
 
 
 async def _breach(request: web.Request) -> BreachRecorded:
     breach_id = path_uuid(request, "breach_id")
-    cases = request.app[CASES]
-    breach = await find_breach(cases.store, cases.mapper, breach_id)
+    breach = await request.app[BREACHES].find(breach_id)
     if breach is None:
         raise Problem(404, "not-found", "No such breach", f"breach {breach_id} does not exist")
     return breach
@@ -124,10 +121,7 @@ async def take_affected_cards(request: web.Request) -> web.Response:
     if form is None:
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
                       "send the list as application/x-ndjson or text/csv, not " + request.content_type)
-    principal = request[PRINCIPAL]
-    cases = request.app[CASES]
-    actor = actor_of(principal, principal.departments[0] if principal.departments else "")
-    intake = BreachIntake(cases.store, cases.mapper, request.app[PERSONAL_DATA], breach, actor, cases.privacy)
+    intake = request.app[BREACHES].intake(breach, request[PRINCIPAL])
     try:
         report = await intake.take(request.content.iter_chunked(READ_SIZE), form)
     except UnreadableListError as error:

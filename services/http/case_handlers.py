@@ -12,14 +12,14 @@ from uuid import UUID, uuid4
 from aiohttp import web
 
 from casedesk.domain import decisions as d
+from casedesk.domain.breaches import record_compromise_of
 from casedesk.domain.case import FraudCase
 from casedesk.domain.decisions_merge import MAY_MERGE_ACROSS_CUSTOMERS
 from casedesk.domain.events import CaseEvent
-from casedesk.domain.values import Actor, Card, ContactStart, Customer, ReviewedTransaction
-from casedesk.services.breaches import find_breach
+from casedesk.domain.values import Actor, Card, ContactStart, Customer, FeeAsked, ReviewedTransaction
 from casedesk.services.case_service import Outcome
 from casedesk.services.http import case_requests as rq
-from casedesk.services.http.app_keys import APPROVAL_LIMITS, CALL_CODES, CASES, PERSONAL_DATA
+from casedesk.services.http.app_keys import APPROVAL_LIMITS, BREACHES, CALL_CODES, CASES, PERSONAL_DATA
 from casedesk.services.http.approval_handlers import accepted_if_asked, approval_asked
 from casedesk.services.http.commands import card_in_path, open_once, path_uuid, run, run_pair
 from casedesk.services.http.middleware import PRINCIPAL
@@ -177,14 +177,9 @@ async def suspend_card(request: web.Request) -> web.Response:
 async def reissue_card(request: web.Request) -> web.Response:
     body = await decode(request, rq.ReissueCard)
     new_card_id, new_last4 = f"card-{uuid4().hex[:12]}", f"{secrets.randbelow(10_000):04d}"
-    card_id = card_in_path(request)
-
-    def decide(case: FraudCase, **stamp: Any) -> list[CaseEvent]:
-        # Who pays is the case's default (a breached merchant) unless the agent names someone.
-        fee = d.reissue_fee(case, amount=body.fee.amount, bearer=body.fee.bearer, merchant=body.fee.merchant)
-        return d.reissue_card(case, contact_id=body.contact_id, card_id=card_id, new_card_id=new_card_id,
-                              new_last4=new_last4, delivery=body.delivery, expedite=body.expedite, fee=fee,
-                              **stamp)
+    decide = partial(d.reissue_card, contact_id=body.contact_id, card_id=card_in_path(request),
+                     new_card_id=new_card_id, new_last4=new_last4, delivery=body.delivery, expedite=body.expedite,
+                     fee=FeeAsked(amount=body.fee.amount, bearer=body.fee.bearer, merchant=body.fee.merchant))
     return await run(request, path_uuid(request, "case_id"), decide,
                      extra=lambda _: {"new_card": {"card_id": new_card_id, "last4": new_last4}})
 
@@ -206,15 +201,10 @@ async def record_compromise(request: web.Request) -> web.Response:
     body = await decode(request, rq.RecordCompromise)
     breach = None
     if body.breach_id is not None:
-        cases = request.app[CASES]
-        breach = await find_breach(cases.store, cases.mapper, body.breach_id)
+        breach = await request.app[BREACHES].find(body.breach_id)
         if breach is None:
             raise validation_problem([FieldError("breach_id", "names no recorded breach")])
-    # A recorded breach also says who pays for this case's reissues.
-    decide = partial(d.record_compromise, source=body.source, detail=body.detail,
-                     domain=body.domain, breach_id=body.breach_id,
-                     reissue_fee_bearer=breach.reissue_fee_bearer if breach else None,
-                     fee_merchant=breach.merchant if breach and breach.reissue_fee_bearer == "merchant" else None)
+    decide = partial(record_compromise_of, source=body.source, detail=body.detail, domain=body.domain, breach=breach)
     return await run(request, path_uuid(request, "case_id"), decide)
 
 

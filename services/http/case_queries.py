@@ -7,11 +7,16 @@ from datetime import UTC, datetime
 import msgspec
 from aiohttp import web
 
-from casedesk.projections.timeline.reading import CaseRead, read_case, with_merged_timelines
+from casedesk.projections.timeline.reading import CaseRead
 from casedesk.services.access_log import REASON_HEADER, reason_of, record_access
 from casedesk.services.case_access import check_may_change, check_may_read_parts
 from casedesk.services.case_clocks import clocks_of_view, view_as_of
-from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, CUSTOMER_KEYS, POOL, READ_POOL, READ_STORE, ZONE
+from casedesk.services.http.app_keys import (
+    CASE_READER,
+    CASES,
+    CUSTOMER_KEYS,
+    POOL,
+)
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, validation_problem
@@ -22,12 +27,9 @@ from casedesk.services.privacy.customer_keys import ERASED
 
 async def _read(request: web.Request, *, timeline: bool) -> CaseRead:
     waited = await wait_for_min_position(request, "case_files")
-    app, cases = request.app, request.app[CASES]
     # Once the standby has passed the caller's min_position it holds every event the caller
-    # wrote, so the tail may come from it too; otherwise from the primary (see case_reading).
-    store = app[READ_STORE] if waited else cases.store
-    read = await read_case(store, cases.mapper, path_uuid(request, "case_id"), app[ZONE], files=app[READ_POOL],
-                           timeline=timeline, policy=app[CLOCK_POLICY])
+    # wrote, so the tail may come from it too; otherwise from the primary (see timeline/reading).
+    read = await request.app[CASE_READER].read(path_uuid(request, "case_id"), timeline=timeline, waited=waited)
     check_may_read_parts(request[PRINCIPAL], read.departments, read.assignee)
     return read
 
@@ -69,10 +71,7 @@ async def get_clocks(request: web.Request) -> web.Response:
 
 async def get_timeline(request: web.Request) -> web.Response:
     read = await _read(request, timeline=True)
-    app, cases = request.app, request.app[CASES]
-    timeline = await with_merged_timelines(cases.store, cases.mapper, read, app[ZONE], files=app[READ_POOL],
-                                           policy=app[CLOCK_POLICY])
-    return _answer(timeline, read.version)
+    return _answer(await request.app[CASE_READER].timeline(read), read.version)
 
 
 async def get_contact_details(request: web.Request) -> web.Response:

@@ -44,13 +44,13 @@ from eventsourcing.utils import get_topic
 
 from casedesk.domain.clock_policies import ClockPolicy
 from casedesk.domain.events import CaseEvent, CaseOpened
-from casedesk.projections.timeline.fold import apply, fold, stored_file
-from casedesk.projections.timeline.rows import file_columns, reach_of
+from casedesk.projections.timeline.fold import apply
+from casedesk.projections.timeline.rows import reach_of
 from casedesk.projections.timeline.shapes import CaseFile, TimelineEntry
 from casedesk.services import presence
 from casedesk.services.case_access import READ_EVERY_CASE, CaseHiddenError, check_may_read_parts
-from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.http.app_keys import (
+    CASE_READER,
     CASES,
     CLOCK_POLICY,
     CUSTOMER_KEYS,
@@ -68,7 +68,6 @@ from casedesk.services.http.static_page import static_page
 from casedesk.services.store.database import keeps_session_state
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import CHANNEL as APPENDED
-from casedesk.services.store.event_store import EventStore
 from casedesk.services.tokens import Principal
 
 log = structlog.get_logger("casedesk.case_stream")
@@ -331,7 +330,7 @@ async def case_feed(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # The feed reads through the direct pool too, never queueing behind the requests for a connection of
     # POOL: under load a note's delivery would otherwise wait for the very requests it competes with.
-    feed = CaseFeed(app[DIRECT_POOL], app[DIRECT_POOL], app[CASES].mapper, app[ZONE], app[CLOCK_POLICY],
+    feed = CaseFeed(app[DIRECT_POOL], app[DIRECT_POOL], app[CASE_READER].mapper, app[ZONE], app[CLOCK_POLICY],
                     settings.presence_expiry)
     app[CASE_FEED] = feed
     app[CASES].appended.append(feed.appended_here)
@@ -352,20 +351,7 @@ async def close_case_streams(app: web.Application) -> None:
 
 async def _case_file(request: web.Request, case_id: UUID) -> CaseFile:
     """The case file as it stands now (the read model plus the stream's newer events), if the caller may read it."""
-    app = request.app
-    store: EventStore = app[CASES].store
-    row = await file_columns(app[READ_POOL], case_id)
-    tail = await store.read_stream(case_id, gt=row["version"] if row else None)
-    if row is None and (not tail or tail[0].topic != CASE_OPENED_TOPIC):
-        raise CaseNotFoundError(str(case_id))
-    file = stored_file(row["view"], row["file"]) if row is not None else None
-    events = [app[CASES].mapper.to_domain_event(s) for s in tail]
-    if file is not None:  # the projection may have moved on since the events were read
-        events = [e for e in events if e.originator_version > file.view.version]
-    folded = fold(events, file, app[ZONE], policy=app[CLOCK_POLICY])
-    if folded is None:
-        raise CaseNotFoundError(str(case_id))
-    folded.timeline = []  # what the stream sends are the entries after this
+    folded = await request.app[CASE_READER].file(case_id)
     view = folded.view
     check_may_read_parts(request[PRINCIPAL], view.departments, view.assignee.id if view.assignee else None)
     return folded

@@ -5,15 +5,14 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.merchant_intelligence import flagged_merchants, most_disputed
-from casedesk.services.http.app_keys import CASES, READ_POOL
+from casedesk.services.http.app_keys import MERCHANT_FLAGS, READ_POOL
 from casedesk.services.http.case_requests import Short, Text
 from casedesk.services.http.commands import idempotency_of
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.read_your_writes import wait_for_min_position
 from casedesk.services.http.request_body import decode
-from casedesk.services.merchant_flags import flag
+from casedesk.services.merchant_flags import MerchantFlag
 
 _encode = msgspec.json.Encoder().encode
 
@@ -23,9 +22,10 @@ class FlagMerchant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     reason: Text
 
 
-def _flagged(event: MerchantFlagged, position: int) -> tuple[int, bytes]:
+def _flagged(flagged: MerchantFlag) -> tuple[int, bytes]:
+    event = flagged.event
     return 201, _encode({"merchant": event.merchant, "reason": event.reason, "version": event.originator_version,
-                         "position": position})
+                         "position": flagged.position})
 
 
 async def flag_merchant(request: web.Request) -> web.Response:
@@ -33,10 +33,9 @@ async def flag_merchant(request: web.Request) -> web.Response:
     first = await idempotency_of(request)
     if isinstance(first, web.Response):  # this key flagged before: its answer again, no second flag
         return first
-    cases = request.app[CASES]
-    event, position = await flag(cases.store, cases.mapper, request[PRINCIPAL], body.merchant, body.reason,
-                                 idempotency=first, respond=_flagged)
-    status, answer = _flagged(event, position)
+    flagged = await request.app[MERCHANT_FLAGS].flag(request[PRINCIPAL], body.merchant, body.reason,
+                                                     idempotency=first, answer=_flagged)
+    status, answer = _flagged(flagged)
     return web.Response(body=answer, status=status, content_type="application/json")
 
 

@@ -11,10 +11,10 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
-from casedesk.projections.timeline.reading import CaseRead, file_with, read_case, with_merged_timelines
+from casedesk.projections.timeline.reading import CaseRead
 from casedesk.projections.work_queues import department_of, queue_depths, queue_exists, queue_page
 from casedesk.services.case_access import may_see
-from casedesk.services.http.app_keys import CASES, CLOCK_POLICY, POOL, READ_POOL, ZONE
+from casedesk.services.http.app_keys import CASE_READER, CASES, POOL, READ_POOL
 from casedesk.services.http.case_requests import DEPARTMENT_PATTERN
 from casedesk.services.http.commands import command_body, idempotency_of
 from casedesk.services.http.middleware import PRINCIPAL
@@ -102,15 +102,13 @@ async def claim(request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)
     outcome = claim.outcome
     if claim.complete:  # the case file as the claim read it, with the assignment folded in: no read
-        read = file_with(claim.case_file, claim.events, request.app[ZONE], outcome.case.id,
-                         policy=request.app[CLOCK_POLICY])
+        read = request.app[CASE_READER].with_events(claim.case_file, claim.events, outcome.case.id)
         return await _answer(request, outcome.case.id, outcome.position or 0, read)
     return await _claimed(request, outcome.case.id, outcome.position or 0)
 
 
 async def _claimed(request: web.Request, case_id: UUID, position: int) -> web.Response:
-    cases = request.app[CASES]
-    read = await read_case(cases.store, cases.mapper, case_id, request.app[ZONE], policy=request.app[CLOCK_POLICY])
+    read = await request.app[CASE_READER].read(case_id, primary=True)
     # A replayed claim answers the case as it is now: only while the caller may still see it (else 404).
     if not may_see(request[PRINCIPAL], read.departments, read.assignee):
         raise not_found("for you, the case this Idempotency-Key claimed")
@@ -118,10 +116,8 @@ async def _claimed(request: web.Request, case_id: UUID, position: int) -> web.Re
 
 
 async def _answer(request: web.Request, case_id: UUID, position: int, read: CaseRead) -> web.Response:
-    cases = request.app[CASES]
     # A survivor's timeline shows the cases merged into it too, as GET .../timeline does.
-    timeline = await with_merged_timelines(cases.store, cases.mapper, read, request.app[ZONE],
-                                           policy=request.app[CLOCK_POLICY])
+    timeline = await request.app[CASE_READER].timeline(read, primary=True)
     body = b'{"case_id":"%s","version":%d,"position":%d,"case":%s,"timeline":%s}' % (
         str(case_id).encode(), read.version, position, read.view, timeline)
     return web.Response(body=body, content_type="application/json", headers={"ETag": f'"{read.version}"'})

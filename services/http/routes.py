@@ -13,12 +13,12 @@ import msgspec
 from aiohttp import web
 
 from casedesk.projections.approvals import ApprovalsAnswer
+from casedesk.projections.timeline.history import HistoryAnswer
 from casedesk.projections.timeline.shapes import CaseView
 from casedesk.services.access_log import AccessLogPage
 from casedesk.services.breach_intake import AffectedCardLine
 from casedesk.services.call_verification import CallVerificationAnswer
 from casedesk.services.case_clocks import ClocksAnswer
-from casedesk.services.case_history import HistoryAnswer
 from casedesk.services.effects import webhook_subscriptions as subs
 from casedesk.services.http import answers as ans
 from casedesk.services.http import approval_handlers as approvals

@@ -261,7 +261,7 @@ class AuditedEvent(NamedTuple):
     """A stored event's row with its notification id and its stored chain hash (None if missing).
 
     A tuple of the row's columns, not a StoredEvent: an audit replay of a long case reads
-    thousands, and most are answered from what was read lately without decoding (case_history.py).
+    thousands, and most are answered from what was read lately without decoding (projections/timeline/history.py).
     """
 
     originator_id: UUID

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from casedesk.services.case_history import history_document, history_of
+from casedesk.projections.timeline.history import history_document, history_of
 from casedesk.services.http.app_keys import CASES
 from tests.api.conftest import new_case_body
 from tests.audit.conftest import post

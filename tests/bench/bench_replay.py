@@ -5,7 +5,7 @@ again, answered from the rows read lately): one case of LONG_CASE_EVENTS events 
 contacts, identity checks, callbacks, escalations, compromise reports), written
 command by command through the CaseService. Measured, alternating, for the
 figure's time: `case_history(store, mapper, case_id, UTC)` from
-services/case_history.py (what GET /v1/cases/{id}/history runs: read the stream
+projections/timeline/history.py (what GET /v1/cases/{id}/history runs: read the stream
 with positions and hashes, decode, mask the payloads, fold the view and
 timeline), and, as reference, the raw `SELECT` of those rows alone.
 
@@ -51,7 +51,7 @@ from casedesk.domain.values import (
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import REBUILD_BATCH, Projection, ProjectionRunner, rebuild
-from casedesk.services.case_history import case_history, forget_rows_read_lately
+from casedesk.projections.timeline.history import case_history, forget_rows_read_lately
 from casedesk.services.case_service import CaseService
 from casedesk.services.merchant_flags import flag
 from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts

@@ -6,7 +6,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from casedesk.services.breaches import record
+from casedesk.services.breaches import Breaches
+from casedesk.services.personal_data import PersonalData
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
 from casedesk.services.tokens import Principal
@@ -18,9 +19,10 @@ async def test_import_breach_opens_the_cases_reports_rejects_and_is_idempotent(
         pool, database_dsn: str, shared_schema: str, tmp_path: Path) -> None:
     store = EventStore(pool)
     supervisor = Principal(sub="sup-1", name="Y. Kato", role="supervisor", departments=("fraud",), exp=2**31)
-    breach, _ = await record(store, CaseEventMapper(), supervisor, merchant="ShopNet",
-                             window_start=datetime(2024, 1, 1, tzinfo=UTC), window_end=datetime(2024, 3, 1, tzinfo=UTC),
-                             data_exposed=("card_number",), reissue_fee_bearer="merchant")
+    breaches = Breaches(store, CaseEventMapper(), PersonalData("a key for the test"))
+    breach, _ = await breaches.record(
+        supervisor, merchant="ShopNet", window_start=datetime(2024, 1, 1, tzinfo=UTC),
+        window_end=datetime(2024, 3, 1, tzinfo=UTC), data_exposed=("card_number",), reissue_fee_bearer="merchant")
     await store.close()
     tag = uuid.uuid4().hex[:8]
     listing = tmp_path / "affected.csv"

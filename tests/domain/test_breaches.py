@@ -7,12 +7,18 @@ import msgspec
 import pytest
 
 from casedesk.domain import events as ev
-from casedesk.domain.breaches import BreachRecorded, breach_case_id, open_breach_outreach, record_breach
+from casedesk.domain.breaches import (
+    BreachRecorded,
+    breach_case_id,
+    open_breach_outreach,
+    record_breach,
+    record_compromise_of,
+)
 from casedesk.domain.case import replay
 from casedesk.domain.decisions import reissue_card, reissue_fee
 from casedesk.domain.errors import CardDataRefused, RuleViolation
 from casedesk.domain.events import ReplacementCardIssued
-from casedesk.domain.values import Fee
+from casedesk.domain.values import Fee, FeeAsked
 
 from .story import (
     CASE,
@@ -130,3 +136,30 @@ def test_only_a_breach_names_a_fee_bearer_for_the_case() -> None:
                          fee_merchant="X").refused("fee-bearer-needs-breach")
     given(opened()).when(record_compromise, source="data_breach", detail="?", breach_id=BREACH,
                          reissue_fee_bearer="merchant").refused("fee-merchant-mismatch")
+
+
+def test_a_fee_as_asked_lets_the_case_say_who_pays_unless_the_agent_names_someone() -> None:
+    asked = {k: v for k, v in REISSUE_ARGS.items() if k != "fee"}
+    [issued] = given(*breach_case_ready_for_reissue()).when(
+        reissue_card, **asked, fee=FeeAsked(amount=jpy("1100"))).then(ReplacementCardIssued)
+    assert issued.fee == Fee(amount=jpy("1100"), bearer="merchant", merchant="ShopNet")  # type: ignore[attr-defined]
+    [issued] = given(*breach_case_ready_for_reissue()).when(
+        reissue_card, **asked, fee=FeeAsked(amount=jpy("1100"), bearer="issuer")).then(ReplacementCardIssued)
+    assert issued.fee == Fee(amount=jpy("1100"), bearer="issuer")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("bearer", "fee_merchant"), [("merchant", "ShopNet"), ("issuer", None)])
+def test_a_compromise_of_a_recorded_breach_takes_who_pays_from_the_breach(bearer: str, fee_merchant: str | None
+                                                                          ) -> None:
+    from .story import opened
+    [suspected] = given(opened()).when(record_compromise_of, source="data_breach", detail="ShopNet leak",
+                                       breach=breach(bearer)).then(ev.CompromiseSuspected)
+    assert (suspected.breach_id, suspected.reissue_fee_bearer, suspected.fee_merchant) == (  # type: ignore[attr-defined]
+        BREACH, bearer, fee_merchant)
+
+
+def test_a_compromise_without_a_breach_names_no_fee_bearer() -> None:
+    from .story import opened
+    [suspected] = given(opened()).when(record_compromise_of, source="unknown", detail="a call").then(
+        ev.CompromiseSuspected)
+    assert (suspected.breach_id, suspected.reissue_fee_bearer) == (None, None)  # type: ignore[attr-defined]

@@ -24,13 +24,13 @@ from eventsourcing.persistence import StoredEvent
 
 from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.clocks import clocks_as_of
+from casedesk.domain.errors import CaseNotFoundError
 from casedesk.domain.events import CaseEvent
 from casedesk.domain.values import Actor, Customer, PhoneNumber
 from casedesk.projections.timeline.fold import CaseFile, apply
 from casedesk.projections.timeline.handoff import refresh_handoff
 from casedesk.projections.timeline.reading import CASE_OPENED_TOPIC
 from casedesk.projections.timeline.shapes import CaseView
-from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import AuditedEvent, EventStore
 
