@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Protocol
 from uuid import UUID
 
-import asyncpg
 import msgspec
 from eventsourcing.utils import get_topic
 
@@ -29,8 +28,9 @@ from casedesk.domain.values import Actor
 from casedesk.services.case_access import AccessDeniedError, acting_department, check_may_change
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore, StreamConflictError
+from casedesk.services.store.event_store import EventStore, StreamConflictError, positions_of
 from casedesk.services.store.idempotent_append import Idempotency, append_once
+from casedesk.services.store.snapshots import keep_snapshot, latest_snapshot
 from casedesk.services.tokens import Principal
 
 MAX_ATTEMPTS = 5
@@ -273,9 +273,8 @@ class CaseService:
                     raise LookupError(str(other_id)) from error
                 if expected_version is not None and case.version != expected_version:
                     raise VersionMismatchError(case.version)
-                position = await self.store.pool.fetchval(
-                    "SELECT notification_id FROM case_events WHERE originator_id = $1 AND originator_version = $2",
-                    case.id, case.version)
+                position = (await positions_of(self.store.pool, [(case.id, case.version)])).get(
+                    (case.id, case.version))
                 actor = actor_of(principal, acting_department(principal, case))
                 events = decide(case, other, actor=actor, at=self.clock(), first_position=position)
                 mine = await self._sealed(case.customer.customer_id,
@@ -394,16 +393,12 @@ class CaseService:
         return await self.privacy.seal(customer_id, events)
 
     async def _snapshot(self, case_id: UUID) -> FraudCase | None:
-        state = await self.store.pool.fetchval(
-            "SELECT state FROM case_snapshots WHERE originator_id = $1 ORDER BY originator_version DESC LIMIT 1",
-            case_id)
+        state = await latest_snapshot(self.store.pool, case_id)
         return _decode_case(state) if state is not None else None
 
     async def _take_snapshot(self, case: FraudCase) -> None:
         """Keep the case's state every SNAPSHOT_EVERY events (a cache of the replay, never the truth)."""
-        await self.store.pool.execute(
-            "INSERT INTO case_snapshots (originator_id, originator_version, topic, state) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT DO NOTHING", case.id, case.version, SNAPSHOT_TOPIC, _encode_case(case))
+        await keep_snapshot(self.store.pool, case.id, case.version, SNAPSHOT_TOPIC, _encode_case(case))
 
     def _remember(self, case: FraudCase) -> None:
         self._cache[case.id] = case
@@ -414,7 +409,3 @@ class CaseService:
     def forget(self, case_id: UUID) -> None:
         self._cache.pop(case_id, None)
 
-
-async def drop_snapshots(conn: asyncpg.Connection, case_ids: Sequence[UUID]) -> None:
-    """Snapshots are a cache of the replay: dropped when the events under them were rewritten (sealing epoch)."""
-    await conn.execute("DELETE FROM case_snapshots WHERE originator_id = ANY($1::uuid[])", list(case_ids))

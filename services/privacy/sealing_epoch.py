@@ -27,7 +27,6 @@ dropped (a cache), and the read models are rebuilt (`casedesk rebuild`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -50,6 +49,7 @@ from casedesk.services.store.event_store import (
     states_of,
     streams_with_topics,
 )
+from casedesk.services.store.snapshots import drop_snapshots
 
 PLACEHOLDER = "[personal]"
 _encode = msgspec.json.Encoder().encode
@@ -123,17 +123,11 @@ async def seal_stored(pool: asyncpg.Pool, keys: CustomerKeys, audit_key: bytes,
             " new_hash, old_state_digest, skeleton) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             [(epoch, s, v, positions[(s, v)], *hashes[(s, v)], old_digest, skeleton)
              for s, v, _, old_digest, skeleton in rewritten])
-        await forget_snapshots(conn, sorted({r[0] for r in rewritten}))
+        await drop_snapshots(conn, sorted({r[0] for r in rewritten}))
         head = await reseal_from(conn, audit_key, min(positions.values()))
     if head is not None and export_head is not None:
         export_head(*head)
     return EpochReport(epoch=epoch, events=len(rewritten), streams=len({r[0] for r in rewritten}))
-
-
-async def forget_snapshots(conn: asyncpg.Connection, streams: Sequence[UUID]) -> None:
-    from casedesk.services.case_service import drop_snapshots
-
-    await drop_snapshots(conn, streams)
 
 
 async def rewritten_positions(conn: asyncpg.Connection) -> dict[int, Rewritten]:
