@@ -79,10 +79,6 @@ STILL_SHARED: dict[tuple[str, str], str] = {
     ("services/effects/webhook_subscriptions.py", "case_events"): "a subscription starts at the log's head, read in its INSERT",
     ("services/effects/processor_instructions.py", "case_events"): "the follower's one query per wake",
     ("services/effects/processor_sender.py", "processor_instructions"): "the sender marks its calls as answered",
-    ("services/effects/webhook_delivery.py", "webhooks"): "delivery reads and marks subscriptions",
-    ("services/effects/webhook_delivery.py", "webhook_attempts"): "delivery records its attempts",
-    ("services/effects/webhook_sender.py", "webhooks"): "the sender's batched reads",
-    ("services/effects/webhook_sender.py", "webhook_attempts"): "the sender's batched reads",
 }
 
 
@@ -99,7 +95,8 @@ def _named_in_sql(tables: set[str]) -> set[tuple[str, str]]:
     found = set()
     for folder in CODE:
         for path in (ROOT / folder).rglob("*.py"):
-            text = path.read_text()
+            # Python's own `from x.webhooks import ...` is not SQL.
+            text = re.sub(r"^\s*from\s+[\w.]+\s+import\b.*$", "", path.read_text(), flags=re.M)
             for match in (*sql.finditer(text), *copied.finditer(text)):
                 found.add((str(path.relative_to(ROOT)), match.group(1).lower()))
     return found
@@ -128,6 +125,8 @@ def test_the_http_layer_names_no_table_but_the_case_stream() -> None:
 
 
 def test_the_check_sees_sql() -> None:
+    # ...and only SQL: the module importing standardwebhooks.webhooks names no table.
+    assert not any(module == "services/effects/webhook_sender.py" for module, _ in _named_in_sql(_tables()))
     # The finder must find what it is meant to: the event store's own read of its table.
     assert ("services/store/event_store.py", "case_events") in _named_in_sql(_tables())
     assert ("projections/deadline_clocks.py", "case_clocks") in _named_in_sql(_tables())

@@ -31,6 +31,7 @@ import stamina
 import structlog
 from standardwebhooks.webhooks import Webhook
 
+from casedesk.services.effects import webhook_subscriptions as subscriptions
 from casedesk.services.effects.webhook_payloads import Delivery
 
 log = structlog.get_logger("casedesk.webhooks")
@@ -127,29 +128,12 @@ async def _record(pool: asyncpg.Pool, webhook_id: UUID, tries: list[_Try], next_
         return
     failed = [t for t in tries if t.error is not None]
     with contextlib.suppress(asyncpg.ForeignKeyViolationError):  # deleted meanwhile: nothing to keep
-        await _keep(pool, webhook_id, tries, failed, next_at)
-
-
-async def _keep(pool: asyncpg.Pool, webhook_id: UUID, tries: list[_Try], failed: list[_Try],
-                next_at: datetime | None) -> None:
-    # One statement (so one transaction, one round trip): the tries, and the last error if any.
-    await pool.execute(
-        "WITH kept AS (INSERT INTO webhook_attempts (webhook_id, event_id, position, attempt, status, error, at,"
-        " next_attempt_at) SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::int[], $5::int[], $6::text[],"
-        " $7::timestamptz[], $8::timestamptz[]))"
-        " UPDATE webhooks SET last_error = $9, failing_since = coalesce(failing_since, $10)"
-        " WHERE webhook_id = $1 AND $9::text IS NOT NULL",
-        webhook_id, [t.delivery.event_id for t in tries], [t.delivery.position for t in tries],
-        [t.attempt for t in tries], [t.status for t in tries], [t.error for t in tries], [t.at for t in tries],
-        [next_at if t.error is not None else None for t in tries],
-        f"{failed[-1].error} (event {failed[-1].delivery.event_id})" if failed else None,
-        failed[0].at if failed else None)
-
-
-async def _failing_since(pool: asyncpg.Pool, webhook_id: UUID) -> datetime | None:
-    value: datetime | None = await pool.fetchval(
-        "SELECT failing_since FROM webhooks WHERE webhook_id = $1", webhook_id)
-    return value
+        await subscriptions.keep_attempts(
+            pool, webhook_id,
+            [(t.delivery.event_id, t.delivery.position, t.attempt, t.status, t.error, t.at,
+              next_at if t.error is not None else None) for t in tries],
+            f"{failed[-1].error} (event {failed[-1].delivery.event_id})" if failed else None,
+            failed[0].at if failed else None)
 
 
 async def deliver_batch(pool: asyncpg.Pool, receiver: Receiver, deliveries: Sequence[Delivery],
@@ -161,7 +145,7 @@ async def deliver_batch(pool: asyncpg.Pool, receiver: Receiver, deliveries: Sequ
     window is over.
     """
     chains = per_case(deliveries)
-    since = failing_since or await _failing_since(pool, receiver.webhook_id)
+    since = failing_since or await subscriptions.failing_since(pool, receiver.webhook_id)
     left_in_window = policy.window - (datetime.now(UTC) - since) if since else policy.window
     async for attempt in stamina.retry_context(
         on=NotDeliveredError, attempts=None, timeout=max(left_in_window, timedelta(milliseconds=1)),
@@ -182,17 +166,10 @@ async def deliver_batch(pool: asyncpg.Pool, receiver: Receiver, deliveries: Sequ
 
 async def delivered(pool: asyncpg.Pool, webhook_id: UUID, old: int, new: int, sent: bool) -> bool:
     """Move the position past a delivered batch; False if it was moved meanwhile (a replay)."""
-    moved = await pool.fetchval(
-        "UPDATE webhooks SET position = $3, failing_since = NULL, last_error = NULL,"
-        " last_delivery_at = CASE WHEN $4 THEN now() ELSE last_delivery_at END,"
-        " state = CASE WHEN state = 'failing' THEN 'active' ELSE state END"
-        " WHERE webhook_id = $1 AND position = $2 RETURNING true",
-        webhook_id, old, new, sent)
-    return bool(moved)
+    return await subscriptions.move_past(pool, webhook_id, old, new, sent)
 
 
 async def mark(pool: asyncpg.Pool, webhook_id: UUID, state: str, error: str) -> None:
     """`failing` (retry window over) or `disabled` (410); the position stays where it is."""
-    await pool.execute("UPDATE webhooks SET state = $2, last_error = $3 WHERE webhook_id = $1 AND state <> 'paused'",
-                       webhook_id, state, error)
+    await subscriptions.mark_stopped(pool, webhook_id, state, error)
     log.warning("webhook_" + state, webhook_id=str(webhook_id), error=error)

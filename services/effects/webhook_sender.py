@@ -28,7 +28,14 @@ from standardwebhooks.webhooks import Webhook
 
 from casedesk.services.effects import webhook_delivery as delivery
 from casedesk.services.effects.webhook_payloads import read_after
-from casedesk.services.effects.webhook_subscriptions import CHANGED_CHANNEL, SecretSeal, is_public_address
+from casedesk.services.effects.webhook_subscriptions import (
+    CHANGED_CHANNEL,
+    SecretSeal,
+    delivery_row,
+    forget_attempts_older_than,
+    is_public_address,
+    to_deliver,
+)
 from casedesk.services.privacy.customer_keys import ERASED_CHANNEL, CustomerKeys
 from casedesk.services.settings import Settings
 from casedesk.services.store.database import keeps_session_state
@@ -128,8 +135,7 @@ class WebhookSender:
                 self._changed.clear()
                 await self._match_followers()
                 if rounds % 600 == 0:
-                    await self.pool.execute(
-                        f"DELETE FROM webhook_attempts WHERE at < now() - interval '{KEEP_ATTEMPTS}'")
+                    await forget_attempts_older_than(self.pool, KEEP_ATTEMPTS)
                 rounds += 1
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FALLBACK_POLL_SECONDS):
@@ -140,8 +146,7 @@ class WebhookSender:
     async def _match_followers(self) -> None:
         """Start a follower for each subscription to deliver; stop those paused, deleted or
         changed by an admin (a changed one starts again from its row)."""
-        rows = await self.pool.fetch("SELECT webhook_id, revision FROM webhooks WHERE state IN ('active', 'failing')")
-        wanted = {r["webhook_id"]: r["revision"] for r in rows}
+        wanted = await to_deliver(self.pool)
         for webhook_id in list(self._followers):
             if self._revisions.get(webhook_id) != wanted.get(webhook_id):
                 self._followers.pop(webhook_id).cancel()
@@ -174,9 +179,7 @@ class WebhookSender:
                     async with asyncio.timeout(FALLBACK_POLL_SECONDS):
                         await wake.wait()
                 await asyncio.sleep(GATHER_SECONDS)
-            row = await self.pool.fetchrow(
-                "SELECT url, event_types, secret_sealed, state, position, failing_since FROM webhooks"
-                " WHERE webhook_id = $1", webhook_id)
+            row = await delivery_row(self.pool, webhook_id)
             if row is None or row["state"] not in ("active", "failing"):
                 return
             if receiver is None or receiver.url != row["url"]:

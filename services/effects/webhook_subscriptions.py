@@ -21,7 +21,7 @@ import ipaddress
 import os
 import socket
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -221,3 +221,66 @@ async def attempts_page(
 
 async def exists(pool: asyncpg.Pool, webhook_id: UUID) -> bool:
     return bool(await pool.fetchval("SELECT true FROM webhooks WHERE webhook_id = $1", webhook_id))
+
+
+# --- what the sender and delivery read and write (services/effects/webhook_sender.py, webhook_delivery.py) ---
+
+
+async def to_deliver(pool: asyncpg.Pool) -> dict[UUID, int]:
+    """Each subscription to deliver (active or failing), with its revision (an admin's change raises it)."""
+    rows = await pool.fetch("SELECT webhook_id, revision FROM webhooks WHERE state IN ('active', 'failing')")
+    return {r["webhook_id"]: r["revision"] for r in rows}
+
+
+async def delivery_row(pool: asyncpg.Pool, webhook_id: UUID) -> asyncpg.Record | None:
+    """What delivering needs of one subscription: url, event types, sealed secret, state, position, failing_since."""
+    return await pool.fetchrow(
+        "SELECT url, event_types, secret_sealed, state, position, failing_since FROM webhooks"
+        " WHERE webhook_id = $1", webhook_id)
+
+
+async def forget_attempts_older_than(pool: asyncpg.Pool, interval: str) -> None:
+    """Drop recorded attempts older than `interval` (a PostgreSQL interval of our own, never a client's)."""
+    await pool.execute(f"DELETE FROM webhook_attempts WHERE at < now() - interval '{interval}'")
+
+
+async def keep_attempts(pool: asyncpg.Pool, webhook_id: UUID, attempts: list[tuple[Any, ...]],
+                        last_error: str | None, failing_since: datetime | None) -> None:
+    """Record a round of attempts (event id, position, attempt, status, error, at, next attempt at) and,
+    with `last_error`, mark the subscription's last error and since when it fails.
+
+    One statement, so one transaction and one round trip.
+    """
+    columns = list(zip(*attempts, strict=True))
+    await pool.execute(
+        "WITH kept AS (INSERT INTO webhook_attempts (webhook_id, event_id, position, attempt, status, error, at,"
+        " next_attempt_at) SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::int[], $5::int[], $6::text[],"
+        " $7::timestamptz[], $8::timestamptz[]))"
+        " UPDATE webhooks SET last_error = $9, failing_since = coalesce(failing_since, $10)"
+        " WHERE webhook_id = $1 AND $9::text IS NOT NULL",
+        webhook_id, *[list(c) for c in columns], last_error, failing_since)
+
+
+async def failing_since(pool: asyncpg.Pool, webhook_id: UUID) -> datetime | None:
+    """Since when the subscription's deliveries fail, or None."""
+    value: datetime | None = await pool.fetchval(
+        "SELECT failing_since FROM webhooks WHERE webhook_id = $1", webhook_id)
+    return value
+
+
+async def move_past(pool: asyncpg.Pool, webhook_id: UUID, old: int, new: int, sent: bool) -> bool:
+    """Move the position from `old` past a delivered batch to `new`; False if it was moved meanwhile."""
+    moved = await pool.fetchval(
+        "UPDATE webhooks SET position = $3, failing_since = NULL, last_error = NULL,"
+        " last_delivery_at = CASE WHEN $4 THEN now() ELSE last_delivery_at END,"
+        " state = CASE WHEN state = 'failing' THEN 'active' ELSE state END"
+        " WHERE webhook_id = $1 AND position = $2 RETURNING true",
+        webhook_id, old, new, sent)
+    return bool(moved)
+
+
+async def mark_stopped(pool: asyncpg.Pool, webhook_id: UUID, state: str, error: str) -> None:
+    """`failing` or `disabled`, with why, unless an admin paused it; the position stays where it is."""
+    await pool.execute("UPDATE webhooks SET state = $2, last_error = $3 WHERE webhook_id = $1 AND state <> 'paused'",
+                       webhook_id, state, error)
+
