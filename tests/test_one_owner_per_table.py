@@ -39,7 +39,7 @@ OWNERS: dict[str, str] = {
     "merchant_disputes": "projections/merchant_intelligence.py",
     "merchant_flags": "projections/merchant_intelligence.py",
     "outbound_attempts": "projections/customer_lookup.py",
-    "processor_instructions": "services/effects/processor_instructions.py",
+    "processor_instructions": "services/effects/instruction_calls.py",
     "projection_tracking": "services/store/tracking.py",
     "projection_versions": "projections/blue_green.py",
     "queue_activity": "projections/work_queues.py",
@@ -78,7 +78,6 @@ STILL_SHARED: dict[tuple[str, str], str] = {
     ("services/effects/webhook_payloads.py", "case_event_hashes"): _JOINT_READ,
     ("services/effects/webhook_subscriptions.py", "case_events"): "a subscription starts at the log's head, read in its INSERT",
     ("services/effects/processor_instructions.py", "case_events"): "the follower's one query per wake",
-    ("services/effects/processor_sender.py", "processor_instructions"): "the sender marks its calls as answered",
 }
 
 

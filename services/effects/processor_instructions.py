@@ -36,12 +36,13 @@ from casedesk.domain import events as ev
 from casedesk.domain.processor_instructions import ProcessorInstruction, instructions_for
 from casedesk.projections.runner import lock_key
 from casedesk.services.case_service import CaseService
+from casedesk.services.effects.instruction_calls import record_calls
 from casedesk.services.effects.processor_client import ProcessorClient
 from casedesk.services.effects.processor_sender import InstructionSender
 from casedesk.services.store.database import keeps_session_state
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import CHANNEL
-from casedesk.services.store.tracking import move_position, move_position_sql, read_position
+from casedesk.services.store.tracking import move_position, read_position
 
 log = structlog.get_logger("casedesk.processor")
 
@@ -57,19 +58,6 @@ GATHER_SECONDS = 0.01
 TOPICS = [get_topic(t) for t in (ev.CardSuspended, ev.ReplacementCardIssued, ev.PaymentStopped)]
 _encode = msgspec.json.Encoder().encode
 
-# What the dashboard and /metrics show: instructions not yet answered, and the oldest one's age.
-_IN_FLIGHT = """
-SELECT count(*) AS in_flight,
-       coalesce(greatest(0, floor(extract(epoch FROM now() - min(requested_at)))), 0)::bigint AS oldest_age_seconds
-FROM processor_instructions WHERE state = 'pending'
-"""
-
-
-async def instructions_in_flight(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
-    """How many instructions wait for the processor's answer, and the oldest one's age in seconds."""
-    row = await conn.fetchrow(_IN_FLIGHT)
-    return {"in_flight": row["in_flight"], "oldest_age_seconds": row["oldest_age_seconds"]}
-
 # One round trip per wake: the head of the log and, up to it, the next events that ask
 # something of the processor (one row with NULLs when none do). On a busy desk almost every
 # append is a note or a contact: a wake then costs this one query, nothing written.
@@ -79,14 +67,6 @@ _READ = (
     " LEFT JOIN LATERAL (SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
     " WHERE notification_id > $1 AND notification_id <= h.head AND topic = ANY($2::text[])"
     " ORDER BY notification_id LIMIT $3) e ON true ORDER BY e.notification_id")
-# One statement, so one transaction: the calls and the position move together. Only the lock
-# holder moves the position; were it ever not to move, the calls it inserted are already
-# there (the token is the key), so nothing would be recorded twice.
-_RECORD = (
-    "WITH calls AS (INSERT INTO processor_instructions (token, case_id, card_id, instruction, path, body, position,"
-    " seq, requested_at) SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
-    " $6::bytea[], $7::bigint[], $8::smallint[], $9::timestamptz[]) ON CONFLICT (token) DO NOTHING)"
-    f" {move_position_sql(10, 11)}")
 # Past events that ask nothing, the stored position is moved at most this often: reading
 # them again after a crash costs a scan and records nothing twice (the token is the key).
 SAVE_POSITION_SECONDS = 1.0
@@ -132,11 +112,9 @@ class Follower:
         calls: list[Call] = [(at, n, event, i) for at, event in events
                              for n, i in enumerate(instructions_for(event), 1)]
         moved_to = found[-1][1] if len(found) == self.batch else head
-        moved = await conn.fetchval(
-            _RECORD, [i.token for *_, i in calls], [i.case_id for *_, i in calls], [i.card_id for *_, i in calls],
-            [i.instruction for *_, i in calls], [i.path for *_, i in calls], [_encode(i.call) for *_, i in calls],
-            [p for p, *_ in calls], [n for _, n, *_ in calls], [e.timestamp for _, _, e, _ in calls],
-            NAME, moved_to)
+        moved = await record_calls(
+            conn, [(i.token, i.case_id, i.card_id, i.instruction, i.path, _encode(i.call), at, n, event.timestamp)
+                   for at, n, event, i in calls], NAME, moved_to)
         if moved is None:
             log.warning("processor_position_not_moved", position=self.position)
         self.position = self._saved = moved_to

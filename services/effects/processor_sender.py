@@ -31,6 +31,7 @@ import structlog
 from casedesk.domain.decisions import confirm_instruction, reject_instruction
 from casedesk.domain.values import Actor, InstructionKind
 from casedesk.services.case_service import CaseService, Decision
+from casedesk.services.effects.instruction_calls import cases_waiting, mark_answered, next_call, note_failure
 from casedesk.services.effects.processor_client import (
     Applied,
     ProcessorClient,
@@ -44,13 +45,6 @@ log = structlog.get_logger("casedesk.processor")
 # Who records the processor's answers on a case: casedesk itself, not an agent.
 SYSTEM = Actor(id="system:processor", name="casedesk (card processor link)", role="system", department="fraud")
 RESCAN_SECONDS = 1.0
-
-_WAITING_CASES = (
-    "SELECT case_id FROM processor_instructions WHERE state = 'pending' AND case_id <> ALL($1::uuid[])"
-    " GROUP BY case_id ORDER BY min(position) LIMIT $2")
-_NEXT = ("SELECT token, case_id, card_id, instruction, path, body FROM processor_instructions"
-         " WHERE case_id = $1 AND state = 'pending' ORDER BY position, seq LIMIT 1")
-
 
 @dataclass(frozen=True, slots=True)
 class Pending:
@@ -107,7 +101,7 @@ class InstructionSender:
                     self._lanes[case_id] = asyncio.create_task(self._lane(case_id), name=f"lane-{case_id}")
                 free = self.lane_count - len(self._lanes)
                 if rescan and free > 0:
-                    for (case_id,) in await self.pool.fetch(_WAITING_CASES, list(self._lanes), free):
+                    for case_id in await cases_waiting(self.pool, list(self._lanes), free):
                         self._lanes[case_id] = asyncio.create_task(self._lane(case_id), name=f"lane-{case_id}")
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(RESCAN_SECONDS):
@@ -122,7 +116,7 @@ class InstructionSender:
 
     async def _lane(self, case_id: UUID) -> None:
         try:
-            while (row := await self.pool.fetchrow(_NEXT, case_id)) is not None:
+            while (row := await next_call(self.pool, case_id)) is not None:
                 await self._settle(Pending(*row.values()))
         except Exception:  # the database, most likely: the rescan picks the case up again
             log.exception("processor_lane_failed", case_id=str(case_id))
@@ -134,9 +128,7 @@ class InstructionSender:
     async def _settle(self, row: Pending) -> None:
         answer = await self._send(row)
         await self.cases.record_for_system(SYSTEM, row.case_id, _recording(row, answer))
-        await self.pool.execute(
-            "UPDATE processor_instructions SET state = $2, answered_at = now() WHERE token = $1",
-            row.token, "confirmed" if isinstance(answer, Applied) else "rejected")
+        await mark_answered(self.pool, row.token, confirmed=isinstance(answer, Applied))
         log.info("processor_instruction_answered", token=row.token, instruction=row.instruction,
                  answer=type(answer).__name__)
 
@@ -155,9 +147,7 @@ class InstructionSender:
 
     async def _note_failure(self, row: Pending, error: str) -> None:
         with contextlib.suppress(Exception):  # only a note for people; the retry matters, not this
-            await self.pool.execute(
-                "UPDATE processor_instructions SET attempts = attempts + 1, last_error = $2 WHERE token = $1",
-                row.token, error[:500])
+            await note_failure(self.pool, row.token, error)
 
 
 def _recording(row: Pending, answer: Applied | Refused) -> Decision:

@@ -34,7 +34,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from casedesk.projections.deadline_clocks import clock_risks
 from casedesk.projections.timeline.rows import agents_on_open_cases
 from casedesk.projections.work_queues import claims_per_hour, queue_depths
-from casedesk.services.effects.processor_instructions import instructions_in_flight
+from casedesk.services.effects.instruction_calls import instructions_in_flight
 from casedesk.services.http.app_keys import DIRECT_POOL, READ_MODELS_MOVED, READ_POOL
 from casedesk.services.http.read_your_writes import ReadModelsMoved
 from casedesk.services.http.static_page import static_page

@@ -16,7 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.deadline_clocks import clock_risks
-from casedesk.services.effects.processor_instructions import instructions_in_flight
+from casedesk.services.effects.instruction_calls import instructions_in_flight
 from casedesk.services.http.app_keys import POOL
 from casedesk.services.store.event_store import log_head
 from casedesk.services.store.tracking import positions_of
