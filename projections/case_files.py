@@ -1,6 +1,6 @@
 """The case_files projection: every read model folded from a case's events.
 
-One fold per case per batch feeds several tables, each defined by its module:
+One fold per case per batch feeds several tables, each written and read by its own module:
 - case_files and timeline_parts: the view and the timeline, ready to send
   (timeline/: shapes, fold, rows); timeline entries are written once, never rewritten;
 - queue_items and queue_activity: the work queues (work_queues);
@@ -32,9 +32,11 @@ from casedesk.projections.customer_lookup import (
     OutboundRow,
     change_customer,
     customer_row,
+    customer_rows,
     forget_cases,
     lookup_follows_merge,
     outbound_row,
+    write_lookup,
 )
 from casedesk.projections.deadline_clocks import write_clocks
 from casedesk.projections.merchant_intelligence import MerchantBook
@@ -43,7 +45,7 @@ from casedesk.projections.timeline.handoff import refresh_handoff
 from casedesk.projections.timeline.rows import TIMELINE_CONTENTS, stored_versions, view_and_file_of, write_files
 from casedesk.projections.timeline.shapes import CaseFile
 from casedesk.projections.timeline.view_changes import carry_absorbed
-from casedesk.projections.work_queues import queue_rows
+from casedesk.projections.work_queues import write_activity, write_queues
 
 _encode = msgspec.json.Encoder().encode
 
@@ -105,21 +107,18 @@ class CaseFiles:
         try:
             files = await self._files(conn, ids)
             new = {i for i in ids if i not in files}  # no case_files row yet: no clock rows either
-            customers = {
-                r["case_id"]: CustomerRow(**dict(r))
-                for r in await conn.fetch("SELECT * FROM case_customers WHERE case_id = ANY($1::uuid[])", ids)
-            }
+            customers = await customer_rows(conn, ids)
             merchants = await MerchantBook.load(conn, list(events))
             # (no collector passes meanwhile: the runner pauses it around the whole batch)
             changed, outbound, activity = self._fold(events, files, customers, merchants)
             erased = {e.originator_id for e in events if isinstance(e, ev.CustomerDataErased)}
             await write_files(conn, changed)
-            await _write_queues(conn, changed)
+            await write_queues(conn, changed)
             await write_clocks(conn, changed, new)
-            await _write_lookup(conn, list(customers.values()), outbound)
+            await write_lookup(conn, list(customers.values()), outbound)
             if erased:  # lookup no longer finds an erased customer: their digests go (issue 21)
                 await forget_cases(conn, list(erased))
-            await _write_activity(conn, activity)
+            await write_activity(conn, activity)
             await merchants.write(conn)
             await write_approvals(conn, events)
             self._remember(changed)
@@ -177,59 +176,3 @@ class CaseFiles:
         for file in changed:
             refresh_handoff(file.view)
         return changed, outbound, activity
-
-
-async def _write_queues(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
-    await conn.execute("DELETE FROM queue_items WHERE case_id = ANY($1::uuid[])", [f.view.case_id for f in files])
-    waiting = [f.view.case_id for f in files if f.view.assignee is None and f.view.status == "open"]
-    # A released or reopened case is claimable again: drop the hold its last claim left.
-    await conn.execute("DELETE FROM claim_holds WHERE case_id = ANY($1::uuid[]) AND until > now() + interval '60 s'",
-                       waiting)
-    rows = [r for f in files for r in queue_rows(f.view)]
-    if rows:  # one statement of arrays, not a row per round trip
-        await conn.execute(
-            "INSERT INTO queue_items (queue, case_id, priority, reason, due_at, enqueued_at, amount_at_risk)"
-            " SELECT * FROM unnest($1::text[], $2::uuid[], $3::smallint[], $4::text[], $5::timestamptz[],"
-            " $6::timestamptz[], $7::jsonb[])",
-            [r.queue for r in rows], [r.case_id for r in rows], [r.priority for r in rows],
-            [r.reason for r in rows], [r.due_at for r in rows], [r.enqueued_at for r in rows],
-            [_encode(r.amount_at_risk).decode() if r.amount_at_risk else None for r in rows],
-        )
-
-
-async def _write_lookup(conn: asyncpg.Connection, customers: list[CustomerRow], outbound: list[OutboundRow]) -> None:
-    if customers:
-        # last4s travel comma-joined: unnest cannot take an array of arrays of different lengths.
-        await conn.execute(
-            "INSERT INTO case_customers (case_id, customer_id, name_masked, name_key, phone_key, last4s, reason,"
-            " opened_at, status, resolved_at) SELECT c, i, m, nk, pk, string_to_array(l, ','), r, o, s, ra"
-            " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-            " $8::timestamptz[], $9::text[], $10::timestamptz[]) AS x(c, i, m, nk, pk, l, r, o, s, ra)"
-            " ON CONFLICT (case_id) DO UPDATE"
-            " SET last4s = excluded.last4s, status = excluded.status, resolved_at = excluded.resolved_at",
-            [c.case_id for c in customers], [c.customer_id for c in customers], [c.name_masked for c in customers],
-            [c.name_key for c in customers], [c.phone_key for c in customers],
-            [",".join(c.last4s) for c in customers], [c.reason for c in customers],
-            [c.opened_at for c in customers], [c.status for c in customers], [c.resolved_at for c in customers],
-        )
-    if outbound:
-        await conn.execute(
-            "INSERT INTO outbound_attempts (contact_id, case_id, at, phone_key, department, purpose, agent_name,"
-            " purpose_category) SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[],"
-            " $5::text[], $6::text[], $7::text[], $8::text[]) ON CONFLICT (contact_id) DO NOTHING",
-            [o.contact_id for o in outbound], [o.case_id for o in outbound], [o.at for o in outbound],
-            [o.phone_key for o in outbound], [o.department for o in outbound], [o.purpose for o in outbound],
-            [o.agent_name for o in outbound], [o.purpose_category for o in outbound],
-        )
-
-
-async def _write_activity(conn: asyncpg.Connection, activity: Counter[tuple[str, object, str]]) -> None:
-    if activity:
-        await conn.executemany(
-            "INSERT INTO queue_activity (queue, hour, claims, resolutions) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (queue, hour) DO UPDATE SET claims = queue_activity.claims + excluded.claims,"
-            " resolutions = queue_activity.resolutions + excluded.resolutions",
-            # In key order: a rebuild in parts adds to the same rows from several transactions at once.
-            [(queue, hour, n if kind == "claims" else 0, n if kind == "resolutions" else 0)
-             for (queue, hour, kind), n in sorted(activity.items(), key=lambda item: str(item[0]))],
-        )

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import msgspec
 
 from casedesk.domain import events as ev
@@ -123,3 +124,36 @@ async def customers_all_resolved_before(conn: Any, before: datetime) -> list[str
         " HAVING bool_and(status = 'merged' OR (status = 'resolved' AND resolved_at < $1))"
         " AND bool_or(status = 'resolved')", before)
     return [r[0] for r in rows]
+
+
+async def write_lookup(conn: asyncpg.Connection, customers: list[CustomerRow], outbound: list[OutboundRow]) -> None:
+    """Upsert the cases' customer rows and add the outbound attempts the batch recorded."""
+    if customers:
+        # last4s travel comma-joined: unnest cannot take an array of arrays of different lengths.
+        await conn.execute(
+            "INSERT INTO case_customers (case_id, customer_id, name_masked, name_key, phone_key, last4s, reason,"
+            " opened_at, status, resolved_at) SELECT c, i, m, nk, pk, string_to_array(l, ','), r, o, s, ra"
+            " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+            " $8::timestamptz[], $9::text[], $10::timestamptz[]) AS x(c, i, m, nk, pk, l, r, o, s, ra)"
+            " ON CONFLICT (case_id) DO UPDATE"
+            " SET last4s = excluded.last4s, status = excluded.status, resolved_at = excluded.resolved_at",
+            [c.case_id for c in customers], [c.customer_id for c in customers], [c.name_masked for c in customers],
+            [c.name_key for c in customers], [c.phone_key for c in customers],
+            [",".join(c.last4s) for c in customers], [c.reason for c in customers],
+            [c.opened_at for c in customers], [c.status for c in customers], [c.resolved_at for c in customers],
+        )
+    if outbound:
+        await conn.execute(
+            "INSERT INTO outbound_attempts (contact_id, case_id, at, phone_key, department, purpose, agent_name,"
+            " purpose_category) SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[],"
+            " $5::text[], $6::text[], $7::text[], $8::text[]) ON CONFLICT (contact_id) DO NOTHING",
+            [o.contact_id for o in outbound], [o.case_id for o in outbound], [o.at for o in outbound],
+            [o.phone_key for o in outbound], [o.department for o in outbound], [o.purpose for o in outbound],
+            [o.agent_name for o in outbound], [o.purpose_category for o in outbound],
+        )
+
+
+async def customer_rows(conn: asyncpg.Connection, case_ids: list[UUID]) -> dict[UUID, CustomerRow]:
+    """The stored customer rows of these cases (those that have one), to change in a batch."""
+    return {r["case_id"]: CustomerRow(**dict(r))
+            for r in await conn.fetch("SELECT * FROM case_customers WHERE case_id = ANY($1::uuid[])", case_ids)}

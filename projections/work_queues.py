@@ -30,14 +30,19 @@ risk (2 urgent, 3 pressing, 4 otherwise), or the escalation's if higher.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from uuid import UUID
 
+import asyncpg
 import msgspec
 
 from casedesk.domain.values import Money
-from casedesk.projections.timeline.shapes import CaseView
+from casedesk.projections.timeline.shapes import CaseFile, CaseView
+
+_encode = msgspec.json.Encoder().encode
 
 HOME = "fraud"
 FRAUD_QUEUES = ("fraud_alerts", "callbacks_due", "disputes", "reissue", "breach_outreach", "processor_failures",
@@ -213,3 +218,44 @@ GROUP BY h.hour ORDER BY h.hour
 async def claims_per_hour(conn: Any) -> list[dict[str, Any]]:
     """Claims and resolutions in each of the last eight hours, this one last (empty hours as 0)."""
     return [dict(r) for r in await conn.fetch(_HOURS)]
+
+
+# --- the projection's writes (projections/case_files.py calls them in its batch) and the claim hold ---
+
+
+async def write_queues(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
+    """Put each case in the queues its file now says, and free the hold of a case that waits again."""
+    await conn.execute("DELETE FROM queue_items WHERE case_id = ANY($1::uuid[])", [f.view.case_id for f in files])
+    waiting = [f.view.case_id for f in files if f.view.assignee is None and f.view.status == "open"]
+    # A released or reopened case is claimable again: drop the hold its last claim left.
+    await conn.execute("DELETE FROM claim_holds WHERE case_id = ANY($1::uuid[]) AND until > now() + interval '60 s'",
+                       waiting)
+    rows = [r for f in files for r in queue_rows(f.view)]
+    if rows:  # one statement of arrays, not a row per round trip
+        await conn.execute(
+            "INSERT INTO queue_items (queue, case_id, priority, reason, due_at, enqueued_at, amount_at_risk)"
+            " SELECT * FROM unnest($1::text[], $2::uuid[], $3::smallint[], $4::text[], $5::timestamptz[],"
+            " $6::timestamptz[], $7::jsonb[])",
+            [r.queue for r in rows], [r.case_id for r in rows], [r.priority for r in rows],
+            [r.reason for r in rows], [r.due_at for r in rows], [r.enqueued_at for r in rows],
+            [_encode(r.amount_at_risk).decode() if r.amount_at_risk else None for r in rows],
+        )
+
+
+async def write_activity(conn: asyncpg.Connection, activity: Counter[tuple[str, object, str]]) -> None:
+    """Add the batch's claims and resolutions to each queue's hourly counts."""
+    if activity:
+        await conn.executemany(
+            "INSERT INTO queue_activity (queue, hour, claims, resolutions) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (queue, hour) DO UPDATE SET claims = queue_activity.claims + excluded.claims,"
+            " resolutions = queue_activity.resolutions + excluded.resolutions",
+            # In key order: a rebuild in parts adds to the same rows from several transactions at once.
+            [(queue, hour, n if kind == "claims" else 0, n if kind == "resolutions" else 0)
+             for (queue, hour, kind), n in sorted(activity.items(), key=lambda item: str(item[0]))],
+        )
+
+
+async def hold_briefly(conn: Any, case_id: UUID, agent_id: str, seconds: float) -> None:
+    """Shorten the agent's hold on a case to `seconds` from now (a claim that did not assign it)."""
+    await conn.execute("UPDATE claim_holds SET until = now() + $2 * interval '1 second'"
+                       " WHERE case_id = $1 AND agent_id = $3", case_id, seconds, agent_id)

@@ -22,7 +22,7 @@ from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.events import CaseEvent
 from casedesk.projections.timeline.rows import CASE_FILE_COLUMNS
-from casedesk.projections.work_queues import QUEUE_ORDER, WAITING
+from casedesk.projections.work_queues import QUEUE_ORDER, WAITING, hold_briefly
 from casedesk.services.case_service import CaseService, Idempotency, Outcome, Respond
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.tokens import Principal
@@ -150,14 +150,12 @@ async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principa
         except RuleViolation:
             # Taken or closed since the read model saw it: keep the hold (it stays out of
             # other claims even if the read model lags; a release or reopen frees it,
-            # see case_files) and try the next.
+            # see work_queues.write_queues) and try the next.
             continue
         except BaseException:
             # Not assigned (the database failed, the request was cancelled): let it go.
             with contextlib.suppress(Exception):
-                await pool.execute("UPDATE claim_holds SET until = now() + $2 * interval '1 second'"
-                                   " WHERE case_id = $1 AND agent_id = $3", case_id, RELEASED_SECONDS,
-                                   principal.sub)
+                await hold_briefly(pool, case_id, principal.sub, RELEASED_SECONDS)
             raise
         return Claim(outcome, held.case_file, [*held.events, *outcome.events], held.version)
     return None

@@ -32,7 +32,7 @@ OWNERS: dict[str, str] = {
     "case_files": "projections/timeline/rows.py",
     "case_presence": "services/presence.py",
     "case_snapshots": "services/store/snapshots.py",
-    "claim_holds": "services/queue_claims.py",
+    "claim_holds": "projections/work_queues.py",
     "customer_cases": "services/privacy/customer_keys.py",
     "customer_keys": "services/privacy/customer_keys.py",
     "idempotency_keys": "services/store/idempotency_keys.py",
@@ -51,16 +51,10 @@ OWNERS: dict[str, str] = {
     "webhooks": "services/effects/webhook_subscriptions.py",
 }
 
-_ONE_BATCH = "the case_files projection writes every read table of a case in one batch (to split by read model)"
 _JOINT_READ = "one round trip reads the events with their hash chain (to become an event-store read)"
 
 # (module, table): why it still names a table it does not own. Only ever shrinks.
 STILL_SHARED: dict[tuple[str, str], str] = {
-    ("projections/case_files.py", "case_customers"): _ONE_BATCH,
-    ("projections/case_files.py", "outbound_attempts"): _ONE_BATCH,
-    ("projections/case_files.py", "queue_items"): _ONE_BATCH,
-    ("projections/case_files.py", "queue_activity"): _ONE_BATCH,
-    ("projections/case_files.py", "claim_holds"): "a claim's hold ends when the projection sees the assignment",
     ("projections/runner.py", "projection_versions"): "each batch holds the served version FOR SHARE",
     ("services/http/case_stream.py", "case_events"): "the case stream's catch-up read",
     ("services/presence.py", "case_files"): "a heartbeat checks access and upserts in one statement",
@@ -68,6 +62,7 @@ STILL_SHARED: dict[tuple[str, str], str] = {
     ("services/queue_claims.py", "case_files"): "a claim reads hold, snapshot, row and stream in one round trip",
     ("services/queue_claims.py", "case_snapshots"): "a claim reads hold, snapshot, row and stream in one round trip",
     ("services/queue_claims.py", "queue_items"): "a claim picks and holds the next item in one statement",
+    ("services/queue_claims.py", "claim_holds"): "a claim picks and holds the next item in one statement",
     ("services/breach_intake.py", "case_events"): "a breach's cases are opened with one COPY-style append",
     ("services/rebuild.py", "case_events"): "a rebuild reads the log in its own way",
     ("services/rebuild_in_parts.py", "case_events"): "a rebuild in parts reads its part of the log",
