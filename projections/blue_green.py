@@ -38,6 +38,7 @@ from casedesk.projections.runner import (
     Projection,
     version_of,
 )
+from casedesk.projections.served_versions import serve, stop_serving
 from casedesk.services.store.tracking import forget_position, read_position, set_position
 
 if TYPE_CHECKING:
@@ -77,8 +78,7 @@ async def _switch(projection: Projection, building: Building, holder: asyncpg.Co
         for table in projection.tables:
             await holder.execute(f"ALTER TABLE {_quoted(main)}.{table} SET SCHEMA {retired}")
             await holder.execute(f"ALTER TABLE {nxt}.{table} SET SCHEMA {_quoted(main)}")
-        await holder.execute("UPDATE projection_versions SET version = $2, switched_at = now() WHERE name = $1",
-                             projection.name, version_of(projection))
+        await serve(holder, projection.name, version_of(projection))
         await set_position(holder, projection.name, position)
         await forget_position(holder, building.name)
         await holder.execute(f"NOTIFY {READ_MODELS_CHANNEL}")
@@ -128,8 +128,7 @@ async def build_and_switch(runner: ProjectionRunner, projection: Projection, hol
             pass
         # Stop the old version's workers (the batch in hand finishes first): from here the served
         # tables stand still, and the new ones catch up past them in committed batches.
-        await holder.execute("UPDATE projection_versions SET version = $2 WHERE name = $1",
-                             projection.name, -version_of(projection))
+        await stop_serving(holder, projection.name, version_of(projection))
         while await runner.catch_up(building, holder, checks_version=False):  # type: ignore[arg-type]
             pass
         runner.batch = batch

@@ -23,6 +23,7 @@ import asyncpg
 import structlog
 
 from casedesk.domain.events import CaseEvent
+from casedesk.projections.served_versions import served_version, served_version_held
 from casedesk.services.store.database import keeps_session_state
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import CHANNEL, EventStore
@@ -101,11 +102,6 @@ def version_lock_key(projection: Projection) -> int:
 
 class SupersededError(Exception):
     """The tables hold a newer version of this projection than this worker's code folds."""
-
-
-# In every batch's transaction: a switch to a newer version (which updates the row) waits
-# for the batch in hand, and every batch after it sees the new version and stops.
-SERVED_VERSION = "SELECT version FROM projection_versions WHERE name = $1 FOR SHARE"
 
 
 # Advisory locks are database-wide: keyed by the projection and the schema, so casedesk
@@ -212,7 +208,7 @@ class ProjectionRunner:
             async with contextlib.AsyncExitStack() as stack:
                 conn = holder if holder is not None else await stack.enter_async_context(self.pool.acquire())
                 await stack.enter_async_context(conn.transaction())
-                served = await conn.fetchval(SERVED_VERSION, projection.name) if checks_version else None
+                served = await served_version_held(conn, projection.name) if checks_version else None
                 if served is not None and served != version_of(projection):
                     raise SupersededError(f"{projection.name}: the tables hold version {served},"
                                           f" this worker folds version {version_of(projection)}")
@@ -253,7 +249,7 @@ class ProjectionRunner:
         if not self._listening():
             await self._listen()
         try:
-            served = await served_version(holder, projection)
+            served = await served_version(holder, projection.name, version_of(projection))
             if served < 0:  # a switch to version -served is under way (or was cut short)
                 served = 0 if -served == version_of(projection) else abs(served) + version_of(projection)
             if served > version_of(projection):  # newer code serves these tables: never write them
@@ -286,14 +282,6 @@ class ProjectionRunner:
             with contextlib.suppress(Exception):
                 if not holder.is_closed():
                     await holder.execute(UNLOCK, key)
-
-
-async def served_version(conn: asyncpg.Connection, projection: Projection) -> int:
-    """The version the tables hold; a projection never versioned is taken as this one's."""
-    await conn.execute("INSERT INTO projection_versions (name, version) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                       projection.name, version_of(projection))
-    version: int = await conn.fetchval("SELECT version FROM projection_versions WHERE name = $1", projection.name)
-    return version
 
 
 async def rebuild(runner: ProjectionRunner, projection: Projection) -> None:

@@ -41,7 +41,7 @@ OWNERS: dict[str, str] = {
     "outbound_attempts": "projections/customer_lookup.py",
     "processor_instructions": "services/effects/instruction_calls.py",
     "projection_tracking": "services/store/tracking.py",
-    "projection_versions": "projections/blue_green.py",
+    "projection_versions": "projections/served_versions.py",
     "queue_activity": "projections/work_queues.py",
     "sealing_epoch_events": "services/privacy/sealing_epoch.py",
     "sealing_epochs": "services/privacy/sealing_epoch.py",
@@ -55,7 +55,6 @@ _JOINT_READ = "one round trip reads the events with their hash chain (to become 
 
 # (module, table): why it still names a table it does not own. Only ever shrinks.
 STILL_SHARED: dict[tuple[str, str], str] = {
-    ("projections/runner.py", "projection_versions"): "each batch holds the served version FOR SHARE",
     ("services/http/case_stream.py", "case_events"): "the case stream's catch-up read",
     ("services/presence.py", "case_files"): "a heartbeat checks access and upserts in one statement",
     ("services/queue_claims.py", "case_events"): "a claim reads hold, snapshot, row and stream in one round trip",
