@@ -39,7 +39,7 @@ from casedesk.services.personal_data import PersonalData, mask_name
 from casedesk.services.phone_numbers import PhoneNumberRefused
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore, StreamConflictError
+from casedesk.services.store.event_store import EventStore, StreamConflictError, streams_begun
 
 ListFormat = Literal["ndjson", "csv"]
 COLUMNS = ("customer_id", "name", "registered_phone", "card_id", "last4", "network")
@@ -267,9 +267,7 @@ class BreachIntake:
         """Open the batch's cases; a case that exists is already known."""
         breach_id = self._breach.originator_id
         case_ids = [breach_case_id(breach_id, line.card_id) for _, line in batch]
-        known: set[UUID] = {r[0] for r in await self._store.pool.fetch(
-            "SELECT originator_id FROM case_events WHERE originator_id = ANY($1::uuid[]) AND originator_version = 1",
-            case_ids)}
+        known = await streams_begun(self._store.pool, case_ids)
         fresh: dict[UUID, list[msgspec.Struct]] = {}
         for done, (case_id, (number, line)) in enumerate(zip(case_ids, batch, strict=True)):
             if done % LINES_PER_TURN == LINES_PER_TURN - 1:

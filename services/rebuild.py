@@ -26,7 +26,7 @@ from casedesk.projections.runner import (
 )
 from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
 from casedesk.services.store.database import keeps_session_state
-from casedesk.services.store.event_store import EventStore
+from casedesk.services.store.event_store import EventStore, count_events
 from casedesk.services.store.tracking import read_position
 
 
@@ -56,7 +56,7 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str],
     rates: dict[str, float] = {}
     try:
         goal = await store.max_notification_id() or 0
-        total = await pool.fetchval("SELECT count(*) FROM case_events")
+        total = await count_events(pool)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("events"), TimeRemainingColumn()) as progress:
             for projection in _chosen(names, projections or all_projections()):
@@ -77,8 +77,7 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str],
                             done += await runner.catch_up(projection, holder)
                         else:  # a serving process refills it; watch
                             await asyncio.sleep(0.2)
-                            done = await pool.fetchval(
-                                "SELECT count(*) FROM case_events WHERE notification_id <= $1", position)
+                            done = await count_events(pool, position)
                         progress.update(task, completed=done)
                     progress.update(task, completed=total)
                     if mine:

@@ -38,7 +38,7 @@ from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import ASYNCHRONOUS_COMMIT, READ_MODELS_CHANNEL, REBUILD_BATCH
 from casedesk.services.store.event_mapper import CaseEventMapper, topic_of
-from casedesk.services.store.event_store import read_notifications_of_part
+from casedesk.services.store.event_store import log_head, positions_of_topic, read_notifications_of_part
 from casedesk.services.store.tracking import record_position
 
 FLAG_TOPIC = topic_of(MerchantFlagged)
@@ -86,10 +86,8 @@ async def rebuild_case_files_in_parts(
 
     The caller holds the projection's advisory lock, so no live worker writes meanwhile.
     """
-    goal = await pool.fetchval("SELECT coalesce(max(notification_id), 0) FROM case_events")
-    flags = [r[0] for r in await pool.fetch(
-        "SELECT notification_id FROM case_events WHERE topic = $1 AND notification_id <= $2 ORDER BY 1",
-        FLAG_TOPIC, goal)]
+    goal = await log_head(pool)
+    flags = await positions_of_topic(pool, FLAG_TOPIC, goal)
     flagged = set(flags)
     cuts = flags if goal in flagged else [*flags, goal]
     zone, policy = _zone_name(projection.zone), projection.policy.name

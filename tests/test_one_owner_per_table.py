@@ -55,22 +55,17 @@ _JOINT_READ = "one round trip reads the events with their hash chain (to become 
 
 # (module, table): why it still names a table it does not own. Only ever shrinks.
 STILL_SHARED: dict[tuple[str, str], str] = {
-    ("services/http/case_stream.py", "case_events"): "the case stream's catch-up read",
     ("services/presence.py", "case_files"): "a heartbeat checks access and upserts in one statement",
     ("services/queue_claims.py", "case_events"): "a claim reads hold, snapshot, row and stream in one round trip",
     ("services/queue_claims.py", "case_files"): "a claim reads hold, snapshot, row and stream in one round trip",
     ("services/queue_claims.py", "case_snapshots"): "a claim reads hold, snapshot, row and stream in one round trip",
     ("services/queue_claims.py", "queue_items"): "a claim picks and holds the next item in one statement",
     ("services/queue_claims.py", "claim_holds"): "a claim picks and holds the next item in one statement",
-    ("services/breach_intake.py", "case_events"): "a breach's cases are opened with one COPY-style append",
-    ("services/rebuild.py", "case_events"): "a rebuild reads the log in its own way",
-    ("services/rebuild_in_parts.py", "case_events"): "a rebuild in parts reads its part of the log",
     ("services/store/audit_chain.py", "case_events"): _JOINT_READ,
     ("services/store/audit_seal.py", "case_events"): "the seal folds the log's rows in order",
     ("services/store/event_store.py", "case_event_hashes"): _JOINT_READ,
     ("services/effects/webhook_payloads.py", "case_events"): _JOINT_READ,
     ("services/effects/webhook_payloads.py", "case_event_hashes"): _JOINT_READ,
-    ("services/effects/webhook_subscriptions.py", "case_events"): "a subscription starts at the log's head, read in its INSERT",
     ("services/effects/processor_instructions.py", "case_events"): "the follower's one query per wake",
 }
 
@@ -112,9 +107,8 @@ def test_the_list_of_tables_still_shared_is_true() -> None:
     assert STILL_SHARED.keys() - named == set(), "moved: take these entries off STILL_SHARED"
 
 
-def test_the_http_layer_names_no_table_but_the_case_stream() -> None:
-    http = {(module, table) for module, table in _named_in_sql(_tables()) if module.startswith("services/http/")}
-    assert {module for module, _ in http} <= {"services/http/case_stream.py"}
+def test_the_http_layer_names_no_table() -> None:
+    assert not any(module.startswith("services/http/") for module, _ in _named_in_sql(_tables()))
 
 
 def test_the_check_sees_sql() -> None:

@@ -30,6 +30,7 @@ import msgspec
 from eventsourcing.cipher import AESCipher
 from eventsourcing.utils import Environment
 
+from casedesk.services.store.event_store import log_head
 from casedesk.services.store.idempotency_keys import keep_answer
 
 WebhookState = Literal["active", "paused", "failing", "disabled"]
@@ -153,9 +154,8 @@ async def create(
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"INSERT INTO webhooks (webhook_id, url, event_types, description, secret_sealed, created_by, position)"
-            f" VALUES ($1, $2, $3, $4, $5, $6, (SELECT coalesce(max(notification_id), 0) FROM case_events))"
-            f" RETURNING {_COLUMNS}",
-            webhook_id, url, event_types, description, sealed, created_by)
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
+            webhook_id, url, event_types, description, sealed, created_by, await log_head(conn))
         if key is not None and not await keep_answer(conn, *key, 201, msgspec.json.encode({"webhook_id": webhook_id})):
             raise KeyTakenError(key[1])  # rolls the subscription back
         await conn.execute(f"NOTIFY {CHANGED_CHANNEL}")

@@ -68,6 +68,7 @@ from casedesk.services.http.static_page import static_page
 from casedesk.services.store.database import keeps_session_state
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import CHANNEL as APPENDED
+from casedesk.services.store.event_store import events_after_versions
 from casedesk.services.tokens import Principal
 
 log = structlog.get_logger("casedesk.case_stream")
@@ -82,14 +83,6 @@ RECONNECT_SECONDS = (0.5, 10.0)
 CLOSED = ("", b"")
 
 _encode = msgspec.json.Encoder().encode
-
-NEWER_SQL = """
-SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state
-FROM unnest($1::uuid[], $2::bigint[]) AS w(case_id, version)
-JOIN case_events e ON e.originator_id = w.case_id AND e.originator_version > w.version
-ORDER BY e.notification_id
-"""
-
 
 class Heartbeat(Request, kw_only=True):
     """What the agent's client does with the case it has open."""
@@ -232,7 +225,7 @@ class CaseFeed:
         since = {case_id: min(w.version for w in watchers) for case_id, watchers in self.watches.items()}
         if not since:
             return
-        rows = await self.pool.fetch(NEWER_SQL, list(since), list(since.values()))
+        rows = await events_after_versions(self.pool, since)
         for row in rows:
             if all(row["originator_version"] <= w.version for w in self.watches.get(row["originator_id"], ())):
                 continue  # handed out already, as this process appended it

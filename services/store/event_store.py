@@ -28,7 +28,7 @@ hashes commit or roll back with the rows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -412,6 +412,37 @@ async def log_head(conn: asyncpg.Connection | asyncpg.Pool) -> int:
     """The position of the last event written (0 for an empty log)."""
     value: int = await conn.fetchval("SELECT coalesce(max(notification_id), 0) FROM case_events")
     return value
+
+
+async def count_events(conn: asyncpg.Connection | asyncpg.Pool, upto: int | None = None) -> int:
+    """How many events the log holds (up to position `upto`)."""
+    value: int = await conn.fetchval(
+        "SELECT count(*) FROM case_events WHERE $1::bigint IS NULL OR notification_id <= $1", upto)
+    return value
+
+
+async def positions_of_topic(conn: asyncpg.Connection | asyncpg.Pool, topic: str, upto: int) -> list[int]:
+    """The positions of the events of one topic up to `upto`, in log order."""
+    return [r[0] for r in await conn.fetch(
+        "SELECT notification_id FROM case_events WHERE topic = $1 AND notification_id <= $2 ORDER BY 1",
+        topic, upto)]
+
+
+async def streams_begun(conn: asyncpg.Connection | asyncpg.Pool, originator_ids: Sequence[UUID]) -> set[UUID]:
+    """Which of these streams have a first event."""
+    return {r[0] for r in await conn.fetch(
+        "SELECT originator_id FROM case_events WHERE originator_id = ANY($1::uuid[]) AND originator_version = 1",
+        list(originator_ids))}
+
+
+async def events_after_versions(conn: asyncpg.Connection | asyncpg.Pool, versions: Mapping[UUID, int]
+                                ) -> list[asyncpg.Record]:
+    """Each stream's events after the version given for it (position, id, version, topic, state), in log order."""
+    return await conn.fetch(
+        "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state"
+        " FROM unnest($1::uuid[], $2::bigint[]) AS w(case_id, version)"
+        " JOIN case_events e ON e.originator_id = w.case_id AND e.originator_version > w.version"
+        " ORDER BY e.notification_id", list(versions), list(versions.values()))
 
 
 async def stream_head(conn: asyncpg.Connection | asyncpg.Pool, originator_id: UUID) -> tuple[int, int] | None:
