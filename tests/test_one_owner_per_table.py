@@ -64,9 +64,6 @@ STILL_SHARED: dict[tuple[str, str], str] = {
     ("services/store/audit_chain.py", "case_events"): _JOINT_READ,
     ("services/store/audit_seal.py", "case_events"): "the seal folds the log's rows in order",
     ("services/store/event_store.py", "case_event_hashes"): _JOINT_READ,
-    ("services/effects/webhook_payloads.py", "case_events"): _JOINT_READ,
-    ("services/effects/webhook_payloads.py", "case_event_hashes"): _JOINT_READ,
-    ("services/effects/processor_instructions.py", "case_events"): "the follower's one query per wake",
 }
 
 

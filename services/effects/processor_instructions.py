@@ -41,7 +41,7 @@ from casedesk.services.effects.processor_client import ProcessorClient
 from casedesk.services.effects.processor_sender import InstructionSender
 from casedesk.services.store.database import keeps_session_state
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import CHANNEL
+from casedesk.services.store.event_store import CHANNEL, next_of_topics
 from casedesk.services.store.tracking import move_position, read_position
 
 log = structlog.get_logger("casedesk.processor")
@@ -58,15 +58,8 @@ GATHER_SECONDS = 0.01
 TOPICS = [get_topic(t) for t in (ev.CardSuspended, ev.ReplacementCardIssued, ev.PaymentStopped)]
 _encode = msgspec.json.Encoder().encode
 
-# One round trip per wake: the head of the log and, up to it, the next events that ask
-# something of the processor (one row with NULLs when none do). On a busy desk almost every
-# append is a note or a contact: a wake then costs this one query, nothing written.
-_READ = (
-    "WITH h AS (SELECT coalesce(max(notification_id), 0) AS head FROM case_events)"
-    " SELECT h.head, e.notification_id, e.originator_id, e.originator_version, e.topic, e.state FROM h"
-    " LEFT JOIN LATERAL (SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
-    " WHERE notification_id > $1 AND notification_id <= h.head AND topic = ANY($2::text[])"
-    " ORDER BY notification_id LIMIT $3) e ON true ORDER BY e.notification_id")
+# One round trip per wake (event_store.next_of_topics): on a busy desk almost every append is a
+# note or a contact, so a wake then costs that one query, nothing written.
 # Past events that ask nothing, the stored position is moved at most this often: reading
 # them again after a crash costs a scan and records nothing twice (the token is the key).
 SAVE_POSITION_SECONDS = 1.0
@@ -97,9 +90,7 @@ class Follower:
         if self.position is None:
             self.position = self._saved = await read_position(conn, NAME) or 0
             self._saved_at = time.monotonic()
-        rows = await conn.fetch(_READ, self.position, TOPICS, self.batch)
-        head = rows[0][0]
-        found = [r for r in rows if r[1] is not None]
+        head, found = await next_of_topics(conn, self.position, TOPICS, self.batch)
         if not found:
             if head > self.position:
                 self.position = head

@@ -23,6 +23,7 @@ from casedesk.domain import events as ev
 from casedesk.projections.timeline.history import HistoryEvent, history_event, read_stored
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import audited_after
 
 ALL_TYPES = "*"
 
@@ -92,11 +93,7 @@ async def read_after(
     """The case events after `position` a subscription wants, the position of the last row read
     (None when the log has nothing after `position`) and how many rows were read (fewer than
     `limit`: the log's end was reached)."""
-    rows = await pool.fetch(
-        "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, h.hash"
-        " FROM case_events e LEFT JOIN case_event_hashes h USING (originator_id, originator_version)"
-        " WHERE e.notification_id > $1 ORDER BY e.notification_id LIMIT $2",
-        position, limit)
+    rows = await audited_after(pool, position, limit)
     found: list[Delivery] = []
     for row in rows:
         # Each subscription reads the same rows: decoded and masked once (timeline/history's rows read lately).

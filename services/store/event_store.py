@@ -445,6 +445,34 @@ async def events_after_versions(conn: asyncpg.Connection | asyncpg.Pool, version
         " ORDER BY e.notification_id", list(versions), list(versions.values()))
 
 
+async def audited_after(conn: asyncpg.Connection | asyncpg.Pool, position: int, limit: int) -> list[asyncpg.Record]:
+    """The next `limit` events after `position` with their chain hashes (position, id, version, topic,
+    state, hash: NULL for an event written before the chain), in log order."""
+    return await conn.fetch(
+        "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, h.hash"
+        " FROM case_events e LEFT JOIN case_event_hashes h USING (originator_id, originator_version)"
+        " WHERE e.notification_id > $1 ORDER BY e.notification_id LIMIT $2",
+        position, limit)
+
+
+# One round trip: the head of the log and, up to it, the next events of some topics (one row of
+# NULLs after the head when none are there).
+_NEXT_OF_TOPICS = (
+    "WITH h AS (SELECT coalesce(max(notification_id), 0) AS head FROM case_events)"
+    " SELECT h.head, e.notification_id, e.originator_id, e.originator_version, e.topic, e.state FROM h"
+    " LEFT JOIN LATERAL (SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
+    " WHERE notification_id > $1 AND notification_id <= h.head AND topic = ANY($2::text[])"
+    " ORDER BY notification_id LIMIT $3) e ON true ORDER BY e.notification_id")
+
+
+async def next_of_topics(conn: asyncpg.Connection, after: int, topics: Sequence[str], limit: int
+                         ) -> tuple[int, list[asyncpg.Record]]:
+    """The log's head and, up to it, the next `limit` events after `after` of these topics
+    (position, id, version, topic, state): a follower's one query per wake."""
+    rows = await conn.fetch(_NEXT_OF_TOPICS, after, list(topics), limit)
+    return rows[0][0], [r for r in rows if r[1] is not None]
+
+
 async def stream_head(conn: asyncpg.Connection | asyncpg.Pool, originator_id: UUID) -> tuple[int, int] | None:
     """A stream's last version and that event's position, or None for a stream never written."""
     row = await conn.fetchrow(
