@@ -21,8 +21,7 @@ from eventsourcing.persistence import StoredEvent
 from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.events import CaseEvent
-from casedesk.projections.timeline.rows import CASE_FILE_COLUMNS
-from casedesk.projections.work_queues import QUEUE_ORDER, WAITING, hold_briefly
+from casedesk.projections.work_queues import hold_briefly, hold_next
 from casedesk.services.case_service import CaseService, Idempotency, Outcome, Respond
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.tokens import Principal
@@ -38,48 +37,6 @@ ATTEMPTS = 50
 
 
 LOST_RACE = object()  # the candidate was held by another claim meanwhile: try the next
-
-# One statement, one round trip: pick the first waiting case nobody holds (SKIP
-# LOCKED), hold it unless another claim's hold is still running, and say which
-# happened (no candidate: the queue is empty; a candidate not held: lost race).
-# For a held case it also brings what the claim needs next, so nothing more is
-# read before the assignment is appended: the latest snapshot, the case file row,
-# and the stream's events after whichever of the two is older. Its commit does not
-# wait for the WAL flush: a hold only matters until the assignment, whose own
-# (flushed) commit makes the hold durable too; a crash before that fails the claim.
-_HOLD_NEXT = f"""
-WITH candidate AS (
-    SELECT q.case_id FROM queue_items q
-    WHERE q.queue = $1 AND {WAITING} AND NOT EXISTS (
-        SELECT 1 FROM claim_holds h WHERE h.case_id = q.case_id AND h.until > now())
-    ORDER BY {QUEUE_ORDER} LIMIT 1 FOR UPDATE OF q SKIP LOCKED
-), held AS (
-    INSERT INTO claim_holds (case_id, agent_id, until)
-    SELECT case_id, $2, now() + $3 * interval '1 second' FROM candidate
-    ON CONFLICT (case_id) DO UPDATE SET agent_id = excluded.agent_id, until = excluded.until
-    WHERE claim_holds.until <= now()
-    RETURNING case_id
-), snapshot AS (
-    SELECT originator_version, state FROM case_snapshots WHERE originator_id = (SELECT case_id FROM held)
-    ORDER BY originator_version DESC LIMIT 1
-), case_file AS (
-    SELECT {CASE_FILE_COLUMNS} FROM case_files WHERE case_id = (SELECT case_id FROM held)
-), tail AS (
-    SELECT originator_version, topic, state FROM case_events
-    WHERE originator_id = (SELECT case_id FROM held) AND originator_version > LEAST(
-        coalesce((SELECT originator_version FROM snapshot), 0), coalesce((SELECT version FROM case_file), 0))
-)
-SELECT (SELECT case_id FROM candidate) AS candidate, (SELECT case_id FROM held) AS held,
-    set_config('synchronous_commit', 'off', true) AS asynchronous_commit,
-    (SELECT originator_version FROM snapshot) AS snapshot_version, (SELECT state FROM snapshot) AS snapshot,
-    (SELECT version FROM case_file) AS version, (SELECT view FROM case_file) AS view,
-    (SELECT file FROM case_file) AS file, (SELECT timeline_head FROM case_file) AS timeline_head,
-    (SELECT entries FROM case_file) AS entries,
-    (SELECT array_agg(originator_version ORDER BY originator_version) FROM tail) AS versions,
-    (SELECT array_agg(topic ORDER BY originator_version) FROM tail) AS topics,
-    (SELECT array_agg(state ORDER BY originator_version) FROM tail) AS states
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class HeldCase:
@@ -116,7 +73,7 @@ class Claim:
 
 async def _hold_next(pool: asyncpg.Pool, mapper: CaseEventMapper, queue: str, agent_id: str) -> object | None:
     """The case now held for this claim; None if none waits; LOST_RACE to retry."""
-    row = await pool.fetchrow(_HOLD_NEXT, queue, agent_id, TAKEN_SECONDS)
+    row = await hold_next(pool, queue, agent_id, TAKEN_SECONDS)
     if row["candidate"] is None:
         return None
     case_id = row["held"]

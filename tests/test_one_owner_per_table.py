@@ -56,11 +56,9 @@ _JOINT_READ = "one round trip reads the events with their hash chain (to become 
 # (module, table): why it still names a table it does not own. Only ever shrinks.
 STILL_SHARED: dict[tuple[str, str], str] = {
     ("services/presence.py", "case_files"): "a heartbeat checks access and upserts in one statement",
-    ("services/queue_claims.py", "case_events"): "a claim reads hold, snapshot, row and stream in one round trip",
-    ("services/queue_claims.py", "case_files"): "a claim reads hold, snapshot, row and stream in one round trip",
-    ("services/queue_claims.py", "case_snapshots"): "a claim reads hold, snapshot, row and stream in one round trip",
-    ("services/queue_claims.py", "queue_items"): "a claim picks and holds the next item in one statement",
-    ("services/queue_claims.py", "claim_holds"): "a claim picks and holds the next item in one statement",
+    ("projections/work_queues.py", "case_events"): "a claim holds its case and reads snapshot, row and stream in one round trip",
+    ("projections/work_queues.py", "case_files"): "a claim holds its case and reads snapshot, row and stream in one round trip",
+    ("projections/work_queues.py", "case_snapshots"): "a claim holds its case and reads snapshot, row and stream in one round trip",
     ("services/store/audit_chain.py", "case_events"): _JOINT_READ,
     ("services/store/audit_seal.py", "case_events"): "the seal folds the log's rows in order",
     ("services/store/event_store.py", "case_event_hashes"): _JOINT_READ,
