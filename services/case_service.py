@@ -78,7 +78,7 @@ class Outcome:
         return self.positions[-1] if self.positions else None
 
 
-Respond = Callable[[Outcome], tuple[int, bytes]]  # how the HTTP layer answers an outcome (kept under the key)
+Answer = Callable[[Outcome], tuple[int, bytes]]  # how the HTTP layer answers an outcome (kept under the key)
 
 
 class CaseChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -179,7 +179,7 @@ class CaseService:
         principal: Principal,
         decide: Opening,
         idempotency: Idempotency | None = None,
-        respond: Respond | None = None,
+        answer: Answer | None = None,
     ) -> Outcome:
         actor = actor_of(principal, "fraud")
         events = decide(actor=actor, at=self.clock())
@@ -187,7 +187,7 @@ class CaseService:
             events = await self._sealed(events[0].customer.customer_id, events)
         case = replay(events)
         assert case is not None
-        return await self._append(case, events, idempotency, respond)
+        return await self._append(case, events, idempotency, answer)
 
     async def change(
         self,
@@ -197,7 +197,7 @@ class CaseService:
         *,
         expected_version: int | None = None,
         idempotency: Idempotency | None = None,
-        respond: Respond | None = None,
+        answer: Answer | None = None,
         for_customer: bool = False,
     ) -> Outcome:
         """Run one command; re-run it on fresh state when another command won the race.
@@ -209,7 +209,7 @@ class CaseService:
         """
         try:
             async with self._turn(case_id):
-                return await self._change(principal, case_id, decide, expected_version, idempotency, respond,
+                return await self._change(principal, case_id, decide, expected_version, idempotency, answer,
                                           for_customer)
         except VersionMismatchError as stale:
             if expected_version is not None and not stale.changed_by:
@@ -250,7 +250,7 @@ class CaseService:
         *,
         expected_version: int | None = None,
         idempotency: Idempotency | None = None,
-        respond: Respond | None = None,
+        answer: Answer | None = None,
     ) -> Outcome:
         """One command on two cases (`case_id` in the path, `other_id` named in the body): both
         streams are written in one append, all or nothing, each at its expected version.
@@ -294,15 +294,15 @@ class CaseService:
                               ) -> list[int]:
                     return [p for e, p in zip(events, positions, strict=True) if e.originator_id == case_id]
 
-                def respond_pair(outcome: Outcome, after: FraudCase = after, mine: list[CaseEvent] = mine,
+                def answer_pair(outcome: Outcome, after: FraudCase = after, mine: list[CaseEvent] = mine,
                                  other_after: FraudCase = other_after) -> tuple[int, bytes]:
-                    assert respond is not None
-                    return respond(Outcome(after, mine, mine_only(outcome.positions), other_after,
+                    assert answer is not None
+                    return answer(Outcome(after, mine, mine_only(outcome.positions), other_after,
                                            max(outcome.positions)))
 
                 try:
                     outcome = await self._append(after, events, idempotency,
-                                                 respond_pair if respond is not None else None)
+                                                 answer_pair if answer is not None else None)
                 except StreamConflictError:
                     self._cache.pop(case_id, None)
                     self._cache.pop(other_id, None)
@@ -334,7 +334,7 @@ class CaseService:
         decide: Decision,
         expected_version: int | None,
         idempotency: Idempotency | None,
-        respond: Respond | None,
+        answer: Answer | None,
         for_customer: bool = False,
     ) -> Outcome:
         for attempt in range(MAX_ATTEMPTS):
@@ -352,7 +352,7 @@ class CaseService:
                 events = self._decide(principal, case, decide, expected_version, for_customer)
             events = await self._sealed(case.customer.customer_id, events)
             try:
-                return await self._append(replay(events, case) or case, events, idempotency, respond)
+                return await self._append(replay(events, case) or case, events, idempotency, answer)
             except StreamConflictError:
                 self._cache.pop(case_id, None)
                 if attempt == MAX_ATTEMPTS - 1 or (expected_version is not None and cached is None):
@@ -375,10 +375,10 @@ class CaseService:
         case: FraudCase,
         events: list[CaseEvent],
         idempotency: Idempotency | None,
-        respond: Respond | None,
+        answer: Answer | None,
     ) -> Outcome:
         stored = [self.mapper.to_stored_event(e) for e in events]
-        outcome = await append_once(self.store, stored, partial(Outcome, case, events), idempotency, respond)
+        outcome = await append_once(self.store, stored, partial(Outcome, case, events), idempotency, answer)
         if events:
             self._remember(case)
             for tell in self.appended:

@@ -22,7 +22,7 @@ from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.events import CaseEvent
 from casedesk.projections.work_queues import hold_briefly, hold_next
-from casedesk.services.case_service import CaseService, Idempotency, Outcome, Respond
+from casedesk.services.case_service import Answer, CaseService, Idempotency, Outcome
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.tokens import Principal
 
@@ -86,10 +86,10 @@ async def _hold_next(pool: asyncpg.Pool, mapper: CaseEventMapper, queue: str, ag
 
 
 async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principal, queue: str, *,
-                     idempotency: Idempotency | None = None, respond: Respond | None = None) -> Claim | None:
+                     idempotency: Idempotency | None = None, answer: Answer | None = None) -> Claim | None:
     """Assign the caller the next case of the queue; None when the queue is empty.
 
-    With an Idempotency-Key, `respond`'s answer is kept with the assignment, as for any command.
+    With an Idempotency-Key, `answer`'s answer is kept with the assignment, as for any command.
     """
     for _ in range(ATTEMPTS):
         held = await _hold_next(pool, cases.mapper, queue, principal.sub)
@@ -103,7 +103,7 @@ async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principa
                         (e for e in held.events if e.originator_version > held.snapshot_version))
             outcome = await cases.change(principal, case_id, partial(  # type: ignore[arg-type]
                 d.assign, agent_id=principal.sub, agent_name=principal.name, queue=queue),
-                idempotency=idempotency, respond=respond)
+                idempotency=idempotency, answer=answer)
         except RuleViolation:
             # Taken or closed since the read model saw it: keep the hold (it stays out of
             # other claims even if the read model lags; a release or reopen frees it,

@@ -132,7 +132,7 @@ async def run(
     if isinstance(idempotency, web.Response):
         return idempotency
 
-    def respond(outcome: Outcome) -> tuple[int, bytes]:
+    def answer(outcome: Outcome) -> tuple[int, bytes]:
         code = status(outcome) if callable(status) else status
         return code, _encoder.encode(command_body(outcome, extra))
 
@@ -140,17 +140,17 @@ async def run(
     principal = request[PRINCIPAL]
     try:
         if case_id is None:
-            outcome = await cases.open(principal, decide, idempotency, respond)  # type: ignore[arg-type]
+            outcome = await cases.open(principal, decide, idempotency, answer)  # type: ignore[arg-type]
         else:
             outcome = await cases.change(principal, case_id, decide, expected_version=expected_version,  # type: ignore[arg-type]
-                                         idempotency=idempotency, respond=respond)
+                                         idempotency=idempotency, answer=answer)
     except IdempotencyRaceError:
         replay = await idempotency_of(request)
         if isinstance(replay, web.Response):
             return replay
         raise
     structlog.contextvars.bind_contextvars(case_id=str(outcome.case.id))
-    response = _json(*respond(outcome), outcome.version)
+    response = _json(*answer(outcome), outcome.version)
     if case_id is None:
         response.headers["Location"] = f"/v1/cases/{outcome.case.id}"
     return response
@@ -174,13 +174,13 @@ async def run_pair(
     if isinstance(idempotency, web.Response):
         return idempotency
 
-    def respond(outcome: Outcome) -> tuple[int, bytes]:
+    def answer(outcome: Outcome) -> tuple[int, bytes]:
         return 200, _encoder.encode(command_body(outcome, extra))
 
     try:
         outcome = await request.app[CASES].change_pair(
             request[PRINCIPAL], case_id, other_id, decide, expected_version=expected_version,
-            idempotency=idempotency, respond=respond)
+            idempotency=idempotency, answer=answer)
     except IdempotencyRaceError:
         replay = await idempotency_of(request)
         if isinstance(replay, web.Response):
@@ -190,7 +190,7 @@ async def run_pair(
         if isinstance(error, CaseNotFoundError) and str(error) == str(case_id):
             raise
         raise validation_problem([FieldError(other_field, f"{other_id} names no case you may work")]) from None
-    return _json(*respond(outcome), outcome.version)
+    return _json(*answer(outcome), outcome.version)
 
 
 async def _already_open(request: web.Request, case_id: UUID) -> web.Response | None:

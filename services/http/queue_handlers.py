@@ -97,7 +97,7 @@ async def claim(request: web.Request) -> web.StreamResponse:
         claimed = msgspec.json.decode(first.body)
         return await _claimed(request, UUID(claimed["case_id"]), claimed["position"])
     claim = await claim_next(request.app[POOL], cases, request[PRINCIPAL], queue, idempotency=first,
-                             respond=lambda o: (200, _encode(command_body(o, None))))
+                             answer=lambda o: (200, _encode(command_body(o, None))))
     if claim is None:
         return web.Response(status=204)
     outcome = claim.outcome
