@@ -40,8 +40,10 @@ import asyncpg
 import msgspec
 
 from casedesk.domain.values import Money
-from casedesk.projections.timeline.rows import CASE_FILE_COLUMNS
+from casedesk.projections.timeline.rows import case_file_row_sql
 from casedesk.projections.timeline.shapes import CaseFile, CaseView
+from casedesk.services.store.event_store import stream_after_sql
+from casedesk.services.store.snapshots import latest_snapshot_sql
 
 _encode = msgspec.json.Encoder().encode
 
@@ -264,6 +266,13 @@ async def write_activity(conn: asyncpg.Connection, activity: Counter[tuple[str, 
 # and the stream's events after whichever of the two is older. Its commit does not
 # wait for the WAL flush: a hold only matters until the assignment, whose own
 # (flushed) commit makes the hold durable too; a crash before that fails the claim.
+# The held case's snapshot, case file row and stream after the older of the two, each spelled by its
+# table's owner.
+_HELD = "(SELECT case_id FROM held)"
+_HELD_SNAPSHOT = latest_snapshot_sql(_HELD)
+_HELD_FILE = case_file_row_sql(_HELD)
+_HELD_TAIL = stream_after_sql(_HELD, "LEAST(coalesce((SELECT originator_version FROM snapshot), 0),"
+                                     " coalesce((SELECT version FROM case_file), 0))")
 _HOLD_NEXT = f"""
 WITH candidate AS (
     SELECT q.case_id FROM queue_items q
@@ -277,14 +286,11 @@ WITH candidate AS (
     WHERE claim_holds.until <= now()
     RETURNING case_id
 ), snapshot AS (
-    SELECT originator_version, state FROM case_snapshots WHERE originator_id = (SELECT case_id FROM held)
-    ORDER BY originator_version DESC LIMIT 1
+    {_HELD_SNAPSHOT}
 ), case_file AS (
-    SELECT {CASE_FILE_COLUMNS} FROM case_files WHERE case_id = (SELECT case_id FROM held)
+    {_HELD_FILE}
 ), tail AS (
-    SELECT originator_version, topic, state FROM case_events
-    WHERE originator_id = (SELECT case_id FROM held) AND originator_version > LEAST(
-        coalesce((SELECT originator_version FROM snapshot), 0), coalesce((SELECT version FROM case_file), 0))
+    {_HELD_TAIL}
 )
 SELECT (SELECT case_id FROM candidate) AS candidate, (SELECT case_id FROM held) AS held,
     set_config('synchronous_commit', 'off', true) AS asynchronous_commit,

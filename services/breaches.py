@@ -16,8 +16,7 @@ from casedesk.services.case_service import actor_of
 from casedesk.services.personal_data import PersonalData
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore
-from casedesk.services.store.idempotent_append import Idempotency, append_once
+from casedesk.services.store.event_store import EventStore, Idempotency
 from casedesk.services.tokens import Principal
 
 
@@ -57,7 +56,7 @@ class Breaches:
             breach_id=uuid4(), actor=actor, at=datetime.now(UTC), merchant=merchant, window_start=window_start,
             window_end=window_end, data_exposed=data_exposed, reissue_fee_bearer=reissue_fee_bearer,
         )
-        return await append_once(self._store, [self._mapper.to_stored_event(event)], partial(_recorded, event),
+        return await self._store.append_once([self._mapper.to_stored_event(event)], partial(_recorded, event),
                                  idempotency, answer)
 
     async def find(self, breach_id: UUID) -> BreachRecorded | None:

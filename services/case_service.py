@@ -28,8 +28,7 @@ from casedesk.domain.values import Actor
 from casedesk.services.case_access import AccessDeniedError, acting_department, check_may_change
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore, StreamConflictError, positions_of
-from casedesk.services.store.idempotent_append import Idempotency, append_once
+from casedesk.services.store.event_store import EventStore, Idempotency, StreamConflictError, positions_of
 from casedesk.services.store.snapshots import keep_snapshot, latest_snapshot
 from casedesk.services.tokens import Principal
 
@@ -378,7 +377,7 @@ class CaseService:
         answer: Answer | None,
     ) -> Outcome:
         stored = [self.mapper.to_stored_event(e) for e in events]
-        outcome = await append_once(self.store, stored, partial(Outcome, case, events), idempotency, answer)
+        outcome = await self.store.append_once(stored, partial(Outcome, case, events), idempotency, answer)
         if events:
             self._remember(case)
             for tell in self.appended:

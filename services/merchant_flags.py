@@ -10,8 +10,7 @@ from typing import NamedTuple
 from casedesk.domain.merchants import MerchantFlagged, flag_merchant, merchant_stream
 from casedesk.services.case_service import MAX_ATTEMPTS, actor_of
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import EventStore, StreamConflictError
-from casedesk.services.store.idempotent_append import Idempotency, append_once
+from casedesk.services.store.event_store import EventStore, Idempotency, StreamConflictError
 from casedesk.services.tokens import Principal
 
 
@@ -51,7 +50,7 @@ async def flag(store: EventStore, mapper: CaseEventMapper, principal: Principal,
         [event] = flag_merchant(last[0].originator_version if last else 0, actor=actor, at=datetime.now(UTC),
                                 merchant=merchant, reason=reason)
         try:
-            return await append_once(store, [mapper.to_stored_event(event)], partial(_flagged, event),
+            return await store.append_once([mapper.to_stored_event(event)], partial(_flagged, event),
                                      idempotency, answer)
         except StreamConflictError:
             if attempt == MAX_ATTEMPTS - 1:

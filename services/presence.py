@@ -27,6 +27,8 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from casedesk.projections.timeline.rows import readable_sql
+
 CHANNEL = "case_presence"
 Activity = Literal["viewing", "editing"]
 
@@ -53,10 +55,10 @@ WHERE NOT EXISTS (SELECT 1 FROM prior WHERE live AND activity = $4)
 # is check_may_read_parts's ($6: the caller's role reads every case; else a department in common, or the
 # assignee). No row written (`beat` 0): the case is not projected yet, not there, or not the caller's; the
 # handler then asks the write side, which answers which (services/http/case_stream.py).
+_READABLE = readable_sql("$1", "$6", "$7::text[]", "$2")  # the case_files rule, spelled by its owner
 CHECKED_HEARTBEAT_SQL = f"""
 WITH readable AS (
-    SELECT 1 FROM case_files
-    WHERE case_id = $1 AND ($6 OR departments && $7::text[] OR assignee = $2)
+    {_READABLE}
 ), prior AS (
     SELECT activity, seen_at > now() - make_interval(secs => $5) AS live
     FROM case_presence WHERE case_id = $1 AND agent_id = $2

@@ -1,9 +1,8 @@
 """One owner per table (issue 16): SQL naming a table lives in that table's owner module.
 
-A change to a table then means reading one module. Where other modules still
-name a table, they are listed in STILL_SHARED with the reason, and the list
-may only shrink: a new module naming a table fails, and so does an entry that
-no longer holds (so the list stays the true map of what is left to move).
+A change to a table then means reading one module. A statement that spans
+tables (a claim's one round trip, a heartbeat's access check) is composed from
+parts each spelled by its table's owner (`*_sql` functions, `EVENT_ROWS`).
 Tables are found from the migrations; SQL is found as a table name after
 FROM, JOIN, INTO, UPDATE, TABLE, TRUNCATE, LIKE or COPY, or as the table of
 asyncpg's copy_records_to_table. `migrations/` itself (the schema) is exempt.
@@ -27,7 +26,7 @@ OWNERS: dict[str, str] = {
     "case_approvals": "projections/approvals.py",
     "case_clocks": "projections/deadline_clocks.py",
     "case_customers": "projections/customer_lookup.py",
-    "case_event_hashes": "services/store/audit_chain.py",
+    "case_event_hashes": "services/store/event_store.py",
     "case_events": "services/store/event_store.py",
     "case_files": "projections/timeline/rows.py",
     "case_presence": "services/presence.py",
@@ -49,19 +48,6 @@ OWNERS: dict[str, str] = {
     "timeline_parts": "projections/timeline/rows.py",
     "webhook_attempts": "services/effects/webhook_subscriptions.py",
     "webhooks": "services/effects/webhook_subscriptions.py",
-}
-
-_JOINT_READ = "one round trip reads the events with their hash chain (to become an event-store read)"
-
-# (module, table): why it still names a table it does not own. Only ever shrinks.
-STILL_SHARED: dict[tuple[str, str], str] = {
-    ("services/presence.py", "case_files"): "a heartbeat checks access and upserts in one statement",
-    ("projections/work_queues.py", "case_events"): "a claim holds its case and reads snapshot, row and stream in one round trip",
-    ("projections/work_queues.py", "case_files"): "a claim holds its case and reads snapshot, row and stream in one round trip",
-    ("projections/work_queues.py", "case_snapshots"): "a claim holds its case and reads snapshot, row and stream in one round trip",
-    ("services/store/audit_chain.py", "case_events"): _JOINT_READ,
-    ("services/store/audit_seal.py", "case_events"): "the seal folds the log's rows in order",
-    ("services/store/event_store.py", "case_event_hashes"): _JOINT_READ,
 }
 
 
@@ -94,12 +80,8 @@ def test_every_table_has_an_owner() -> None:
 def test_only_a_tables_owner_names_it_in_sql() -> None:
     named = _named_in_sql(_tables())
     strangers = {(module, table) for module, table in named if OWNERS[table] != module}
-    assert strangers - STILL_SHARED.keys() == set(), "SQL on a table outside its owner: call the owner instead"
-
-
-def test_the_list_of_tables_still_shared_is_true() -> None:
-    named = _named_in_sql(_tables())
-    assert STILL_SHARED.keys() - named == set(), "moved: take these entries off STILL_SHARED"
+    assert strangers == set(), ("SQL on a table outside its owner: call the owner instead, or, inside one"
+                                " statement, compose the part its owner spells (e.g. timeline/rows.readable_sql)")
 
 
 def test_the_http_layer_names_no_table() -> None:

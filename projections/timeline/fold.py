@@ -7,7 +7,7 @@ and what an auditor replays cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, tzinfo
 
 import msgspec
@@ -114,10 +114,10 @@ def fold(
 def timeline_of(file: CaseFile) -> TimelineAnswer:
     """The timeline answer of a file folded from the first event: the pinned note's entry first, then all."""
     return TimelineAnswer(case_id=file.view.case_id, version=file.view.version, pinned_note=file.view.pinned_note,
-                          entries=_pinned(file) + file.timeline)
+                          entries=pinned_entries(file) + file.timeline)
 
 
-def _pinned(file: CaseFile) -> list[TimelineEntry]:
+def pinned_entries(file: CaseFile) -> list[TimelineEntry]:
     return [file.pinned_entry] if file.view.pinned_note is not None and file.pinned_entry is not None else []
 
 
@@ -139,39 +139,3 @@ def file_rest(file: CaseFile) -> bytes:
     # The clocks themselves are in the view already; the rest of the book is what they are derived from.
     book = msgspec.structs.replace(file.clock_book, clocks=())
     return _encode(FileRest(started=file.started, pinned_entry=file.pinned_entry, clock_book=book))
-
-
-def timeline_head(file: CaseFile) -> bytes:
-    """The timeline answer up to where the stored entries go: `{..., "entries":[` and the pinned entry.
-
-    Kept in case_files.timeline_head; `timeline_bytes` completes it.
-    """
-    head = _encode(TimelineAnswer(case_id=file.view.case_id, version=file.view.version,
-                                  pinned_note=file.view.pinned_note, entries=_pinned(file)))
-    return head[:-2]  # drop "]}": entries is the answer's last field
-
-
-class _EncodedTimeline(msgspec.Struct):
-    """The timeline answer (TimelineAnswer's fields, in its order) with its parts kept as the JSON they are.
-
-    Decoded from a stored timeline_head (nothing in it is decoded further) and
-    encoded as the answer; each of `entries` is one or more encoded entries,
-    comma-joined as a timeline part stores them, written as the array's items.
-    """
-
-    case_id: msgspec.Raw
-    version: msgspec.Raw
-    pinned_note: msgspec.Raw
-    entries: list[msgspec.Raw]
-
-
-_decode_head = msgspec.json.Decoder(_EncodedTimeline).decode
-
-
-def timeline_bytes(head: bytes, entries: bytes | None, new: Sequence[TimelineEntry] = ()) -> bytes:
-    """The timeline answer: `head`'s fields and pinned entry, the stored entries (comma-joined), then `new` ones."""
-    answer = _decode_head(head + b"]}")  # the head stops inside `entries`, the answer's last field
-    if entries:
-        answer.entries.append(msgspec.Raw(entries))
-    answer.entries += [msgspec.Raw(_encode(e)) for e in new]
-    return _encode(answer)

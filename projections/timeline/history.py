@@ -21,18 +21,20 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
 from casedesk.domain.clock_policies import DEFAULT_POLICY, ClockPolicy
 from casedesk.domain.clocks import clocks_as_of
 from casedesk.domain.errors import CaseNotFoundError
-from casedesk.domain.events import CaseEvent
+from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.domain.values import Actor, Customer, PhoneNumber
 from casedesk.projections.timeline.fold import CaseFile, apply
 from casedesk.projections.timeline.handoff import refresh_handoff
-from casedesk.projections.timeline.reading import CASE_OPENED_TOPIC
 from casedesk.projections.timeline.shapes import CaseView
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import AuditedEvent, EventStore
+
+CASE_OPENED_TOPIC = get_topic(CaseOpened)
 
 HISTORY_TURN = 100  # events handled per event-loop turn, whatever the case's length
 # Stored events read lately, decoded and masked. An auditor replays a case again and again (the

@@ -9,15 +9,15 @@ reads, the case stream, presence, the dashboard and lookups read them here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
-from casedesk.projections.timeline.fold import file_rest, timeline_head
-from casedesk.projections.timeline.shapes import CaseFile
+from casedesk.projections.timeline.fold import file_rest, pinned_entries
+from casedesk.projections.timeline.shapes import CaseFile, TimelineAnswer, TimelineEntry
 
 _encode = msgspec.json.Encoder().encode
 Reader = asyncpg.Connection | asyncpg.Pool
@@ -34,6 +34,20 @@ _VIEW_COLUMNS = f"{_ROW_COLUMNS}, NULL::bytea AS entries"  # a view read joins n
 # (a live projection and a rebuild split them differently).
 TIMELINE_CONTENTS = ("SELECT case_id, string_agg(entries, ',' ORDER BY from_version) AS entries"
                      " FROM timeline_parts GROUP BY case_id")
+
+
+def case_file_row_sql(case: str) -> str:
+    """A statement's part: the case's row (CASE_FILE_COLUMNS); `case` is an SQL expression of the
+    statement that uses it (a claim's one round trip, projections/work_queues.py)."""
+    return f"SELECT {CASE_FILE_COLUMNS} FROM case_files WHERE case_id = {case}"
+
+
+def readable_sql(case: str, everyone: str, departments: str, agent: str) -> str:
+    """A statement's part: one row when the projected case is readable by the caller (the rule of
+    check_may_read_parts: `everyone`, a role that reads every case; else a department in common, or
+    the assignee), none otherwise. The arguments are SQL expressions of the statement that uses it."""
+    return (f"SELECT 1 FROM case_files WHERE case_id = {case}"
+            f" AND ({everyone} OR departments && {departments} OR assignee = {agent})")
 
 
 async def case_file_row(conn: Reader, case_id: UUID, *, timeline: bool = True) -> asyncpg.Record | None:
@@ -101,3 +115,42 @@ async def reach_of(conn: Reader, case_ids: Iterable[UUID]) -> list[tuple[UUID, l
     """Each projected case's departments and assignee: what deciding who may see it needs."""
     return [(r[0], list(r[1]), r[2]) for r in await conn.fetch(
         "SELECT case_id, departments, assignee FROM case_files WHERE case_id = ANY($1::uuid[])", list(case_ids))]
+
+
+# --- the timeline answer from its stored form: the head a case_files row keeps, and the parts ---
+
+
+def timeline_head(file: CaseFile) -> bytes:
+    """The timeline answer up to where the stored entries go: `{..., "entries":[` and the pinned entry.
+
+    Kept in case_files.timeline_head; `timeline_bytes` completes it.
+    """
+    head = _encode(TimelineAnswer(case_id=file.view.case_id, version=file.view.version,
+                                  pinned_note=file.view.pinned_note, entries=pinned_entries(file)))
+    return head[:-2]  # drop "]}": entries is the answer's last field
+
+
+class _EncodedTimeline(msgspec.Struct):
+    """The timeline answer (TimelineAnswer's fields, in its order) with its parts kept as the JSON they are.
+
+    Decoded from a stored timeline_head (nothing in it is decoded further) and
+    encoded as the answer; each of `entries` is one or more encoded entries,
+    comma-joined as a timeline part stores them, written as the array's items.
+    """
+
+    case_id: msgspec.Raw
+    version: msgspec.Raw
+    pinned_note: msgspec.Raw
+    entries: list[msgspec.Raw]
+
+
+_decode_head = msgspec.json.Decoder(_EncodedTimeline).decode
+
+
+def timeline_bytes(head: bytes, entries: bytes | None, new: Sequence[TimelineEntry] = ()) -> bytes:
+    """The timeline answer: `head`'s fields and pinned entry, the stored entries (comma-joined), then `new` ones."""
+    answer = _decode_head(head + b"]}")  # the head stops inside `entries`, the answer's last field
+    if entries:
+        answer.entries.append(msgspec.Raw(entries))
+    answer.entries += [msgspec.Raw(_encode(e)) for e in new]
+    return _encode(answer)

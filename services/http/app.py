@@ -18,7 +18,7 @@ from casedesk.domain.approval_policy import approval_limits
 from casedesk.domain.clock_policies import policy_named
 from casedesk.projections.catalogue import running_projections
 from casedesk.projections.runner import ProjectionRunner
-from casedesk.projections.timeline.reader import CaseReader
+from casedesk.projections.timeline.reading import CaseReader
 from casedesk.services.approvals import sweep_forever
 from casedesk.services.breaches import Breaches
 from casedesk.services.call_codes import CallCodes

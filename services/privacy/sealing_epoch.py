@@ -38,7 +38,7 @@ from eventsourcing.persistence import StoredEvent
 from casedesk.domain import events as ev
 from casedesk.domain.personal_fields import PERSONAL_FIELDS, with_personal
 from casedesk.services.privacy.customer_keys import CustomerKeys, is_sealed, link_cases
-from casedesk.services.store.audit_chain import rechain, stored_hashes
+from casedesk.services.store.audit_chain import rechain
 from casedesk.services.store.audit_seal import Rewritten, reseal_from
 from casedesk.services.store.event_mapper import CaseEventMapper, UndecodableEventError, topic_of
 from casedesk.services.store.event_store import (
@@ -47,6 +47,7 @@ from casedesk.services.store.event_store import (
     positions_of,
     rewrite_states,
     states_of,
+    stored_hashes,
     streams_with_topics,
 )
 from casedesk.services.store.snapshots import drop_snapshots

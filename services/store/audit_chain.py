@@ -5,7 +5,8 @@
 Hashes live in `case_event_hashes` (migration 006). The event store writes
 them in SQL, in the very statement that inserts the events they cover (no
 extra round trip under the append lock); `case_events` keeps the library's
-layout untouched. The check here recomputes the chain independently, in
+layout untouched; its rows are read through the event store, which owns
+both tables (services/store/event_store.py). The check here recomputes the chain independently, in
 Python, and names the first version whose stored hash does not match, is
 missing, or whose event is missing (a gap in the versions, or a hash whose
 event is gone).
@@ -20,18 +21,10 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from casedesk.services.store.event_store import chain_rows, count_chained_streams, every_chain_row, store_hashes
+
 ZERO_HASH = bytes(32)
 
-# Events and hashes side by side; a FULL JOIN so a hash whose event was deleted shows too.
-_CHAIN_ROWS = (
-    "SELECT originator_id, originator_version, e.topic, e.state, h.hash"
-    " FROM (SELECT originator_id, originator_version, topic, state FROM case_events {where}) e"
-    " FULL JOIN (SELECT originator_id, originator_version, hash FROM case_event_hashes {where}) h"
-    " USING (originator_id, originator_version)"
-    " ORDER BY originator_id, originator_version"
-)
-ONE_STREAM = _CHAIN_ROWS.format(where="WHERE originator_id = $1")
-EVERY_STREAM = _CHAIN_ROWS.format(where="")
 
 
 def chain_hash(previous: bytes, topic: str | None, state: bytes | None, version: int) -> bytes:
@@ -79,7 +72,7 @@ class StreamCheck:
 
 async def check_stream(conn: asyncpg.Connection | asyncpg.Pool, stream: UUID) -> ChainCheck | None:
     """Recompute one stream's chain; None when the stream has neither events nor hashes."""
-    rows = await conn.fetch(ONE_STREAM, stream)
+    rows = await chain_rows(conn, stream)
     if not rows:
         return None
     check = StreamCheck()
@@ -93,7 +86,7 @@ async def check_every_stream(conn: asyncpg.Connection) -> AsyncIterator[tuple[UU
     current: UUID | None = None
     check = StreamCheck()
     async with conn.transaction(readonly=True):
-        async for row in conn.cursor(EVERY_STREAM, prefetch=2000):
+        async for row in every_chain_row(conn):
             if row[0] != current:
                 if current is not None:
                     yield current, check.result()
@@ -101,14 +94,6 @@ async def check_every_stream(conn: asyncpg.Connection) -> AsyncIterator[tuple[UU
             check.add(row[1], row[2], row[3], row[4])
         if current is not None:
             yield current, check.result()
-
-
-async def count_streams(conn: asyncpg.Connection | asyncpg.Pool) -> int:
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM (SELECT originator_id FROM case_events"
-        " UNION SELECT originator_id FROM case_event_hashes) s"
-    )
-    return count
 
 
 async def verify_with_progress(conn: asyncpg.Connection, stream: UUID | None = None) -> tuple[int, int]:
@@ -119,7 +104,7 @@ async def verify_with_progress(conn: asyncpg.Connection, stream: UUID | None = N
     checked = broken = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("streams"),
                   TimeRemainingColumn()) as progress:
-        task = progress.add_task("verify hash chains", total=1 if stream else await count_streams(conn))
+        task = progress.add_task("verify hash chains", total=1 if stream else await count_chained_streams(conn))
         async for stream_id, check in _checks(conn, stream):
             checked += 1
             if not check.ok:
@@ -141,7 +126,7 @@ async def _checks(conn: asyncpg.Connection, stream: UUID | None) -> AsyncIterato
 async def rechain(conn: asyncpg.Connection, stream: UUID) -> dict[int, tuple[bytes, bytes]]:
     """Recompute one stream's chain over its stored rows and store it (the sealing epoch only,
     in its transaction); each version whose hash changed -> (old hash, new hash)."""
-    rows = await conn.fetch(ONE_STREAM, stream)
+    rows = await chain_rows(conn, stream)
     previous, changed, updates = ZERO_HASH, {}, []
     for row in rows:
         previous = chain_hash(previous, row[2], row[3], row[1])
@@ -149,14 +134,5 @@ async def rechain(conn: asyncpg.Connection, stream: UUID) -> dict[int, tuple[byt
         if old != previous:
             changed[row[1]] = (old, previous)
             updates.append((stream, row[1], previous))
-    await conn.executemany(
-        "UPDATE case_event_hashes SET hash = $3 WHERE originator_id = $1 AND originator_version = $2", updates)
+    await store_hashes(conn, updates)
     return changed
-
-
-async def stored_hashes(conn: asyncpg.Connection, keys: list[tuple[UUID, int]]) -> dict[tuple[UUID, int], bytes]:
-    rows = await conn.fetch(
-        "SELECT h.originator_id, h.originator_version, h.hash FROM case_event_hashes h"
-        " JOIN unnest($1::uuid[], $2::bigint[]) AS k(i, v) ON h.originator_id = k.i AND h.originator_version = k.v",
-        [k[0] for k in keys], [k[1] for k in keys])
-    return {(r[0], r[1]): bytes(r[2]) for r in rows}

@@ -37,6 +37,7 @@ import msgspec
 import structlog
 from eventsourcing.persistence import Notification
 
+from casedesk.services.store.event_store import EVENT_ROWS
 from casedesk.services.store.tracking import read_position
 
 log = structlog.get_logger("casedesk.audit")
@@ -156,7 +157,7 @@ class SealCheck(msgspec.Struct, frozen=True, kw_only=True):
 _LOG_AND_SEALS = (
     "SELECT notification_id, e.originator_id, e.originator_version, e.topic, e.state,"
     " s.originator_id, s.originator_version, s.previous_position, s.seal"
-    " FROM case_events e FULL JOIN audit_seals s USING (notification_id) ORDER BY notification_id"
+    f" FROM ({EVENT_ROWS}) e FULL JOIN audit_seals s USING (notification_id) ORDER BY notification_id"
 )
 
 
@@ -245,7 +246,7 @@ async def reseal_from(conn: asyncpg.Connection, key: bytes, position: int) -> tu
     previous = bytes(last[1]) if last else ZERO_SEAL
     rows = await conn.fetch(
         "SELECT s.notification_id, e.originator_id, e.originator_version, e.topic, e.state FROM audit_seals s"
-        " JOIN case_events e USING (notification_id) WHERE s.notification_id >= $1 ORDER BY 1", position)
+        f" JOIN ({EVENT_ROWS}) e USING (notification_id) WHERE s.notification_id >= $1 ORDER BY 1", position)
     updates = []
     for row in rows:
         previous = seal_link(key, previous, row[0], row[1], row[2], row[3], bytes(row[4]))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -39,6 +39,9 @@ from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from casedesk.services.store.idempotency_keys import keep_answers
 from casedesk.services.store.tracking import record_position
 
+Done = TypeVar("Done")  # what an append did, as its application service says
+# The log's rows, for the seals to join (services/store/audit_seal.py): the log's SQL stays here.
+EVENT_ROWS = "SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
 CHANNEL = "case_events"  # what casedesk_append (migration 009) notifies on every append
 MAX_BATCH_ITEMS = 512
 AUDITED_PER_TURN = 500  # rows of an audited read turned into events per event-loop turn
@@ -56,6 +59,15 @@ class IdempotencyRecord:
     key: str
     request_hash: bytes
     render: Callable[[list[int]], tuple[int, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """The caller's Idempotency-Key (kept as a keyed digest) and a digest of what it was sent with."""
+
+    principal: str
+    key: str
+    request_hash: bytes
 
 
 class StreamConflictError(IntegrityError):
@@ -296,6 +308,31 @@ class EventStore:
             return []
         return await self.writer.append(events, idempotency)
 
+    async def append_once(
+        self,
+        events: Sequence[StoredEvent],
+        outcome: Callable[[list[int]], Done],
+        idempotency: Idempotency | None = None,
+        answer: Callable[[Done], tuple[int, bytes]] | None = None,
+    ) -> Done:
+        """Append one command's `events` and return `outcome` of their positions: the one path cases,
+        breaches, merchant flags and claims take.
+
+        The application service says what the append did (`outcome`); its caller says how that
+        is answered (`answer`). With an Idempotency-Key, the answer is kept in the append's own
+        transaction, so a repeat of the request gets exactly the first answer and nothing is
+        written twice.
+        """
+        record = None
+        if idempotency is not None and answer is not None:
+            keep = answer
+
+            def kept(positions: list[int]) -> tuple[int, bytes]:
+                return keep(outcome(positions))
+
+            record = IdempotencyRecord(idempotency.principal, idempotency.key, idempotency.request_hash, kept)
+        return outcome(await self.append(events, record))
+
     async def read_stream(
         self,
         originator_id: UUID,
@@ -473,6 +510,13 @@ async def next_of_topics(conn: asyncpg.Connection, after: int, topics: Sequence[
     return rows[0][0], [r for r in rows if r[1] is not None]
 
 
+def stream_after_sql(stream: str, version: str) -> str:
+    """A statement's part: the stream's events after a version (version, topic, state); `stream` and
+    `version` are SQL expressions of the statement that uses it (a claim's one round trip)."""
+    return (f"SELECT originator_version, topic, state FROM case_events"
+            f" WHERE originator_id = {stream} AND originator_version > {version}")
+
+
 async def stream_head(conn: asyncpg.Connection | asyncpg.Pool, originator_id: UUID) -> tuple[int, int] | None:
     """A stream's last version and that event's position, or None for a stream never written."""
     row = await conn.fetchrow(
@@ -518,3 +562,53 @@ async def states_of(conn: asyncpg.Connection,
         " JOIN unnest($1::uuid[], $2::bigint[]) AS k(i, v) ON e.originator_id = k.i AND e.originator_version = k.v",
         [k[0] for k in keys], [k[1] for k in keys])
     return {(r[0], r[1]): (r[2], bytes(r[3])) for r in rows}
+
+
+# --- the hash chain's rows (case_event_hashes, written by casedesk_append with the events; checked and
+# rewritten by services/store/audit_chain.py, which holds the hashing) ---
+
+# Events and hashes side by side; a FULL JOIN so a hash whose event was deleted shows too.
+_CHAIN_ROWS = (
+    "SELECT originator_id, originator_version, e.topic, e.state, h.hash"
+    " FROM (SELECT originator_id, originator_version, topic, state FROM case_events {where}) e"
+    " FULL JOIN (SELECT originator_id, originator_version, hash FROM case_event_hashes {where}) h"
+    " USING (originator_id, originator_version)"
+    " ORDER BY originator_id, originator_version"
+)
+_ONE_STREAM = _CHAIN_ROWS.format(where="WHERE originator_id = $1")
+_EVERY_STREAM = _CHAIN_ROWS.format(where="")
+
+
+async def chain_rows(conn: asyncpg.Connection | asyncpg.Pool, stream: UUID) -> list[asyncpg.Record]:
+    """One stream's (id, version, topic, state, hash) rows, an event or a hash missing as NULLs."""
+    return await conn.fetch(_ONE_STREAM, stream)
+
+
+def every_chain_row(conn: asyncpg.Connection) -> Any:
+    """Every stream's chain rows (as chain_rows), by stream and version: a cursor, in the caller's transaction."""
+    return conn.cursor(_EVERY_STREAM, prefetch=2000)
+
+
+async def count_chained_streams(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    """Streams with an event or a hash."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT originator_id FROM case_events"
+        " UNION SELECT originator_id FROM case_event_hashes) s"
+    )
+    return count
+
+
+async def store_hashes(conn: asyncpg.Connection, updates: Sequence[tuple[UUID, int, bytes]]) -> None:
+    """Replace the hashes of these (stream, version)s (a sealing epoch's rechain, in its transaction)."""
+    await conn.executemany(
+        "UPDATE case_event_hashes SET hash = $3 WHERE originator_id = $1 AND originator_version = $2", updates)
+
+
+async def stored_hashes(conn: asyncpg.Connection, keys: list[tuple[UUID, int]]) -> dict[tuple[UUID, int], bytes]:
+    """The stored hash of each of these (stream, version)s that has one."""
+    rows = await conn.fetch(
+        "SELECT h.originator_id, h.originator_version, h.hash FROM case_event_hashes h"
+        " JOIN unnest($1::uuid[], $2::bigint[]) AS k(i, v) ON h.originator_id = k.i AND h.originator_version = k.v",
+        [k[0] for k in keys], [k[1] for k in keys])
+    return {(r[0], r[1]): bytes(r[2]) for r in rows}
+

@@ -13,6 +13,13 @@ from uuid import UUID
 import asyncpg
 
 
+def latest_snapshot_sql(case: str) -> str:
+    """A statement's part: the case's newest snapshot (version, state); `case` is an SQL expression of
+    the statement that uses it (a claim's one round trip, projections/work_queues.py)."""
+    return (f"SELECT originator_version, state FROM case_snapshots WHERE originator_id = {case}"
+            " ORDER BY originator_version DESC LIMIT 1")
+
+
 async def latest_snapshot(conn: asyncpg.Connection | asyncpg.Pool, case_id: UUID) -> bytes | None:
     """The newest snapshot's state of the case, or None."""
     state: bytes | None = await conn.fetchval(
