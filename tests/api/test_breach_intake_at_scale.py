@@ -27,6 +27,13 @@ CARDS = 110_000
 BAD_EVERY = 9_973  # a prime, so bad lines fall at irregular-looking places
 
 
+def letters_tag() -> str:
+    """A run's tag of letters only. A hex tag is all digits one time in 43 ("76792146"): then
+    "card-76792146-12345" holds a 13-digit run joined by a hyphen, a card number candidate that a
+    Luhn-valid tenth of the lines are rightly refused as (ten-run loop, run 2: 9,999 lines)."""
+    return uuid.uuid4().hex[:8].translate(str.maketrans("0123456789", "ghijklmnop"))
+
+
 def affected_cards(tag: str) -> tuple[bytes, list[int], list[str]]:
     """The list, the line numbers of its malformed lines, and the card ids of its good ones."""
     lines, bad, good = [], [], []
@@ -102,7 +109,7 @@ async def test_a_breach_list_of_110000_cards_opens_one_case_per_card_even_when_c
         SECRET, sub="sup-1", name="Y. Kato", role="supervisor", departments=["fraud"], ttl=3600)}
     breach = {"merchant": "ShopNet", "window_start": "2024-01-01T00:00:00Z", "window_end": "2024-03-31T00:00:00Z",
               "data_exposed": ["card_number", "security_code"], "reissue_fee_bearer": "merchant"}
-    body, bad, good = affected_cards(uuid.uuid4().hex[:8])
+    body, bad, good = affected_cards(letters_tag())
 
     first = await client.post("/v1/breaches", json=breach, headers=supervisor)
     breach_id = (await first.json())["breach_id"]
