@@ -30,7 +30,7 @@ import msgspec
 from eventsourcing.cipher import AESCipher
 from eventsourcing.utils import Environment
 
-from casedesk.services.store.event_store import log_head
+from casedesk.services.store.event_store import LOG_HEAD_SQL
 from casedesk.services.store.idempotency_keys import keep_answer
 
 WebhookState = Literal["active", "paused", "failing", "disabled"]
@@ -154,8 +154,8 @@ async def create(
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"INSERT INTO webhooks (webhook_id, url, event_types, description, secret_sealed, created_by, position)"
-            f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
-            webhook_id, url, event_types, description, sealed, created_by, await log_head(conn))
+            f" VALUES ($1, $2, $3, $4, $5, $6, {LOG_HEAD_SQL}) RETURNING {_COLUMNS}",
+            webhook_id, url, event_types, description, sealed, created_by)
         if key is not None and not await keep_answer(conn, *key, 201, msgspec.json.encode({"webhook_id": webhook_id})):
             raise KeyTakenError(key[1])  # rolls the subscription back
         await conn.execute(f"NOTIFY {CHANGED_CHANNEL}")
@@ -251,7 +251,7 @@ async def keep_attempts(pool: asyncpg.Pool, webhook_id: UUID, attempts: list[tup
 
     One statement, so one transaction and one round trip.
     """
-    columns = list(zip(*attempts, strict=True))
+    columns = list(zip(*attempts, strict=True)) if attempts else [() for _ in range(7)]
     await pool.execute(
         "WITH kept AS (INSERT INTO webhook_attempts (webhook_id, event_id, position, attempt, status, error, at,"
         " next_attempt_at) SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::int[], $5::int[], $6::text[],"
