@@ -4,10 +4,14 @@ Audit replay (each a first read, nothing of the case decoded in memory; and the 
 again, answered from the rows read lately): one case of LONG_CASE_EVENTS events (opened with a call, then notes,
 contacts, identity checks, callbacks, escalations, compromise reports), written
 command by command through the CaseService. Measured, alternating, for the
-figure's time: `case_history(store, mapper, case_id, UTC)` from
+figure's time: `case_history_document(store, mapper, case_id, UTC)` from
 projections/timeline/history.py (what GET /v1/cases/{id}/history runs: read the stream
-with positions and hashes, decode, mask the payloads, fold the view and
-timeline), and, as reference, the raw `SELECT` of those rows alone.
+with positions and hashes, decode, mask the payloads, fold the view, encode the
+answer), and, as reference, the raw `SELECT` of those rows alone. Before timing,
+the process moves what it made so far out of the cyclic collector's reach, as
+`casedesk serve` does at start-up (cli.freeze_startup_objects): without it a full
+collection walks the benchmark's own heap (rich, the written case) and its
+30-90 ms pauses, not the replay, made the p99.
 
 Rebuild: REBUILD_EVENTS-odd events of mixed commands (merchant flags, then cases
 going through calls, identity checks, transaction reviews, disputes, card
@@ -34,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import msgspec
+
 from casedesk.domain import decisions as d
 from casedesk.domain.case import FraudCase, replay
 from casedesk.domain.clock_policies import POLICIES, ClockPolicy
@@ -51,8 +57,9 @@ from casedesk.domain.values import (
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import REBUILD_BATCH, Projection, ProjectionRunner, rebuild
-from casedesk.projections.timeline.history import case_history, forget_rows_read_lately
+from casedesk.projections.timeline.history import case_history, case_history_document, forget_rows_read_lately
 from casedesk.services.case_service import CaseService
+from casedesk.services.cli import freeze_startup_objects
 from casedesk.services.merchant_flags import flag
 from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
 from casedesk.services.store.database import create_pool
@@ -65,7 +72,7 @@ from tests.bench.support import absolute, fresh_database, quantile
 
 DEFAULT_SECONDS = 3.0  # for the replay figure; the rebuild is a fixed amount of work
 LONG_CASE_EVENTS = 1000
-REPLAY_BELOW_MS = 50.0
+REPLAY_BELOW_MS = 20.0  # issue 22's target
 MIN_REPLAYS = 20
 
 REBUILD_EVENTS = 50_000
@@ -166,14 +173,17 @@ async def replay_figures(db: BenchContext, seconds: float) -> list[Figure]:
         history = await case_history(store, mapper, case_id, UTC)  # warm-up
         assert history.state is not None and history.state.version == LONG_CASE_EVENTS
         assert len(history.events) == LONG_CASE_EVENTS
+        document = await case_history_document(store, mapper, case_id, UTC)
+        assert len(msgspec.json.decode(document)["events"]) == LONG_CASE_EVENTS
+        freeze_startup_objects()
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline or len(folded) < MIN_REPLAYS:
             forget_rows_read_lately()
             started = time.perf_counter()
-            await case_history(store, mapper, case_id, UTC)
+            await case_history_document(store, mapper, case_id, UTC)
             folded.append(time.perf_counter() - started)
             started = time.perf_counter()
-            await case_history(store, mapper, case_id, UTC)
+            await case_history_document(store, mapper, case_id, UTC)
             again.append(time.perf_counter() - started)
             started = time.perf_counter()
             rows = await pool.fetch(RAW_STREAM, case_id, -1, 2**62, None)
