@@ -261,6 +261,9 @@ async def write_activity(conn: asyncpg.Connection, activity: Counter[tuple[str, 
 # One statement, one round trip: pick the first waiting case nobody holds (SKIP
 # LOCKED), hold it unless another claim's hold is still running, and say which
 # happened (no candidate: the queue is empty; a candidate not held: lost race).
+# With no candidate it also says whether a waiting case was only skipped for its
+# row lock (`only_locked`): a projection batch rewriting that case's queue rows,
+# or another claim in its statement. The queue is not empty then: look again.
 # For a held case it also brings what the claim needs next, so nothing more is
 # read before the assignment is appended: the latest snapshot, the case file row,
 # and the stream's events after whichever of the two is older. Its commit does not
@@ -293,6 +296,10 @@ WITH candidate AS (
     {_HELD_TAIL}
 )
 SELECT (SELECT case_id FROM candidate) AS candidate, (SELECT case_id FROM held) AS held,
+    CASE WHEN NOT EXISTS (SELECT 1 FROM candidate) THEN EXISTS (
+        SELECT 1 FROM queue_items w WHERE w.queue = $1 AND {WAITING} AND NOT EXISTS (
+            SELECT 1 FROM claim_holds h WHERE h.case_id = w.case_id AND h.until > now()))
+    END AS only_locked,
     set_config('synchronous_commit', 'off', true) AS asynchronous_commit,
     (SELECT originator_version FROM snapshot) AS snapshot_version, (SELECT state FROM snapshot) AS snapshot,
     (SELECT version FROM case_file) AS version, (SELECT view FROM case_file) AS view,
@@ -306,8 +313,9 @@ SELECT (SELECT case_id FROM candidate) AS candidate, (SELECT case_id FROM held) 
 
 async def hold_next(conn: Any, queue: str, agent_id: str, seconds: float) -> asyncpg.Record:
     """Hold the queue's next waiting case for `seconds` for the agent (services/queue_claims.py), in one
-    statement with what the claim reads next: `candidate` (None: the queue is empty), `held` (None: another
-    claim held it first), the snapshot, the case file row (CASE_FILE_COLUMNS) and the stream after them."""
+    statement with what the claim reads next: `candidate` (None: nothing claimable now; `only_locked` then
+    says whether a waiting case was only skipped for a row lock), `held` (None: another claim held it
+    first), the snapshot, the case file row (CASE_FILE_COLUMNS) and the stream after them."""
     row: asyncpg.Record = await conn.fetchrow(_HOLD_NEXT, queue, agent_id, seconds)
     return row
 

@@ -8,6 +8,7 @@ queue read model lags, no case is ever handed to two agents.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from casedesk.services.tokens import Principal
 TAKEN_SECONDS = 600
 RELEASED_SECONDS = 0
 ATTEMPTS = 50
+LOCKED_PAUSE = 0.01  # seconds before looking again at a queue whose waiting rows were all locked
 
 
 LOST_RACE = object()  # the candidate was held by another claim meanwhile: try the next
@@ -75,6 +77,11 @@ async def _hold_next(pool: asyncpg.Pool, mapper: CaseEventMapper, queue: str, ag
     """The case now held for this claim; None if none waits; LOST_RACE to retry."""
     row = await hold_next(pool, queue, agent_id, TAKEN_SECONDS)
     if row["candidate"] is None:
+        if row["only_locked"]:
+            # A case waits, its queue row locked for a moment (a projection batch rewriting it):
+            # answering "nothing to claim" would send the agent away from a waiting case.
+            await asyncio.sleep(LOCKED_PAUSE)
+            return LOST_RACE
         return None
     case_id = row["held"]
     if case_id is None:
