@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import accumulate
 
 from .errors import CardDataRefused
@@ -206,13 +206,21 @@ def _replace(
     return "".join(out)
 
 
+def _masked_number(written: str, start: int, end: int) -> str:
+    return f"{_MASKED_PREFIX}{_last4(written, start, end)}]"
+
+
 def redact_card_numbers(text: str) -> str:
     """Mask card numbers (keeping the last four) and security codes named as such."""
     read = read_as_digits(text)
     spans = _card_number_spans(read)
-    if spans:
-        text = _replace(text, read, spans, lambda s, e: f"{_MASKED_PREFIX}{_last4(text, s, e)}]")
+    # Again until nothing is left: a character read as several digits ("¼" is 1⁄4) can join two numbers
+    # and be masked with the first, leaving the second a stretch of its own. Each pass masks at least
+    # 13 digits and keeps 4 (which no stretch starts from), so it ends.
+    while spans:
+        text = _replace(text, read, spans, partial(_masked_number, text))
         read = read_as_digits(text)
+        spans = _card_number_spans(read)
     codes = [m.span("code") for m in _SECURITY_CODE.finditer(read.text)] if _THREE_DIGITS.search(read.text) else []
     return _replace(text, read, codes, MASKED_CODE) if codes else text
 

@@ -190,6 +190,16 @@ def test_redacting_twice_changes_nothing_more(data: st.DataObject, pans: list[st
     assert redact_card_numbers(once) == once and not contains_card_data(once)
 
 
+def test_a_character_read_as_several_digits_between_two_card_numbers_leaves_neither() -> None:
+    # Found by hypothesis (ten-run loop): "¼" reads as 1⁄4, joining the two numbers; the first was masked
+    # with the ¼, and the fullwidth 13 zeros after it (Luhn-valid) stood alone, kept in the text.
+    text = "000000,01.022_44¼００００００_０００００_００"
+    once = redact_card_numbers(text)
+    assert not contains_card_data(once)
+    assert redact_card_numbers(once) == once
+    assert once.count("[card ••••") == 2
+
+
 def test_a_card_number_grouped_so_that_part_of_it_reads_as_a_date_is_still_redacted() -> None:
     # Found by hypothesis: "2000-1-10" inside the number ended the stretch as a date.
     for written in ("call 0 00 2000-1-10 0005", "4111 2000-1-10 1111 11"):
