@@ -13,6 +13,7 @@ and so do a date (with its time) and a UUID.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable
 from functools import lru_cache, partial
 from itertools import accumulate
@@ -33,12 +34,14 @@ __all__ = [
 ]
 
 MASKED_CODE = "•••"
+CAREFUL_PASSES = 3  # passes of redaction that mask card numbers exactly; then whole runs (see redact_card_numbers)
 _MASKED_PREFIX = "[card ••••"
 # What may join two groups of digits: any non-letter (a line's end too) but a
 # currency sign and "•" (our own mask); at most four in a row.
 _JOINER = r"(?:(?![$\u00a2-\u00a5\u20a0-\u20bf•])[\W_])"
-# A stretch starts at a group's first digit, never at the last four a mask kept.
-_RUN = re.compile(rf"(?<!\d)(?<!\[card ••••)\d+(?:{_JOINER}{{1,4}}\d+)*")
+# A stretch starts at a group's first digit, never at the last four a mask kept (up to 8 digits as read:
+# "㉑" reads 21) when they close the mask; "[card ••••4111 1111 1111 1111]" is a card number all the same.
+_RUN = re.compile(rf"(?<!\d)(?!(?<=\[card ••••)\d{{0,8}}\])\d+(?:{_JOINER}{{1,4}}\d+)*")
 _GROUP = re.compile(r"\d+")
 _DIGIT = re.compile(r"\d")
 # What is never a card number, and ends any stretch of digits next to it:
@@ -206,6 +209,17 @@ def _replace(
     return "".join(out)
 
 
+def _whole_runs_around(read: ReadText, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The whole runs of digits and joiners that hold the spans (each run once, in order)."""
+    runs = [run.span() for run in _RUN.finditer(read.text)]
+    starts = [start for start, _ in runs]
+    held: set[tuple[int, int]] = set()
+    for start, end in spans:
+        at = bisect_right(starts, start) - 1  # the last run starting at or before the span
+        held.add(runs[at] if at >= 0 and end <= runs[at][1] else (start, end))
+    return sorted(held)
+
+
 def _masked_number(written: str, start: int, end: int) -> str:
     return f"{_MASKED_PREFIX}{_last4(written, start, end)}]"
 
@@ -215,12 +229,18 @@ def redact_card_numbers(text: str) -> str:
     read = read_as_digits(text)
     spans = _card_number_spans(read)
     # Again until nothing is left: a character read as several digits ("¼" is 1⁄4) can join two numbers
-    # and be masked with the first, leaving the second a stretch of its own. Each pass masks at least
-    # 13 digits and keeps 4 (which no stretch starts from), so it ends.
+    # and be masked with the first, leaving the second a stretch of its own. A text made to cascade
+    # (number, ¼, number, ¼...) would need a pass per number, each over the whole text: after
+    # CAREFUL_PASSES the runs still holding a card number are masked whole. Each pass masks at least
+    # 13 digits and keeps 4 characters (at most 8 digits, which no stretch starts from), so it ends.
+    passes = 0
     while spans:
+        if passes >= CAREFUL_PASSES:
+            spans = _whole_runs_around(read, spans)
         text = _replace(text, read, spans, partial(_masked_number, text))
         read = read_as_digits(text)
         spans = _card_number_spans(read)
+        passes += 1
     codes = [m.span("code") for m in _SECURITY_CODE.finditer(read.text)] if _THREE_DIGITS.search(read.text) else []
     return _replace(text, read, codes, MASKED_CODE) if codes else text
 
