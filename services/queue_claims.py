@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -35,10 +36,17 @@ from casedesk.services.tokens import Principal
 TAKEN_SECONDS = 600
 RELEASED_SECONDS = 0
 ATTEMPTS = 50
-LOCKED_PAUSE = 0.01  # seconds before looking again at a queue whose waiting rows were all locked
+# A queue whose waiting rows were all skipped for their row lock (a projection batch rewriting them)
+# is looked at again after a pause growing from LOCKED_PAUSE to LOCKED_PAUSE_MAX, for at most
+# LOCKED_FOR_AT_MOST seconds (a lock held longer, as by a stuck session, ends in "nothing to claim").
+# Kept apart from ATTEMPTS: lost races and locked rows do not use up each other's budget.
+LOCKED_PAUSE = 0.01
+LOCKED_PAUSE_MAX = 0.05
+LOCKED_FOR_AT_MOST = 2.0
 
 
 LOST_RACE = object()  # the candidate was held by another claim meanwhile: try the next
+ONLY_LOCKED = object()  # nothing claimable now, but a waiting case's row was locked: look again
 
 @dataclass(frozen=True, slots=True)
 class HeldCase:
@@ -74,15 +82,12 @@ class Claim:
 
 
 async def _hold_next(pool: asyncpg.Pool, mapper: CaseEventMapper, queue: str, agent_id: str) -> object | None:
-    """The case now held for this claim; None if none waits; LOST_RACE to retry."""
+    """The case now held for this claim; None if none waits; LOST_RACE or ONLY_LOCKED to look again."""
     row = await hold_next(pool, queue, agent_id, TAKEN_SECONDS)
     if row["candidate"] is None:
-        if row["only_locked"]:
-            # A case waits, its queue row locked for a moment (a projection batch rewriting it):
-            # answering "nothing to claim" would send the agent away from a waiting case.
-            await asyncio.sleep(LOCKED_PAUSE)
-            return LOST_RACE
-        return None
+        # A case may wait with its queue row locked for a moment (a projection batch rewriting it):
+        # answering "nothing to claim" then would send the agent away from a waiting case.
+        return ONLY_LOCKED if row["only_locked"] else None
     case_id = row["held"]
     if case_id is None:
         return LOST_RACE
@@ -98,10 +103,20 @@ async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principa
 
     With an Idempotency-Key, `answer`'s answer is kept with the assignment, as for any command.
     """
-    for _ in range(ATTEMPTS):
+    attempts, pause, locked_until = 0, LOCKED_PAUSE, None
+    while attempts < ATTEMPTS:
         held = await _hold_next(pool, cases.mapper, queue, principal.sub)
         if held is None:
             return None
+        if held is ONLY_LOCKED:
+            now = time.monotonic()
+            locked_until = locked_until or now + LOCKED_FOR_AT_MOST
+            if now >= locked_until:
+                return None
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, LOCKED_PAUSE_MAX)
+            continue
+        attempts += 1
         if not isinstance(held, HeldCase):
             continue
         case_id = held.case_id

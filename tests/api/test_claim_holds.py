@@ -10,6 +10,8 @@ import pytest
 
 from casedesk.domain import decisions as d
 from casedesk.domain.values import Card, Customer, Money, PhoneNumber
+from casedesk.projections.work_queues import hold_next
+from casedesk.services import queue_claims
 from casedesk.services.case_service import CaseService
 from casedesk.services.http.app_keys import CASES, POOL
 from casedesk.services.queue_claims import claim_next
@@ -51,9 +53,8 @@ async def test_a_claim_that_fails_to_assign_lets_the_case_go_at_once(client, aut
     assert (await r.json())["case_id"] == str(opened.case.id)
 
 
-async def test_a_claim_waits_out_a_queue_row_locked_for_a_moment_instead_of_answering_empty(client, auth) -> None:
-    """Given one waiting case whose queue row a projection batch holds locked (it is rewriting it),
-    when an agent claims, then the claim looks again until the lock goes and gets the case (not 204)."""
+async def _one_waiting_case(client, auth) -> tuple[str, uuid.UUID, dict[str, str]]:
+    """A department queue holding one waiting case: (queue, case id, an agent's headers)."""
     dept = f"d_{uuid.uuid4().hex[:8]}"
     cases = client.app[CASES]
     opened = await cases.open(BOSS, partial(
@@ -65,23 +66,56 @@ async def test_a_claim_waits_out_a_queue_row_locked_for_a_moment_instead_of_answ
                                                                  priority=3))
     agent = auth(departments=(dept,), name="R. Mori")
     assert await queue_ids(client, agent, dept, escalated.positions[-1]) == [str(opened.case.id)]
+    return dept, opened.case.id, agent
 
+
+async def test_a_claim_waits_out_a_queue_row_locked_for_a_moment_instead_of_answering_empty(
+        client, auth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given one waiting case whose queue row a projection batch holds locked (it is rewriting it),
+    when an agent claims, then the claim looks again until the lock goes and gets the case (not 204)."""
+    dept, case_id, agent = await _one_waiting_case(client, auth)
     pool = client.app[POOL]
-    locked, release = asyncio.Event(), asyncio.Event()
+    locked, release, saw_locked = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    real_hold_next = queue_claims.hold_next
+
+    async def watched(*args: object) -> object:
+        row = await real_hold_next(*args)
+        if row["candidate"] is None and row["only_locked"]:
+            saw_locked.set()
+        return row
+
+    monkeypatch.setattr(queue_claims, "hold_next", watched)
 
     async def projection_batch() -> None:
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT 1 FROM queue_items WHERE case_id = $1 FOR UPDATE", opened.case.id)
+            await conn.execute("SELECT 1 FROM queue_items WHERE case_id = $1 FOR UPDATE", case_id)
             locked.set()
             await release.wait()
 
     batch = asyncio.create_task(projection_batch())
-    await locked.wait()
-    claim = asyncio.create_task(client.post(f"/v1/queues/{dept}/claim", headers=agent))
-    await asyncio.sleep(0.1)
-    assert not claim.done()  # it waits for the row rather than answering "nothing to claim"
-    release.set()
-    await batch
+    try:
+        await locked.wait()
+        claim = asyncio.create_task(client.post(f"/v1/queues/{dept}/claim", headers=agent))
+        await asyncio.wait_for(saw_locked.wait(), 30)  # the claim met the locked row...
+        assert not claim.done()  # ...and looks again rather than answering "nothing to claim"
+    finally:
+        release.set()
+        await batch
     r = await claim
     assert r.status == 200, await r.text()
-    assert (await r.json())["case_id"] == str(opened.case.id)
+    assert (await r.json())["case_id"] == str(case_id)
+
+
+async def test_a_held_case_is_not_taken_for_a_locked_one(client, auth) -> None:
+    """A case held by another claim is not claimable, and not a locked row to wait for: the queue is empty."""
+    dept, case_id, _ = await _one_waiting_case(client, auth)
+    pool = client.app[POOL]
+    first = await hold_next(pool, dept, "agent-a", 600)
+    assert first["held"] == case_id
+    second = await hold_next(pool, dept, "agent-b", 600)
+    assert second["candidate"] is None and second["only_locked"] is False
+    await pool.execute("UPDATE claim_holds SET until = now() WHERE case_id = $1", case_id)  # the hold lapses
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM queue_items WHERE case_id = $1 FOR UPDATE", case_id)
+        third = await hold_next(pool, dept, "agent-b", 600)  # another connection: the row is locked here
+    assert third["candidate"] is None and third["only_locked"] is True
