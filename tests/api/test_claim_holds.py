@@ -28,31 +28,6 @@ class DatabaseGoneDuringAssign(CaseService):
         raise ConnectionResetError("connection lost while assigning")
 
 
-async def test_a_claim_that_fails_to_assign_lets_the_case_go_at_once(client, auth) -> None:
-    dept = f"d_{uuid.uuid4().hex[:8]}"
-    cases = client.app[CASES]
-    opened = await cases.open(BOSS, partial(
-        d.open_case, case_id=uuid.uuid4(), reason="unrecognized_charge", channel="phone", summary="held",
-        customer=Customer(customer_id="c1", name_masked="X", name_key="x", phone=PhoneNumber(masked="•", key="k")),
-        cards=(Card(card_id="p", last4="1234", network="visa", kind="primary"),),
-        amount_at_risk=Money(amount="5", currency="USD"), contact=None))
-    escalated = await cases.change(BOSS, opened.case.id, partial(d.escalate, to_department=dept, reason="r",
-                                                                 priority=3))
-    agent = auth(departments=(dept,), name="R. Mori")
-    assert await queue_ids(client, agent, dept, escalated.positions[-1]) == [str(opened.case.id)]
-
-    failing = DatabaseGoneDuringAssign(cases.store, cases.mapper)
-    claimer = Principal(sub="agent-x", name="A. Gent", role="agent", departments=(dept,), exp=2**40)
-    with pytest.raises(ConnectionResetError):
-        await claim_next(client.app[POOL], failing, claimer, dept)
-    assert await client.app[POOL].fetchval(
-        "SELECT until <= now() FROM claim_holds WHERE case_id = $1", opened.case.id)
-
-    r = await client.post(f"/v1/queues/{dept}/claim", headers=agent)  # not held for ten minutes
-    assert r.status == 200, await r.text()
-    assert (await r.json())["case_id"] == str(opened.case.id)
-
-
 async def _one_waiting_case(client, auth) -> tuple[str, uuid.UUID, dict[str, str]]:
     """A department queue holding one waiting case: (queue, case id, an agent's headers)."""
     dept = f"d_{uuid.uuid4().hex[:8]}"
@@ -67,6 +42,22 @@ async def _one_waiting_case(client, auth) -> tuple[str, uuid.UUID, dict[str, str
     agent = auth(departments=(dept,), name="R. Mori")
     assert await queue_ids(client, agent, dept, escalated.positions[-1]) == [str(opened.case.id)]
     return dept, opened.case.id, agent
+
+
+async def test_a_claim_that_fails_to_assign_lets_the_case_go_at_once(client, auth) -> None:
+    dept, case_id, agent = await _one_waiting_case(client, auth)
+    cases = client.app[CASES]
+
+    failing = DatabaseGoneDuringAssign(cases.store, cases.mapper)
+    claimer = Principal(sub="agent-x", name="A. Gent", role="agent", departments=(dept,), exp=2**40)
+    with pytest.raises(ConnectionResetError):
+        await claim_next(client.app[POOL], failing, claimer, dept)
+    assert await client.app[POOL].fetchval(
+        "SELECT until <= now() FROM claim_holds WHERE case_id = $1", case_id)
+
+    r = await client.post(f"/v1/queues/{dept}/claim", headers=agent)  # not held for ten minutes
+    assert r.status == 200, await r.text()
+    assert (await r.json())["case_id"] == str(case_id)
 
 
 async def test_a_claim_waits_out_a_queue_row_locked_for_a_moment_instead_of_answering_empty(
