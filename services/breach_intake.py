@@ -40,6 +40,7 @@ from casedesk.services.phone_numbers import PhoneNumberRefused
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore, StreamConflictError, streams_begun
+from casedesk.services.turn_taking import give_way
 
 ListFormat = Literal["ndjson", "csv"]
 COLUMNS = ("customer_id", "name", "registered_phone", "card_id", "last4", "network")
@@ -176,7 +177,7 @@ class BreachIntake:
             async for number, raw in numbered_lines(chunks):
                 report.lines = number
                 if number % LINES_PER_TURN == 0:
-                    await asyncio.sleep(0)  # a buffered body is read without a pause otherwise
+                    await give_way()  # a buffered body is read without a pause otherwise
                 if raw is None:
                     anything = True
                     report.reject(number, f"line is longer than {MAX_LINE_BYTES} bytes")
@@ -271,7 +272,7 @@ class BreachIntake:
         fresh: dict[UUID, list[msgspec.Struct]] = {}
         for done, (case_id, (number, line)) in enumerate(zip(case_ids, batch, strict=True)):
             if done % LINES_PER_TURN == LINES_PER_TURN - 1:
-                await asyncio.sleep(0)
+                await give_way()
             if case_id in known or case_id in fresh:
                 report.already_known += 1
             else:
@@ -291,7 +292,7 @@ class BreachIntake:
         for events in fresh.values():
             appends.append(asyncio.ensure_future(self._store.append([self._mapper.to_stored_event(e) for e in events])))
             if len(appends) % LINES_PER_TURN == 0:
-                await asyncio.sleep(0)
+                await give_way()
         outcomes = await asyncio.gather(*appends, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, StreamConflictError):

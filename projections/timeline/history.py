@@ -12,7 +12,6 @@ so other clients' requests are served while an auditor reads it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from functools import cache, lru_cache
@@ -33,6 +32,7 @@ from casedesk.projections.timeline.handoff import refresh_handoff
 from casedesk.projections.timeline.shapes import CaseView
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import AuditedEvent, EventStore
+from casedesk.services.turn_taking import give_way
 
 CASE_OPENED_TOPIC = get_topic(CaseOpened)
 
@@ -238,7 +238,7 @@ async def _replayed(
             shown.append(history_event(event, row.position, row.hash, payload))
             last = event
         take(shown)
-        await asyncio.sleep(0)
+        await give_way()
         if len(shown) < turn:
             break  # past as_of, or the last turn
     if file is None or last is None:

@@ -45,6 +45,7 @@ from casedesk.services.http.app_keys import (
     RUNNER,
     SETTINGS,
     STORE,
+    TURNS,
     ZONE,
 )
 from casedesk.services.http.case_stream import case_feed, close_case_streams
@@ -61,6 +62,7 @@ from casedesk.services.settings import Settings
 from casedesk.services.store.database import Pools, database_url, migrate_directly
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
+from casedesk.services.turn_taking import TurnTaking
 
 MAX_BODY = 64 * 1024
 
@@ -74,6 +76,7 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
     answer_protocol_errors_as_problems()
     app = web.Application(middlewares=[measure, request_context, open_sealed, bearer_auth], client_max_size=MAX_BODY)
     app[METRICS] = Metrics()
+    app[TURNS] = TurnTaking()
     app[SETTINGS] = settings
     app[ALLOWED_ROLES] = {}
     app[PERSONAL_DATA] = PersonalData(settings.pii_key, settings.phone_region)

@@ -11,12 +11,15 @@ from aiohttp import web
 from casedesk.domain.approval_policy import ApprovalLimits
 from casedesk.domain.clock_policies import ClockPolicy
 from casedesk.services.settings import Settings
+from casedesk.services.turn_taking import TurnTaking
 
 if TYPE_CHECKING:
     pass
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
+# Quick requests in flight, which long work gives way to (services/turn_taking.py).
+TURNS = web.AppKey("turns", TurnTaking)
 # The query side: the standby when DATABASE_READ_URL is set, else POOL itself.
 READ_POOL = web.AppKey("read_pool", asyncpg.Pool)
 READ_STORE = web.AppKey("read_store", "EventStore")

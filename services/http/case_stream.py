@@ -70,6 +70,7 @@ from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import CHANNEL as APPENDED
 from casedesk.services.store.event_store import events_after_versions
 from casedesk.services.tokens import Principal
+from casedesk.services.turn_taking import not_quick
 
 log = structlog.get_logger("casedesk.case_stream")
 
@@ -394,6 +395,7 @@ async def case_stream(request: web.Request) -> web.StreamResponse:
         found = (await presence.present(request.app[POOL], [case_id], feed.expiry))[case_id]
         feed.schedule(case_id, found)
         watch.presence_sent = _encode(found.answer)
+        not_quick()  # a stream lasts as long as its client: long work does not wait for it
         async with sse_response(request, ping_interval=PING_SECONDS) as stream:
             with contextlib.suppress(ConnectionResetError, TimeoutError):
                 await stream.send(watch.presence_sent.decode(), event="presence", retry=CLIENT_RETRY_MS)

@@ -40,6 +40,7 @@ from casedesk.services.http.read_your_writes import ReadModelsMoved
 from casedesk.services.http.static_page import static_page
 from casedesk.services.store.database import keeps_session_state
 from casedesk.services.store.tracking import every_position
+from casedesk.services.turn_taking import not_quick
 
 log = structlog.get_logger("casedesk.dashboard")
 
@@ -117,6 +118,7 @@ async def dashboard_stream(request: web.Request) -> web.StreamResponse:
     """The snapshot at once, then every new one, as `dashboard` events."""
     with request.app[BROADCASTER].subscription() as inbox:
         first = _encode(await dashboard_snapshot(request.app[READ_POOL]))
+        not_quick()  # a stream lasts as long as its client: long work does not wait for it
         async with sse_response(request, ping_interval=PING_SECONDS) as stream:
             with contextlib.suppress(ConnectionResetError, TimeoutError):
                 await stream.send(first.decode(), event=EVENT, retry=CLIENT_RETRY_MS)

@@ -16,12 +16,13 @@ from casedesk.domain.errors import CaseMergedError, FieldRefused, RuleViolation
 from casedesk.services.call_verification import TooManyChecksError
 from casedesk.services.case_access import AccessDeniedError, CaseHiddenError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
-from casedesk.services.http.app_keys import CUSTOMER_KEYS, SETTINGS
+from casedesk.services.http.app_keys import CUSTOMER_KEYS, SETTINGS, TURNS
 from casedesk.services.http.problems import CONTENT_TYPE, FieldError, Problem, as_json, validation_problem
 from casedesk.services.phone_numbers import PhoneNumberRefused
 from casedesk.services.store.database import database_unreachable
 from casedesk.services.store.event_store import IdempotencyRaceError, StreamConflictError
 from casedesk.services.tokens import InvalidTokenError, Principal, SignedWithAnotherSecretError, key_id, read_token
+from casedesk.services.turn_taking import quick_request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("casedesk.http")
@@ -127,7 +128,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     try:
-        response = await handler(request)
+        with quick_request(request.app[TURNS]):  # long work gives way while it runs (turn_taking.py)
+            response = await handler(request)
     except Problem as problem:
         response = problem_response(problem)
     except FieldRefused as refused:  # card data, an impossible amount: bad input in one field

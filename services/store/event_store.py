@@ -38,6 +38,7 @@ from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 
 from casedesk.services.store.idempotency_keys import keep_answers
 from casedesk.services.store.tracking import record_position
+from casedesk.services.turn_taking import give_way
 
 Done = TypeVar("Done")  # what an append did, as its application service says
 # The log's rows, for the seals to join (services/store/audit_seal.py): the log's SQL stays here.
@@ -365,7 +366,7 @@ class EventStore:
         audited: list[AuditedEvent] = []
         for start in range(0, len(rows), AUDITED_PER_TURN):  # a 5,000-event case takes ~6 ms: not in one turn
             if start:
-                await asyncio.sleep(0)
+                await give_way()
             audited += map(AuditedEvent._make, rows[start:start + AUDITED_PER_TURN])  # bytea arrives as bytes
         return audited
 

@@ -1,0 +1,104 @@
+"""Agents' quick requests first: long work gives way to them between its slices (issue 15).
+
+Long work in the API process (an auditor's 5,000-event history, a 100,000-line breach
+list) is already cut into slices of a few milliseconds. Handing the loop back once per
+slice is not enough: with two auditors reading, an agent's read, which needs the loop
+four or five times (request, query, answer), waits behind a slice of each at every one of
+those turns. So the server counts its quick requests in flight (every request, until it
+declares itself long work; streams never count), and long work, between two slices,
+calls `give_way()`: while quick requests are in flight it waits until none is, at most
+LONGEST_WAIT (so it always moves on, even under a steady stream of agents), else it hands
+the loop over once. A quick request then waits behind at most the slices already running
+when it arrived.
+
+Outside a request (the CLI, a worker, a test calling a service directly) `give_way()` is one
+loop turn, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+LONGEST_WAIT = 0.010  # seconds long work waits for quick requests per slice: ~100 slices/s under any load
+
+
+class TurnTaking:
+    """One server's quick requests in flight, and the moment there are none."""
+
+    __slots__ = ("_quick", "_quiet", "gave_way")
+
+    def __init__(self) -> None:
+        self._quick = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        self.gave_way = 0  # slices of long work that waited for quick requests (for tests and metrics)
+
+    @property
+    def quick_in_flight(self) -> int:
+        return self._quick
+
+    def _started(self) -> None:
+        self._quick += 1
+        self._quiet.clear()
+
+    def _ended(self) -> None:
+        self._quick -= 1
+        if self._quick == 0:
+            self._quiet.set()
+
+    async def _wait_for_quiet(self) -> None:
+        if self._quiet.is_set():
+            await asyncio.sleep(0)
+            return
+        self.gave_way += 1
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LONGEST_WAIT):
+                await self._quiet.wait()
+
+
+class _Turn:
+    """One request's place: quick until it gives way the first time."""
+
+    __slots__ = ("quick", "turns")
+
+    def __init__(self, turns: TurnTaking) -> None:
+        self.turns = turns
+        self.quick = True
+
+
+_TURN: ContextVar[_Turn | None] = ContextVar("casedesk_turn", default=None)
+
+
+@contextlib.contextmanager
+def quick_request(turns: TurnTaking) -> Iterator[None]:
+    """A request counted as quick while it runs (the HTTP middleware opens one per request)."""
+    turn = _Turn(turns)
+    token = _TURN.set(turn)
+    turns._started()
+    try:
+        yield
+    finally:
+        _TURN.reset(token)
+        if turn.quick:
+            turns._ended()
+
+
+def not_quick() -> None:
+    """The current request is long work or a stream: others no longer wait for it."""
+    turn = _TURN.get()
+    if turn is not None and turn.quick:
+        turn.quick = False
+        turn.turns._ended()
+
+
+async def give_way() -> None:
+    """Between two slices of long work: quick requests in flight go first (see the module's text)."""
+    turn = _TURN.get()
+    if turn is None:
+        await asyncio.sleep(0)
+        return
+    not_quick()
+    await turn.turns._wait_for_quiet()

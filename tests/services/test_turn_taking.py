@@ -1,0 +1,113 @@
+"""Long work gives way to quick requests in flight, never for longer than LONGEST_WAIT, and not to streams."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from casedesk.services import turn_taking
+from casedesk.services.turn_taking import TurnTaking, give_way, not_quick, quick_request
+
+
+async def turns_of_the_loop(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def long_work(turns: TurnTaking, slices: int, done: list[int]) -> None:
+    with quick_request(turns):
+        for n in range(slices):
+            await give_way()
+            done.append(n)
+
+
+async def quick(turns: TurnTaking, finish: asyncio.Event) -> None:
+    with quick_request(turns):
+        await finish.wait()
+
+
+async def test_long_work_waits_while_a_quick_request_is_in_flight_and_goes_on_when_it_ends(monkeypatch) -> None:
+    monkeypatch.setattr(turn_taking, "LONGEST_WAIT", 60.0)  # only the quick request's end can let it go on
+    turns, finish, done = TurnTaking(), asyncio.Event(), []
+    # Given a quick request in flight
+    agent = asyncio.create_task(quick(turns, finish))
+    await turns_of_the_loop(2)
+    assert turns.quick_in_flight == 1
+    # When long work starts
+    audit = asyncio.create_task(long_work(turns, 3, done))
+    await turns_of_the_loop(50)
+    # Then it has declared itself long work and waits for the agent at its first slice
+    assert done == [] and turns.quick_in_flight == 1 and turns.gave_way == 1
+    finish.set()
+    await asyncio.wait_for(asyncio.gather(agent, audit), 5)
+    assert done == [0, 1, 2] and turns.quick_in_flight == 0
+
+
+async def test_long_work_never_waits_longer_than_the_longest_wait(monkeypatch) -> None:
+    monkeypatch.setattr(turn_taking, "LONGEST_WAIT", 0.001)
+    turns, finish, done = TurnTaking(), asyncio.Event(), []
+    agent = asyncio.create_task(quick(turns, finish))
+    await turns_of_the_loop(2)
+    try:
+        # Given an agent's request that never ends, long work still finishes, waiting once per slice
+        await asyncio.wait_for(long_work(turns, 5, done), 5)
+        assert done == [0, 1, 2, 3, 4] and turns.gave_way == 5
+    finally:
+        finish.set()
+        await agent
+
+
+async def test_with_nothing_quick_in_flight_long_work_only_hands_the_loop_over(monkeypatch) -> None:
+    monkeypatch.setattr(turn_taking, "LONGEST_WAIT", 60.0)
+    turns, done = TurnTaking(), []
+    await asyncio.wait_for(long_work(turns, 4, done), 5)
+    assert done == [0, 1, 2, 3] and turns.gave_way == 0 and turns.quick_in_flight == 0
+
+
+async def test_a_stream_is_not_waited_for(monkeypatch) -> None:
+    monkeypatch.setattr(turn_taking, "LONGEST_WAIT", 60.0)
+    turns, finish, done = TurnTaking(), asyncio.Event(), []
+
+    async def stream() -> None:
+        with quick_request(turns):
+            not_quick()
+            not_quick()  # said twice, counted off once
+            await finish.wait()
+
+    watcher = asyncio.create_task(stream())
+    await turns_of_the_loop(2)
+    try:
+        assert turns.quick_in_flight == 0
+        await asyncio.wait_for(long_work(turns, 3, done), 5)
+        assert done == [0, 1, 2] and turns.gave_way == 0
+    finally:
+        finish.set()
+        await watcher
+
+
+async def test_outside_a_request_giving_way_is_one_turn_of_the_loop() -> None:
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    try:
+        before = ticks
+        await give_way()
+        assert ticks == before + 1
+    finally:
+        ticker.cancel()
+
+
+async def test_a_request_that_fails_is_counted_off(monkeypatch) -> None:
+    turns = TurnTaking()
+    with pytest.raises(RuntimeError), quick_request(turns):
+        assert turns.quick_in_flight == 1
+        raise RuntimeError("the handler failed")
+    assert turns.quick_in_flight == 0
