@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -65,6 +66,14 @@ class Outcome:
     # A command on two cases: the last position it wrote to either, so that a read waiting
     # for `position` sees both cases changed (read your writes).
     last_written: int | None = None
+    # The events as decided, before their personal strings were sealed (empty when nothing was
+    # sealed): an answer made from them needs no token opened; the answer kept for an
+    # Idempotency-Key is made from `events`, so nothing stored holds the clear text.
+    decided: Sequence[CaseEvent] = ()
+
+    def as_decided(self) -> Outcome:
+        """This outcome with the events as decided (the clear text the agent just sent)."""
+        return dataclasses.replace(self, events=list(self.decided)) if self.decided else self
 
     @property
     def version(self) -> int:
@@ -349,9 +358,10 @@ class CaseService:
                 # A refusal is only ever given on the stored state, never on a stale copy.
                 case = await self.load(case_id)
                 events = self._decide(principal, case, decide, expected_version, for_customer)
-            events = await self._sealed(case.customer.customer_id, events)
+            decided, events = events, await self._sealed(case.customer.customer_id, events)
             try:
-                return await self._append(replay(events, case) or case, events, idempotency, answer)
+                return await self._append(replay(events, case) or case, events, idempotency, answer,
+                                          decided=decided if events is not decided else ())
             except StreamConflictError:
                 self._cache.pop(case_id, None)
                 if attempt == MAX_ATTEMPTS - 1 or (expected_version is not None and cached is None):
@@ -375,9 +385,12 @@ class CaseService:
         events: list[CaseEvent],
         idempotency: Idempotency | None,
         answer: Answer | None,
+        *,
+        decided: Sequence[CaseEvent] = (),
     ) -> Outcome:
         stored = [self.mapper.to_stored_event(e) for e in events]
-        outcome = await self.store.append_once(stored, partial(Outcome, case, events), idempotency, answer)
+        outcome = await self.store.append_once(stored, partial(Outcome, case, events, decided=decided), idempotency,
+                                               answer)
         if events:
             self._remember(case)
             for tell in self.appended:

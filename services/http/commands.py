@@ -150,7 +150,9 @@ async def run(
             return replay
         raise
     structlog.contextvars.bind_contextvars(case_id=str(outcome.case.id))
-    response = _json(*answer(outcome), outcome.version)
+    # From the events as decided: the note an agent just sent is answered in the clear, with no
+    # token to open (the answer kept for an Idempotency-Key was made from the sealed events).
+    response = _json(*answer(outcome.as_decided()), outcome.version)
     if case_id is None:
         response.headers["Location"] = f"/v1/cases/{outcome.case.id}"
     return response

@@ -27,7 +27,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from uuid import UUID, uuid4
 
@@ -53,7 +53,6 @@ _TOKEN_BYTES = re.compile(rb"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\
 _NONCE = 12
 _TOKEN_HEAD = len(TOKEN_PREFIX) + 22 + 1  # "{{cd1." + the key id (16 bytes, base64) + "."
 OPENED_PER_TURN = 200  # tokens opened between two hand-backs of the loop (about a millisecond)
-JUST_SEALED = 256  # texts a command sealed, kept until its answer opens them: commands in flight, many times over
 _NAMES_KEPT = 100_000  # token key names parsed; past that the memory starts again (names come from text too)
 
 
@@ -136,10 +135,6 @@ class CustomerKeys:
         self._opened: dict[UUID, DataKey | None] = {}  # key id -> key, None when erased or unreadable
         self._unopenable: set[UUID] = set()  # kept, but wrapped under another master key
         self._names: dict[bytes, UUID] = {}  # a token's key name (base64) -> the key id it names
-        # What the last commands sealed, by ciphertext, until their answer opens it (once): the answer
-        # carries the text just sealed, and decrypting it again cost a decryption and two base64
-        # passes a request. Bounded, emptied at any erasure; only clear text this process just held.
-        self._just_sealed: dict[bytes, tuple[UUID, str]] = {}
         # When each key was last read from the table: a process whose LISTEN connection was lost
         # (and with it an erasure's NOTIFY) reads its keys again after KEYS_TRUSTED_SECONDS.
         self._read_at: dict[UUID, float] = {}
@@ -194,21 +189,9 @@ class CustomerKeys:
         if (key is not None and self._fresh(key.key_id, time.monotonic())
                 and all(e.originator_id in self._linked for e in events)):
             # The usual command: its customer's key in memory, its case linked; no round trip, no lists.
-            seal = self._remembering(key)
-            return [with_personal(e, seal) if has_personal_fields(e) else e for e in events]
+            # (A command's answer is made from the events as decided: it has no token to open.)
+            return [with_personal(e, key.seal) if has_personal_fields(e) else e for e in events]
         return (await self.seal_many([(customer_id, events)]))[0]
-
-    def _remembering(self, key: DataKey) -> Callable[[str], str]:
-        """key.seal, each text kept until the command's answer opens its token (see _just_sealed)."""
-        def seal(text: str) -> str:
-            token = key.seal(text)
-            if token is not text:
-                remembered = self._just_sealed
-                if len(remembered) >= JUST_SEALED:
-                    del remembered[next(iter(remembered))]  # the oldest: its answer was never opened here
-                remembered[token[_TOKEN_HEAD:-2].encode()] = (key.key_id, text)
-            return token
-        return seal
 
     async def seal_many(self, batches: Sequence[tuple[str, Sequence[CaseEvent]]]) -> list[list[CaseEvent]]:
         """Several customers' events at once (one round trip for all keys not yet in memory)."""
@@ -256,9 +239,6 @@ class CustomerKeys:
         key = self._opened.get(key_id)
         if key is None:
             return UNREADABLE if key_id in self._unopenable else ERASED
-        just = self._just_sealed.pop(sealed, None)
-        if just is not None and just[0] == key_id:
-            return just[1]
         try:
             return key.open(sealed)
         except (InvalidTag, ValueError):
@@ -294,7 +274,6 @@ class CustomerKeys:
             self._live.pop(customer_id, None)
         for key_id in key_ids:
             self._opened[key_id] = None
-        self._just_sealed.clear()
 
     def heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         told = msgspec.json.decode(payload)

@@ -27,7 +27,7 @@ from aiohttp.test_utils import TestClient
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import ProjectionRunner, rebuild
 from casedesk.services.http.app import create_app
-from casedesk.services.http.app_keys import RUNNER
+from casedesk.services.http.app_keys import POOL, RUNNER
 from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.settings import Settings
 from casedesk.services.store.database import create_pool
@@ -401,8 +401,8 @@ async def test_a_process_that_missed_the_notify_forgets_the_key_once_it_reads_ke
 
 async def test_a_note_just_written_answers_in_clear_and_its_replayed_answer_reads_erased_after_erasure(
         app_client: TestClient) -> None:
-    # The process remembers the texts it has just sealed so that a command's answer opens without a
-    # decryption: that memory must not outlive the key.
+    # The answer is made from the note as decided (no token to open); the answer kept for the
+    # Idempotency-Key holds the token only, so after erasure its replay reads "[erased]".
     client = app_client
     who = Customer()
     case_id, _ = await work_a_case(client, who)
@@ -411,6 +411,9 @@ async def test_a_note_just_written_answers_in_clear_and_its_replayed_answer_read
     key = {**AGENT, "Idempotency-Key": f"note-{uuid.uuid4().hex}"}
     r = await client.post(f"/v1/cases/{case_id}/notes", json=sent, headers=key)
     assert r.status == 201 and note in await r.text()
+    kept = await client.app[POOL].fetchval("SELECT response FROM idempotency_keys"
+                                           " ORDER BY created_at DESC LIMIT 1")
+    assert note.encode() not in kept and b"{{cd1." in kept
     r = await client.post(f"/v1/cases/{case_id}/notes", json=sent, headers=key)  # the kept answer, opened
     assert r.status == 201 and note in await r.text()
 
@@ -420,6 +423,28 @@ async def test_a_note_just_written_answers_in_clear_and_its_replayed_answer_read
     r = await client.post(f"/v1/cases/{case_id}/notes", json=sent, headers=key)
     replayed = await r.text()
     assert r.status == 201 and note not in replayed and "[erased]" in replayed
+
+
+async def test_a_note_is_answered_from_the_text_as_sent_without_opening_a_token(
+        app_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = app_client
+    who = Customer()
+    case_id, _ = await work_a_case(client, who)
+    opened: list[bytes] = []
+    open_json = CustomerKeys.open_json
+
+    async def counting(self: CustomerKeys, body: bytes) -> bytes:
+        opened.append(body)
+        return await open_json(self, body)
+
+    monkeypatch.setattr(CustomerKeys, "open_json", counting)
+    note = f"Third note for {who.name}"
+    r = await client.post(f"/v1/cases/{case_id}/notes", json={"text": note, "pinned": True}, headers=AGENT)
+    answer = await r.json()
+    assert r.status == 201 and answer["text"] == note
+    assert opened == []  # the answer held no token: nothing was decrypted to make it
+    r = await client.get(f"/v1/cases/{case_id}", params={"min_position": answer["position"]}, headers=AGENT)
+    assert note in await r.text() and opened  # reads still open what is stored
 
 
 async def test_a_text_that_only_starts_like_a_sealed_token_is_sealed_and_erased_like_any_text(
