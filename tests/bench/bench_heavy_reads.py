@@ -3,7 +3,8 @@
 One `casedesk serve` (as shipped: projections in their worker process) on a
 fresh database holding 20 small cases, opened through the API, and one case of
 LONG_CASE_EVENTS events (about 3 MB of history JSON), decided in memory by the
-domain's decisions (bench_replay's long case) and appended 250 events at a time
+domain's decisions (bench_replay's long case), its personal data sealed under
+the customer's key as `serve` seals it, and appended 250 events at a time
 through the EventStore, hash chains and all. Once the projection has caught up,
 a reader in the benchmark process sends `GET /v1/cases/{id}` of a small case
 every PACE_S (100/s), each request its own task at its own tick (open loop, so
@@ -35,8 +36,9 @@ import aiohttp
 
 from casedesk.domain import decisions as d
 from casedesk.domain.case import replay
-from casedesk.domain.events import CaseEvent
+from casedesk.domain.events import CaseEvent, CaseOpened
 from casedesk.domain.values import Actor, ContactStart, Money
+from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.database import create_pool
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
@@ -65,6 +67,7 @@ BREACH_LINES = 40_000
 RATIO_BELOW = 3.0
 APPEND_AT_ONCE = 250
 HEAD = "SELECT max(notification_id) FROM case_events"
+MASTER = "bench-heavy-master-key"
 ACTOR = Actor(id="agent-7", name="K. Takano", role="agent", department="fraud")
 
 
@@ -88,11 +91,15 @@ def long_case() -> list[CaseEvent]:
 
 
 async def write_long_case(dsn: str) -> uuid.UUID:
-    """The long case in the store; its id."""
+    """The long case in the store, its personal data sealed as `serve` seals it (so a history read
+    opens a token per note, name and phone, as it does on a real issuer's data); its id."""
     pool = await create_pool(dsn, min_size=1, max_size=2)
     store, mapper = EventStore(pool), CaseEventMapper()
     try:
         events = long_case()
+        opened = events[0]
+        assert isinstance(opened, CaseOpened)
+        [events] = await CustomerKeys(pool, MASTER).seal_many([(opened.customer.customer_id, events)])
         for start in range(0, len(events), APPEND_AT_ONCE):
             await store.append([mapper.to_stored_event(e) for e in events[start:start + APPEND_AT_ONCE]])
         return events[0].originator_id
@@ -199,7 +206,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
     async with fresh_database(ctx, "heavy") as db:
         long_id = await write_long_case(db.dsn)
         port = free_port()
-        async with Server("heavy", casedesk_command(port), casedesk_env(db.dsn), port) as server:
+        env = {**casedesk_env(db.dsn), "CASEDESK_MASTER_KEY": MASTER}
+        async with Server("heavy", casedesk_command(port), env, port) as server:
             small = await open_cases(server.url, agent_token("bench-agent"), SMALL_CASES)
             tracker = await db.connect()
             try:

@@ -16,7 +16,9 @@ each database. Latencies of all rounds are pooled per figure.
 Figures: view and timeline p50/p99 at scale against the same reads on the
 small database (target p99 < 10 ms), the raw row SELECT at scale against the
 small one, the rebuild rate at scale against a raw read of the log (target
->= 20,000 events/s), and the COPY rate of the generator.
+>= 20,000 events/s), and the COPY rate of the generator. Then (issue 22) the
+case files rebuilt as `casedesk rebuild --workers N` folds them, with 1 and
+with 2 processes, on the large log (target >= 40,000 events/s with 2).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from casedesk.services.store.database import create_pool
 from casedesk.services.store.event_store import EventStore
 from casedesk.services.tokens import issue_token
 from tests.bench import BenchContext, Figure
-from tests.bench.bench_replay import RAW_LOG, rebuild_rate
+from tests.bench.bench_replay import RAW_LOG, parts_rate, rebuild_rate
 from tests.bench.scale_log import write_log
 from tests.bench.support import (
     TOKEN_SECRET,
@@ -55,6 +57,7 @@ READ_ROUNDS = 3
 READERS = 2  # agents reading back to back; at 4 the server (one process) is saturated and p99 is its queue
 READ_BELOW_MS = 10.0
 REBUILD_AT_LEAST = 20_000.0
+PARTS_AT_LEAST = 40_000.0  # issue 22: two processes on the 1,000,000-event log
 
 
 @dataclass(slots=True)
@@ -73,10 +76,12 @@ class Built:
     write_rate: float
     rebuild_rate: float
     raw_rate: float
+    parts_rates: dict[int, float] = field(default_factory=dict)  # processes -> events/s (the large log only)
 
 
-async def build(db: BenchContext, cases: int, events: int) -> Built:
-    """Write the log by COPY, rebuild the projections from zero; time both."""
+async def build(db: BenchContext, cases: int, events: int, parts: tuple[int, ...] = ()) -> Built:
+    """Write the log by COPY, rebuild the projections from zero; time both (and the case files'
+    rebuild in `parts` processes, each count in turn)."""
     pool = await create_pool(db.dsn, min_size=2, max_size=4)
     store = EventStore(pool)
     try:
@@ -85,11 +90,13 @@ async def build(db: BenchContext, cases: int, events: int) -> Built:
         raw_rate = await _raw_log_rate(pool, total)
         rate = await rebuild_rate(store, pool, total)  # the replay bench's own timed rebuild
         assert await pool.fetchval("SELECT count(*) FROM case_files") == cases
+        parts_rates = {n: await parts_rate(pool, db.dsn, total, n) for n in parts}
+        assert await pool.fetchval("SELECT count(*) FROM case_files") == cases
         await pool.execute("VACUUM ANALYZE case_files")
     finally:
         await store.close()
         await pool.close()
-    return Built(db, written.case_ids, events, cases, events / written.seconds, rate, raw_rate)
+    return Built(db, written.case_ids, events, cases, events / written.seconds, rate, raw_rate, parts_rates)
 
 
 async def _raw_log_rate(pool: Any, total: int) -> float:
@@ -177,7 +184,7 @@ async def run(ctx: BenchContext, seconds: float | None = None) -> list[Figure]:
     events, cases = (EVENTS, CASES) if seconds >= 1 else (SMOKE_EVENTS, SMOKE_CASES)
     async with fresh_database(ctx, "bench_scale_small") as small_db, fresh_database(ctx, "bench_scale") as big_db:
         small = await build(small_db, SMALL_CASES, SMALL_EVENTS)
-        big = await build(big_db, cases, events)
+        big = await build(big_db, cases, events, parts=(1, 2))
         small_reads, big_reads = await measure([small, big], max(seconds, 0.3))
     ms = 1000
     at = f"{events:,} events / {cases:,} cases"
@@ -198,5 +205,7 @@ async def run(ctx: BenchContext, seconds: float | None = None) -> list[Figure]:
                  f"raw read of the log, batch {REBUILD_BATCH:,}", big.raw_rate, at_least=REBUILD_AT_LEAST),
         Figure.versus(f"log written by COPY (+ hash chains), {at}", big.write_rate, "events/s",
                       f"raw read of the log, batch {REBUILD_BATCH:,}", big.raw_rate),
+        absolute(f"case files rebuilt in 2 processes (--workers 2), {at}", big.parts_rates[2], "events/s",
+                 "the same in 1 process (--workers 1)", big.parts_rates[1], at_least=PARTS_AT_LEAST),
     ]
     return figures
