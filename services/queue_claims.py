@@ -27,6 +27,7 @@ from casedesk.projections.work_queues import hold_briefly, hold_next
 from casedesk.services.case_service import Answer, CaseService, Idempotency, Outcome
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.tokens import Principal
+from casedesk.services.turn_taking import not_quick
 
 # A claim holds its case from the start for as long as the read model may take to
 # drop it from the queue; a claim that fails for any reason but the domain's
@@ -113,6 +114,7 @@ async def claim_next(pool: asyncpg.Pool, cases: CaseService, principal: Principa
             locked_until = locked_until or now + LOCKED_FOR_AT_MOST
             if now >= locked_until:
                 return None
+            not_quick()  # pausing for up to 2 s: long work need not wait for this claim
             await asyncio.sleep(pause)
             pause = min(pause * 2, LOCKED_PAUSE_MAX)
             continue

@@ -82,7 +82,10 @@ def quick_request(turns: TurnTaking) -> Iterator[None]:
         yield
     finally:
         _TURN.reset(token)
+        # A task the request started carries its turn on: if it gave way later, the request
+        # must not be counted off a second time.
         if turn.quick:
+            turn.quick = False
             turns._ended()
 
 

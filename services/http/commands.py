@@ -152,7 +152,10 @@ async def run(
     structlog.contextvars.bind_contextvars(case_id=str(outcome.case.id))
     # From the events as decided: the note an agent just sent is answered in the clear, with no
     # token to open (the answer kept for an Idempotency-Key was made from the sealed events).
-    response = _json(*answer(outcome.as_decided()), outcome.version)
+    status_code, body = answer(outcome.as_decided())
+    if b"{{cd1." in body:  # a text shaped like a sealed token: answer as a replay would, token opened
+        status_code, body = answer(outcome)
+    response = _json(status_code, body, outcome.version)
     if case_id is None:
         response.headers["Location"] = f"/v1/cases/{outcome.case.id}"
     return response

@@ -24,6 +24,7 @@ from casedesk.services.http.problems import FieldError, Problem, validation_prob
 from casedesk.services.http.query_numbers import BIGINT, whole_number
 from casedesk.services.store.event_store import log_head
 from casedesk.services.store.tracking import read_position
+from casedesk.services.turn_taking import not_quick
 
 WAIT_SECONDS = 5.0
 # Looked at again without a NOTIFY: one lost with a LISTEN connection must not hold a reader 5 s.
@@ -84,6 +85,7 @@ async def wait_for_min_position(request: web.Request, projection: str, bound: fl
     if (await read_position(pool, projection) or 0) >= wanted:
         return True
     await _must_be_written(request, wanted)
+    not_quick()  # waiting for a projection for up to seconds: long work need not wait for this request
     standby = pool is not request.app[POOL]
     pause, longest = STANDBY_PAUSES if standby else (FALLBACK_SECONDS, FALLBACK_SECONDS)
     deadline = time.monotonic() + bound

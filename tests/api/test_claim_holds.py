@@ -13,7 +13,7 @@ from casedesk.domain.values import Card, Customer, Money, PhoneNumber
 from casedesk.projections.work_queues import hold_next
 from casedesk.services import queue_claims
 from casedesk.services.case_service import CaseService
-from casedesk.services.http.app_keys import CASES, POOL
+from casedesk.services.http.app_keys import CASES, POOL, TURNS
 from casedesk.services.queue_claims import claim_next
 from casedesk.services.tokens import Principal
 from tests.api.test_queues import queue_ids
@@ -89,6 +89,7 @@ async def test_a_claim_waits_out_a_queue_row_locked_for_a_moment_instead_of_answ
         claim = asyncio.create_task(client.post(f"/v1/queues/{dept}/claim", headers=agent))
         await asyncio.wait_for(saw_locked.wait(), 30)  # the claim met the locked row...
         assert not claim.done()  # ...and looks again rather than answering "nothing to claim"
+        assert client.app[TURNS].quick_in_flight == 0  # pausing: long work does not wait for it meanwhile
     finally:
         release.set()
         await batch

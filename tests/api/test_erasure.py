@@ -447,6 +447,18 @@ async def test_a_note_is_answered_from_the_text_as_sent_without_opening_a_token(
     assert note in await r.text() and opened  # reads still open what is stored
 
 
+async def test_a_note_holding_a_token_shaped_text_answers_it_as_sent_and_its_replay_the_same(
+        app_client: TestClient) -> None:
+    client = app_client
+    case_id, _ = await work_a_case(client, Customer())
+    text = "pasted from a chat: {{cd1." + "A" * 22 + "." + "B" * 40 + "}} (no idea what it is)"
+    key = {**AGENT, "Idempotency-Key": f"note-{uuid.uuid4().hex}"}
+    first = await client.post(f"/v1/cases/{case_id}/notes", json={"text": text}, headers=key)
+    again = await client.post(f"/v1/cases/{case_id}/notes", json={"text": text}, headers=key)
+    assert (first.status, again.status) == (201, 201)
+    assert (await first.json())["text"] == (await again.json())["text"] == text
+
+
 async def test_a_text_that_only_starts_like_a_sealed_token_is_sealed_and_erased_like_any_text(
         app_client: TestClient) -> None:
     # Only one whole token is taken as already sealed: a note that merely begins with "{{cd1." was

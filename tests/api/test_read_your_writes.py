@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
 from casedesk.services.http.app import create_app
-from casedesk.services.http.app_keys import RUNNER
+from casedesk.services.http.app_keys import RUNNER, TURNS
 from casedesk.services.settings import Settings
 from tests.api.conftest import new_case_body, with_schema
 
@@ -73,6 +73,7 @@ async def test_a_waiting_read_answers_once_the_projection_commits_the_position(u
         "/v1/queues/fraud_alerts/items", params={"min_position": opened["position"], "limit": 500}, headers=h))
     await asyncio.sleep(0.2)  # the read is waiting now (it cannot answer: nothing projects)
     assert not waiting.done()
+    assert unprojected.app[TURNS].quick_in_flight == 0  # waiting for seconds: long work does not wait for it
     await _fold_all(unprojected)  # commits the batch and its NOTIFY, which wakes the reader
     r = await waiting
     assert r.status == 200, await r.text()

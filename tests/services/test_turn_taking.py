@@ -111,3 +111,22 @@ async def test_a_request_that_fails_is_counted_off(monkeypatch) -> None:
         assert turns.quick_in_flight == 1
         raise RuntimeError("the handler failed")
     assert turns.quick_in_flight == 0
+
+
+async def test_a_task_a_request_started_giving_way_after_the_request_ended_counts_nothing_off() -> None:
+    turns, tasks = TurnTaking(), []
+
+    async def request() -> None:
+        with quick_request(turns):
+            tasks.append(asyncio.create_task(later()))  # carries the request's turn in its context
+
+    async def later() -> None:
+        await turns_of_the_loop(5)
+        await give_way()
+
+    await request()
+    await tasks[0]
+    assert turns.quick_in_flight == 0
+    with quick_request(turns):  # and the count still works afterwards
+        assert turns.quick_in_flight == 1
+    assert turns.quick_in_flight == 0
