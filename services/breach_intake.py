@@ -161,10 +161,12 @@ class BreachIntake:
     """Reads one upload of a breach list and opens the outreach cases it names."""
 
     def __init__(self, store: EventStore, mapper: CaseEventMapper, personal_data: PersonalData,
-                 breach: BreachRecorded, actor: Actor, keys: CustomerKeys | None = None) -> None:
+                 breach: BreachRecorded, actor: Actor, keys: CustomerKeys | None = None, *,
+                 share: float = 1.0) -> None:
         self._store, self._mapper, self._personal = store, mapper, personal_data
         self._breach, self._actor = breach, actor
         self._keys = keys  # seals each case's personal data under its customer's key (issue 21)
+        self._share = share  # of the time the intake takes, agents' reads the rest (turn_taking.py)
 
     async def take(self, chunks: AsyncIterable[bytes], form: ListFormat) -> IntakeReport:
         """Take in every line; raise UnreadableListError before writing anything if the list is unreadable."""
@@ -177,7 +179,7 @@ class BreachIntake:
             async for number, raw in numbered_lines(chunks):
                 report.lines = number
                 if number % LINES_PER_TURN == 0:
-                    await give_way()  # a buffered body is read without a pause otherwise
+                    await give_way(self._share)  # a buffered body is read without a pause otherwise
                 if raw is None:
                     anything = True
                     report.reject(number, f"line is longer than {MAX_LINE_BYTES} bytes")
@@ -272,7 +274,7 @@ class BreachIntake:
         fresh: dict[UUID, list[msgspec.Struct]] = {}
         for done, (case_id, (number, line)) in enumerate(zip(case_ids, batch, strict=True)):
             if done % LINES_PER_TURN == LINES_PER_TURN - 1:
-                await give_way()
+                await give_way(self._share)
             if case_id in known or case_id in fresh:
                 report.already_known += 1
             else:
@@ -292,7 +294,7 @@ class BreachIntake:
         for events in fresh.values():
             appends.append(asyncio.ensure_future(self._store.append([self._mapper.to_stored_event(e) for e in events])))
             if len(appends) % LINES_PER_TURN == 0:
-                await give_way()
+                await give_way(self._share)
         outcomes = await asyncio.gather(*appends, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, StreamConflictError):

@@ -35,8 +35,9 @@ class Breaches:
     """Records breaches, finds them, and starts the intake of their affected cards."""
 
     def __init__(self, store: EventStore, mapper: CaseEventMapper, personal_data: PersonalData,
-                 keys: CustomerKeys | None = None) -> None:
+                 keys: CustomerKeys | None = None, *, share: float = 1.0) -> None:
         self._store, self._mapper, self._personal, self._keys = store, mapper, personal_data, keys
+        self._share = share  # of the time a list's intake may take (CASEDESK_BULK_SHARE)
 
     async def record(
         self,
@@ -66,7 +67,7 @@ class Breaches:
     def intake(self, breach: BreachRecorded, principal: Principal) -> BreachIntake:
         """The intake of `breach`'s affected cards, each case opened in the principal's name."""
         actor: Actor = actor_of(principal, principal.departments[0] if principal.departments else "")
-        return BreachIntake(self._store, self._mapper, self._personal, breach, actor, self._keys)
+        return BreachIntake(self._store, self._mapper, self._personal, breach, actor, self._keys, share=self._share)
 
 
 async def find_breach(store: EventStore, mapper: CaseEventMapper, breach_id: UUID) -> BreachRecorded | None:

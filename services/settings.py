@@ -86,6 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The `casedesk webhooks` process's niceness (0-19): delivery is background work that may
     # lag at a peak; the API's requests get the cores first (issue 17's cost to POST note).
     webhook_nice: int = 10
+    # The share of the time a breach list's intake may take in an API process (0 < share <= 1): it
+    # rests the rest, so agents' reads are not slowed by it (services/turn_taking.py).
+    bulk_share: float = 1.0
     # Which deadline rules the clocks follow (domain/clock_policies.py): jp or us.
     clock_policy: str = "jp"
     # Where a phone number written without a country code is (ISO 3166 code, for `phonenumbers`).
@@ -142,6 +145,19 @@ def _projection_mode(value: str | None, name: str = "CASEDESK_PROJECTIONS") -> P
     if mode is None:
         raise SettingsError(f"{name}={value!r}: expected process, in-process or off")
     return mode
+
+
+def _share(value: str | None) -> float:
+    """CASEDESK_BULK_SHARE: above 0, at most 1 (1: bulk work never rests)."""
+    if value is None or not value.strip():
+        return 1.0
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 < share <= 1.0:
+        raise SettingsError(f"CASEDESK_BULK_SHARE={value!r}: expected a number above 0 and at most 1, e.g. 0.5")
+    return share
 
 
 def _niceness(value: str | None) -> int:
@@ -213,6 +229,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_first_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_FIRST_WAIT") or 1.0),
         webhook_retry_max_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_MAX_WAIT") or 3600.0),
         webhook_nice=_niceness(env.get("CASEDESK_WEBHOOK_NICE")),
+        bulk_share=_share(env.get("CASEDESK_BULK_SHARE")),
         clock_policy=_clock_policy(env.get("CASEDESK_CLOCK_POLICY")),
         phone_region=_phone_region(env.get("CASEDESK_PHONE_REGION")),
         ivr_token_rate=int(env.get("CASEDESK_IVR_TOKEN_RATE") or 15_000),

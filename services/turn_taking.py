@@ -11,6 +11,11 @@ LONGEST_WAIT (so it always moves on, even under a steady stream of agents), else
 the loop over once. A quick request then waits behind at most the slices already running
 when it arrived.
 
+Bulk work (a breach list) can also be given a share of the time, `give_way(share)`: after
+each slice it rests in proportion to how long the slice took (share 0.5: as long again), so
+the database and the projection worker it feeds are not run flat out either, and agents' reads
+find a free core (CASEDESK_BULK_SHARE; 1.0, never resting, by default).
+
 Outside a request (the CLI, a worker, a test calling a service directly) `give_way()` is one
 loop turn, as before.
 """
@@ -19,10 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 
 LONGEST_WAIT = 0.010  # seconds long work waits for quick requests per slice: ~100 slices/s under any load
+LONGEST_REST = 1.0  # seconds bulk work rests after one slice, however long the slice took
 
 
 class TurnTaking:
@@ -62,11 +69,12 @@ class TurnTaking:
 class _Turn:
     """One request's place: quick until it gives way the first time."""
 
-    __slots__ = ("quick", "turns")
+    __slots__ = ("quick", "resumed", "turns")
 
     def __init__(self, turns: TurnTaking) -> None:
         self.turns = turns
         self.quick = True
+        self.resumed: float | None = None  # when its long work last went on after giving way
 
 
 _TURN: ContextVar[_Turn | None] = ContextVar("casedesk_turn", default=None)
@@ -97,11 +105,15 @@ def not_quick() -> None:
         turn.turns._ended()
 
 
-async def give_way() -> None:
-    """Between two slices of long work: quick requests in flight go first (see the module's text)."""
+async def give_way(share: float = 1.0) -> None:
+    """Between two slices of long work: quick requests in flight go first; with `share` < 1, rest
+    first so the work takes about that share of the time (see the module's text)."""
     turn = _TURN.get()
     if turn is None:
         await asyncio.sleep(0)
         return
     not_quick()
+    if share < 1.0 and turn.resumed is not None:
+        await asyncio.sleep(min((time.perf_counter() - turn.resumed) * (1.0 / share - 1.0), LONGEST_REST))
     await turn.turns._wait_for_quiet()
+    turn.resumed = time.perf_counter()

@@ -112,7 +112,8 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
                                       standby=app[READ_STORE])
         app[CUSTOMER_KEYS] = app[CASES].privacy = CustomerKeys(app[POOL], settings.master_key_or_derived,
                                                                sealing=settings.seal_personal_data)
-        app[BREACHES] = Breaches(store, app[CASES].mapper, app[PERSONAL_DATA], app[CUSTOMER_KEYS])
+        app[BREACHES] = Breaches(store, app[CASES].mapper, app[PERSONAL_DATA], app[CUSTOMER_KEYS],
+                                 share=settings.bulk_share)
         app[MERCHANT_FLAGS] = MerchantFlags(store, app[CASES].mapper)
         app[CALL_CODES] = CallCodes(app[POOL], app[PERSONAL_DATA])
         app[CALL_VERIFIER] = CallVerifier(app[POOL], app[PERSONAL_DATA], app[CALL_CODES],

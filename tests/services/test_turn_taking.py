@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from casedesk.services import turn_taking
+from casedesk.services.settings import SettingsError, load_settings
 from casedesk.services.turn_taking import TurnTaking, give_way, not_quick, quick_request
 
 
@@ -130,3 +131,51 @@ async def test_a_task_a_request_started_giving_way_after_the_request_ended_count
     with quick_request(turns):  # and the count still works afterwards
         assert turns.quick_in_flight == 1
     assert turns.quick_in_flight == 0
+
+
+async def test_bulk_work_with_a_share_rests_in_proportion_to_each_slice(monkeypatch) -> None:
+    rests: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def noted_sleep(seconds: float) -> None:
+        if seconds:
+            rests.append(seconds)
+        await real_sleep(0)
+
+    clock = iter([10.0, 10.004, 10.004, 10.010, 10.010])  # resumed, then slices of 4 and 6 ms
+    monkeypatch.setattr(turn_taking.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(turn_taking.asyncio, "sleep", noted_sleep)
+    turns = TurnTaking()
+    with quick_request(turns):
+        await give_way(0.25)  # the first slice's start is not known: no rest
+        await give_way(0.25)
+        await give_way(0.25)
+    # share 0.25: three times as long as the slice
+    assert rests == pytest.approx([0.012, 0.018])
+
+
+async def test_a_slice_never_rests_longer_than_the_longest_rest(monkeypatch) -> None:
+    rests: list[float] = []
+
+    async def noted_sleep(seconds: float) -> None:
+        rests.append(seconds)
+
+    clock = iter([0.0, 30.0, 30.0])  # a 30 s slice (a stalled database)
+    monkeypatch.setattr(turn_taking.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(turn_taking.asyncio, "sleep", noted_sleep)
+    with quick_request(TurnTaking()):
+        await give_way(0.5)
+        await give_way(0.5)
+    assert max(rests) == turn_taking.LONGEST_REST
+
+
+@pytest.mark.parametrize(("value", "share"), [(None, 1.0), ("", 1.0), ("0.5", 0.5), ("1", 1.0)])
+def test_the_bulk_share_is_read_from_the_environment(tmp_path, value, share) -> None:
+    env = {"CASEDESK_DATA_DIR": str(tmp_path)} | ({"CASEDESK_BULK_SHARE": value} if value is not None else {})
+    assert load_settings(env).bulk_share == share
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5", "1.5", "half", "nan"])
+def test_a_bulk_share_out_of_range_stops_the_process_before_it_serves(tmp_path, value) -> None:
+    with pytest.raises(SettingsError, match="CASEDESK_BULK_SHARE"):
+        load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_BULK_SHARE": value})
