@@ -89,6 +89,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The share of the time a breach list's intake may take in an API process (0 < share <= 1): it
     # rests the rest, so agents' reads are not slowed by it (services/turn_taking.py).
     bulk_share: float = 1.0
+    # Where audit histories are made: "process" (a worker process the API starts, what the environment
+    # defaults to) or "in-process" (what tests build).
+    history: ProjectionMode = "in-process"
     # Which deadline rules the clocks follow (domain/clock_policies.py): jp or us.
     clock_policy: str = "jp"
     # Where a phone number written without a country code is (ISO 3166 code, for `phonenumbers`).
@@ -144,6 +147,14 @@ def _projection_mode(value: str | None, name: str = "CASEDESK_PROJECTIONS") -> P
     mode = _PROJECTION_MODES.get(value.strip().lower())
     if mode is None:
         raise SettingsError(f"{name}={value!r}: expected process, in-process or off")
+    return mode
+
+
+def _history_mode(value: str | None) -> ProjectionMode:
+    """CASEDESK_HISTORY: process (default) or in-process."""
+    mode = _projection_mode(value, "CASEDESK_HISTORY")
+    if mode == "off":
+        raise SettingsError(f"CASEDESK_HISTORY={value!r}: expected process or in-process (history is always served)")
     return mode
 
 
@@ -230,6 +241,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_max_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_MAX_WAIT") or 3600.0),
         webhook_nice=_niceness(env.get("CASEDESK_WEBHOOK_NICE")),
         bulk_share=_share(env.get("CASEDESK_BULK_SHARE")),
+        history=_history_mode(env.get("CASEDESK_HISTORY")),
         clock_policy=_clock_policy(env.get("CASEDESK_CLOCK_POLICY")),
         phone_region=_phone_region(env.get("CASEDESK_PHONE_REGION")),
         ivr_token_rate=int(env.get("CASEDESK_IVR_TOKEN_RATE") or 15_000),

@@ -26,6 +26,7 @@ from casedesk.services.call_verification import CallVerifier
 from casedesk.services.case_service import CaseService
 from casedesk.services.effects.processor_children import processor_effects
 from casedesk.services.effects.webhook_children import webhook_sender
+from casedesk.services.history_process import HistoryProcess
 from casedesk.services.http.app_keys import (
     APPROVAL_LIMITS,
     BREACHES,
@@ -37,6 +38,7 @@ from casedesk.services.http.app_keys import (
     CUSTOMER_KEYS,
     DIRECT_POOL,
     DIRECT_URL,
+    HISTORY_PROCESS,
     MERCHANT_FLAGS,
     PERSONAL_DATA,
     POOL,
@@ -99,7 +101,12 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         # in-process, their LISTEN and the dashboard's left requests none).
         app[DIRECT_POOL] = await pools.open(direct, min_size=0)
         app[DIRECT_URL] = direct
+        if settings.history == "process":
+            app[HISTORY_PROCESS] = HistoryProcess(primary, settings.timezone, settings.clock_policy,
+                                                  statement_cache=settings.statement_cache)
         yield
+        if HISTORY_PROCESS in app:
+            app[HISTORY_PROCESS].close()
         await pools.close()
 
     async def event_store(app: web.Application) -> AsyncIterator[None]:

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
+# Audit histories made in a worker process (services/history_process.py); absent: in this one.
+HISTORY_PROCESS = web.AppKey("history_process", "HistoryProcess")
 # Quick requests in flight, which long work gives way to (services/turn_taking.py).
 TURNS = web.AppKey("turns", TurnTaking)
 # The query side: the standby when DATABASE_READ_URL is set, else POOL itself.

@@ -13,7 +13,7 @@ from aiohttp import web
 from casedesk.projections.timeline.history import VersionNotWrittenError
 from casedesk.services.access_log import REASON_HEADER, AccessLogPage, access_page, reason_of, record_access
 from casedesk.services.case_service import CaseNotFoundError
-from casedesk.services.http.app_keys import CASE_READER, POOL
+from casedesk.services.http.app_keys import CASE_READER, HISTORY_PROCESS, POOL
 from casedesk.services.http.commands import path_uuid
 from casedesk.services.http.middleware import PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
@@ -63,7 +63,9 @@ async def get_history(request: web.Request) -> web.Response:
     case_id, (version, as_of) = path_uuid(request, "case_id"), _point(request)
     try:
         # Made a turn of events at a time: a 3 MB answer in one go would hold every other request back.
-        document = await request.app[CASE_READER].history(case_id, version=version, as_of=as_of)
+        process = request.app.get(HISTORY_PROCESS)
+        document = (await process.document(case_id, version, as_of) if process is not None
+                    else await request.app[CASE_READER].history(case_id, version=version, as_of=as_of))
     except VersionNotWrittenError as error:
         raise Problem(404, "version-not-found", "No such version of the case", str(error),
                       current_version=error.current) from error

@@ -24,6 +24,7 @@ import asyncio
 import binascii
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import time
@@ -52,7 +53,7 @@ _TOKEN = re.compile(r"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\}\}")
 _TOKEN_BYTES = re.compile(rb"\{\{cd1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{38,})\}\}")
 _NONCE = 12
 _TOKEN_HEAD = len(TOKEN_PREFIX) + 22 + 1  # "{{cd1." + the key id (16 bytes, base64) + "."
-OPENED_PER_TURN = 200  # tokens opened between two hand-backs of the loop (about a millisecond)
+OPENED_PER_TURN = 64  # tokens opened between two hand-backs of the loop (about half a millisecond)
 _NAMES_KEPT = 100_000  # token key names parsed; past that the memory starts again (names come from text too)
 
 
@@ -278,18 +279,22 @@ class CustomerKeys:
             return UNREADABLE
 
     async def open_json(self, body: bytes) -> bytes:
-        """JSON bytes with every token replaced by its text, JSON-escaped ("[erased]" for a destroyed key)."""
+        """JSON bytes with every token replaced by its text, JSON-escaped ("[erased]" for a destroyed key).
+
+        OPENED_PER_TURN tokens at a time, found, keyed and opened, giving way between: a 5,000-event
+        history holds some 5,000 tokens in 3 MB, and finding them all at once alone took 20-60 ms."""
         if b"{{cd1." not in body:
             return body
-        tokens = list(_TOKEN_BYTES.finditer(body))
-        await self._load({self._key_id(m[1]) for m in tokens})
+        found = _TOKEN_BYTES.finditer(body)
         opened, last = bytearray(), 0
-        for n, m in enumerate(tokens, 1):
-            if n % OPENED_PER_TURN == 0:
-                await give_way()  # a 5,000-note history holds 5,000 tokens: ~30 ms of decryption
-            opened += body[last:m.start()]
-            opened += _json_escaped(self._open(m[1], m[2]))
-            last = m.end()
+        while tokens := list(itertools.islice(found, OPENED_PER_TURN)):
+            await self._load({self._key_id(m[1]) for m in tokens})
+            for m in tokens:
+                opened += body[last:m.start()]
+                opened += _json_escaped(self._open(m[1], m[2]))
+                last = m.end()
+            if len(tokens) == OPENED_PER_TURN:
+                await give_way()
         opened += body[last:]
         return bytes(opened)
 

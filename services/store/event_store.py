@@ -45,7 +45,7 @@ Done = TypeVar("Done")  # what an append did, as its application service says
 EVENT_ROWS = "SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
 CHANNEL = "case_events"  # what casedesk_append (migration 009) notifies on every append
 MAX_BATCH_ITEMS = 512
-AUDITED_PER_TURN = 500  # rows of an audited read turned into events per event-loop turn
+AUDITED_PER_TURN = 250  # rows of an audited read turned into events per event-loop turn
 
 
 @dataclass(frozen=True, slots=True)
