@@ -270,7 +270,11 @@ class BreachIntake:
     async def _write(self, batch: list[tuple[int, CheckedLine]], report: IntakeReport) -> None:
         """Open the batch's cases; a case that exists is already known."""
         breach_id = self._breach.originator_id
-        case_ids = [breach_case_id(breach_id, line.card_id) for _, line in batch]
+        case_ids: list[UUID] = []
+        for n, (_, line) in enumerate(batch, 1):  # a UUID5 (SHA-1) each: 2,000 were ~10 ms in one step
+            case_ids.append(breach_case_id(breach_id, line.card_id))
+            if n % (4 * LINES_PER_TURN) == 0:
+                await give_way(self._share)
         known = await streams_begun(self._store.pool, case_ids)
         fresh: dict[UUID, list[msgspec.Struct]] = {}
         for done, (case_id, (number, line)) in enumerate(zip(case_ids, batch, strict=True)):
