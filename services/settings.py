@@ -86,9 +86,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The `casedesk webhooks` process's niceness (0-19): delivery is background work that may
     # lag at a peak; the API's requests get the cores first (issue 17's cost to POST note).
     webhook_nice: int = 10
-    # The share of the time a breach list's intake may take in an API process (0 < share <= 1): it
-    # rests the rest, so agents' reads are not slowed by it (services/turn_taking.py).
-    bulk_share: float = 1.0
+    # The share of the time a breach list's intake may take in an API process while agents are
+    # working (0 < share <= 1): it rests the rest, so their reads are not slowed by it
+    # (services/turn_taking.py); alone, it goes at full speed.
+    bulk_share: float = 0.5
     # Where audit histories are made: "process" (a worker process the API starts, what the environment
     # defaults to) or "in-process" (what tests build).
     history: ProjectionMode = "in-process"
@@ -159,9 +160,9 @@ def _history_mode(value: str | None) -> ProjectionMode:
 
 
 def _share(value: str | None) -> float:
-    """CASEDESK_BULK_SHARE: above 0, at most 1 (1: bulk work never rests)."""
+    """CASEDESK_BULK_SHARE: above 0, at most 1 (1: bulk work never rests); 0.5 by default."""
     if value is None or not value.strip():
-        return 1.0
+        return 0.5
     try:
         share = float(value)
     except ValueError:

@@ -11,10 +11,11 @@ LONGEST_WAIT (so it always moves on, even under a steady stream of agents), else
 the loop over once. A quick request then waits behind at most the slices already running
 when it arrived.
 
-Bulk work (a breach list) can also be given a share of the time, `give_way(share)`: after
-each slice it rests in proportion to how long the slice took (share 0.5: as long again), so
-the database and the projection worker it feeds are not run flat out either, and agents' reads
-find a free core (CASEDESK_BULK_SHARE; 1.0, never resting, by default).
+Bulk work (a breach list) can also be given a share of the time, `give_way(share)`: while
+agents are working (a quick request in flight or finished within AGENTS_RECENTLY), after each
+slice it rests in proportion to how long the slice took (share 0.5: as long again), so the
+database and the projection worker it feeds are not run flat out either, and agents' reads
+find a free core. With no agent about, it goes at full speed (CASEDESK_BULK_SHARE, 0.5).
 
 Outside a request (the CLI, a worker, a test calling a service directly) `give_way()` is one
 loop turn, as before.
@@ -30,15 +31,17 @@ from contextvars import ContextVar
 
 LONGEST_WAIT = 0.010  # seconds long work waits for quick requests per slice: ~100 slices/s under any load
 LONGEST_REST = 1.0  # seconds bulk work rests after one slice, however long the slice took
+AGENTS_RECENTLY = 1.0  # seconds after the last quick request that bulk work still takes only its share
 
 
 class TurnTaking:
     """One server's quick requests in flight, and the moment there are none."""
 
-    __slots__ = ("_quick", "_quiet", "gave_way")
+    __slots__ = ("_last_quick", "_quick", "_quiet", "gave_way")
 
     def __init__(self) -> None:
         self._quick = 0
+        self._last_quick = float("-inf")  # when a quick request last finished
         self._quiet = asyncio.Event()
         self._quiet.set()
         self.gave_way = 0  # slices of long work that waited for quick requests (for tests and metrics)
@@ -51,10 +54,16 @@ class TurnTaking:
         self._quick += 1
         self._quiet.clear()
 
-    def _ended(self) -> None:
+    def _ended(self, finished: bool = False) -> None:
         self._quick -= 1
+        if finished:
+            self._last_quick = time.monotonic()
         if self._quick == 0:
             self._quiet.set()
+
+    def agents_about(self) -> bool:
+        """A quick request in flight, or one finished within AGENTS_RECENTLY."""
+        return self._quick > 0 or time.monotonic() - self._last_quick < AGENTS_RECENTLY
 
     async def _wait_for_quiet(self) -> None:
         if self._quiet.is_set():
@@ -94,7 +103,7 @@ def quick_request(turns: TurnTaking) -> Iterator[None]:
         # must not be counted off a second time.
         if turn.quick:
             turn.quick = False
-            turns._ended()
+            turns._ended(finished=True)
 
 
 def not_quick() -> None:
@@ -113,7 +122,7 @@ async def give_way(share: float = 1.0) -> None:
         await asyncio.sleep(0)
         return
     not_quick()
-    if share < 1.0 and turn.resumed is not None:
+    if share < 1.0 and turn.resumed is not None and turn.turns.agents_about():
         await asyncio.sleep(min((time.perf_counter() - turn.resumed) * (1.0 / share - 1.0), LONGEST_REST))
     await turn.turns._wait_for_quiet()
     turn.resumed = time.perf_counter()

@@ -147,6 +147,8 @@ async def test_bulk_work_with_a_share_rests_in_proportion_to_each_slice(monkeypa
     monkeypatch.setattr(turn_taking.asyncio, "sleep", noted_sleep)
     turns = TurnTaking()
     with quick_request(turns):
+        pass  # an agent's read just answered: agents are about
+    with quick_request(turns):
         await give_way(0.25)  # the first slice's start is not known: no rest
         await give_way(0.25)
         await give_way(0.25)
@@ -163,13 +165,34 @@ async def test_a_slice_never_rests_longer_than_the_longest_rest(monkeypatch) -> 
     clock = iter([0.0, 30.0, 30.0])  # a 30 s slice (a stalled database)
     monkeypatch.setattr(turn_taking.time, "perf_counter", lambda: next(clock))
     monkeypatch.setattr(turn_taking.asyncio, "sleep", noted_sleep)
-    with quick_request(TurnTaking()):
+    turns = TurnTaking()
+    with quick_request(turns):
+        pass
+    with quick_request(turns):
         await give_way(0.5)
         await give_way(0.5)
     assert max(rests) == turn_taking.LONGEST_REST
 
 
-@pytest.mark.parametrize(("value", "share"), [(None, 1.0), ("", 1.0), ("0.5", 0.5), ("1", 1.0)])
+async def test_with_no_agent_about_bulk_work_goes_at_full_speed(monkeypatch) -> None:
+    rests: list[float] = []
+
+    async def noted_sleep(seconds: float) -> None:
+        rests.append(seconds)
+
+    clock = iter([0.0, 5.0, 5.0, 10.0, 10.0])
+    monkeypatch.setattr(turn_taking.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(turn_taking.asyncio, "sleep", noted_sleep)
+    turns = TurnTaking()
+    with quick_request(turns):  # the bulk work's own request: it declares itself long work, not an agent
+        await give_way(0.5)
+        await give_way(0.5)
+        await give_way(0.5)
+    assert rests == [0, 0, 0]  # one hand-over per slice, no rest
+    assert not turns.agents_about()
+
+
+@pytest.mark.parametrize(("value", "share"), [(None, 0.5), ("", 0.5), ("0.25", 0.25), ("1", 1.0)])
 def test_the_bulk_share_is_read_from_the_environment(tmp_path, value, share) -> None:
     env = {"CASEDESK_DATA_DIR": str(tmp_path)} | ({"CASEDESK_BULK_SHARE": value} if value is not None else {})
     assert load_settings(env).bulk_share == share
