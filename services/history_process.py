@@ -7,9 +7,10 @@ runs to its end before a read's next step, and the garbage collector walks every
 such a read leaves behind. Here the API process hands the history to a worker process
 (one, spawned at startup, its own event loop and connection pool) and awaits the
 document's bytes; the worker reads and folds exactly as the API would
-(projections/timeline/history.py), tokens still sealed. The API then only opens the
-tokens, a slice at a time, and sends. CASEDESK_HISTORY=process (what serve does) or
-in-process (what tests build unless they ask).
+(projections/timeline/history.py) and opens the sealed tokens, reading the customers'
+keys afresh for each document (it hears no erasure NOTIFY between documents, so it
+trusts no key it read before). The API only sends the bytes. CASEDESK_HISTORY=process
+(what serve does) or in-process (what tests build unless they ask).
 
 The answer comes back through the executor's result thread, which needs the GIL to take
 in 3 MB; at Python's default switch interval (5 ms) the event loop then waits up to 5 ms
@@ -31,6 +32,7 @@ import asyncpg
 
 from casedesk.domain.clock_policies import policy_named
 from casedesk.projections.timeline.history import case_history_document
+from casedesk.services.privacy.customer_keys import CustomerKeys
 from casedesk.services.store.database import create_pool
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
@@ -45,6 +47,7 @@ class _Worker:
     pool: asyncpg.Pool
     store: EventStore
     mapper: CaseEventMapper
+    keys: CustomerKeys
     zone: ZoneInfo
     policy: str
 
@@ -52,7 +55,7 @@ class _Worker:
 _worker = _Worker()
 
 
-def _start(dsn: str, zone: str, policy: str, statement_cache: bool) -> None:
+def _start(dsn: str, zone: str, policy: str, statement_cache: bool, master_key: str, sealing: bool) -> None:
     """The worker process's start: an event loop of its own and a small pool (run once)."""
     from casedesk.services.cli import freeze_startup_objects
 
@@ -60,27 +63,36 @@ def _start(dsn: str, zone: str, policy: str, statement_cache: bool) -> None:
     _worker.pool = _worker.loop.run_until_complete(create_pool(dsn, min_size=1, max_size=2,
                                                                         statement_cache=statement_cache))
     _worker.store, _worker.mapper = EventStore(_worker.pool), CaseEventMapper()
+    _worker.keys = CustomerKeys(_worker.pool, master_key, sealing=sealing)
     _worker.zone, _worker.policy = ZoneInfo(zone), policy
     freeze_startup_objects()
 
 
+async def _opened_document(case_id: UUID, version: int | None, as_of: datetime | None) -> bytes:
+    document = await case_history_document(_worker.store, _worker.mapper, case_id, _worker.zone, version=version,
+                                           as_of=as_of, policy=policy_named(_worker.policy))
+    _worker.keys.read_keys_afresh()  # an erasure since the last document must show
+    return await _worker.keys.open_json(document)
+
+
 def _document(case_id: UUID, version: int | None, as_of: datetime | None) -> bytes:
-    return _worker.loop.run_until_complete(case_history_document(
-        _worker.store, _worker.mapper, case_id, _worker.zone, version=version, as_of=as_of,
-        policy=policy_named(_worker.policy)))
+    return _worker.loop.run_until_complete(_opened_document(case_id, version, as_of))
 
 
 class HistoryProcess:
     """The API's handle on the history worker process."""
 
-    def __init__(self, dsn: str, zone: str, policy: str, *, statement_cache: bool = True) -> None:
+    def __init__(self, dsn: str, zone: str, policy: str, master_key: str, *, sealing: bool = True,
+                 statement_cache: bool = True) -> None:
         sys.setswitchinterval(HANDOVER_SECONDS)
         # Spawned, not forked: a fork would copy the API's loop, pool and sockets.
         self._processes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                              initializer=_start, initargs=(dsn, zone, policy, statement_cache))
+                                              initializer=_start,
+                                              initargs=(dsn, zone, policy, statement_cache, master_key, sealing))
 
     async def document(self, case_id: UUID, version: int | None, as_of: datetime | None) -> bytes:
-        """The history document as case_history_document makes it (its errors raised here)."""
+        """The history document as case_history_document makes it, its tokens opened (its errors
+        raised here)."""
         return await asyncio.get_running_loop().run_in_executor(self._processes, _document, case_id, version, as_of)
 
     def close(self) -> None:

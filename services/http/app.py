@@ -103,6 +103,8 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         app[DIRECT_URL] = direct
         if settings.history == "process":
             app[HISTORY_PROCESS] = HistoryProcess(primary, settings.timezone, settings.clock_policy,
+                                                  settings.master_key_or_derived,
+                                                  sealing=settings.seal_personal_data,
                                                   statement_cache=settings.statement_cache)
         yield
         if HISTORY_PROCESS in app:

@@ -15,7 +15,7 @@ from casedesk.services.access_log import REASON_HEADER, AccessLogPage, access_pa
 from casedesk.services.case_service import CaseNotFoundError
 from casedesk.services.http.app_keys import CASE_READER, HISTORY_PROCESS, POOL
 from casedesk.services.http.commands import path_uuid
-from casedesk.services.http.middleware import PRINCIPAL
+from casedesk.services.http.middleware import OPENED, PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 from casedesk.services.http.query_numbers import BIGINT, whole_number
 from casedesk.services.store.audit_chain import check_stream
@@ -61,9 +61,10 @@ def _point(request: web.Request) -> tuple[int | None, datetime | None]:
 
 async def get_history(request: web.Request) -> web.Response:
     case_id, (version, as_of) = path_uuid(request, "case_id"), _point(request)
+    process = request.app.get(HISTORY_PROCESS)
     try:
-        # Made a turn of events at a time: a 3 MB answer in one go would hold every other request back.
-        process = request.app.get(HISTORY_PROCESS)
+        # In the history process, opened there (services/history_process.py); else here, a turn of
+        # events at a time: a 3 MB answer in one go would hold every other request back.
         document = (await process.document(case_id, version, as_of) if process is not None
                     else await request.app[CASE_READER].history(case_id, version=version, as_of=as_of))
     except VersionNotWrittenError as error:
@@ -72,7 +73,10 @@ async def get_history(request: web.Request) -> web.Response:
     what = "history" + (f" version={version}" if version else "") + (f" as_of={as_of.isoformat()}" if as_of else "")
     await record_access(request.app[POOL], request[PRINCIPAL], case_id, what,
                         reason_of(request.headers.get(REASON_HEADER)))
-    return web.Response(body=document, content_type="application/json")
+    answer = web.Response(body=document, content_type="application/json")
+    if process is not None:
+        answer[OPENED] = True  # its tokens are opened; a note's text shaped like one must stay as it is
+    return answer
 
 
 async def verify_case(request: web.Request) -> web.Response:

@@ -28,6 +28,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("casedesk.http")
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+# On an answer whose sealed tokens were opened where it was made (the history process): not again.
+OPENED = web.ResponseKey("casedesk_opened", bool)
 # Which roles may call a route, keyed by (method, canonical path); None = public.
 ALLOWED_ROLES = web.AppKey("allowed_roles", dict)
 
@@ -186,7 +188,7 @@ async def open_sealed(request: web.Request, handler: Handler) -> web.StreamRespo
     Streams open their own events (case_stream.py, dashboard.py).
     """
     response = await handler(request)
-    body = response.body if isinstance(response, web.Response) else None
+    body = response.body if isinstance(response, web.Response) and not response.get(OPENED) else None
     if isinstance(body, bytes) and b"{{cd1." in body and CUSTOMER_KEYS in request.app:
         response.body = await request.app[CUSTOMER_KEYS].open_json(body)
     return response

@@ -313,6 +313,11 @@ class CustomerKeys:
         await self._load({self._key_id(m[1].encode()) for m in _TOKEN.finditer(text)})
         return _TOKEN.sub(lambda m: self._open(m[1].encode(), m[2].encode()), text)
 
+    def read_keys_afresh(self) -> None:
+        """Read every key from the table again before trusting it (a process that hears no NOTIFY
+        between its reads: the history process, once per document)."""
+        self._read_at.clear()
+
     # --- erasure ----------------------------------------------------------------------------
     def forget(self, customer_ids: Sequence[str], key_ids: Sequence[UUID]) -> None:
         """This process drops the customers' keys (an erasure here or, by NOTIFY, elsewhere)."""

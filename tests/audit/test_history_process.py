@@ -36,3 +36,23 @@ async def test_the_history_process_answers_byte_for_byte_what_the_api_would(
     assert r.status == 404 and (await r.json())["current_version"] == 7
     r = await client.get("/v1/cases/00000000-0000-4000-8000-000000000000/history", headers=auditor)
     assert r.status == 404
+
+
+async def test_the_history_process_shows_erasure_at_once_and_opens_each_token_once(
+        database_dsn: str, schema: str, aiohttp_client: Any, settings: Settings, auth) -> None:
+    app = create_app(msgspec.structs.replace(settings, history="process"), dsn=with_schema(database_dsn, schema))
+    client: TestClient = await aiohttp_client(app)
+    agent, auditor = auth(), auth(role="auditor")
+    case_id = await open_case_with_story(client, agent)
+    shaped = "pasted: {{cd1." + "A" * 22 + "." + "B" * 40 + "}} end"
+    r = await client.post(f"/v1/cases/{case_id}/notes", json={"text": shaped}, headers=agent)
+    assert r.status == 201
+    before = await (await client.get(f"/v1/cases/{case_id}/history", headers=auditor)).text()
+    assert "customer asked for a callback after 17:00" in before  # opened in the process
+    assert shaped.replace('"', '\\"') in before  # and not opened again here: the token-shaped text stays
+    customer = msgspec.json.decode(before)["state"]["customer"]["customer_id"]
+    r = await client.post(f"/v1/customers/{customer}/erasure", json={"reason": "customer's request"},
+                          headers=auth(role="admin"))
+    assert r.status == 200
+    after = await (await client.get(f"/v1/cases/{case_id}/history", headers=auditor)).text()
+    assert "customer asked for a callback after 17:00" not in after and "[erased]" in after
