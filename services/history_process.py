@@ -84,16 +84,21 @@ class HistoryProcess:
 
     def __init__(self, dsn: str, zone: str, policy: str, master_key: str, *, sealing: bool = True,
                  statement_cache: bool = True) -> None:
-        sys.setswitchinterval(HANDOVER_SECONDS)
-        # Spawned, not forked: a fork would copy the API's loop, pool and sockets.
-        self._processes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                              initializer=_start,
-                                              initargs=(dsn, zone, policy, statement_cache, master_key, sealing))
+        self._start_with = (dsn, zone, policy, statement_cache, master_key, sealing)
+        self._processes: ProcessPoolExecutor | None = None
 
     async def document(self, case_id: UUID, version: int | None, as_of: datetime | None) -> bytes:
         """The history document as case_history_document makes it, its tokens opened (its errors
         raised here)."""
+        if self._processes is None:
+            # Made at the first history asked for, not at startup: the executor's queues start
+            # multiprocessing's resource tracker, a process a server with no auditor need not have.
+            sys.setswitchinterval(HANDOVER_SECONDS)
+            # Spawned, not forked: a fork would copy the API's loop, pool and sockets.
+            self._processes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_start, initargs=self._start_with)
         return await asyncio.get_running_loop().run_in_executor(self._processes, _document, case_id, version, as_of)
 
     def close(self) -> None:
-        self._processes.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -36,6 +37,23 @@ async def test_the_history_process_answers_byte_for_byte_what_the_api_would(
     assert r.status == 404 and (await r.json())["current_version"] == 7
     r = await client.get("/v1/cases/00000000-0000-4000-8000-000000000000/history", headers=auditor)
     assert r.status == 404
+    # The worker goes with the server
+    executor = client.app[HISTORY_PROCESS]._processes
+    assert executor is not None
+    workers = list(executor._processes.values())
+    assert workers and all(w.is_alive() for w in workers)
+    await client.close()
+    async with asyncio.timeout(20):
+        while any(w.is_alive() for w in workers):
+            await asyncio.sleep(0.1)
+
+
+async def test_no_history_process_is_started_until_a_history_is_asked_for(
+        database_dsn: str, schema: str, aiohttp_client: Any, settings: Settings, auth) -> None:
+    app = create_app(msgspec.structs.replace(settings, history="process"), dsn=with_schema(database_dsn, schema))
+    client: TestClient = await aiohttp_client(app)
+    await open_case_with_story(client, auth())
+    assert client.app[HISTORY_PROCESS]._processes is None  # no child (nor resource tracker) for a desk with no auditor
 
 
 async def test_the_history_process_shows_erasure_at_once_and_opens_each_token_once(
