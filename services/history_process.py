@@ -24,11 +24,13 @@ import asyncio
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import structlog
 
 from casedesk.domain.clock_policies import policy_named
 from casedesk.projections.timeline.history import case_history_document
@@ -38,6 +40,7 @@ from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
 
 HANDOVER_SECONDS = 0.0005
+log = structlog.get_logger("casedesk.history")
 
 
 class _Worker:
@@ -90,14 +93,27 @@ class HistoryProcess:
     async def document(self, case_id: UUID, version: int | None, as_of: datetime | None) -> bytes:
         """The history document as case_history_document makes it, its tokens opened (its errors
         raised here)."""
-        if self._processes is None:
-            # Made at the first history asked for, not at startup: the executor's queues start
-            # multiprocessing's resource tracker, a process a server with no auditor need not have.
-            sys.setswitchinterval(HANDOVER_SECONDS)
-            # Spawned, not forked: a fork would copy the API's loop, pool and sockets.
-            self._processes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_start, initargs=self._start_with)
-        return await asyncio.get_running_loop().run_in_executor(self._processes, _document, case_id, version, as_of)
+        for attempt in (1, 2):
+            if self._processes is None:
+                # Made at the first history asked for, not at startup: the executor's queues start
+                # multiprocessing's resource tracker, a process a server with no auditor need not have.
+                sys.setswitchinterval(HANDOVER_SECONDS)
+                # Spawned, not forked: a fork would copy the API's loop, pool and sockets.
+                self._processes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                      initializer=_start, initargs=self._start_with)
+            processes = self._processes
+            try:
+                return await asyncio.get_running_loop().run_in_executor(processes, _document, case_id, version,
+                                                                        as_of)
+            except BrokenProcessPool:
+                # The worker died (killed, out of memory): a new one for this history and the next.
+                log.warning("history_process_lost", attempt=attempt)
+                if self._processes is processes:
+                    processes.shutdown(wait=False, cancel_futures=True)
+                    self._processes = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         if self._processes is not None:

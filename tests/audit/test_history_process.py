@@ -74,3 +74,21 @@ async def test_the_history_process_shows_erasure_at_once_and_opens_each_token_on
     assert r.status == 200
     after = await (await client.get(f"/v1/cases/{case_id}/history", headers=auditor)).text()
     assert "customer asked for a callback after 17:00" not in after and "[erased]" in after
+
+
+async def test_a_history_process_that_died_is_replaced_and_the_history_still_answered(
+        database_dsn: str, schema: str, aiohttp_client: Any, settings: Settings, auth) -> None:
+    app = create_app(msgspec.structs.replace(settings, history="process"), dsn=with_schema(database_dsn, schema))
+    client: TestClient = await aiohttp_client(app)
+    case_id = await open_case_with_story(client, auth())
+    auditor = auth(role="auditor")
+    assert (await client.get(f"/v1/cases/{case_id}/history", headers=auditor)).status == 200
+    executor = client.app[HISTORY_PROCESS]._processes
+    assert executor is not None
+    [worker] = list(executor._processes.values())
+    worker.kill()  # out of memory, or an operator's kill
+    worker.join(10)
+    r = await client.get(f"/v1/cases/{case_id}/history", headers=auditor)
+    assert r.status == 200, await r.text()
+    assert len((await r.json())["events"]) == 7
+    assert client.app[HISTORY_PROCESS]._processes is not executor  # a new worker took over
