@@ -22,7 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.connection
+import os
+import signal
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
@@ -33,9 +37,10 @@ import asyncpg
 import structlog
 
 from casedesk.domain.clock_policies import policy_named
-from casedesk.projections.timeline.history import case_history_document
+from casedesk.domain.errors import CaseNotFoundError
+from casedesk.projections.timeline.history import VersionNotWrittenError, case_history_document
 from casedesk.services.privacy.customer_keys import CustomerKeys
-from casedesk.services.store.database import create_pool
+from casedesk.services.store.database import create_pool, database_unreachable
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
 
@@ -58,12 +63,30 @@ class _Worker:
 _worker = _Worker()
 
 
+def _leave_with_parent() -> None:
+    """Exit as soon as the API process is gone (kill -9 of serve): the executor's queue would
+    never tell this process, and it would hold its database connections for good."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="history-parent-watch", daemon=True).start()
+
+
 def _start(dsn: str, zone: str, policy: str, statement_cache: bool, master_key: str, sealing: bool) -> None:
     """The worker process's start: an event loop of its own and a small pool (run once)."""
     from casedesk.services.cli import freeze_startup_objects
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C stops serve, which stops this
+    _leave_with_parent()
     _worker.loop = asyncio.new_event_loop()
-    _worker.pool = _worker.loop.run_until_complete(create_pool(dsn, min_size=1, max_size=2,
+    # No connection yet (min_size 0): a database away now is a 503 for the history asked, not a
+    # worker that fails to start.
+    _worker.pool = _worker.loop.run_until_complete(create_pool(dsn, min_size=0, max_size=2,
                                                                         statement_cache=statement_cache))
     _worker.store, _worker.mapper = EventStore(_worker.pool), CaseEventMapper()
     _worker.keys = CustomerKeys(_worker.pool, master_key, sealing=sealing)
@@ -79,7 +102,19 @@ async def _opened_document(case_id: UUID, version: int | None, as_of: datetime |
 
 
 def _document(case_id: UUID, version: int | None, as_of: datetime | None) -> bytes:
-    return _worker.loop.run_until_complete(_opened_document(case_id, version, as_of))
+    """The opened document; an error goes back to the API as one it can unpickle and answer:
+    the history's own refusals as they are, the database out of reach as a ConnectionError (503),
+    anything else as a RuntimeError naming it (500) (an exception with arguments of its own
+    would not unpickle, and would break the executor for every history waiting)."""
+    try:
+        return _worker.loop.run_until_complete(_opened_document(case_id, version, as_of))
+    except (CaseNotFoundError, VersionNotWrittenError):
+        raise
+    except Exception as error:
+        if database_unreachable(error):
+            raise ConnectionError(f"the history process could not reach the database ({type(error).__name__})"
+                                  ) from None
+        raise RuntimeError(f"the history process failed: {error!r}") from None
 
 
 class HistoryProcess:

@@ -92,3 +92,21 @@ async def test_a_history_process_that_died_is_replaced_and_the_history_still_ans
     assert r.status == 200, await r.text()
     assert len((await r.json())["events"]) == 7
     assert client.app[HISTORY_PROCESS]._processes is not executor  # a new worker took over
+
+
+async def test_a_row_the_process_cannot_read_is_one_500_and_the_process_serves_on(
+        database_dsn: str, schema: str, aiohttp_client: Any, settings: Settings, auth, own_pool) -> None:
+    app = create_app(msgspec.structs.replace(settings, history="process"), dsn=with_schema(database_dsn, schema))
+    client: TestClient = await aiohttp_client(app)
+    broken, sound = await open_case_with_story(client, auth()), await open_case_with_story(client, auth())
+    auditor = auth(role="auditor")
+    assert (await client.get(f"/v1/cases/{sound}/history", headers=auditor)).status == 200
+    executor = client.app[HISTORY_PROCESS]._processes
+    # A row that no longer decodes (its error carries arguments of its own, which do not unpickle)
+    await own_pool.execute("UPDATE case_events SET state = '{\"v\": 99}' WHERE originator_id = $1"
+                           " AND originator_version = 3", broken)
+    r = await client.get(f"/v1/cases/{broken}/history", headers=auditor)
+    assert r.status == 500 and (await r.json())["type"].endswith("/internal")
+    r = await client.get(f"/v1/cases/{sound}/history", headers=auditor)
+    assert r.status == 200
+    assert client.app[HISTORY_PROCESS]._processes is executor  # the same worker: nothing broke

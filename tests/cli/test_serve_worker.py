@@ -9,6 +9,7 @@ when it dies, stopped with serve, and stops by itself when serve is killed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -169,3 +170,37 @@ async def test_the_supervisor_keeps_trying_when_a_worker_cannot_be_started() -> 
     finally:
         await worker.stop()
     assert not alive(worker.pid)
+
+
+def _history_children(pid: int) -> list[int]:
+    """serve's children that the history process brought: its worker and multiprocessing's resource tracker."""
+    found = []
+    for child in children(pid):
+        with contextlib.suppress(FileNotFoundError):
+            if b"multiprocessing" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
+
+
+@pytest.mark.parametrize("ending", ["stopped", "killed"])
+def test_the_history_process_goes_with_serve(env: dict[str, str], ending: str) -> None:
+    port = free_port()
+    process, _ = serve_with_worker(env, port)
+    try:
+        agent = run(["token", "--sub", "a1", "--role", "agent"], env).stdout.strip()
+        auditor = run(["token", "--sub", "au1", "--role", "auditor"], env).stdout.strip()
+        case_id, _ = open_alert(port, agent)
+        assert _history_children(process.pid) == []  # none until a history is asked for
+        status, history = http("GET", f"http://127.0.0.1:{port}/v1/cases/{case_id}/history", auditor)
+        assert status == 200 and history["events"][0]["type"] == "CaseOpened"
+        brought = _history_children(process.pid)
+        assert brought
+        if ending == "stopped":
+            stop(process)
+        else:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+        wait_for(lambda: not any(alive(p) for p in brought), seconds=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
