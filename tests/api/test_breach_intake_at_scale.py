@@ -24,7 +24,8 @@ from tests.api.conftest import SECRET, with_schema
 from tests.conftest import new_schema
 
 CARDS = 110_000
-BAD_EVERY = 9_973  # a prime, so bad lines fall at irregular-looking places
+BAD_EVERY = 9_973
+STILL_FOR = 5.0  # a prime, so bad lines fall at irregular-looking places
 
 
 def letters_tag() -> str:
@@ -96,11 +97,17 @@ async def cut_off_upload(client: TestClient, headers: dict[str, str], breach_id:
     # The server still works through what it had received; wait until it has stopped writing.
     # Bounded generously: on a shared 2-core machine the rest of the half list took over a minute (a
     # clean-clone run timed out at 60 s); what is checked here is what was stored, not how fast.
-    last = -1
+    # "Stopped" is no new case for STILL_FOR seconds: a chunk's keys are made in one statement, which
+    # on a loaded machine took over a second (a CI run counted 34,320 and the retry then found 52,000).
+    last, still_since = -1, asyncio.get_running_loop().time()
     async with asyncio.timeout(600):
-        while (now := (await opened_cases(pool, breach_id, good))[0]) != last:
-            last = now
-            await asyncio.sleep(1.0)
+        while True:
+            now = (await opened_cases(pool, breach_id, good))[0]
+            if now != last:
+                last, still_since = now, asyncio.get_running_loop().time()
+            elif asyncio.get_running_loop().time() - still_since >= STILL_FOR:
+                break
+            await asyncio.sleep(0.5)
 
 
 async def test_a_breach_list_of_110000_cards_opens_one_case_per_card_even_when_cut_off(quiet_client) -> None:
