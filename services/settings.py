@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 import phonenumbers
@@ -159,30 +159,33 @@ def _history_mode(value: str | None) -> ProjectionMode:
     return mode
 
 
+_N = TypeVar("_N", int, float)
+
+
+def _number(value: str | None, name: str, kind: Callable[[str], _N], default: _N, fits: Callable[[_N], bool],
+            expected: str) -> _N:
+    """A number setting: `default` when unset; one casedesk cannot use stops the process before it serves."""
+    if value is None or not value.strip():
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r}: expected {expected}") from None
+    if not fits(number):  # (NaN fits no range)
+        raise SettingsError(f"{name}={value!r}: expected {expected}")
+    return number
+
+
 def _share(value: str | None) -> float:
     """CASEDESK_BULK_SHARE: above 0, at most 1 (1: bulk work never rests); 0.5 by default."""
-    if value is None or not value.strip():
-        return 0.5
-    try:
-        share = float(value)
-    except ValueError:
-        share = -1.0
-    if not 0.0 < share <= 1.0:
-        raise SettingsError(f"CASEDESK_BULK_SHARE={value!r}: expected a number above 0 and at most 1, e.g. 0.5")
-    return share
+    return _number(value, "CASEDESK_BULK_SHARE", float, 0.5, lambda share: 0.0 < share <= 1.0,
+                   "a number above 0 and at most 1, e.g. 0.5")
 
 
 def _niceness(value: str | None) -> int:
     """CASEDESK_WEBHOOK_NICE: 0 (as the API) to 19 (only what the API leaves); 10 by default."""
-    if value is None or not value.strip():
-        return 10
-    try:
-        nice = int(value)
-    except ValueError:
-        nice = -1
-    if not 0 <= nice <= 19:
-        raise SettingsError(f"CASEDESK_WEBHOOK_NICE={value!r}: expected a whole number from 0 to 19")
-    return nice
+    return _number(value, "CASEDESK_WEBHOOK_NICE", int, 10, lambda nice: 0 <= nice <= 19,
+                   "a whole number from 0 to 19")
 
 
 def _clock_policy(value: str | None) -> str:

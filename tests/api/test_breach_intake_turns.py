@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +11,7 @@ from casedesk.services.breach_intake import LINES_PER_TURN, BreachIntake
 from casedesk.services.breaches import find_breach
 from casedesk.services.http.app_keys import CASES, PERSONAL_DATA
 from tests.api.test_breaches import card_line, new_breach
+from tests.loop_turns import LoopTurns
 
 LINES = 1_000
 
@@ -32,19 +32,8 @@ async def test_checking_a_buffered_list_hands_the_loop_back_at_least_once_per_tu
     body = b"".join(json.dumps(card_line(n, tag, registered_phone="12")).encode() + b"\n" for n in range(LINES))
     intake = BreachIntake(cases.store, cases.mapper, client.app[PERSONAL_DATA], breach,
                           Actor(id="sup-1", name="Y. Kato", role="supervisor", department="fraud"))
-    turns = 0
-
-    async def tick() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    ticker = asyncio.get_running_loop().create_task(tick())
-    try:
+    with LoopTurns() as turns:
         report = await intake.take(at_once(body), "ndjson")
-    finally:
-        ticker.cancel()
     assert report.rejected_total == LINES and report.cases_opened == 0
     assert all(r.reason.startswith("registered_phone") for r in report.rejected)
-    assert turns >= LINES // LINES_PER_TURN
+    assert turns.count >= LINES // LINES_PER_TURN

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC
 from typing import Any
@@ -13,6 +12,7 @@ from casedesk.projections.timeline.history import history_document, history_of
 from casedesk.services.http.app_keys import CASES
 from tests.api.conftest import new_case_body
 from tests.audit.conftest import post
+from tests.loop_turns import LoopTurns
 
 NOTES = 60
 TURN = 10
@@ -24,26 +24,6 @@ async def long_case(client: Any, headers: dict[str, str]) -> uuid.UUID:
         await post(client, headers, f"/v1/cases/{opened['case_id']}/notes", {"text": f"call {n}: no news"}, 201)
     return uuid.UUID(opened["case_id"])
 
-
-class LoopTurns:
-    """Counts the event loop's turns that other tasks get while it runs."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _tick(self) -> None:
-        while True:
-            self.count += 1
-            await asyncio.sleep(0)
-
-    def __enter__(self) -> LoopTurns:
-        self._task = asyncio.get_running_loop().create_task(self._tick())
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
 
 
 async def test_history_hands_the_loop_back_at_least_once_per_turn_of_events(client, auth) -> None:

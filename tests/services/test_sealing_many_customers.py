@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import string
 import uuid
@@ -13,6 +12,7 @@ import asyncpg
 from casedesk.domain import decisions as d
 from casedesk.domain.values import Actor, Card, Customer, Money, PhoneNumber
 from casedesk.services.privacy.customer_keys import KEYS_PER_TURN, CustomerKeys, is_sealed
+from tests.loop_turns import LoopTurns
 
 ACTOR = Actor(id="sup-1", name="Y. Kato", role="supervisor", department="fraud")
 CUSTOMERS = 200
@@ -31,19 +31,8 @@ def opened(n: int) -> tuple[str, list]:
 async def test_sealing_for_many_new_customers_hands_the_loop_back_once_per_turn_of_keys(pool: asyncpg.Pool) -> None:
     keys = CustomerKeys(pool, "test-master-key")
     batches = [opened(n) for n in range(CUSTOMERS)]
-    turns = 0
-
-    async def tick() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    ticker = asyncio.create_task(tick())
-    try:
+    with LoopTurns() as turns:
         sealed = await keys.seal_many(batches)
-    finally:
-        ticker.cancel()
     assert all(is_sealed(events[0].summary) for events in sealed)
     # Making, opening and sealing under 200 keys: three loops, each handing back every KEYS_PER_TURN
-    assert turns >= 3 * (CUSTOMERS // KEYS_PER_TURN)
+    assert turns.count >= 3 * (CUSTOMERS // KEYS_PER_TURN)

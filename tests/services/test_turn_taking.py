@@ -9,6 +9,7 @@ import pytest
 from casedesk.services import turn_taking
 from casedesk.services.settings import SettingsError, load_settings
 from casedesk.services.turn_taking import TurnTaking, give_way, not_quick, quick_request
+from tests.loop_turns import LoopTurns
 
 
 async def turns_of_the_loop(n: int) -> None:
@@ -88,22 +89,11 @@ async def test_a_stream_is_not_waited_for(monkeypatch) -> None:
 
 
 async def test_outside_a_request_giving_way_is_one_turn_of_the_loop() -> None:
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0)
-    try:
-        before = ticks
+    with LoopTurns() as turns:
+        await asyncio.sleep(0)
+        before = turns.count
         await give_way()
-        assert ticks == before + 1
-    finally:
-        ticker.cancel()
+        assert turns.count == before + 1
 
 
 async def test_a_request_that_fails_is_counted_off(monkeypatch) -> None:
