@@ -13,8 +13,10 @@ so other clients' requests are served while an auditor reads it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal
 from functools import cache, lru_cache
+from operator import attrgetter
 from typing import Any, cast
 from uuid import UUID
 
@@ -77,11 +79,31 @@ def _shown(kind: type[msgspec.Struct]) -> tuple[str, ...]:
     return tuple(f for f in kind.__struct_fields__ if f not in hidden)
 
 
+# Values shown as they are. Most of a payload's fields are these: checking the type inline, not
+# calling _masked for each, halves the masking of a replay (~1 µs an event of ~2).
+_PLAIN = frozenset({str, int, float, bool, type(None), datetime, date, UUID, Decimal})
+
+
+@cache
+def _picked(kind: type[msgspec.Struct]) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """The shown fields of a Struct and one getter for all their values."""
+    fields = _shown(kind)
+    if not fields:
+        return fields, lambda _: ()
+    if len(fields) == 1:
+        one = attrgetter(fields[0])
+        return fields, lambda value: (one(value),)
+    return fields, attrgetter(*fields)
+
+
 def _masked(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, msgspec.Struct):
-        return {f: _masked(getattr(value, f)) for f in _shown(type(value))}
+        fields, values = _picked(type(value))
+        return {f: v if type(v) in _PLAIN else _masked(v) for f, v in zip(fields, values(value), strict=True)}
     if isinstance(value, list | tuple):
-        return [_masked(v) for v in value]
+        return [v if type(v) in _PLAIN else _masked(v) for v in value]
     return value
 
 
