@@ -7,7 +7,7 @@ and what an auditor replays cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, tzinfo
 
 import msgspec
@@ -54,6 +54,11 @@ def open_file(event: ev.CaseOpened) -> CaseFile:
     return CaseFile(view=view)
 
 
+# change_view's function for each event type, found once: singledispatch looks every call up in a
+# WeakKeyDictionary, in Python; a 1,000-event fold took 2.05 ms with it and 1.46 ms with this.
+_CHANGES: dict[type[ev.CaseEvent], Callable[[ev.CaseEvent, CaseFile], None]] = {}
+
+
 def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC, *, timeline: bool = True,
           policy: ClockPolicy = DEFAULT_POLICY) -> CaseFile:
     """Fold one event into the case file (in place) and return it.
@@ -69,7 +74,9 @@ def apply(file: CaseFile | None, event: ev.CaseEvent, zone: tzinfo = UTC, *, tim
             raise ValueError(f"case {event.originator_id} does not start with CaseOpened")
         file = open_file(event)
     else:
-        change_view(event, file)
+        kind = type(event)
+        change = _CHANGES.get(kind) or _CHANGES.setdefault(kind, change_view.dispatch(kind))
+        change(event, file)
     if isinstance(event, ev.ContactStarted):
         file.started[str(event.contact_id)] = event
     elif isinstance(event, ev.CallVerified):  # here, not in change_view: its text needs the zone
