@@ -27,6 +27,7 @@ from aiohttp.resolver import ThreadedResolver
 from standardwebhooks.webhooks import Webhook
 
 from casedesk.services.effects import webhook_delivery as delivery
+from casedesk.services.effects.peak_yield import PeakYield
 from casedesk.services.effects.webhook_payloads import read_after
 from casedesk.services.effects.webhook_subscriptions import (
     CHANGED_CHANNEL,
@@ -80,8 +81,9 @@ class WebhookSender:
     """Delivers every active subscription's events (and probes the failing ones)."""
 
     def __init__(self, pool: asyncpg.Pool, pii_key: str, policy: delivery.RetryPolicy, *,
-                 allow_private: bool = False, master_key: str | None = None) -> None:
+                 allow_private: bool = False, master_key: str | None = None, peak: PeakYield | None = None) -> None:
         self.pool, self.policy = pool, policy
+        self.peak = peak or PeakYield(0.0)  # (never rests unless given one: run_sender gives serve's)
         # Opens sealed personal data in each payload as it is sent (issue 21): a receiver
         # gets "[erased]" once the customer's key is gone, as every reader does.
         self._keys = CustomerKeys(pool, master_key or "derived from the PII key:" + pii_key)
@@ -157,15 +159,18 @@ class WebhookSender:
                 self._followers[webhook_id] = asyncio.create_task(self._follow(webhook_id))
 
     async def _follow(self, webhook_id: UUID) -> None:
-        while True:
-            try:
-                await self._deliver_from_position(webhook_id)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # database gone, or a row that cannot be read: log, back off, again
-                log.exception("webhook_follower_failed", webhook_id=str(webhook_id))
-                await asyncio.sleep(1.0)
+        try:
+            while True:
+                try:
+                    await self._deliver_from_position(webhook_id)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # database gone, or a row that cannot be read: log, back off, again
+                    log.exception("webhook_follower_failed", webhook_id=str(webhook_id))
+                    await asyncio.sleep(1.0)
+        finally:
+            self.peak.gone(webhook_id)
 
     async def _deliver_from_position(self, webhook_id: UUID) -> None:
         """Until the subscription is paused, disabled or deleted (the supervisor cancels us then too)."""
@@ -179,6 +184,7 @@ class WebhookSender:
                     async with asyncio.timeout(FALLBACK_POLL_SECONDS):
                         await wake.wait()
                 await asyncio.sleep(GATHER_SECONDS)
+            await self.peak.rest_while_peak(webhook_id)
             row = await delivery_row(self.pool, webhook_id)
             if row is None or row["state"] not in ("active", "failing"):
                 return
@@ -189,6 +195,7 @@ class WebhookSender:
             deliveries, last, read = await read_after(self.pool, self._mapper, row["position"], BATCH,
                                                       row["event_types"], keys=self._keys)
             caught_up = read < BATCH
+            self.peak.read(webhook_id, at_end=caught_up)
             if last is None:
                 continue
             if not await self._deliver(receiver, deliveries, row["failing_since"]):
@@ -217,7 +224,7 @@ async def run_sender(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event
                                   first_wait=settings.webhook_retry_first_wait,
                                   max_wait=settings.webhook_retry_max_wait)
     sender = WebhookSender(pool, settings.pii_key, policy, allow_private=settings.webhook_allow_private,
-                           master_key=settings.master_key_or_derived)
+                           master_key=settings.master_key_or_derived, peak=PeakYield(settings.webhook_peak_delay))
     while not stop.is_set():
         try:
             await sender.run(stop)

@@ -68,7 +68,9 @@ class Processes:
                "DATABASE_URL": self.dsn, "CASEDESK_PII_KEY": PII_KEY, "CASEDESK_TOKEN_SECRET": SECRET,
                "CASEDESK_DATA_DIR": str(self.folder / "data"), "CASEDESK_LOG_LEVEL": "warning",
                "CASEDESK_WEBHOOK_ALLOW_PRIVATE": "1", "CASEDESK_WEBHOOK_RETRY_FIRST_WAIT": "0.2",
-               "CASEDESK_WEBHOOK_RETRY_MAX_WAIT": "1", **settings}
+               "CASEDESK_WEBHOOK_RETRY_MAX_WAIT": "1",
+               # No resting while the suite keeps the CPUs busy (tests/effects/test_webhook_peak_yield.py).
+               "CASEDESK_WEBHOOK_PEAK_DELAY": "0", **settings}
         self.sender = self._spawn([sys.executable, "-m", "casedesk.services.cli", "webhooks"], "sender.log", env)
 
     def kill_sender(self) -> None:
