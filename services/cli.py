@@ -215,7 +215,7 @@ def _webhooks(args: argparse.Namespace) -> int:
         async with pool.acquire() as conn:
             await migrate(conn)
         print("casedesk webhook sender running (SIGTERM stops it)", file=sys.stderr)
-        await run_sender(pool, settings, stop)
+        await run_sender(pool, settings, stop, own_process=True)
         orphaned.cancel()
         await pool.close()
 

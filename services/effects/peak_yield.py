@@ -10,7 +10,8 @@ time and all niced time); at BUSY_AT (80 %) or more it rests and looks again.
 Webhooks promise at least once and per case in order, not a delay. A peak still delays
 them by at most CASEDESK_WEBHOOK_PEAK_DELAY seconds: a follower that has not stood at
 the log's end for that long delivers at its niceness's share until it has caught up.
-0 turns resting off. Where /proc/stat cannot be read, the sender never rests.
+0 turns resting off. Where /proc/stat cannot be read, the sender never rests. Niced work
+never counts as load: a deployment that runs the API and PostgreSQL niced should set 0.
 """
 
 from __future__ import annotations
@@ -20,31 +21,41 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 from uuid import UUID
-
-import structlog
-
-log = structlog.get_logger("casedesk.webhooks")
 
 REST_SECONDS = 0.1  # one rest; the CPUs are looked at again after it
 BUSY_AT = 0.8  # share of all CPUs busy with others' work at which the sender rests
+SHORTEST_LOOK = 0.1  # seconds: a look sooner after the last one gives the last one's share
 PROC_STAT = Path("/proc/stat")
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _own_seconds() -> float:
+def own_process_seconds() -> float:
     """This process's CPU time that /proc/stat counts as busy: its system time, and its user time
     only when it is not niced (a niced process's user time is counted as niced)."""
     times = os.times()
     return times.system + (times.user if os.getpriority(os.PRIO_PROCESS, 0) <= 0 else 0.0)
 
 
-class CpuGauge:
-    """Share of the machine's CPUs busy with others' work since the last look (None: unknown)."""
+def _nothing_own() -> float:
+    return 0.0
 
-    def __init__(self, stat: Path = PROC_STAT, own: Callable[[], float] = _own_seconds) -> None:
-        self._stat, self._own = stat, own
+
+class CpuGauge:
+    """Share of the machine's CPUs busy with others' work since the last look (None: unknown).
+
+    `own` is the CPU time not to count as others' (the sender's own, when it is a process of its
+    own; in serve's process all of it is the API's too, and counts). Followers of several
+    subscriptions look at one gauge: a look within SHORTEST_LOOK of the last one (ticks are 10 ms)
+    answers that one's share.
+    """
+
+    def __init__(self, stat: Path = PROC_STAT, own: Callable[[], float] = _nothing_own,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._stat, self._own, self._clock = stat, own, clock
         self._last: tuple[float, float, float] | None = self._read()
+        self._looked, self._share = clock(), cast(float | None, None)
 
     def _read(self) -> tuple[float, float, float] | None:
         """(all CPU seconds, busy CPU seconds not niced, this process's seconds) so far."""
@@ -59,12 +70,16 @@ class CpuGauge:
         return sum(ticks) / _TICKS, (user + system + irq + softirq) / _TICKS, self._own()
 
     def busy(self) -> float | None:
+        if self._clock() - self._looked < SHORTEST_LOOK:
+            return self._share
         now = self._read()
-        last, self._last = self._last, now
+        last, self._last, self._looked = self._last, now, self._clock()
         if now is None or last is None or now[0] <= last[0]:
-            return None
-        busy = (now[1] - last[1]) - max(0.0, now[2] - last[2])
-        return max(0.0, min(1.0, busy / (now[0] - last[0])))
+            self._share = None
+        else:
+            busy = (now[1] - last[1]) - max(0.0, now[2] - last[2])
+            self._share = max(0.0, min(1.0, busy / (now[0] - last[0])))
+        return self._share
 
 
 class PeakYield:
@@ -75,20 +90,19 @@ class PeakYield:
         self.longest_delay, self.busy_at = longest_delay, busy_at
         self._gauge = gauge if gauge is not None or longest_delay <= 0 else CpuGauge()
         self._clock = clock
-        self._at_end: dict[UUID, float] = {}  # when each follower last read up to the log's end
-        self.rests = 0  # (for tests and the log)
+        # When each subscription's follower last read up to the log's end, or was first seen.
+        # Kept when a follower is restarted (a lost connection, an admin's change): a new one
+        # does not start its lag afresh, so restarts cannot stretch a peak's delay.
+        self._at_end: dict[UUID, float] = {}
 
     def read(self, webhook_id: UUID, *, at_end: bool) -> None:
         """A follower read a batch; `at_end` when it reached the log's end."""
-        if at_end or webhook_id not in self._at_end:
+        if at_end:
             self._at_end[webhook_id] = self._clock()
 
-    def gone(self, webhook_id: UUID) -> None:
-        self._at_end.pop(webhook_id, None)
-
     def behind_for(self, webhook_id: UUID) -> float:
-        """Seconds since this follower last stood at the log's end."""
-        return self._clock() - self._at_end.get(webhook_id, self._clock())
+        """Seconds since this subscription's follower last stood at the log's end (or was first seen)."""
+        return self._clock() - self._at_end.setdefault(webhook_id, self._clock())
 
     def should_rest(self, webhook_id: UUID) -> bool:
         if self._gauge is None or self.behind_for(webhook_id) >= self.longest_delay:
@@ -98,6 +112,8 @@ class PeakYield:
 
     async def rest_while_peak(self, webhook_id: UUID) -> None:
         """Rest while the machine is busy with others' work, up to the follower's longest delay."""
-        while self.should_rest(webhook_id):
-            self.rests += 1
+        # (Polled, not an event: what ends a rest is the CPUs' load, which nothing announces.)
+        while True:
+            if not self.should_rest(webhook_id):
+                return
             await asyncio.sleep(REST_SECONDS)

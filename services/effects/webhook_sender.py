@@ -27,7 +27,7 @@ from aiohttp.resolver import ThreadedResolver
 from standardwebhooks.webhooks import Webhook
 
 from casedesk.services.effects import webhook_delivery as delivery
-from casedesk.services.effects.peak_yield import PeakYield
+from casedesk.services.effects.peak_yield import CpuGauge, PeakYield, own_process_seconds
 from casedesk.services.effects.webhook_payloads import read_after
 from casedesk.services.effects.webhook_subscriptions import (
     CHANGED_CHANNEL,
@@ -159,18 +159,15 @@ class WebhookSender:
                 self._followers[webhook_id] = asyncio.create_task(self._follow(webhook_id))
 
     async def _follow(self, webhook_id: UUID) -> None:
-        try:
-            while True:
-                try:
-                    await self._deliver_from_position(webhook_id)
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # database gone, or a row that cannot be read: log, back off, again
-                    log.exception("webhook_follower_failed", webhook_id=str(webhook_id))
-                    await asyncio.sleep(1.0)
-        finally:
-            self.peak.gone(webhook_id)
+        while True:
+            try:
+                await self._deliver_from_position(webhook_id)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # database gone, or a row that cannot be read: log, back off, again
+                log.exception("webhook_follower_failed", webhook_id=str(webhook_id))
+                await asyncio.sleep(1.0)
 
     async def _deliver_from_position(self, webhook_id: UUID) -> None:
         """Until the subscription is paused, disabled or deleted (the supervisor cancels us then too)."""
@@ -218,13 +215,18 @@ class WebhookSender:
                 await asyncio.sleep(self.policy.max_wait)
 
 
-async def run_sender(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
-    """The sender until `stop`; a lost database connection costs a pause, not the process."""
+async def run_sender(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event, *, own_process: bool = False) -> None:
+    """The sender until `stop`; a lost database connection costs a pause, not the process.
+
+    `own_process`: run by `casedesk webhooks`, so its own CPU time is not the load it rests for
+    (in serve's process, that time is the API's too)."""
     policy = delivery.RetryPolicy(window=timedelta(hours=settings.webhook_retry_hours),
                                   first_wait=settings.webhook_retry_first_wait,
                                   max_wait=settings.webhook_retry_max_wait)
     sender = WebhookSender(pool, settings.pii_key, policy, allow_private=settings.webhook_allow_private,
-                           master_key=settings.master_key_or_derived, peak=PeakYield(settings.webhook_peak_delay))
+                           master_key=settings.master_key_or_derived,
+                           peak=PeakYield(settings.webhook_peak_delay, gauge=CpuGauge(
+                               own=own_process_seconds if own_process else lambda: 0.0)))
     while not stop.is_set():
         try:
             await sender.run(stop)
