@@ -21,7 +21,7 @@
   leaves and catches up after the load. The same figure with the receiver at
   the API's priority is shown beside it, without a target. The sender runs
   at CASEDESK_WEBHOOK_NICE (10) and, as serve runs it, rests while the CPUs are
-  80 % busy with other work, for at most CASEDESK_WEBHOOK_PEAK_DELAY (30 s) of
+  saturated by the API's work, for at most CASEDESK_WEBHOOK_PEAK_DELAY (30 s) of
   lag (services/effects/peak_yield.py): at a peak delivery lags; how long the
   receiver needs after the load to hold every note's event is shown too.
 

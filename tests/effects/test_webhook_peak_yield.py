@@ -16,7 +16,7 @@ from uuid import uuid4
 import pytest
 from aiohttp.test_utils import TestClient
 
-from casedesk.services.effects.peak_yield import SHORTEST_LOOK, CpuGauge, PeakYield
+from casedesk.services.effects.peak_yield import SHORTEST_LOOK, CpuGauge, CpuLoad, PeakYield
 from casedesk.services.settings import SettingsError, load_settings
 from tests.api.conftest import new_case_body
 from tests.effects.test_webhook_delivery import Processes, api, processes, schema_dsn, until
@@ -40,8 +40,7 @@ def _stat(path: Path, user: int, nice: int, system: int, idle: int, iowait: int)
     path.write_text(f"cpu  {user} {nice} {system} {idle} {iowait} 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
 
 
-def test_the_gauge_counts_others_work_not_niced_work_idle_time_or_its_own(tmp_path: Path,
-                                                                         monkeypatch: Any) -> None:
+def test_the_gauge_tells_all_work_from_others_work_at_normal_priority(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr("casedesk.services.effects.peak_yield._TICKS", HZ)
     stat, own, now = tmp_path / "stat", [0.0], [0.0]
     _stat(stat, user=1000, nice=500, system=1000, idle=7000, iowait=100)
@@ -49,16 +48,16 @@ def test_the_gauge_counts_others_work_not_niced_work_idle_time_or_its_own(tmp_pa
     # Given 200 ticks: 80 user, 50 niced, 40 system (20 of them ours), 20 idle, 10 waiting on disk
     _stat(stat, user=1080, nice=550, system=1040, idle=7020, iowait=110)
     own[0], now[0] = 20 / HZ, 1.0
-    # Then others kept the CPUs busy 100 of the 200 ticks
-    assert gauge.busy() == pytest.approx(0.5)
-    # And a second follower looking within SHORTEST_LOOK gets that share, not "unknown"
+    # Then the CPUs were busy 170 of the 200 ticks, with others' work at normal priority 100
+    assert gauge.load() == pytest.approx(CpuLoad(everyone=0.85, others=0.5))
+    # And a second follower looking within SHORTEST_LOOK gets that load, not "unknown"
     _stat(stat, user=1081, nice=550, system=1040, idle=7020, iowait=110)
     now[0] += SHORTEST_LOOK / 2
-    assert gauge.busy() == pytest.approx(0.5)
+    assert gauge.load() == pytest.approx(CpuLoad(everyone=0.85, others=0.5))
     # And an unreadable /proc/stat is "unknown", never "busy"
     stat.unlink()
     now[0] += 1
-    assert gauge.busy() is None
+    assert gauge.load() is None
 
 
 _BURN = ("import os, time\n"
@@ -83,59 +82,78 @@ def test_a_sender_process_counts_its_user_time_as_its_own_only_when_not_niced(ni
 
 
 class _Gauge(CpuGauge):
-    def __init__(self, busy: float | None) -> None:
-        self.share = busy
+    def __init__(self, everyone: float, others: float) -> None:
+        self.now: CpuLoad | None = CpuLoad(everyone, others)
 
-    def busy(self) -> float | None:
-        return self.share
+    def load(self) -> CpuLoad | None:
+        return self.now
 
 
-def test_the_sender_rests_while_others_saturate_the_cpus_until_it_lags_too_long() -> None:
-    now = [100.0]
-    gauge = _Gauge(0.95)
-    peak = PeakYield(30.0, 0.8, gauge=gauge, clock=lambda: now[0])
+def test_a_rest_starts_when_the_cpus_are_saturated_and_goes_on_while_others_keep_them_busy() -> None:
+    gauge = _Gauge(everyone=0.95, others=0.6)
+    peak = PeakYield(30.0, gauge=gauge, clock=lambda: 100.0)
     webhook = uuid4()
-    # Given a follower that just read to the log's end, on a machine busy with others' work
     peak.read(webhook, at_end=True)
-    # Then it rests
-    assert peak.should_rest(webhook)
+    # Given the CPUs saturated, the sender's own work and niced receivers included
+    # Then a rest starts
+    assert peak.should_rest(webhook, resting=False)
+    # When resting, others' work at normal priority keeps them 70 % busy or more
+    gauge.now = CpuLoad(everyone=0.75, others=0.75)
+    # Then it rests on
+    assert peak.should_rest(webhook, resting=True)
+    # When others' work drops below that (the sender's own load never keeps it resting)
+    gauge.now = CpuLoad(everyone=0.95, others=0.6)
+    assert not peak.should_rest(webhook, resting=True)
+    # And a machine not saturated never starts a rest, however much of it is others' work
+    gauge.now = CpuLoad(everyone=0.85, others=0.85)
+    assert not peak.should_rest(webhook, resting=False)
+    # And unknown load never rests
+    gauge.now = None
+    assert not peak.should_rest(webhook, resting=False)
+    assert not peak.should_rest(webhook, resting=True)
+
+
+def test_the_sender_rests_until_it_lags_too_long_then_delivers_until_caught_up() -> None:
+    now = [100.0]
+    peak = PeakYield(30.0, gauge=_Gauge(everyone=1.0, others=0.9), clock=lambda: now[0])
+    webhook = uuid4()
+    # Given a follower that just read to the log's end, on a saturated machine
+    peak.read(webhook, at_end=True)
+    assert peak.should_rest(webhook, resting=False)
     # When it has not stood at the log's end for 30 s (a long peak)
     now[0] += 10
     peak.read(webhook, at_end=False)
-    assert peak.should_rest(webhook)
+    assert peak.should_rest(webhook, resting=True)
     now[0] += 20
     # Then it delivers, at its niceness's share, however busy the machine is
-    assert not peak.should_rest(webhook)
-    # When it has caught up again
+    assert not peak.should_rest(webhook, resting=True)
+    assert not peak.should_rest(webhook, resting=False)
+    # When it has caught up again, it rests again
     peak.read(webhook, at_end=True)
-    assert peak.should_rest(webhook)
-    # When the machine is not that busy, or its load is unknown, it never rests
-    gauge.share = 0.79
-    assert not peak.should_rest(webhook)
-    gauge.share = None
-    assert not peak.should_rest(webhook)
+    assert peak.should_rest(webhook, resting=False)
 
 
 def test_a_follower_never_seen_at_the_logs_end_rests_no_longer_than_the_delay() -> None:
     now = [0.0]
-    peak = PeakYield(30.0, 0.8, gauge=_Gauge(0.95), clock=lambda: now[0])
+    peak = PeakYield(30.0, gauge=_Gauge(everyone=1.0, others=0.9), clock=lambda: now[0])
     webhook = uuid4()
     # Given a follower just started (or restarted) during a peak, before its first read
-    assert peak.should_rest(webhook)
+    assert peak.should_rest(webhook, resting=False)
     now[0] += 29
-    assert peak.should_rest(webhook)
+    assert peak.should_rest(webhook, resting=True)
     # Then it delivers once the delay has passed, though it never reached the log's end
     now[0] += 1
-    assert not peak.should_rest(webhook)
+    assert not peak.should_rest(webhook, resting=True)
     peak.read(webhook, at_end=False)
-    assert not peak.should_rest(webhook)
+    assert not peak.should_rest(webhook, resting=False)
 
 
 def test_a_peak_delay_of_0_never_rests() -> None:
     peak = PeakYield(0.0)
     webhook = uuid4()
     peak.read(webhook, at_end=True)
-    assert not peak.should_rest(webhook)
+    assert not peak.should_rest(webhook, resting=False)
+    assert not PeakYield(0.0, gauge=_Gauge(everyone=1.0, others=1.0)).should_rest(webhook, resting=False)
 
 
 _SPIN = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass\n"
