@@ -105,7 +105,7 @@ class PeakYield:
     def __init__(self, longest_delay: float, *, gauge: CpuGauge | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.longest_delay = longest_delay
-        self._gauge = gauge if gauge is not None or longest_delay <= 0 else CpuGauge()
+        self._gauge = gauge if longest_delay > 0 else None  # (no gauge, no rest)
         self._clock = clock
         # When each subscription's follower last read up to the log's end, or was first seen.
         # Kept when a follower is restarted (a lost connection, an admin's change): a new one
@@ -124,7 +124,7 @@ class PeakYield:
 
     def should_rest(self, webhook_id: UUID, *, resting: bool) -> bool:
         """Start a rest (`resting` False) when the CPUs are saturated; go on resting while others keep them busy."""
-        if self._gauge is None or self.longest_delay <= 0 or self.behind_for(webhook_id) >= self.longest_delay:
+        if self._gauge is None or self.behind_for(webhook_id) >= self.longest_delay:
             return False
         load = self._gauge.load()
         if load is None:

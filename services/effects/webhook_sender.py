@@ -225,8 +225,8 @@ async def run_sender(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event
                                   max_wait=settings.webhook_retry_max_wait)
     sender = WebhookSender(pool, settings.pii_key, policy, allow_private=settings.webhook_allow_private,
                            master_key=settings.master_key_or_derived,
-                           peak=PeakYield(settings.webhook_peak_delay, gauge=CpuGauge(
-                               own=own_process_seconds if own_process else lambda: 0.0)))
+                           peak=PeakYield(settings.webhook_peak_delay,
+                                          gauge=CpuGauge(own=own_process_seconds) if own_process else CpuGauge()))
     while not stop.is_set():
         try:
             await sender.run(stop)
