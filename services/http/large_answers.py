@@ -1,10 +1,10 @@
 """A large answer (an auditor's 3 MB history) sent a piece at a time, so agents' reads go on between.
 
-aiohttp writes a bytes body in one `transport.write`: on loopback or a fast link the kernel
-takes megabytes in that one call, and the event loop serves nobody until it returns (aiohttp
-itself warns about bodies over 1 MB). Here the body goes out in PIECE-sized writes with a turn
-of the loop after each, and waits for the socket to drain when the client reads slower than we
-write: an agent's read waits behind at most one piece.
+aiohttp hands a bytes body to the transport in one `write`: on loopback or a fast link the
+kernel can take megabytes in that one send, and the event loop serves nobody until it returns
+(aiohttp warns about the same for a bytes payload over 1 MB). Here the body goes out in
+PIECE-sized writes with a turn of the loop between, and waits for the socket to drain when the
+client reads slower than we write: an agent's read waits behind at most one piece.
 """
 
 from __future__ import annotations
@@ -42,5 +42,6 @@ class PiecewiseBody(Payload):
         if content_length is not None:
             view = view[:content_length]
         for start in range(0, len(view), PIECE):
+            if start:
+                await asyncio.sleep(0)  # a turn for others even when the kernel took the last piece at once
             await writer.write(view[start:start + PIECE])  # waits for the socket when its buffer is full
-            await asyncio.sleep(0)  # a turn for others even when the kernel took the whole piece at once

@@ -28,7 +28,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("casedesk.http")
 
 PRINCIPAL = web.RequestKey("principal", Principal)
-# On an answer whose sealed tokens were opened where it was made (the history process): not again.
+# On an answer whose sealed tokens were opened where it was made (the history, sent in pieces): not again.
 OPENED = web.ResponseKey("casedesk_opened", bool)
 # Which roles may call a route, keyed by (method, canonical path); None = public.
 ALLOWED_ROLES = web.AppKey("allowed_roles", dict)
@@ -181,11 +181,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def open_sealed(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Personal data leaves sealed tokens only here: each one in an answer is opened (issue 21).
+    """Personal data leaves sealed tokens here: each one in an answer is opened (issue 21).
 
     Everything stored (events, case files, timelines, kept answers) holds tokens;
     an answer gets the clear text, or "[erased]" once the customer's key is gone.
-    Streams open their own events (case_stream.py, dashboard.py).
+    Streams open their own events (case_stream.py, dashboard.py), and the history its
+    own before it is sent in pieces (audit_handlers.py), marked OPENED.
     """
     response = await handler(request)
     body = response.body if isinstance(response, web.Response) and not response.get(OPENED) else None

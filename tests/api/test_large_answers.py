@@ -62,6 +62,14 @@ async def test_a_length_cut_sends_only_that_many_bytes() -> None:
 
 async def test_a_history_longer_than_a_piece_arrives_whole_and_opened(client, auth, monkeypatch) -> None:
     monkeypatch.setattr(large_answers, "PIECE", 512)  # a small case's history is then many pieces
+    sent: list[int] = []
+    write_in_pieces = PiecewiseBody.write_with_length
+
+    async def counted(body: PiecewiseBody, writer: AbstractStreamWriter, length: int | None) -> None:
+        sent.append(body.size or 0)
+        await write_in_pieces(body, writer, length)
+
+    monkeypatch.setattr(PiecewiseBody, "write_with_length", counted)
     agent = auth()
     r = await client.post("/v1/cases", json=new_case_body(), headers=agent)
     case_id = (await r.json())["case_id"]
@@ -72,8 +80,9 @@ async def test_a_history_longer_than_a_piece_arrives_whole_and_opened(client, au
     # When an auditor reads the history
     r = await client.get(f"/v1/cases/{case_id}/history", headers=auth("auditor"))
     body = await r.read()
-    # Then it came whole (its length as announced), several pieces long, with personal data opened
+    # Then it went out in pieces and came whole (its length as announced), with personal data opened
     assert r.status == 200
+    assert sent == [len(body)]
     assert int(r.headers["Content-Length"]) == len(body) > 4 * 512
     assert r.headers["Content-Type"].startswith("application/json")
     assert b"customer called back, try 4" in body
