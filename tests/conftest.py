@@ -8,17 +8,14 @@ library's recorder cases) get a schema of their own.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from casedesk.services.store.database import create_pool
-from casedesk.services.store.embedded_postgres import start_embedded_postgres, stop_embedded_postgres
+from casedesk.services.store.embedded_postgres import temporary_embedded_postgres
 from casedesk.services.store.migrations import migrate
 
 
@@ -36,14 +33,8 @@ def database_dsn() -> Iterator[str]:
     if url:
         yield url
         return
-    folder = Path(tempfile.mkdtemp(prefix="casedesk-test-pg-"))
-    try:
-        yield start_embedded_postgres(folder)
-    finally:
-        # Stopped before its files go: removing a running server's data directory raced with the
-        # server writing into it (a CI run ended in "Directory not empty: .../pg/base/5").
-        stop_embedded_postgres(folder)
-        shutil.rmtree(folder, ignore_errors=True)
+    with temporary_embedded_postgres("casedesk-test-pg-") as dsn:
+        yield dsn
 
 
 async def new_schema(dsn: str) -> str:

@@ -13,9 +13,8 @@ from aiohttp import web
 from casedesk.projections.timeline.history import VersionNotWrittenError
 from casedesk.services.access_log import REASON_HEADER, AccessLogPage, access_page, reason_of, record_access
 from casedesk.services.case_service import CaseNotFoundError
-from casedesk.services.http.app_keys import CASE_READER, CUSTOMER_KEYS, HISTORY_PROCESS, POOL
+from casedesk.services.http.app_keys import CASE_READER, HISTORY_PROCESS, POOL
 from casedesk.services.http.commands import path_uuid
-from casedesk.services.http.large_answers import PiecewiseBody
 from casedesk.services.http.middleware import OPENED, PRINCIPAL
 from casedesk.services.http.problems import FieldError, Problem, validation_problem
 from casedesk.services.http.query_numbers import BIGINT, whole_number
@@ -74,11 +73,9 @@ async def get_history(request: web.Request) -> web.Response:
     what = "history" + (f" version={version}" if version else "") + (f" as_of={as_of.isoformat()}" if as_of else "")
     await record_access(request.app[POOL], request[PRINCIPAL], case_id, what,
                         reason_of(request.headers.get(REASON_HEADER)))
-    if process is None and CUSTOMER_KEYS in request.app:
-        document = await request.app[CUSTOMER_KEYS].open_json(document)  # the history process opens its own
-    # A piece at a time: a 3 MB answer in one write holds every other request back.
-    answer = web.Response(body=PiecewiseBody(document), content_type="application/json")
-    answer[OPENED] = True  # opened here or there; a note's text shaped like a token stays as it is
+    answer = web.Response(body=document, content_type="application/json")  # sent in pieces (open_sealed)
+    if process is not None:
+        answer[OPENED] = True  # its tokens are opened; a note's text shaped like one must stay as it is
     return answer
 
 

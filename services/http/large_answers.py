@@ -4,7 +4,8 @@ aiohttp hands a bytes body to the transport in one `write`: on loopback or a fas
 kernel can take megabytes in that one send, and the event loop serves nobody until it returns
 (aiohttp warns about the same for a bytes payload over 1 MB). Here the body goes out in
 PIECE-sized writes with a turn of the loop between, and waits for the socket to drain when the
-client reads slower than we write: an agent's read waits behind at most one piece.
+client reads slower than we write: an agent's read waits behind at most one piece. The
+`open_sealed` middleware sends every answer longer than a piece this way.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ from casedesk.domain.errors import CaseMergedError, FieldRefused, RuleViolation
 from casedesk.services.call_verification import TooManyChecksError
 from casedesk.services.case_access import AccessDeniedError, CaseHiddenError
 from casedesk.services.case_service import CaseNotFoundError, VersionMismatchError
+from casedesk.services.http import large_answers
 from casedesk.services.http.app_keys import CUSTOMER_KEYS, SETTINGS, TURNS
+from casedesk.services.http.large_answers import PiecewiseBody
 from casedesk.services.http.problems import CONTENT_TYPE, FieldError, Problem, as_json, validation_problem
 from casedesk.services.phone_numbers import PhoneNumberRefused
 from casedesk.services.store.database import database_unreachable
@@ -28,7 +30,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("casedesk.http")
 
 PRINCIPAL = web.RequestKey("principal", Principal)
-# On an answer whose sealed tokens were opened where it was made (the history, sent in pieces): not again.
+# On an answer whose sealed tokens were opened where it was made (the history process): not again.
 OPENED = web.ResponseKey("casedesk_opened", bool)
 # Which roles may call a route, keyed by (method, canonical path); None = public.
 ALLOWED_ROLES = web.AppKey("allowed_roles", dict)
@@ -181,17 +183,21 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def open_sealed(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Personal data leaves sealed tokens here: each one in an answer is opened (issue 21).
+    """Personal data leaves sealed tokens only here: each one in an answer is opened (issue 21);
+    and an answer longer than a piece is then sent a piece at a time (large_answers.py, issue 15).
 
     Everything stored (events, case files, timelines, kept answers) holds tokens;
     an answer gets the clear text, or "[erased]" once the customer's key is gone.
-    Streams open their own events (case_stream.py, dashboard.py), and the history its
-    own before it is sent in pieces (audit_handlers.py), marked OPENED.
+    Streams open their own events (case_stream.py, dashboard.py).
     """
     response = await handler(request)
-    body = response.body if isinstance(response, web.Response) and not response.get(OPENED) else None
-    if isinstance(body, bytes) and b"{{cd1." in body and CUSTOMER_KEYS in request.app:
-        response.body = await request.app[CUSTOMER_KEYS].open_json(body)
+    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(body, bytes):
+        return response
+    if not response.get(OPENED) and b"{{cd1." in body and CUSTOMER_KEYS in request.app:
+        body = response.body = await request.app[CUSTOMER_KEYS].open_json(body)
+    if len(body) > large_answers.PIECE:
+        response.body = PiecewiseBody(body)
     return response
 
 

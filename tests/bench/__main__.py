@@ -8,10 +8,8 @@ import datetime as dt
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from casedesk.services.logs import configure_logging
-from casedesk.services.store.embedded_postgres import start_embedded_postgres, stop_embedded_postgres
+from casedesk.services.store.embedded_postgres import temporary_embedded_postgres
 from tests.bench import RESULTS_DIR, SECONDS_ENV, BenchContext, Figure, discover, seconds_from_env
 
 
@@ -35,12 +33,8 @@ def database() -> Iterator[tuple[str, str]]:
     if url:
         yield url, "DATABASE_URL"
         return
-    folder = Path(tempfile.mkdtemp(prefix="casedesk-bench-pg-"))
-    try:
-        yield start_embedded_postgres(folder), "embedded (temp dir)"
-    finally:
-        stop_embedded_postgres(folder)  # before its data dir goes (else atexit finds it gone)
-        shutil.rmtree(folder, ignore_errors=True)
+    with temporary_embedded_postgres("casedesk-bench-pg-") as dsn:
+        yield dsn, "embedded (temp dir)"
 
 
 def git(*args: str) -> str | None:
