@@ -10,7 +10,8 @@ document's bytes; the worker reads and folds exactly as the API would
 (projections/timeline/history.py) and opens the sealed tokens, reading the customers'
 keys afresh for each document (it hears no erasure NOTIFY between documents, so it
 trusts no key it read before). The API only sends the bytes. CASEDESK_HISTORY=process
-(what serve does) or in-process (what tests build unless they ask).
+(what serve does) or in-process (what tests build unless they ask). The process runs
+niced (CASEDESK_HISTORY_NICE, 10), so the API's loop gets a core before it.
 
 The answer comes back through the executor's result thread, which needs the GIL to take
 in 3 MB; at Python's default switch interval (5 ms) the event loop then waits up to 5 ms
@@ -77,10 +78,15 @@ def _leave_with_parent() -> None:
     threading.Thread(target=watch, name="history-parent-watch", daemon=True).start()
 
 
-def _start(dsn: str, zone: str, policy: str, statement_cache: bool, master_key: str, sealing: bool) -> None:
+def _start(dsn: str, zone: str, policy: str, statement_cache: bool, master_key: str, sealing: bool,
+           nice: int) -> None:
     """The worker process's start: an event loop of its own and a small pool (run once)."""
     from casedesk.services.cli import freeze_startup_objects
 
+    # An auditor's document is background work to the agents' reads: at nice 0 this process, busy
+    # for a document's 50 ms, held a core that the API's loop then waited for (its run-queue wait,
+    # /proc/<pid>/schedstat, made up nine tenths of its late turns with two auditors reading).
+    os.nice(nice)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C stops serve, which stops this
     _leave_with_parent()
     _worker.loop = asyncio.new_event_loop()
@@ -121,8 +127,8 @@ class HistoryProcess:
     """The API's handle on the history worker process."""
 
     def __init__(self, dsn: str, zone: str, policy: str, master_key: str, *, sealing: bool = True,
-                 statement_cache: bool = True) -> None:
-        self._start_with = (dsn, zone, policy, statement_cache, master_key, sealing)
+                 statement_cache: bool = True, nice: int = 10) -> None:
+        self._start_with = (dsn, zone, policy, statement_cache, master_key, sealing, nice)
         self._processes: ProcessPoolExecutor | None = None
 
     async def document(self, case_id: UUID, version: int | None, as_of: datetime | None) -> bytes:

@@ -86,6 +86,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The `casedesk webhooks` process's niceness (0-19): delivery is background work that may
     # lag at a peak; the API's requests get the cores first (issue 17's cost to POST note).
     webhook_nice: int = 10
+    # The history process's niceness (0-19): an auditor's document waits for the agents' reads.
+    history_nice: int = 10
     webhook_peak_delay: float = 30.0  # seconds a peak may hold webhooks back (0: the sender never rests)
     # The share of the time a breach list's intake may take in an API process while agents are
     # working (0 < share <= 1): it rests the rest, so their reads are not slowed by it
@@ -183,10 +185,10 @@ def _share(value: str | None) -> float:
                    "a number above 0 and at most 1, e.g. 0.5")
 
 
-def _niceness(value: str | None) -> int:
-    """CASEDESK_WEBHOOK_NICE: 0 (as the API) to 19 (only what the API leaves); 10 by default."""
-    return _number(value, "CASEDESK_WEBHOOK_NICE", int, 10, lambda nice: 0 <= nice <= 19,
-                   "a whole number from 0 to 19")
+def _niceness(value: str | None, name: str) -> int:
+    """CASEDESK_WEBHOOK_NICE, CASEDESK_HISTORY_NICE: 0 (as the API) to 19 (only what the API leaves);
+    10 by default."""
+    return _number(value, name, int, 10, lambda nice: 0 <= nice <= 19, "a whole number from 0 to 19")
 
 
 def _clock_policy(value: str | None) -> str:
@@ -244,7 +246,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_hours=float(env.get("CASEDESK_WEBHOOK_RETRY_HOURS") or 72.0),
         webhook_retry_first_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_FIRST_WAIT") or 1.0),
         webhook_retry_max_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_MAX_WAIT") or 3600.0),
-        webhook_nice=_niceness(env.get("CASEDESK_WEBHOOK_NICE")),
+        webhook_nice=_niceness(env.get("CASEDESK_WEBHOOK_NICE"), "CASEDESK_WEBHOOK_NICE"),
+        history_nice=_niceness(env.get("CASEDESK_HISTORY_NICE"), "CASEDESK_HISTORY_NICE"),
         webhook_peak_delay=_number(env.get("CASEDESK_WEBHOOK_PEAK_DELAY"), "CASEDESK_WEBHOOK_PEAK_DELAY", float, 30.0,
                                    lambda seconds: 0.0 <= seconds <= 3600.0, "seconds from 0 to 3600, e.g. 30"),
         bulk_share=_share(env.get("CASEDESK_BULK_SHARE")),

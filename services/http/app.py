@@ -105,7 +105,8 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
             app[HISTORY_PROCESS] = HistoryProcess(primary, settings.timezone, settings.clock_policy,
                                                   settings.master_key_or_derived,
                                                   sealing=settings.seal_personal_data,
-                                                  statement_cache=settings.statement_cache)
+                                                  statement_cache=settings.statement_cache,
+                                                  nice=settings.history_nice)
         yield
         if HISTORY_PROCESS in app:
             app[HISTORY_PROCESS].close()

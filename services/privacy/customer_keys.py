@@ -56,6 +56,7 @@ _TOKEN_HEAD = len(TOKEN_PREFIX) + 22 + 1  # "{{cd1." + the key id (16 bytes, bas
 KEYS_PER_TURN = 32  # keys made, opened or sealed under between two hand-backs of the loop
 OPENED_PER_TURN = 64  # tokens opened between two hand-backs of the loop (about half a millisecond)
 _NAMES_KEPT = 100_000  # token key names parsed; past that the memory starts again (names come from text too)
+KEYS_KEPT_OPEN = 1_024  # data keys kept ready to seal and open (AES-GCM objects); the rest as raw bytes
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -159,46 +160,70 @@ class CustomerKeys:
 
     `sealing` False (CASEDESK_SEAL_PERSONAL_DATA=0, the bench's reference run only)
     stores personal data in the clear; tokens already stored still open.
+
+    What it remembers per key and per case is held as ints, bytes and floats, which Python's
+    cyclic garbage collector does not track: a breach list makes a key per line, and as UUID,
+    DataKey and AES-GCM objects 40,000 keys were 150,000 tracked objects that every full
+    collection walked, pauses of 20-60 ms in the API's loop (issue 15). Only the last
+    KEYS_KEPT_OPEN keys used are kept as DataKey objects.
     """
 
     def __init__(self, pool: asyncpg.Pool, master_key: str, *, sealing: bool = True) -> None:
         self._pool = pool
         self._master = master_cipher(master_key)
         self.sealing = sealing
-        self._live: dict[str, DataKey] = {}  # customer id -> the key new data is sealed under
-        self._linked: set[UUID] = set()  # cases known to be in customer_cases
-        self._opened: dict[UUID, DataKey | None] = {}  # key id -> key, None when erased or unreadable
-        self._unopenable: set[UUID] = set()  # kept, but wrapped under another master key
-        self._names: dict[bytes, UUID] = {}  # a token's key name (base64) -> the key id it names
+        # Keys and cases by their UUID's int (untracked, unlike a UUID).
+        self._live: dict[str, int] = {}  # customer id -> the key new data is sealed under
+        self._linked: set[int] = set()  # cases known to be in customer_cases
+        self._secrets: dict[int, bytes | None] = {}  # key id -> the opened key, None when erased or unreadable
+        self._ready: dict[int, DataKey] = {}  # the last KEYS_KEPT_OPEN keys used, ready (oldest first)
+        self._unopenable: set[int] = set()  # kept, but wrapped under another master key
+        self._names: dict[bytes, int] = {}  # a token's key name (base64) -> the key id it names
         # When each key was last read from the table: a process whose LISTEN connection was lost
         # (and with it an erasure's NOTIFY) reads its keys again after KEYS_TRUSTED_SECONDS.
-        self._read_at: dict[UUID, float] = {}
+        self._read_at: dict[int, float] = {}
 
     # --- keys -------------------------------------------------------------------------------
     def _wrap(self, key_id: UUID, key: bytes) -> bytes:
         nonce = os.urandom(_NONCE)
         return nonce + self._master.encrypt(nonce, key, key_id.bytes)
 
-    def _unwrap(self, key_id: UUID, wrapped: bytes | None) -> DataKey | None:
+    def _unwrap(self, key_id: UUID, wrapped: bytes | None) -> bytes | None:
         if wrapped is None:
             return None
         try:
-            return DataKey(key_id, self._master.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], key_id.bytes))
+            return self._master.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], key_id.bytes)
         except InvalidTag:
             # Another process's CASEDESK_MASTER_KEY: say so (its data reads "[unreadable]", not "[erased]").
             log.warning("customer_key_not_opened", key_id=str(key_id),
                         hint="every process must have the same CASEDESK_MASTER_KEY")
-            self._unopenable.add(key_id)
+            self._unopenable.add(key_id.int)
             return None
 
-    def _fresh(self, key_id: UUID, now: float) -> bool:
+    def _key(self, key_id: int) -> DataKey | None:
+        """The key ready to seal and open, None when erased or unreadable."""
+        key = self._ready.get(key_id)
+        if key is None:
+            secret = self._secrets.get(key_id)
+            if secret is None:
+                return None
+            if len(self._ready) >= KEYS_KEPT_OPEN:
+                del self._ready[next(iter(self._ready))]
+            key = self._ready[key_id] = DataKey(UUID(int=key_id), secret)
+        return key
+
+    def _live_key(self, customer_id: str) -> DataKey | None:
+        key_id = self._live.get(customer_id)
+        return None if key_id is None else self._key(key_id)
+
+    def _fresh(self, key_id: int, now: float) -> bool:
         return now - self._read_at.get(key_id, -KEYS_TRUSTED_SECONDS) < KEYS_TRUSTED_SECONDS
 
     async def _ensure(self, pairs: Sequence[tuple[str, UUID]]) -> None:
         """Make sure each (customer, case) has a live key in memory and the case is linked."""
         now = time.monotonic()
         wanted = [(c, k) for c, k in dict.fromkeys(pairs)
-                  if (live := self._live.get(c)) is None or k not in self._linked or not self._fresh(live.key_id, now)]
+                  if (live := self._live.get(c)) is None or k.int not in self._linked or not self._fresh(live, now)]
         for _ in range(3):  # a concurrent erasure or first key elsewhere: read again
             if not wanted:
                 return
@@ -212,12 +237,14 @@ class CustomerKeys:
             for n, row in enumerate(rows, 1):
                 if n % KEYS_PER_TURN == 0:
                     await give_way()
-                key = self._unwrap(row["key_id"], bytes(row["wrapped"]))
-                if key is not None:
-                    self._live[row["customer_id"]] = self._opened[key.key_id] = key
-                    self._read_at[key.key_id] = now
-            self._linked.update(k for c, k in wanted if c in self._live)
-            wanted = [(c, k) for c, k in wanted if c not in self._live or not self._fresh(self._live[c].key_id, now)]
+                key_id: UUID = row["key_id"]
+                secret = self._unwrap(key_id, bytes(row["wrapped"]))
+                if secret is not None:
+                    self._live[row["customer_id"]] = key_id.int
+                    self._secrets[key_id.int] = secret
+                    self._read_at[key_id.int] = now
+            self._linked.update(k.int for c, k in wanted if c in self._live)
+            wanted = [(c, k) for c, k in wanted if c not in self._live or not self._fresh(self._live[c], now)]
         raise RuntimeError("no live customer key could be made or opened: is CASEDESK_MASTER_KEY the same in every"
                            " process?")
 
@@ -225,9 +252,10 @@ class CustomerKeys:
         """The events with their personal strings sealed under the customer's key."""
         if not self.sealing or not events:
             return list(events)
-        key = self._live.get(customer_id)
-        if (key is not None and self._fresh(key.key_id, time.monotonic())
-                and all(e.originator_id in self._linked for e in events)):
+        key_id = self._live.get(customer_id)
+        if (key_id is not None and self._fresh(key_id, time.monotonic())
+                and all(e.originator_id.int in self._linked for e in events)
+                and (key := self._key(key_id)) is not None):
             # The usual command: its customer's key in memory, its case linked; no round trip, no lists.
             # (A command's answer is made from the events as decided: it has no token to open.)
             return [with_personal(e, key.seal) if has_personal_fields(e) else e for e in events]
@@ -243,42 +271,43 @@ class CustomerKeys:
         for n, (customer_id, events) in enumerate(batches, 1):
             if n % KEYS_PER_TURN == 0:
                 await give_way()
-            key = self._live.get(customer_id)
+            key = self._live_key(customer_id)
             sealed.append([with_personal(e, key.seal) if key is not None and has_personal_fields(e) else e
                            for e in events])
         return sealed
 
     # --- opening ----------------------------------------------------------------------------
-    async def _load(self, key_ids: set[UUID]) -> None:
+    async def _load(self, key_ids: set[int]) -> None:
         now = time.monotonic()
         # Unknown keys, and opened ones not read for a while (erased keys stay erased: never again).
         missing = [k for k in key_ids
-                   if k not in self._opened or (self._opened[k] is not None and not self._fresh(k, now))]
+                   if k not in self._secrets or (self._secrets[k] is not None and not self._fresh(k, now))]
         if not missing:
             return
-        rows = {r[0]: r[1] for r in await self._pool.fetch(
-            "SELECT key_id, wrapped FROM customer_keys WHERE key_id = ANY($1::uuid[])", missing)}
+        rows = {r[0].int: r[1] for r in await self._pool.fetch(
+            "SELECT key_id, wrapped FROM customer_keys WHERE key_id = ANY($1::uuid[])",
+            [UUID(int=k) for k in missing])}
         for key_id in missing:
             wrapped = rows.get(key_id)
-            if wrapped is None or self._opened.get(key_id) is None:
-                self._opened[key_id] = self._unwrap(key_id, None if wrapped is None else bytes(wrapped))
+            if wrapped is None or self._secrets.get(key_id) is None:
+                self._secrets[key_id] = self._unwrap(UUID(int=key_id), None if wrapped is None else bytes(wrapped))
             # (a key still kept is still the same key: the one already opened is kept)
             if wrapped is None:  # erased, and this process missed the NOTIFY: as if it had heard it
-                self.forget([c for c, live in self._live.items() if live.key_id == key_id], [key_id])
+                self.forget([c for c, live in self._live.items() if live == key_id], [UUID(int=key_id)])
             self._read_at[key_id] = now
 
-    def _key_id(self, name: bytes) -> UUID:
+    def _key_id(self, name: bytes) -> int:
         """The key id a token names (its base64 form), parsed once per key."""
         key_id = self._names.get(name)
         if key_id is None:
             if len(self._names) >= _NAMES_KEPT:
                 self._names.clear()
-            key_id = self._names[name] = UUID(bytes=_unb64(name))
+            key_id = self._names[name] = int.from_bytes(_unb64(name), "big")
         return key_id
 
     def _open(self, name: bytes, sealed: bytes) -> str:
         key_id = self._key_id(name)
-        key = self._opened.get(key_id)
+        key = self._key(key_id)
         if key is None:
             return UNREADABLE if key_id in self._unopenable else ERASED
         try:
@@ -324,7 +353,8 @@ class CustomerKeys:
         for customer_id in customer_ids:
             self._live.pop(customer_id, None)
         for key_id in key_ids:
-            self._opened[key_id] = None
+            self._secrets[key_id.int] = None
+            self._ready.pop(key_id.int, None)
 
     def heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         told = msgspec.json.decode(payload)
