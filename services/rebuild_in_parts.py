@@ -7,41 +7,53 @@ events in log order, with the same `CaseFiles` code as the live worker. What
 one case's fold reads of others is handled so the result is the one a single
 worker gets:
 
-- merchant flags: whether a merchant was flagged when a dispute named it is
-  decided in log order. The log is cut at each `MerchantFlagged` (they are
-  few): the parts fold up to a cut side by side, then the flag is written, then
-  the next stretch. Within a stretch every part sees the same flags.
+- cuts: two kinds of event read what other cases' folds wrote, as it stood at
+  their place in the log. A `MerchantFlagged` decides whether later disputes
+  name a flagged merchant; a `CaseMerged` copies what the absorbed case still
+  owes (its open disputes, callbacks, running clocks), and the absorbed case
+  may be in the other part. The log is cut at each of them: the parts fold up
+  to a cut side by side, then this process folds the cut event alone, then the
+  parts go on. Both are rare (a flag per merchant, a merge per duplicate call).
 - queue activity: counters added per (queue, hour), in a fixed order of keys
   (`_write_activity` sorts them), so parts that add to the same row wait for
   each other instead of deadlocking.
 - breach records and other non-case events change no read row (the fold skips
   them), wherever they fall.
 
-The tracking position moves to the head only when every part is done, in one
-step: until then `/readyz` says the projection is behind, and a rebuild cut
-short is simply run again (it starts from zero).
+Each part's process lives for the whole rebuild, with one connection and the
+fold's memory of recent files, so a cut costs a message each way, not a new
+process or connection. The tracking position moves to the head only when every
+part is done, in one step: until then `/readyz` says the projection is behind,
+and a rebuild cut short is simply run again (it starts from zero).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, tzinfo
+from multiprocessing.connection import Connection
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from casedesk.domain import events as ev
 from casedesk.domain.clock_policies import policy_named
 from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import ASYNCHRONOUS_COMMIT, READ_MODELS_CHANNEL, REBUILD_BATCH
 from casedesk.services.store.event_mapper import CaseEventMapper, topic_of
-from casedesk.services.store.event_store import log_head, positions_of_topic, read_notifications_of_part
+from casedesk.services.store.event_store import log_head, positions_of_topics, read_notifications_of_part
 from casedesk.services.store.tracking import record_position
 
-FLAG_TOPIC = topic_of(MerchantFlagged)
+# Events folded alone, between the parts' stretches (see the module's docstring).
+CUT_TOPICS = (topic_of(MerchantFlagged), topic_of(ev.CaseMerged))
+
+
+class PartFailedError(RuntimeError):
+    """A part's process could not fold its stretch (its error, or its end)."""
 
 
 def _zone_name(zone: tzinfo) -> str:
@@ -53,29 +65,90 @@ async def _connect(dsn: str, schema: str | None) -> asyncpg.Connection:
     return await asyncpg.connect(dsn, server_settings=settings)
 
 
-async def _fold_stretch(dsn: str, schema: str | None, zone: str, policy: str, part: int, parts: int,
-                        after: int, upto: int) -> int:
+async def _fold_stretch(conn: asyncpg.Connection, projection: CaseFiles, mapper: CaseEventMapper, part: int,
+                        parts: int, after: int, upto: int) -> int:
     """Fold part `part` of the log's stretch (after, upto]; return how many events it held."""
+    done = 0
+    while notifications := await read_notifications_of_part(conn, after, upto, part, parts, REBUILD_BATCH,
+                                                              leave_out=CUT_TOPICS):
+        async with conn.transaction():
+            await conn.execute(ASYNCHRONOUS_COMMIT)
+            await projection.apply(conn, [mapper.to_domain_event(n) for n in notifications])
+        after, done = notifications[-1].id, done + len(notifications)
+    return done
+
+
+async def _fold_part(channel: Connection, dsn: str, schema: str | None, zone: str, policy: str, part: int,
+                     parts: int) -> None:
     conn = await _connect(dsn, schema)
-    projection, mapper, done = CaseFiles(ZoneInfo(zone), policy=policy_named(policy)), CaseEventMapper(), 0
+    projection, mapper = CaseFiles(ZoneInfo(zone), policy=policy_named(policy)), CaseEventMapper()
     try:
-        while True:
-            notifications = await read_notifications_of_part(conn, after, upto, part, parts, REBUILD_BATCH,
-                                                             leave_out=(FLAG_TOPIC,))
-            if not notifications:
-                return done
-            async with conn.transaction():
-                await conn.execute(ASYNCHRONOUS_COMMIT)
-                await projection.apply(conn, [mapper.to_domain_event(n) for n in notifications])
-            after, done = notifications[-1].id, done + len(notifications)
+        # Blocking receive: nothing else runs in this process while it waits for the next stretch.
+        while (stretch := channel.recv()) is not None:
+            after, upto = stretch
+            try:
+                done = await _fold_stretch(conn, projection, mapper, part, parts, after, upto)
+            except Exception as error:
+                channel.send(("failed", f"part {part}: {type(error).__name__}: {error}"))
+                return
+            channel.send(("folded", done))
     finally:
         await conn.close()
 
 
-def fold_stretch(dsn: str, schema: str | None, zone: str, policy: str, part: int, parts: int,
-                 after: int, upto: int) -> int:
-    """One part's work in a worker process (its own event loop and connection)."""
-    return asyncio.run(_fold_stretch(dsn, schema, zone, policy, part, parts, after, upto))
+def fold_part(channel: Connection, dsn: str, schema: str | None, zone: str, policy: str, part: int,
+              parts: int) -> None:
+    """A part's process: fold each stretch (after, upto) the rebuild sends, until it sends None."""
+    asyncio.run(_fold_part(channel, dsn, schema, zone, policy, part, parts))
+
+
+class Parts:
+    """The part processes of one rebuild, each at the end of a pipe."""
+
+    def __init__(self, dsn: str, schema: str | None, zone: str, policy: str, parts: int) -> None:
+        # spawn: a forked child would inherit the parent's event loop and connections.
+        context = multiprocessing.get_context("spawn")
+        self._channels: list[Connection] = []
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+        for part in range(parts):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=fold_part, args=(theirs, dsn, schema, zone, policy, part, parts),
+                                      name=f"casedesk-rebuild-part-{part}", daemon=True)
+            process.start()
+            theirs.close()
+            self._channels.append(mine)
+            self._processes.append(process)
+
+    async def fold(self, after: int, upto: int) -> int:
+        """Every part folds its share of (after, upto]; return how many events they held."""
+        for channel in self._channels:
+            channel.send((after, upto))
+        loop = asyncio.get_running_loop()
+        replies = await asyncio.gather(*[loop.run_in_executor(None, _reply, c) for c in self._channels])
+        folded = [value for kind, value in replies if kind == "folded" and isinstance(value, int)]
+        if len(folded) < len(replies):
+            raise PartFailedError("; ".join(str(value) for kind, value in replies if kind != "folded"))
+        return sum(folded)
+
+    def close(self) -> None:
+        for channel in self._channels:
+            with contextlib.suppress(OSError):  # that part has ended already
+                channel.send(None)
+        for process in self._processes:
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        for channel in self._channels:
+            channel.close()
+
+
+def _reply(channel: Connection) -> tuple[str, int | str]:
+    try:
+        reply: tuple[str, int | str] = channel.recv()
+    except EOFError:
+        return "failed", "a part's process ended before it answered"
+    return reply
 
 
 async def rebuild_case_files_in_parts(
@@ -87,29 +160,24 @@ async def rebuild_case_files_in_parts(
     The caller holds the projection's advisory lock, so no live worker writes meanwhile.
     """
     goal = await log_head(pool)
-    flags = await positions_of_topic(pool, FLAG_TOPIC, goal)
-    flagged = set(flags)
-    cuts = flags if goal in flagged else [*flags, goal]
+    cut_at = await positions_of_topics(pool, CUT_TOPICS, goal)
     zone, policy = _zone_name(projection.zone), projection.policy.name
-    loop, done, after = asyncio.get_running_loop(), 0, 0
-    # spawn: a forked child would inherit the parent's event loop and connections.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as processes:
-        for cut in cuts:
-            stretch_end = cut - 1 if cut in flagged else cut
-            if stretch_end > after:
-                counts = await asyncio.gather(*[
-                    loop.run_in_executor(processes, fold_stretch, dsn, schema, zone, policy, part, workers, after,
-                                         stretch_end)
-                    for part in range(workers)])
-                done += sum(counts)
+    alone = CaseFiles(projection.zone, policy=projection.policy)  # folds the cut events
+    done, after = 0, 0
+    parts = Parts(dsn, schema, zone, policy, workers)
+    try:
+        for cut in [*cut_at, goal + 1]:
+            if cut - 1 > after:
+                done += await parts.fold(after, min(cut - 1, goal))
                 progress(done)
-            if cut in flagged:  # the flag itself, alone, before anything after it is folded
+            if cut <= goal:  # the cut event itself, alone, before anything after it is folded
                 async with pool.acquire() as conn, conn.transaction():
-                    [flag] = await read_notifications_of_part(conn, cut - 1, cut, 0, 1, 1)
-                    await CaseFiles(projection.zone, policy=projection.policy).apply(
-                        conn, [CaseEventMapper().to_domain_event(flag)])
+                    [event] = await read_notifications_of_part(conn, cut - 1, cut, 0, 1, 1)
+                    await alone.apply(conn, [CaseEventMapper().to_domain_event(event)])
                 done += 1
             after = cut
+    finally:
+        parts.close()
     async with pool.acquire() as conn, conn.transaction():
         if goal:
             await record_position(conn, projection.name, goal)

@@ -466,11 +466,12 @@ async def count_events(conn: asyncpg.Connection | asyncpg.Pool, upto: int | None
     return value
 
 
-async def positions_of_topic(conn: asyncpg.Connection | asyncpg.Pool, topic: str, upto: int) -> list[int]:
-    """The positions of the events of one topic up to `upto`, in log order."""
+async def positions_of_topics(conn: asyncpg.Connection | asyncpg.Pool, topics: Sequence[str],
+                              upto: int) -> list[int]:
+    """The positions of the events of these topics up to `upto`, in log order."""
     return [r[0] for r in await conn.fetch(
-        "SELECT notification_id FROM case_events WHERE topic = $1 AND notification_id <= $2 ORDER BY 1",
-        topic, upto)]
+        "SELECT notification_id FROM case_events WHERE topic = ANY($1::text[]) AND notification_id <= $2"
+        " ORDER BY 1", list(topics), upto)]
 
 
 async def streams_begun(conn: asyncpg.Connection | asyncpg.Pool, originator_ids: Sequence[UUID]) -> set[UUID]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import asyncpg
 import msgspec
+import pytest
 
 from casedesk.domain import decisions as d
 from casedesk.domain.values import Card, ContactStart, Customer, Money
@@ -15,10 +17,12 @@ from casedesk.projections.case_files import CaseFiles
 from casedesk.services import merchant_flags
 from casedesk.services.case_service import CaseService
 from casedesk.services.rebuild import rebuild_projections
+from casedesk.services.rebuild_in_parts import PartFailedError, rebuild_case_files_in_parts
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
 from casedesk.services.store.tracking import read_position
 from tests.projections.helpers import AGENT, REGISTERED, SUPERVISOR, all_rows, write_mixed_cases
+from tests.projections.test_merge_rebuild import write_merges
 
 MERCHANT = "SHADY ONLINE GAMES"
 MERCHANT_TABLES = ("merchant_flags", "merchant_disputes", "case_clocks")
@@ -77,4 +81,40 @@ async def test_two_processes_rebuild_what_one_worker_rebuilds(empty_pool: asyncp
                                       [before_flag, after_flag])}
     assert flagged == {before_flag: [], after_flag: [MERCHANT]}
     assert await read_position(empty_pool, "case_files") == head
+    await store.close()
+
+
+async def test_merges_across_parts_carry_what_the_absorbed_case_owed_at_the_merge(
+        empty_pool: asyncpg.Pool, database_dsn: str) -> None:
+    """A survivor's CaseMerged takes what the absorbed case owes as it stood then: in parts, the
+    absorbed case may be folded by the other process, ahead of the merge or not yet at all."""
+    store = EventStore(empty_pool)
+    # Given pairs merged, unmerged and merged again, with notes after, so the absorbed case changes later
+    ids = await write_merges(CaseService(store, CaseEventMapper()), 16)
+    schema = await empty_pool.fetchval("SELECT current_schema()")
+    parts = {await empty_pool.fetchval("SELECT (hashtext($1::uuid::text) & 2147483647) % 2", case_id) for case_id in ids}
+    assert parts == {0, 1}  # both processes have cases to fold
+
+    # When the case files are rebuilt by one worker, and then by two processes split by case
+    await rebuild_projections(empty_pool, ["case_files"], [CaseFiles()])
+    one = await everything(empty_pool, ids)
+    await rebuild_projections(empty_pool, ["case_files"], [CaseFiles()], workers=2, dsn=database_dsn, schema=schema)
+
+    # Then every survivor carries the same owed disputes and callbacks, row for row
+    carried = [r for r in one["case_files"] if any(b'"merged_cases":[{' in v for v in r if isinstance(v, bytes))]
+    assert len(carried) == 8 + 4  # the pairs merged (even) and merged again (3, 7, 11, 15)
+    assert await everything(empty_pool, ids) == one
+    await store.close()
+
+
+async def test_a_part_that_cannot_fold_fails_the_rebuild_and_leaves_no_process(
+        empty_pool: asyncpg.Pool, database_dsn: str) -> None:
+    store = EventStore(empty_pool)
+    await write_mixed_cases(CaseService(store, CaseEventMapper()), 4)
+    # When the parts connect where the log is not (a schema that does not exist)
+    with pytest.raises(PartFailedError, match=r"part 0: .*case_events"):
+        await rebuild_case_files_in_parts(empty_pool, database_dsn, "no_such_schema", CaseFiles(), 2)
+    # Then nothing moved: the position stays where it was, and no part's process is left running
+    assert await read_position(empty_pool, "case_files") is None
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("casedesk-rebuild-part")]
     await store.close()
