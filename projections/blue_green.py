@@ -8,7 +8,9 @@ them current and serving while this one
    each `LIKE` the served one, then the projection's `next_version_sql`, the DDL
    of what the new version changes), and folds the whole log into them with
    `search_path` `<schema>_next, <schema>`, under a tracking name of its own
-   (`case_files@v2`), while the old version keeps serving;
+   (`case_files@v2`), while the old version keeps serving; with `BuildParts`
+   (CASEDESK_BUILD_WORKERS > 1) the case files are folded by that many processes
+   side by side, split by case (services/rebuild_in_parts.py);
 2. once caught up, stops the old version's workers by marking the version row as
    switching (`-2`; every old worker's batch holds the row FOR SHARE, so the batch
    in hand finishes and every later one sees another version and stops), folds the
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import structlog
 
+from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import (
     READ_MODELS_CHANNEL,
     REBUILD_BATCH,
@@ -124,6 +127,14 @@ async def build_and_switch(runner: ProjectionRunner, projection: Projection, hol
         await holder.execute(f"SET search_path TO {nxt}, {_quoted(main)}")
         for statement in getattr(projection, "next_version_sql", ()):
             await holder.execute(statement)
+        parts = runner.build_parts
+        if parts is not None and parts.workers > 1 and isinstance(projection, CaseFiles):
+            # The bulk of the build, in processes side by side; the catch-up below takes it from there.
+            from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
+            folded = await rebuild_case_files_in_parts(holder, parts.dsn, f"{nxt}, {_quoted(main)}", projection,
+                                                       parts.workers, name=building.name)
+            log.info("projection_built_in_parts", projection=projection.name, version=version_of(projection),
+                     workers=parts.workers, events=folded)
         while await runner.catch_up(building, holder, checks_version=False):  # type: ignore[arg-type]
             pass
         # Stop the old version's workers (the batch in hand finishes first): from here the served

@@ -17,6 +17,7 @@ import contextlib
 import gc
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
@@ -110,6 +111,15 @@ TRY_LOCK = "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))"
 UNLOCK = "SELECT pg_advisory_unlock($1, hashtext(current_schema()))"
 
 
+@dataclass(frozen=True, slots=True)
+class BuildParts:
+    """A new version of the case files is folded by `workers` processes side by side, which
+    connect to `dsn` (services/rebuild_in_parts.py); without it, by the builder alone."""
+
+    dsn: str
+    workers: int
+
+
 class ProjectionRunner:
     """Runs projections from the store's log into tables reached through `pool`."""
 
@@ -120,8 +130,10 @@ class ProjectionRunner:
         projections: Sequence[Projection],
         mapper: CaseEventMapper | None = None,
         batch: int = BATCH,
+        build_parts: BuildParts | None = None,
     ) -> None:
         self.store, self.pool, self.projections = store, pool, list(projections)
+        self.build_parts = build_parts
         self.mapper = mapper or CaseEventMapper()
         self.batch = batch
         self.positions: dict[str, int] = {}

@@ -90,7 +90,7 @@ def _project(args: argparse.Namespace) -> int:
     import signal
 
     from casedesk.projections.catalogue import running_projections
-    from casedesk.projections.runner import ProjectionRunner
+    from casedesk.projections.runner import BuildParts, ProjectionRunner
     from casedesk.services.logs import configure_logging
     from casedesk.services.projection_worker import stop_when_orphaned
     from casedesk.services.store.database import create_pool, direct_database_url
@@ -111,7 +111,8 @@ def _project(args: argparse.Namespace) -> int:
         async with pool.acquire() as conn:
             await migrate(conn)
         store = EventStore(pool)
-        runner = ProjectionRunner(store, pool, running_projections(settings))
+        runner = ProjectionRunner(store, pool, running_projections(settings),
+                                  build_parts=BuildParts(direct_database_url(settings), settings.build_workers))
         await runner.start()
         print("casedesk projection worker running (SIGTERM stops it at a batch boundary)", file=sys.stderr)
         await stop.wait()

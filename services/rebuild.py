@@ -70,8 +70,8 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str],
                     done = 0
                     if mine and workers > 1 and dsn and isinstance(projection, CaseFiles):
                         await rebuild_case_files_in_parts(
-                            pool, dsn, schema, projection, workers,
-                            lambda n, task=task: progress.update(task, completed=min(n, total)))
+                            holder, dsn, schema, projection, workers,
+                            progress=lambda n, task=task: progress.update(task, completed=min(n, total)))
                     while (position := await read_position(pool, projection.name) or 0) < goal:
                         if mine:
                             done += await runner.catch_up(projection, holder)

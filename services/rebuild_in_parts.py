@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 from collections.abc import Callable
 from datetime import UTC, tzinfo
@@ -60,8 +61,8 @@ def _zone_name(zone: tzinfo) -> str:
     return getattr(zone, "key", None) or ("UTC" if zone is UTC else str(zone))
 
 
-async def _connect(dsn: str, schema: str | None) -> asyncpg.Connection:
-    settings = {"application_name": "casedesk-rebuild", **({"search_path": schema} if schema else {})}
+async def _connect(dsn: str, search_path: str | None) -> asyncpg.Connection:
+    settings = {"application_name": "casedesk-rebuild", **({"search_path": search_path} if search_path else {})}
     return await asyncpg.connect(dsn, server_settings=settings)
 
 
@@ -78,10 +79,14 @@ async def _fold_stretch(conn: asyncpg.Connection, projection: CaseFiles, mapper:
     return done
 
 
-async def _fold_part(channel: Connection, dsn: str, schema: str | None, zone: str, policy: str, part: int,
-                     parts: int) -> None:
-    conn = await _connect(dsn, schema)
-    projection, mapper = CaseFiles(ZoneInfo(zone), policy=policy_named(policy)), CaseEventMapper()
+async def _fold_part(channel: Connection, kind: type[CaseFiles], dsn: str, search_path: str | None, zone: str,
+                     policy: str, part: int, parts: int) -> None:
+    # No cyclic collector passes: as in a one-worker rebuild (runner._CollectorWhileBehind), every
+    # object a batch makes stays alive, so the passes find nothing and take a third of the fold.
+    # The process ends with the rebuild, and refcounting frees all but cycles meanwhile.
+    gc.disable()
+    conn = await _connect(dsn, search_path)
+    projection, mapper = kind(ZoneInfo(zone), policy=policy_named(policy)), CaseEventMapper()
     try:
         # Blocking receive: nothing else runs in this process while it waits for the next stretch.
         while (stretch := channel.recv()) is not None:
@@ -96,24 +101,25 @@ async def _fold_part(channel: Connection, dsn: str, schema: str | None, zone: st
         await conn.close()
 
 
-def fold_part(channel: Connection, dsn: str, schema: str | None, zone: str, policy: str, part: int,
-              parts: int) -> None:
+def fold_part(channel: Connection, kind: type[CaseFiles], dsn: str, search_path: str | None, zone: str, policy: str,
+              part: int, parts: int) -> None:
     """A part's process: fold each stretch (after, upto) the rebuild sends, until it sends None."""
-    asyncio.run(_fold_part(channel, dsn, schema, zone, policy, part, parts))
+    asyncio.run(_fold_part(channel, kind, dsn, search_path, zone, policy, part, parts))
 
 
 class Parts:
     """The part processes of one rebuild, each at the end of a pipe."""
 
-    def __init__(self, dsn: str, schema: str | None, zone: str, policy: str, parts: int) -> None:
+    def __init__(self, kind: type[CaseFiles], dsn: str, search_path: str | None, zone: str, policy: str,
+                 parts: int) -> None:
         # spawn: a forked child would inherit the parent's event loop and connections.
         context = multiprocessing.get_context("spawn")
         self._channels: list[Connection] = []
         self._processes: list[multiprocessing.process.BaseProcess] = []
         for part in range(parts):
             mine, theirs = context.Pipe()
-            process = context.Process(target=fold_part, args=(theirs, dsn, schema, zone, policy, part, parts),
-                                      name=f"casedesk-rebuild-part-{part}", daemon=True)
+            process = context.Process(target=fold_part, name=f"casedesk-rebuild-part-{part}", daemon=True,
+                                      args=(theirs, kind, dsn, search_path, zone, policy, part, parts))
             process.start()
             theirs.close()
             self._channels.append(mine)
@@ -152,35 +158,38 @@ def _reply(channel: Connection) -> tuple[str, int | str]:
 
 
 async def rebuild_case_files_in_parts(
-    pool: asyncpg.Pool, dsn: str, schema: str | None, projection: CaseFiles, workers: int,
-    progress: Callable[[int], None] = lambda done: None,
+    conn: asyncpg.Connection, dsn: str, search_path: str | None, projection: CaseFiles, workers: int, *,
+    name: str | None = None, progress: Callable[[int], None] = lambda done: None,
 ) -> int:
     """Fold the whole log into `projection`'s (emptied) tables with `workers` processes; return the events.
 
-    The caller holds the projection's advisory lock, so no live worker writes meanwhile.
+    `conn` is the caller's, holding the projection's advisory lock (so no live worker writes
+    these tables meanwhile); its search path finds the tables, and the processes connect to
+    `dsn` with `search_path` to find the same. The position is recorded under `name`
+    (the projection's name by default; a blue/green build has a name of its own).
     """
-    goal = await log_head(pool)
-    cut_at = await positions_of_topics(pool, CUT_TOPICS, goal)
+    goal = await log_head(conn)
+    cut_at = await positions_of_topics(conn, CUT_TOPICS, goal)
     zone, policy = _zone_name(projection.zone), projection.policy.name
-    alone = CaseFiles(projection.zone, policy=projection.policy)  # folds the cut events
+    alone = type(projection)(projection.zone, policy=projection.policy)  # folds the cut events
     done, after = 0, 0
-    parts = Parts(dsn, schema, zone, policy, workers)
+    parts = Parts(type(projection), dsn, search_path, zone, policy, workers)
     try:
         for cut in [*cut_at, goal + 1]:
             if cut - 1 > after:
                 done += await parts.fold(after, min(cut - 1, goal))
                 progress(done)
             if cut <= goal:  # the cut event itself, alone, before anything after it is folded
-                async with pool.acquire() as conn, conn.transaction():
+                async with conn.transaction():
                     [event] = await read_notifications_of_part(conn, cut - 1, cut, 0, 1, 1)
                     await alone.apply(conn, [CaseEventMapper().to_domain_event(event)])
                 done += 1
             after = cut
     finally:
         parts.close()
-    async with pool.acquire() as conn, conn.transaction():
+    async with conn.transaction():
         if goal:
-            await record_position(conn, projection.name, goal)
+            await record_position(conn, name or projection.name, goal)
         await conn.execute(f"NOTIFY {READ_MODELS_CHANNEL}")
     progress(goal)
     return done

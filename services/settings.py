@@ -88,6 +88,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_nice: int = 10
     # The history process's niceness (0-19): an auditor's document waits for the agents' reads.
     history_nice: int = 10
+    # Processes that fold a new version of the case files side by side while the old one serves
+    # (projections/blue_green.py, services/rebuild_in_parts.py); 1: the builder folds alone.
+    build_workers: int = 1
     webhook_peak_delay: float = 30.0  # seconds a peak may hold webhooks back (0: the sender never rests)
     # The share of the time a breach list's intake may take in an API process while agents are
     # working (0 < share <= 1): it rests the rest, so their reads are not slowed by it
@@ -248,6 +251,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_max_wait=float(env.get("CASEDESK_WEBHOOK_RETRY_MAX_WAIT") or 3600.0),
         webhook_nice=_niceness(env.get("CASEDESK_WEBHOOK_NICE"), "CASEDESK_WEBHOOK_NICE"),
         history_nice=_niceness(env.get("CASEDESK_HISTORY_NICE"), "CASEDESK_HISTORY_NICE"),
+        build_workers=_number(env.get("CASEDESK_BUILD_WORKERS"), "CASEDESK_BUILD_WORKERS", int, 1,
+                              lambda workers: 1 <= workers <= 64, "a whole number from 1 to 64"),
         webhook_peak_delay=_number(env.get("CASEDESK_WEBHOOK_PEAK_DELAY"), "CASEDESK_WEBHOOK_PEAK_DELAY", float, 30.0,
                                    lambda seconds: 0.0 <= seconds <= 3600.0, "seconds from 0 to 3600, e.g. 30"),
         bulk_share=_share(env.get("CASEDESK_BULK_SHARE")),

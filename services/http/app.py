@@ -17,7 +17,7 @@ from aiohttp import web
 from casedesk.domain.approval_policy import approval_limits
 from casedesk.domain.clock_policies import policy_named
 from casedesk.projections.catalogue import running_projections
-from casedesk.projections.runner import ProjectionRunner
+from casedesk.projections.runner import BuildParts, ProjectionRunner
 from casedesk.projections.timeline.reading import CaseReader
 from casedesk.services.approvals import sweep_forever
 from casedesk.services.breaches import Breaches
@@ -135,7 +135,8 @@ def create_app(settings: Settings, *, dsn: str | None = None) -> web.Application
         await store.close()
 
     async def projections(app: web.Application) -> AsyncIterator[None]:
-        runner = ProjectionRunner(app[STORE], app[DIRECT_POOL], running_projections(settings))
+        runner = ProjectionRunner(app[STORE], app[DIRECT_POOL], running_projections(settings),
+                                  build_parts=BuildParts(app[DIRECT_URL], settings.build_workers))
         app[RUNNER] = runner
         if settings.projections == "process":
             async with projection_worker(app[DIRECT_URL]) as worker:

@@ -379,7 +379,8 @@ async def parts_rate(pool: Any, dsn: str, total: int, workers: int) -> float:
     runner = ProjectionRunner(EventStore(pool), pool, [projection], batch=REBUILD_BATCH)
     started = time.perf_counter()
     await rebuild(runner, projection)
-    await rebuild_case_files_in_parts(pool, dsn, None, projection, workers)
+    async with pool.acquire() as conn:
+        await rebuild_case_files_in_parts(conn, dsn, None, projection, workers)
     return total / (time.perf_counter() - started)
 
 

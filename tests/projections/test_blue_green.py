@@ -15,10 +15,12 @@ import uuid
 from functools import partial
 
 import asyncpg
+import pytest
+from structlog.testing import capture_logs
 
 from casedesk.domain import decisions as d
 from casedesk.projections.case_files import CaseFiles
-from casedesk.projections.runner import ProjectionRunner, rebuild
+from casedesk.projections.runner import BuildParts, ProjectionRunner, rebuild
 from casedesk.services.case_service import CaseService
 from casedesk.services.queue_claims import claim_next
 from casedesk.services.store.event_mapper import CaseEventMapper
@@ -39,11 +41,14 @@ async def served(pool: asyncpg.Pool) -> int:
     return await pool.fetchval("SELECT version FROM projection_versions WHERE name = 'case_files'")
 
 
-async def test_a_new_version_is_built_beside_and_switched_to_under_load(empty_pool: asyncpg.Pool) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["builder alone", "two processes"])
+async def test_a_new_version_is_built_beside_and_switched_to_under_load(
+        empty_pool: asyncpg.Pool, database_dsn: str, workers: int) -> None:
     store = EventStore(empty_pool)
     cases = CaseService(store, CaseEventMapper())
     old = ProjectionRunner(store, empty_pool, [CaseFiles()])
-    new = ProjectionRunner(store, empty_pool, [CaseFilesV2()])
+    # (with two, the new version's case files are folded in two processes, CASEDESK_BUILD_WORKERS=2)
+    new = ProjectionRunner(store, empty_pool, [CaseFilesV2()], build_parts=BuildParts(database_dsn, workers))
     stop = asyncio.Event()
     failures: list[str] = []
     claimed: list[uuid.UUID] = []
@@ -106,23 +111,24 @@ async def test_a_new_version_is_built_beside_and_switched_to_under_load(empty_po
         try:
             await asyncio.sleep(0.3)
             # When a worker of version 2 starts beside the served version 1
-            async with running(new):
-                async with asyncio.timeout(120):
-                    while await served(empty_pool) != 2:
-                        await asyncio.sleep(0.05)
-                await asyncio.sleep(0.5)  # load goes on against the new version
-                stop.set()
-                await asyncio.gather(*load)
-                head = await store.max_notification_id()
-                async with asyncio.timeout(20):
-                    while (await read_position(empty_pool, "case_files") or 0) < (head or 0):
-                        await asyncio.sleep(0.02)
-                # Then the new worker serves: its DDL is in place and the old one no longer moves
-                assert await empty_pool.fetchval(
-                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema()"
-                    " AND table_name = 'case_files' AND column_name = 'served_by_v2'") == 1
-                assert new.positions["case_files"] == head
-                assert old.positions["case_files"] < head
+            with capture_logs() as logged:
+                async with running(new):
+                    async with asyncio.timeout(120):
+                        while await served(empty_pool) != 2:
+                            await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.5)  # load goes on against the new version
+                    stop.set()
+                    await asyncio.gather(*load)
+                    head = await store.max_notification_id()
+                    async with asyncio.timeout(20):
+                        while (await read_position(empty_pool, "case_files") or 0) < (head or 0):
+                            await asyncio.sleep(0.02)
+                    # Then the new worker serves: its DDL is in place and the old one no longer moves
+                    assert await empty_pool.fetchval(
+                        "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema()"
+                        " AND table_name = 'case_files' AND column_name = 'served_by_v2'") == 1
+                    assert new.positions["case_files"] == head
+                    assert old.positions["case_files"] < head
         finally:
             stop.set()
             for task in load:
@@ -130,6 +136,8 @@ async def test_a_new_version_is_built_beside_and_switched_to_under_load(empty_po
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*load, return_exceptions=True)
 
+    built_in_parts = [e for e in logged if e["event"] == "projection_built_in_parts"]
+    assert [e["workers"] for e in built_in_parts] == ([2] if workers == 2 else [])
     assert failures == [] and reads > 20
     assert claimed and len(claimed) == len(set(claimed))
     live = await all_rows(empty_pool, ids)

@@ -6,6 +6,7 @@ import multiprocessing
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 import asyncpg
 import msgspec
@@ -18,6 +19,7 @@ from casedesk.services import merchant_flags
 from casedesk.services.case_service import CaseService
 from casedesk.services.rebuild import rebuild_projections
 from casedesk.services.rebuild_in_parts import PartFailedError, rebuild_case_files_in_parts
+from casedesk.services.settings import SettingsError, load_settings
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
 from casedesk.services.store.tracking import read_position
@@ -113,8 +115,17 @@ async def test_a_part_that_cannot_fold_fails_the_rebuild_and_leaves_no_process(
     await write_mixed_cases(CaseService(store, CaseEventMapper()), 4)
     # When the parts connect where the log is not (a schema that does not exist)
     with pytest.raises(PartFailedError, match=r"part 0: .*case_events"):
-        await rebuild_case_files_in_parts(empty_pool, database_dsn, "no_such_schema", CaseFiles(), 2)
+        async with empty_pool.acquire() as conn:
+            await rebuild_case_files_in_parts(conn, database_dsn, "no_such_schema", CaseFiles(), 2)
     # Then nothing moved: the position stays where it was, and no part's process is left running
     assert await read_position(empty_pool, "case_files") is None
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("casedesk-rebuild-part")]
     await store.close()
+
+
+def test_a_new_version_is_built_by_one_process_unless_told_otherwise(tmp_path: Path) -> None:
+    assert load_settings({"CASEDESK_DATA_DIR": str(tmp_path)}).build_workers == 1
+    assert load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_BUILD_WORKERS": "2"}).build_workers == 2
+    for wrong in ("0", "65", "two"):
+        with pytest.raises(SettingsError, match="CASEDESK_BUILD_WORKERS"):
+            load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_BUILD_WORKERS": wrong})
