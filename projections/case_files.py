@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from datetime import UTC, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import ClassVar
 from uuid import UUID
 
@@ -48,6 +48,12 @@ from casedesk.projections.timeline.view_changes import carry_absorbed
 from casedesk.projections.work_queues import write_activity, write_queues
 
 _encode = msgspec.json.Encoder().encode
+
+
+def _hour_of(event: ev.CaseEvent) -> datetime:
+    """The UTC hour a queue's activity counts the event in (only for the events it counts: a rebuild
+    spent 3 % of its fold on this line when every event's hour was taken)."""
+    return event.timestamp.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 class CaseFiles:
@@ -167,11 +173,10 @@ class CaseFiles:
             row = outbound_row(event, file.view.reason)
             if row is not None:
                 outbound.append(row)
-            hour = event.timestamp.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
             if isinstance(event, ev.CaseAssigned) and event.queue:
-                activity[(event.queue, hour, "claims")] += 1
+                activity[(event.queue, _hour_of(event), "claims")] += 1
             elif isinstance(event, ev.CaseResolved) and file.view.claimed_from:
-                activity[(file.view.claimed_from, hour, "resolutions")] += 1
+                activity[(file.view.claimed_from, _hour_of(event), "resolutions")] += 1
         changed = [f for f in files.values() if f is not None]
         for file in changed:
             refresh_handoff(file.view)
