@@ -22,7 +22,10 @@ worker gets:
 
 Each part's process lives for the whole rebuild, with one connection and the
 fold's memory of recent files, so a cut costs a message each way, not a new
-process or connection. The tracking position moves to the head only when every
+process or connection. It ends with the rebuild: asked to when it is done, at
+once when it fails or is cancelled, and killed by the kernel when the process
+that started it dies (a part left folding would write into tables that a later
+build drops and makes again). The tracking position moves to the head only when every
 part is done, in one step: until then `/readyz` says the projection is behind,
 and a rebuild cut short is simply run again (it starts from zero).
 """
@@ -31,9 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import multiprocessing
+import os
+import signal
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, tzinfo
 from multiprocessing.connection import Connection
 from zoneinfo import ZoneInfo
@@ -85,8 +93,13 @@ async def _fold_part(channel: Connection, kind: type[CaseFiles], dsn: str, searc
     # object a batch makes stays alive, so the passes find nothing and take a third of the fold.
     # The process ends with the rebuild, and refcounting frees all but cycles meanwhile.
     gc.disable()
-    conn = await _connect(dsn, search_path)
-    projection, mapper = kind(ZoneInfo(zone), policy=policy_named(policy)), CaseEventMapper()
+    try:
+        conn = await _connect(dsn, search_path)
+        projection, mapper = kind(ZoneInfo(zone), policy=policy_named(policy)), CaseEventMapper()
+    except Exception as error:  # said in answer to the first stretch, so the rebuild names the cause
+        if channel.recv() is not None:
+            channel.send(("failed", f"part {part}: {type(error).__name__}: {error}"))
+        return
     try:
         # Blocking receive: nothing else runs in this process while it waits for the next stretch.
         while (stretch := channel.recv()) is not None:
@@ -101,9 +114,23 @@ async def _fold_part(channel: Connection, kind: type[CaseFiles], dsn: str, searc
         await conn.close()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel kill this process when the rebuild's process dies, however it dies (a
+    SIGKILL after a stop's grace): a part left folding would write into tables that a later build
+    drops and makes again. Elsewhere than on Linux there is no such call, and nothing is done."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the call above took effect
+        os._exit(1)
+
+
 def fold_part(channel: Connection, kind: type[CaseFiles], dsn: str, search_path: str | None, zone: str, policy: str,
-              part: int, parts: int) -> None:
+              part: int, parts: int, parent: int) -> None:
     """A part's process: fold each stretch (after, upto) the rebuild sends, until it sends None."""
+    _end_with(parent)
     asyncio.run(_fold_part(channel, kind, dsn, search_path, zone, policy, part, parts))
 
 
@@ -116,43 +143,61 @@ class Parts:
         context = multiprocessing.get_context("spawn")
         self._channels: list[Connection] = []
         self._processes: list[multiprocessing.process.BaseProcess] = []
-        for part in range(parts):
-            mine, theirs = context.Pipe()
-            process = context.Process(target=fold_part, name=f"casedesk-rebuild-part-{part}", daemon=True,
-                                      args=(theirs, kind, dsn, search_path, zone, policy, part, parts))
-            process.start()
-            theirs.close()
-            self._channels.append(mine)
-            self._processes.append(process)
+        # A thread per part waits for its answer: the loop's default pool has room for a few only.
+        self._waiting = ThreadPoolExecutor(parts, thread_name_prefix="rebuild-part-answer")
+        try:
+            for part in range(parts):
+                mine, theirs = context.Pipe()
+                self._channels.append(mine)
+                process = context.Process(target=fold_part, name=f"casedesk-rebuild-part-{part}", daemon=True,
+                                          args=(theirs, kind, dsn, search_path, zone, policy, part, parts,
+                                                os.getpid()))
+                process.start()
+                self._processes.append(process)
+                theirs.close()
+        except BaseException:
+            self._end(0.0)
+            raise
 
     async def fold(self, after: int, upto: int) -> int:
         """Every part folds its share of (after, upto]; return how many events they held."""
         for channel in self._channels:
-            channel.send((after, upto))
+            with contextlib.suppress(OSError):  # a part that has ended: its answer says so
+                channel.send((after, upto))
         loop = asyncio.get_running_loop()
-        replies = await asyncio.gather(*[loop.run_in_executor(None, _reply, c) for c in self._channels])
+        replies = await asyncio.gather(*[loop.run_in_executor(self._waiting, _reply, c) for c in self._channels])
         folded = [value for kind, value in replies if kind == "folded" and isinstance(value, int)]
         if len(folded) < len(replies):
             raise PartFailedError("; ".join(str(value) for kind, value in replies if kind != "folded"))
         return sum(folded)
 
-    def close(self) -> None:
-        for channel in self._channels:
-            with contextlib.suppress(OSError):  # that part has ended already
-                channel.send(None)
+    async def close(self, *, finished: bool) -> None:
+        """End the parts: asked to when the rebuild finished, else at once (a failed or cancelled
+        rebuild keeps nothing a part is still folding). The waiting is done off the loop."""
+        if finished:
+            for channel in self._channels:
+                with contextlib.suppress(OSError):  # that part has ended already
+                    channel.send(None)
+        await asyncio.to_thread(self._end, 10.0 if finished else 0.0)
+
+    def _end(self, grace: float) -> None:
+        """Wait up to `grace` seconds in all for the parts to end, then stop those still running."""
+        deadline = time.monotonic() + grace
         for process in self._processes:
-            process.join(10)
+            process.join(max(deadline - time.monotonic(), 0.0))
+        for process in self._processes:
             if process.is_alive():
-                process.terminate()
+                process.kill()
                 process.join()
         for channel in self._channels:
             channel.close()
+        self._waiting.shutdown(wait=False, cancel_futures=True)
 
 
 def _reply(channel: Connection) -> tuple[str, int | str]:
     try:
         reply: tuple[str, int | str] = channel.recv()
-    except EOFError:
+    except (EOFError, OSError):
         return "failed", "a part's process ended before it answered"
     return reply
 
@@ -174,6 +219,7 @@ async def rebuild_case_files_in_parts(
     alone = type(projection)(projection.zone, policy=projection.policy)  # folds the cut events
     done, after = 0, 0
     parts = Parts(type(projection), dsn, search_path, zone, policy, workers)
+    finished = False
     try:
         for cut in [*cut_at, goal + 1]:
             if cut - 1 > after:
@@ -185,8 +231,9 @@ async def rebuild_case_files_in_parts(
                     await alone.apply(conn, [CaseEventMapper().to_domain_event(event)])
                 done += 1
             after = cut
+        finished = True
     finally:
-        parts.close()
+        await parts.close(finished=finished)
     async with conn.transaction():
         if goal:
             await record_position(conn, name or projection.name, goal)

@@ -21,13 +21,15 @@ from structlog.testing import capture_logs
 from casedesk.domain import decisions as d
 from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import BuildParts, ProjectionRunner, rebuild
+from casedesk.services import merchant_flags
 from casedesk.services.case_service import CaseService
 from casedesk.services.queue_claims import claim_next
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
 from casedesk.services.store.tracking import read_position
 from casedesk.services.tokens import Principal
-from tests.projections.helpers import AGENT, all_rows, drain, running, write_mixed_cases
+from tests.projections.helpers import AGENT, SUPERVISOR, all_rows, drain, running, write_mixed_cases
+from tests.projections.test_merge_rebuild import write_merges
 
 
 class CaseFilesV2(CaseFiles):
@@ -56,6 +58,9 @@ async def test_a_new_version_is_built_beside_and_switched_to_under_load(
 
     async with running(old):
         ids = await write_mixed_cases(cases, 40)
+        # (a merge and a merchant flag: in parts, each is folded alone, on the builder's connection)
+        merged = await write_merges(cases, 2)
+        await merchant_flags.flag(store, cases.mapper, SUPERVISOR, "SHADY ONLINE GAMES", "chargeback ring")
         async with asyncio.timeout(20):
             while (await read_position(empty_pool, "case_files") or 0) < (await store.max_notification_id() or 0):
                 await asyncio.sleep(0.02)
@@ -140,10 +145,10 @@ async def test_a_new_version_is_built_beside_and_switched_to_under_load(
     assert [e["workers"] for e in built_in_parts] == ([2] if workers == 2 else [])
     assert failures == [] and reads > 20
     assert claimed and len(claimed) == len(set(claimed))
-    live = await all_rows(empty_pool, ids)
+    live = await all_rows(empty_pool, ids + merged)
     # And what version 2 serves is what it builds from zero
     projection = CaseFilesV2()
     await rebuild(new, projection)
     await drain(ProjectionRunner(store, empty_pool, [projection]), projection)
-    assert await all_rows(empty_pool, ids) == live
+    assert await all_rows(empty_pool, ids + merged) == live
     await store.close()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import multiprocessing
+import sys
+import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -13,6 +18,7 @@ import msgspec
 import pytest
 
 from casedesk.domain import decisions as d
+from casedesk.domain.events import CaseEvent
 from casedesk.domain.values import Card, ContactStart, Customer, Money
 from casedesk.projections.case_files import CaseFiles
 from casedesk.services import merchant_flags
@@ -129,3 +135,84 @@ def test_a_new_version_is_built_by_one_process_unless_told_otherwise(tmp_path: P
     for wrong in ("0", "65", "two"):
         with pytest.raises(SettingsError, match="CASEDESK_BUILD_WORKERS"):
             load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_BUILD_WORKERS": wrong})
+
+
+class SlowCaseFiles(CaseFiles):
+    """Case files whose fold of a batch takes a minute: a part that is still folding when its rebuild ends."""
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[CaseEvent]) -> None:
+        await asyncio.sleep(60)
+        await super().apply(conn, events)
+
+
+async def folding_parts(pool: asyncpg.Pool, since: datetime) -> int:
+    """The part processes' sessions begun since `since` (the suite runs one test at a time)."""
+    return await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'casedesk-rebuild'"
+                               " AND datname = current_database() AND backend_start >= $1", since)
+
+
+async def until_parts_are(pool: asyncpg.Pool, count: int, seconds: float, since: datetime) -> None:
+    async with asyncio.timeout(seconds):
+        while await folding_parts(pool, since) != count:
+            await asyncio.sleep(0.05)
+
+
+async def test_a_part_that_cannot_connect_names_why(empty_pool: asyncpg.Pool) -> None:
+    await write_mixed_cases(CaseService(EventStore(empty_pool), CaseEventMapper()), 2)
+    async with empty_pool.acquire() as conn:
+        with pytest.raises(PartFailedError, match=r"part 1: ConnectionRefusedError"):
+            await rebuild_case_files_in_parts(conn, "postgresql://postgres@127.0.0.1:1/none", None, CaseFiles(), 2)
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("casedesk-rebuild-part")]
+
+
+async def test_a_cancelled_rebuild_stops_its_parts_at_once(empty_pool: asyncpg.Pool, database_dsn: str) -> None:
+    await write_mixed_cases(CaseService(EventStore(empty_pool), CaseEventMapper()), 4)
+    schema = await empty_pool.fetchval("SELECT current_schema()")
+    since = await empty_pool.fetchval("SELECT now()")
+
+    async def rebuilding() -> None:
+        async with empty_pool.acquire() as conn:
+            await rebuild_case_files_in_parts(conn, database_dsn, schema, SlowCaseFiles(), 2)
+
+    # Given a rebuild whose two parts are in the middle of a fold
+    task = asyncio.create_task(rebuilding())
+    await until_parts_are(empty_pool, 2, 30, since)
+    # When it is cancelled (a worker told to stop)
+    cancelled_at = time.monotonic()
+    task.cancel()
+    # Then it ends within seconds, not when the parts would have finished (a minute; a wait for them to
+    # finish holds the loop, so asyncio.timeout could not tell), and leaves none folding
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - cancelled_at < 8
+    await until_parts_are(empty_pool, 0, 5, since)
+    assert await read_position(empty_pool, "case_files") is None
+
+
+async def test_parts_end_with_the_process_that_started_them(empty_pool: asyncpg.Pool, database_dsn: str) -> None:
+    await write_mixed_cases(CaseService(EventStore(empty_pool), CaseEventMapper()), 4)
+    schema = await empty_pool.fetchval("SELECT current_schema()")
+    since = await empty_pool.fetchval("SELECT now()")
+    script = (
+        "import asyncio, sys, asyncpg\n"
+        "from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts\n"
+        "from tests.projections.test_rebuild_in_parts import SlowCaseFiles\n"
+        "async def main():\n"
+        "    conn = await asyncpg.connect(sys.argv[1], server_settings={'search_path': sys.argv[2]})\n"
+        "    await rebuild_case_files_in_parts(conn, sys.argv[1], sys.argv[2], SlowCaseFiles(), 2)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n")
+    # Given a rebuild in another process, its two parts in the middle of a fold
+    rebuild = await asyncio.create_subprocess_exec(sys.executable, "-c", script, database_dsn, schema,
+                                                   cwd=Path(__file__).parents[2])
+    try:
+        await until_parts_are(empty_pool, 2, 30, since)
+        # When that process is killed (as a stop's SIGKILL after its grace would)
+        rebuild.kill()
+        await rebuild.wait()
+        # Then its parts end with it: none goes on folding into tables a later build makes again
+        await until_parts_are(empty_pool, 0, 10, since)
+    finally:
+        if rebuild.returncode is None:
+            rebuild.kill()
+            await rebuild.wait()
