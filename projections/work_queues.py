@@ -226,13 +226,23 @@ async def claims_per_hour(conn: Any) -> list[dict[str, Any]]:
 # --- the projection's writes (projections/case_files.py calls them in its batch) and the claim hold ---
 
 
+# How long a claim holds its case (services/queue_claims.py): from the hold to the read model's
+# dropping the case from the queue. A hold's `until` less this is when it was taken.
+CLAIM_HOLD_SECONDS = 600
+
+
 async def write_queues(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
     """Put each case in the queues its file now says, and free the hold of a case that waits again."""
     await conn.execute("DELETE FROM queue_items WHERE case_id = ANY($1::uuid[])", [f.view.case_id for f in files])
-    waiting = [f.view.case_id for f in files if f.view.assignee is None and f.view.status == "open"]
-    # A released or reopened case is claimable again: drop the hold its last claim left.
-    await conn.execute("DELETE FROM claim_holds WHERE case_id = ANY($1::uuid[]) AND until > now() + interval '60 s'",
-                       waiting)
+    waiting = [f for f in files if f.view.assignee is None and f.view.status == "open"]
+    # A released or reopened case is claimable again: drop the hold its last claim left, the one taken
+    # before the release. A rebuild or a new version's build folds old releases: a hold taken after them
+    # belongs to a claim of today, which the served queue still needs until it drops the case.
+    await conn.execute(
+        "DELETE FROM claim_holds h USING unnest($1::uuid[], $2::timestamptz[]) AS w(case_id, at)"
+        " WHERE h.case_id = w.case_id AND h.until > now() + interval '60 s'"
+        " AND h.until - $3 * interval '1 second' <= w.at",
+        [f.view.case_id for f in waiting], [f.view.updated_at for f in waiting], CLAIM_HOLD_SECONDS)
     rows = [r for f in files for r in queue_rows(f.view)]
     if rows:  # one statement of arrays, not a row per round trip
         await conn.execute(

@@ -23,7 +23,7 @@ from eventsourcing.persistence import StoredEvent
 from casedesk.domain import decisions as d
 from casedesk.domain.errors import RuleViolation
 from casedesk.domain.events import CaseEvent
-from casedesk.projections.work_queues import hold_briefly, hold_next
+from casedesk.projections.work_queues import CLAIM_HOLD_SECONDS, hold_briefly, hold_next
 from casedesk.services.case_service import Answer, CaseService, Idempotency, Outcome
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.tokens import Principal
@@ -34,7 +34,7 @@ from casedesk.services.turn_taking import not_quick
 # refusal shortens it to RELEASED_SECONDS, so the case is soon claimable again.
 # (Only a process dying mid-claim leaves the long hold; the case is not lost:
 # a supervisor can still assign it, and any change to it drops the hold.)
-TAKEN_SECONDS = 600
+TAKEN_SECONDS = CLAIM_HOLD_SECONDS
 RELEASED_SECONDS = 0
 ATTEMPTS = 50
 # A queue whose waiting rows were all skipped for their row lock (a projection batch rewriting them)
