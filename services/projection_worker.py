@@ -150,7 +150,10 @@ async def stop_when_orphaned(stop: asyncio.Event, every: float = 1.0) -> None:
         return
     while not stop.is_set():
         if os.getppid() != int(parent):
-            log.warning("projection_worker_orphaned", parent=parent)
+            # Stop first: the warning goes to a stderr that may have gone with the parent, and a
+            # BrokenPipeError raised here ended this task and left the process running for ever.
             stop.set()
+            with contextlib.suppress(OSError):
+                log.warning("projection_worker_orphaned", parent=parent)
             return
         await asyncio.sleep(every)

@@ -204,3 +204,36 @@ def test_the_history_process_goes_with_serve(env: dict[str, str], ending: str) -
     finally:
         if process.poll() is None:
             process.kill()
+
+
+# A parent as serve is to its worker, holding the only reading end of the worker's stderr.
+PARENT = """
+import os, subprocess, sys, time
+worker = subprocess.Popen(sys.argv[1:], env={**os.environ, "CASEDESK_PARENT_PID": str(os.getpid())},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+for line in worker.stderr:
+    if "projection worker running" in line:
+        break
+print(worker.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_worker_stops_when_its_parent_is_killed_and_its_stderr_is_gone(env: dict[str, str]) -> None:
+    # Given a projection worker whose parent reads its stderr
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, *CASEDESK, "project"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    worker = 0
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        # When the parent is killed, and the pipe of the worker's stderr goes with it
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        # Then the worker stops all the same (its warning of the fact fails: it used to stop the watch)
+        wait_for(lambda: not alive(worker), seconds=20)
+    finally:
+        if worker and alive(worker):
+            os.kill(worker, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
