@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING
 import asyncpg
 import structlog
 
-from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.runner import (
     READ_MODELS_CHANNEL,
     REBUILD_BATCH,
@@ -127,10 +126,11 @@ async def build_and_switch(runner: ProjectionRunner, projection: Projection, hol
         await holder.execute(f"SET search_path TO {nxt}, {_quoted(main)}")
         for statement in getattr(projection, "next_version_sql", ()):
             await holder.execute(statement)
+        # (services uses this module: imported here)
+        from casedesk.services.rebuild_in_parts import folds_in_parts, rebuild_case_files_in_parts
         parts = runner.build_parts
-        if parts is not None and parts.workers > 1 and isinstance(projection, CaseFiles):
+        if parts is not None and folds_in_parts(projection, parts.workers):
             # The bulk of the build, in processes side by side; the catch-up below takes it from there.
-            from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
             folded = await rebuild_case_files_in_parts(holder, parts.dsn, f"{nxt}, {_quoted(main)}", projection,
                                                        parts.workers, name=building.name)
             log.info("projection_built_in_parts", projection=projection.name, version=version_of(projection),

@@ -30,11 +30,10 @@ from casedesk.services.tokens import Principal
 from casedesk.services.turn_taking import not_quick
 
 # A claim holds its case from the start for as long as the read model may take to
-# drop it from the queue; a claim that fails for any reason but the domain's
+# drop it from the queue (CLAIM_HOLD_SECONDS); a claim that fails for any reason but the domain's
 # refusal shortens it to RELEASED_SECONDS, so the case is soon claimable again.
 # (Only a process dying mid-claim leaves the long hold; the case is not lost:
 # a supervisor can still assign it, and any change to it drops the hold.)
-TAKEN_SECONDS = CLAIM_HOLD_SECONDS
 RELEASED_SECONDS = 0
 ATTEMPTS = 50
 # A queue whose waiting rows were all skipped for their row lock (a projection batch rewriting them)
@@ -84,7 +83,7 @@ class Claim:
 
 async def _hold_next(pool: asyncpg.Pool, mapper: CaseEventMapper, queue: str, agent_id: str) -> object | None:
     """The case now held for this claim; None if none waits; LOST_RACE or ONLY_LOCKED to look again."""
-    row = await hold_next(pool, queue, agent_id, TAKEN_SECONDS)
+    row = await hold_next(pool, queue, agent_id, CLAIM_HOLD_SECONDS)
     if row["candidate"] is None:
         # A case may wait with its queue row locked for a moment (a projection batch rewriting it):
         # answering "nothing to claim" then would send the agent away from a waiting case.

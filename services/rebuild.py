@@ -13,7 +13,6 @@ import time
 import asyncpg
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from casedesk.projections.case_files import CaseFiles
 from casedesk.projections.catalogue import all_projections
 from casedesk.projections.runner import (
     REBUILD_BATCH,
@@ -24,7 +23,7 @@ from casedesk.projections.runner import (
     rebuild,
     version_lock_key,
 )
-from casedesk.services.rebuild_in_parts import rebuild_case_files_in_parts
+from casedesk.services.rebuild_in_parts import folds_in_parts, rebuild_case_files_in_parts
 from casedesk.services.store.database import keeps_session_state
 from casedesk.services.store.event_store import EventStore, count_events
 from casedesk.services.store.tracking import read_position
@@ -68,7 +67,7 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str],
                     mine = await holder.fetchval(TRY_LOCK, version_lock_key(projection))
                     await rebuild(runner, projection)
                     done = 0
-                    if mine and workers > 1 and dsn and isinstance(projection, CaseFiles):
+                    if mine and dsn and folds_in_parts(projection, workers):
                         await rebuild_case_files_in_parts(
                             holder, dsn, schema, projection, workers,
                             progress=lambda n, task=task: progress.update(task, completed=min(n, total)))

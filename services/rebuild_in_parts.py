@@ -44,6 +44,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, tzinfo
 from multiprocessing.connection import Connection
+from typing import TypeGuard
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -74,12 +75,18 @@ async def _connect(dsn: str, search_path: str | None) -> asyncpg.Connection:
     return await asyncpg.connect(dsn, server_settings=settings)
 
 
+def folds_in_parts(projection: object, workers: int) -> TypeGuard[CaseFiles]:
+    """Whether a rebuild (or a new version's build) of `projection` is folded here: the case files, by
+    more than one process."""
+    return workers > 1 and isinstance(projection, CaseFiles)
+
+
 async def _fold_stretch(conn: asyncpg.Connection, projection: CaseFiles, mapper: CaseEventMapper, part: int,
-                        parts: int, after: int, upto: int) -> int:
-    """Fold part `part` of the log's stretch (after, upto]; return how many events it held."""
+                        parts: int, after: int, upto: int, leave_out: tuple[str, ...] = CUT_TOPICS) -> int:
+    """Fold part `part` of the log's stretch (after, upto], but for `leave_out`; return how many events it held."""
     done = 0
     while notifications := await read_notifications_of_part(conn, after, upto, part, parts, REBUILD_BATCH,
-                                                              leave_out=CUT_TOPICS):
+                                                              leave_out=leave_out):
         async with conn.transaction():
             await conn.execute(ASYNCHRONOUS_COMMIT)
             await projection.apply(conn, [mapper.to_domain_event(n) for n in notifications])
@@ -93,25 +100,21 @@ async def _fold_part(channel: Connection, kind: type[CaseFiles], dsn: str, searc
     # object a batch makes stays alive, so the passes find nothing and take a third of the fold.
     # The process ends with the rebuild, and refcounting frees all but cycles meanwhile.
     gc.disable()
+    conn: asyncpg.Connection | None = None
+    # Blocking receives: nothing else runs in this process while it waits for the next stretch.
+    stretch = channel.recv()
     try:
         conn = await _connect(dsn, search_path)
         projection, mapper = kind(ZoneInfo(zone), policy=policy_named(policy)), CaseEventMapper()
-    except Exception as error:  # said in answer to the first stretch, so the rebuild names the cause
-        if channel.recv() is not None:
+        while stretch is not None:
+            channel.send(("folded", await _fold_stretch(conn, projection, mapper, part, parts, *stretch)))
+            stretch = channel.recv()
+    except Exception as error:  # said in answer to the stretch (the first, if it cannot connect)
+        if stretch is not None:
             channel.send(("failed", f"part {part}: {type(error).__name__}: {error}"))
-        return
-    try:
-        # Blocking receive: nothing else runs in this process while it waits for the next stretch.
-        while (stretch := channel.recv()) is not None:
-            after, upto = stretch
-            try:
-                done = await _fold_stretch(conn, projection, mapper, part, parts, after, upto)
-            except Exception as error:
-                channel.send(("failed", f"part {part}: {type(error).__name__}: {error}"))
-                return
-            channel.send(("folded", done))
     finally:
-        await conn.close()
+        if conn is not None:
+            await conn.close()
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -216,7 +219,7 @@ async def rebuild_case_files_in_parts(
     goal = await log_head(conn)
     cut_at = await positions_of_topics(conn, CUT_TOPICS, goal)
     zone, policy = _zone_name(projection.zone), projection.policy.name
-    alone = type(projection)(projection.zone, policy=projection.policy)  # folds the cut events
+    alone, mapper = type(projection)(projection.zone, policy=projection.policy), CaseEventMapper()  # the cuts
     done, after = 0, 0
     parts = Parts(type(projection), dsn, search_path, zone, policy, workers)
     finished = False
@@ -226,10 +229,7 @@ async def rebuild_case_files_in_parts(
                 done += await parts.fold(after, min(cut - 1, goal))
                 progress(done)
             if cut <= goal:  # the cut event itself, alone, before anything after it is folded
-                async with conn.transaction():
-                    [event] = await read_notifications_of_part(conn, cut - 1, cut, 0, 1, 1)
-                    await alone.apply(conn, [CaseEventMapper().to_domain_event(event)])
-                done += 1
+                done += await _fold_stretch(conn, alone, mapper, 0, 1, cut - 1, cut, leave_out=())
             after = cut
         finished = True
     finally:

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 from aiohttp.test_utils import TestClient
 
 from casedesk.services.http.app import create_app
 from casedesk.services.http.app_keys import CASE_READER, CUSTOMER_KEYS, HISTORY_PROCESS
-from casedesk.services.settings import Settings, SettingsError, load_settings
+from casedesk.services.settings import Settings
 from tests.api.conftest import with_schema
 from tests.audit.conftest import open_case_with_story
+from tests.number_settings import check_number_setting
 
 
 async def test_the_history_process_answers_byte_for_byte_what_the_api_would(
@@ -132,8 +132,4 @@ async def test_the_history_process_runs_at_the_niceness_asked_for(
 
 
 def test_the_history_process_is_niced_by_ten_unless_told_otherwise(tmp_path: Path) -> None:
-    assert load_settings({"CASEDESK_DATA_DIR": str(tmp_path)}).history_nice == 10
-    assert load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_HISTORY_NICE": "0"}).history_nice == 0
-    for wrong in ("-1", "20", "low"):
-        with pytest.raises(SettingsError, match="CASEDESK_HISTORY_NICE"):
-            load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_HISTORY_NICE": wrong})
+    check_number_setting(tmp_path, "CASEDESK_HISTORY_NICE", "history_nice", 10, ("0", 0), ("-1", "20", "low"))

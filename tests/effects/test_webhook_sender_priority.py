@@ -10,19 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from casedesk.services.settings import SettingsError, load_settings
 from tests.api.conftest import with_schema
 from tests.conftest import new_schema
+from tests.number_settings import check_number_setting
 
 
 def test_the_sender_is_niced_by_ten_unless_told_otherwise(tmp_path: Any) -> None:
-    assert load_settings({"CASEDESK_DATA_DIR": str(tmp_path)}).webhook_nice == 10
-    assert load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_WEBHOOK_NICE": "0"}).webhook_nice == 0
-    for wrong in ("-5", "20", "low"):
-        with pytest.raises(SettingsError, match="CASEDESK_WEBHOOK_NICE"):
-            load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_WEBHOOK_NICE": wrong})
+    check_number_setting(tmp_path, "CASEDESK_WEBHOOK_NICE", "webhook_nice", 10, ("0", 0), ("-5", "20", "low"))
 
 
 def test_a_running_sender_process_has_the_niceness_asked_for(tmp_path: Path, database_dsn: str) -> None:

@@ -25,10 +25,10 @@ from casedesk.services import merchant_flags
 from casedesk.services.case_service import CaseService
 from casedesk.services.rebuild import rebuild_projections
 from casedesk.services.rebuild_in_parts import PartFailedError, rebuild_case_files_in_parts
-from casedesk.services.settings import SettingsError, load_settings
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
 from casedesk.services.store.tracking import read_position
+from tests.number_settings import check_number_setting
 from tests.projections.helpers import AGENT, REGISTERED, SUPERVISOR, all_rows, write_mixed_cases
 from tests.projections.test_merge_rebuild import write_merges
 
@@ -130,11 +130,7 @@ async def test_a_part_that_cannot_fold_fails_the_rebuild_and_leaves_no_process(
 
 
 def test_a_new_version_is_built_by_one_process_unless_told_otherwise(tmp_path: Path) -> None:
-    assert load_settings({"CASEDESK_DATA_DIR": str(tmp_path)}).build_workers == 1
-    assert load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_BUILD_WORKERS": "2"}).build_workers == 2
-    for wrong in ("0", "65", "two"):
-        with pytest.raises(SettingsError, match="CASEDESK_BUILD_WORKERS"):
-            load_settings({"CASEDESK_DATA_DIR": str(tmp_path), "CASEDESK_BUILD_WORKERS": wrong})
+    check_number_setting(tmp_path, "CASEDESK_BUILD_WORKERS", "build_workers", 1, ("2", 2), ("0", "65", "two"))
 
 
 class SlowCaseFiles(CaseFiles):
