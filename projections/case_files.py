@@ -45,7 +45,7 @@ from casedesk.projections.timeline.handoff import refresh_handoff
 from casedesk.projections.timeline.rows import TIMELINE_CONTENTS, stored_versions, view_and_file_of, write_files
 from casedesk.projections.timeline.shapes import CaseFile
 from casedesk.projections.timeline.view_changes import carry_absorbed
-from casedesk.projections.work_queues import write_activity, write_queues
+from casedesk.projections.work_queues import QUEUE_CONTENTS, write_activity, write_queues
 
 _encode = msgspec.json.Encoder().encode
 
@@ -69,7 +69,7 @@ class CaseFiles:
 
     # What a table holds where that is not its rows as such: timeline_parts splits a
     # case's entries by the batches that wrote them, which a rebuild draws differently.
-    contents: ClassVar[dict[str, str]] = {"timeline_parts": TIMELINE_CONTENTS}
+    contents: ClassVar[dict[str, str]] = {"timeline_parts": TIMELINE_CONTENTS, "queue_items": QUEUE_CONTENTS}
 
     def __init__(self, zone: tzinfo = UTC, remembered: int = 20_000, policy: ClockPolicy = DEFAULT_POLICY) -> None:
         self.zone, self.policy = zone, policy

@@ -231,6 +231,11 @@ async def claims_per_hour(conn: Any) -> list[dict[str, Any]]:
 CLAIM_HOLD_SECONDS = 600
 
 
+# What queue_items holds as a read model, for comparing a live projection with a rebuild: the
+# claims' marks (`held_until`) are not folded from events.
+QUEUE_CONTENTS = "SELECT queue, case_id, priority, reason, due_at, enqueued_at, amount_at_risk FROM queue_items"
+
+
 async def write_queues(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
     """Put each case in the queues its file now says, and free the hold of a case that waits again."""
     await conn.execute("DELETE FROM queue_items WHERE case_id = ANY($1::uuid[])", [f.view.case_id for f in files])
@@ -282,6 +287,15 @@ async def write_activity(conn: asyncpg.Connection, activity: Counter[tuple[str, 
 # The held case's snapshot, case file row and stream after the older of the two, each spelled by its
 # table's owner.
 _HELD = "(SELECT case_id FROM held)"
+# A queue row `q` nobody holds. The hold is marked on the row a claim took (`held_until`, migration 021)
+# as well as kept in claim_holds: a claim whose snapshot is older than another claim's committed hold
+# does not see that hold, but its row lock does. PostgreSQL re-checks a locked row that changed since
+# the snapshot against its newer version, so the claim passes over a case just held and takes the next
+# in the same statement, instead of losing the race at the hold and asking again (at the head of a
+# queue that 50 agents claim from, one claim in eight did). claim_holds stays the guard for what the
+# mark does not reach: the case's rows in other queues, and rows the projection wrote anew.
+NOT_HELD = ("(q.held_until IS NULL OR q.held_until <= now()) AND NOT EXISTS ("
+            "SELECT 1 FROM claim_holds h WHERE h.case_id = q.case_id AND h.until > now())")
 _HELD_SNAPSHOT = latest_snapshot_sql(_HELD)
 _HELD_FILE = case_file_row_sql(_HELD)
 _HELD_TAIL = stream_after_sql(_HELD, "LEAST(coalesce((SELECT originator_version FROM snapshot), 0),"
@@ -289,15 +303,16 @@ _HELD_TAIL = stream_after_sql(_HELD, "LEAST(coalesce((SELECT originator_version 
 _HOLD_NEXT = f"""
 WITH candidate AS (
     SELECT q.case_id FROM queue_items q
-    WHERE q.queue = $1 AND {WAITING} AND NOT EXISTS (
-        SELECT 1 FROM claim_holds h WHERE h.case_id = q.case_id AND h.until > now())
+    WHERE q.queue = $1 AND {WAITING} AND {NOT_HELD}
     ORDER BY {QUEUE_ORDER} LIMIT 1 FOR UPDATE OF q SKIP LOCKED
 ), held AS (
     INSERT INTO claim_holds (case_id, agent_id, until)
     SELECT case_id, $2, now() + $3 * interval '1 second' FROM candidate
     ON CONFLICT (case_id) DO UPDATE SET agent_id = excluded.agent_id, until = excluded.until
     WHERE claim_holds.until <= now()
-    RETURNING case_id
+    RETURNING case_id, until
+), marked AS (
+    UPDATE queue_items q SET held_until = held.until FROM held WHERE q.queue = $1 AND q.case_id = held.case_id
 ), snapshot AS (
     {_HELD_SNAPSHOT}
 ), case_file AS (
@@ -307,8 +322,7 @@ WITH candidate AS (
 )
 SELECT (SELECT case_id FROM candidate) AS candidate, (SELECT case_id FROM held) AS held,
     CASE WHEN NOT EXISTS (SELECT 1 FROM candidate) THEN EXISTS (
-        SELECT 1 FROM queue_items w WHERE w.queue = $1 AND {WAITING} AND NOT EXISTS (
-            SELECT 1 FROM claim_holds h WHERE h.case_id = w.case_id AND h.until > now()))
+        SELECT 1 FROM queue_items q WHERE q.queue = $1 AND {WAITING} AND {NOT_HELD})
     END AS only_locked,
     set_config('synchronous_commit', 'off', true) AS asynchronous_commit,
     (SELECT originator_version FROM snapshot) AS snapshot_version, (SELECT state FROM snapshot) AS snapshot,
@@ -332,5 +346,8 @@ async def hold_next(conn: Any, queue: str, agent_id: str, seconds: float) -> asy
 
 async def hold_briefly(conn: Any, case_id: UUID, agent_id: str, seconds: float) -> None:
     """Shorten the agent's hold on a case to `seconds` from now (a claim that did not assign it)."""
-    await conn.execute("UPDATE claim_holds SET until = now() + $2 * interval '1 second'"
-                       " WHERE case_id = $1 AND agent_id = $3", case_id, seconds, agent_id)
+    await conn.execute(
+        "WITH shortened AS (UPDATE claim_holds SET until = now() + $2 * interval '1 second'"
+        " WHERE case_id = $1 AND agent_id = $3 RETURNING case_id, until)"
+        " UPDATE queue_items q SET held_until = nullif(s.until, now()) FROM shortened s"
+        " WHERE q.case_id = s.case_id AND q.held_until IS NOT NULL", case_id, seconds, agent_id)

@@ -10,7 +10,7 @@ import pytest
 
 from casedesk.domain import decisions as d
 from casedesk.domain.values import Card, Customer, Money, PhoneNumber
-from casedesk.projections.work_queues import hold_next
+from casedesk.projections.work_queues import hold_briefly, hold_next
 from casedesk.services import queue_claims
 from casedesk.services.case_service import CaseService
 from casedesk.services.http.app_keys import CASES, POOL, TURNS
@@ -106,8 +106,45 @@ async def test_a_held_case_is_not_taken_for_a_locked_one(client, auth) -> None:
     assert first["held"] == case_id
     second = await hold_next(pool, dept, "agent-b", 600)
     assert second["candidate"] is None and second["only_locked"] is False
-    await pool.execute("UPDATE claim_holds SET until = now() WHERE case_id = $1", case_id)  # the hold lapses
+    await hold_briefly(pool, case_id, "agent-a", 0)  # the hold lapses
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT 1 FROM queue_items WHERE case_id = $1 FOR UPDATE", case_id)
         third = await hold_next(pool, dept, "agent-b", 600)  # another connection: the row is locked here
     assert third["candidate"] is None and third["only_locked"] is True
+
+
+async def test_claims_racing_for_the_head_of_a_queue_move_on_in_their_own_statement(pool) -> None:
+    """Given a queue of 120 waiting cases and 20 claims taking them at once, each on its own connection,
+    when every claim asks until the queue is empty,
+    then no claim ever comes back having lost its case to another claim (each passes over a case
+    held meanwhile, as its row lock sees it), and every case is held exactly once."""
+    queue = f"d_{uuid.uuid4().hex[:8]}"
+    cases = [uuid.uuid4() for _ in range(120)]
+    await pool.execute(
+        "INSERT INTO queue_items (queue, case_id, priority, reason, due_at, enqueued_at)"
+        " SELECT $1, c, 3, 'escalated', NULL, now() - n * interval '1 s'"
+        " FROM unnest($2::uuid[]) WITH ORDINALITY AS u(c, n)", queue, cases)
+    held: list[uuid.UUID] = []
+    lost = 0
+
+    async def agent(n: int) -> None:
+        nonlocal lost
+        async with pool.acquire() as conn:
+            while True:
+                row = await hold_next(conn, queue, f"agent-{n}", 600)
+                if row["candidate"] is None:
+                    if not row["only_locked"]:
+                        return
+                    continue  # a row locked by a claim in flight: ask again
+                if row["held"] is None:
+                    lost += 1
+                    continue
+                held.append(row["held"])
+
+    try:
+        await asyncio.gather(*(agent(n) for n in range(20)))
+    finally:
+        await pool.execute("DELETE FROM queue_items WHERE queue = $1", queue)
+        await pool.execute("DELETE FROM claim_holds WHERE case_id = ANY($1::uuid[])", cases)
+    assert sorted(held) == sorted(cases)
+    assert lost == 0

@@ -1,0 +1,57 @@
+"""A live projection keeps the planner's statistics of its tables as the log grows (projections/runner.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from casedesk.projections import runner as runner_module
+from casedesk.projections.case_files import CaseFiles
+from casedesk.projections.runner import ProjectionRunner, TableStatistics
+from casedesk.services.case_service import CaseService
+from casedesk.services.store.event_mapper import CaseEventMapper
+from casedesk.services.store.event_store import EventStore
+from tests.projections.helpers import running, wait_until_caught_up, write_mixed_cases
+
+
+def test_statistics_are_due_by_the_logs_growth_not_by_every_batch() -> None:
+    statistics = TableStatistics()
+    # Given nothing taken yet, when the log reaches the threshold, then they are due.
+    assert not statistics.due("case_files", runner_module.ANALYZE_AFTER_EVENTS - 1)
+    assert statistics.due("case_files", runner_module.ANALYZE_AFTER_EVENTS)
+    # Given taken at 100,000 events, then a fifth more is needed before the next.
+    statistics.taken_at["case_files"] = 100_000
+    assert not statistics.due("case_files", 119_999)
+    assert statistics.due("case_files", 120_000)
+    assert statistics.due("other", 1_000)  # each projection on its own
+
+
+async def _analyzed(pool: asyncpg.Pool, tables: tuple[str, ...]) -> dict[str, float]:
+    """Each table's row estimate: -1 until ANALYZE (or VACUUM) has looked at the table."""
+    rows = await pool.fetch("SELECT relname, reltuples FROM pg_class WHERE oid = ANY($1::regclass[])",
+                            list(tables))
+    return {r["relname"]: r["reltuples"] for r in rows}
+
+
+async def test_a_live_projection_analyzes_its_tables_once_the_log_has_grown(
+        empty_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a live worker on an empty log, when cases are written past the threshold, then the
+    projection's tables have statistics (before, the planner knows nothing of them: -1 rows), without
+    waiting for autovacuum."""
+    monkeypatch.setattr(runner_module, "ANALYZE_AFTER_EVENTS", 40)
+    store = EventStore(empty_pool)
+    projection = CaseFiles()
+    tables = ("case_files", "queue_items", "case_customers")
+    assert set((await _analyzed(empty_pool, tables)).values()) == {-1}
+    live = ProjectionRunner(store, empty_pool, [projection])
+    async with running(live):
+        ids = await write_mixed_cases(CaseService(store, CaseEventMapper()), 12)
+        await wait_until_caught_up(live, "case_files")
+        async with asyncio.timeout(10):
+            while -1 in (await _analyzed(empty_pool, tables)).values():
+                await asyncio.sleep(0.05)
+    assert live.statistics.taken_at["case_files"] >= 40
+    assert 1 <= (await _analyzed(empty_pool, tables))["case_files"] <= len(ids)
+    await store.close()
