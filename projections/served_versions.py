@@ -18,12 +18,12 @@ async def served_version(conn: asyncpg.Connection, name: str, version: int) -> i
     return served
 
 
-async def served_version_held(conn: asyncpg.Connection, name: str) -> int | None:
-    """The served version, held FOR SHARE in the caller's transaction: a switch to a newer version
-    (which updates the row) waits for the batch in hand, and every batch after it sees the new one."""
-    version: int | None = await conn.fetchval(
-        "SELECT version FROM projection_versions WHERE name = $1 FOR SHARE", name)
-    return version
+def served_version_held_sql(name: int) -> str:
+    """A scalar subquery: the served version of the projection named by parameter `$name`, held FOR SHARE
+    in the caller's transaction: a switch to a newer version (which updates the row) waits for the batch
+    in hand, and every batch after it sees the new one. For a statement that does more in its round trip
+    (the runner's start of a batch)."""
+    return f"(SELECT version FROM projection_versions WHERE name = ${name} FOR SHARE)"
 
 
 async def stop_serving(conn: asyncpg.Connection, name: str, next_version: int) -> None:
