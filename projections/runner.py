@@ -157,9 +157,10 @@ class TableStatistics:
     def __init__(self) -> None:
         self.taken_at: dict[str, int] = {}
 
-    def due(self, name: str, position: int) -> bool:
-        """Whether the log grew enough since the statistics were last taken (first look: at position 0)."""
-        last = self.taken_at.get(name, 0)
+    def due(self, name: str, started_at: int, position: int) -> bool:
+        """Whether the log grew enough since the statistics were last taken, or since this worker
+        started at `started_at` (a restart on a large log leaves them to autovacuum's last round)."""
+        last = self.taken_at.setdefault(name, started_at)
         return position - last >= max(ANALYZE_AFTER_EVENTS, ANALYZE_GROWTH * last)
 
     async def take(self, conn: asyncpg.Connection, projection: Projection, position: int) -> None:
@@ -332,7 +333,7 @@ class ProjectionRunner:
                     while not self._stopping and (batch := await self.catch_up(projection, holder)):
                         folded += batch
                         position = self.positions[projection.name]
-                        if self.statistics.due(projection.name, position):
+                        if self.statistics.due(projection.name, position - batch, position):
                             await self.statistics.take(holder, projection, position)
                     if not folded:  # an empty look (the fallback timer's) holds back no one
                         began = -LIVE_BATCH_INTERVAL

@@ -18,14 +18,16 @@ from tests.projections.helpers import running, wait_until_caught_up, write_mixed
 
 def test_statistics_are_due_by_the_logs_growth_not_by_every_batch() -> None:
     statistics = TableStatistics()
-    # Given nothing taken yet, when the log reaches the threshold, then they are due.
-    assert not statistics.due("case_files", runner_module.ANALYZE_AFTER_EVENTS - 1)
-    assert statistics.due("case_files", runner_module.ANALYZE_AFTER_EVENTS)
+    # Given a worker starting on an empty log, when the log reaches the threshold, then they are due.
+    assert not statistics.due("case_files", 0, runner_module.ANALYZE_AFTER_EVENTS - 1)
+    assert statistics.due("case_files", 0, runner_module.ANALYZE_AFTER_EVENTS)
     # Given taken at 100,000 events, then a fifth more is needed before the next.
     statistics.taken_at["case_files"] = 100_000
-    assert not statistics.due("case_files", 119_999)
-    assert statistics.due("case_files", 120_000)
-    assert statistics.due("other", 1_000)  # each projection on its own
+    assert not statistics.due("case_files", 0, 119_999)
+    assert statistics.due("case_files", 0, 120_000)
+    # Given a worker starting on a log of 100,000 events, then growth counts from there.
+    assert not statistics.due("other", 100_000, 101_000)
+    assert statistics.due("other", 100_000, 120_000)
 
 
 async def _analyzed(pool: asyncpg.Pool, tables: tuple[str, ...]) -> dict[str, float]:
