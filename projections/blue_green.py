@@ -137,6 +137,9 @@ async def build_and_switch(runner: ProjectionRunner, projection: Projection, hol
                      workers=parts.workers, events=folded)
         while await runner.catch_up(building, holder, checks_version=False):  # type: ignore[arg-type]
             pass
+        # Filled from empty: their statistics, before any connection plans a statement on them after
+        # the switch (a plan made on empty-table statistics stays until autovacuum comes round).
+        await holder.execute(f"ANALYZE {', '.join(f'{nxt}.{table}' for table in projection.tables)}")
         # Stop the old version's workers (the batch in hand finishes first): from here the served
         # tables stand still, and the new ones catch up past them in committed batches.
         await stop_serving(holder, projection.name, version_of(projection))

@@ -66,6 +66,7 @@ _BATCH_DONE = (f"WITH moved AS ({move_position_sql(1, 2)})"
 # invalidation, so their plans are made again from the new statistics.
 ANALYZE_GROWTH = 0.2
 ANALYZE_AFTER_EVENTS = 1_000
+ANALYZE_LOCK_TIMEOUT_MS = 200
 # A live worker looks at the log at most once per LIVE_BATCH_INTERVAL: a wake-up sooner after its last
 # look waits out the rest, so that under a steady stream of commands (50 agents claiming) its batches
 # gather several appends instead of one each. A batch costs a score of round trips whatever it holds:
@@ -152,23 +153,54 @@ class BuildParts:
 
 
 class TableStatistics:
-    """When to take the planner's statistics of a projection's tables again, by the log's growth."""
+    """When to take the planner's statistics of a projection's tables again, by the log's growth, and
+    taking them beside the fold: in a task of its own, on a connection of its own, a table at a time,
+    giving up on a table another session holds (a VACUUM, an index built concurrently) after
+    ANALYZE_LOCK_TIMEOUT rather than holding up the live projection behind it."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self.taken_at: dict[str, int] = {}
+        self._pool = pool
+        self._taking: dict[str, asyncio.Task[None]] = {}
 
     def due(self, name: str, started_at: int, position: int) -> bool:
         """Whether the log grew enough since the statistics were last taken, or since this worker
         started at `started_at` (a restart on a large log leaves them to autovacuum's last round)."""
         last = self.taken_at.setdefault(name, started_at)
+        if position < last:  # the tables were emptied and are being filled again (a rebuild)
+            last = self.taken_at[name] = 0
         return position - last >= max(ANALYZE_AFTER_EVENTS, ANALYZE_GROWTH * last)
 
-    async def take(self, conn: asyncpg.Connection, projection: Projection, position: int) -> None:
-        """ANALYZE the projection's tables (outside any batch: it takes no lock a reader or writer waits for)."""
+    def take(self, projection: Projection, position: int) -> None:
+        """Start taking the statistics of the projection's tables (unless a taking is still running)."""
         self.taken_at[projection.name] = position
-        if projection.tables:
-            await conn.execute(f"ANALYZE {', '.join(projection.tables)}")
-            log.info("projection_tables_analyzed", projection=projection.name, position=position)
+        taking = self._taking.get(projection.name)
+        if projection.tables and (taking is None or taking.done()):
+            self._taking[projection.name] = asyncio.create_task(
+                self._analyze(projection.name, projection.tables, position), name=f"analyze-{projection.name}")
+
+    async def _analyze(self, name: str, tables: tuple[str, ...], position: int) -> None:
+        busy: list[str] = []
+        try:
+            async with self._pool.acquire() as conn:
+                for table in tables:
+                    try:
+                        async with conn.transaction():
+                            await conn.execute(f"SET LOCAL lock_timeout = {ANALYZE_LOCK_TIMEOUT_MS}")
+                            await conn.execute(f"ANALYZE {table}")
+                    except asyncpg.LockNotAvailableError:
+                        busy.append(table)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("projection_tables_not_analyzed", projection=name, error=repr(error))
+            return
+        log.info("projection_tables_analyzed", projection=name, position=position, busy=busy)
+
+    async def stop(self) -> None:
+        """Cancel a taking under way (an ANALYZE cut short leaves the statistics as they were)."""
+        for task in self._taking.values():
+            task.cancel()
+        await asyncio.gather(*self._taking.values(), return_exceptions=True)
+        self._taking.clear()
 
 
 class ProjectionRunner:
@@ -194,7 +226,7 @@ class ProjectionRunner:
         self._listener: asyncpg.Connection | None = None
         self._stopping = False
         self._superseded: set[str] = set()
-        self.statistics = TableStatistics()
+        self.statistics = TableStatistics(pool)
 
     async def start(self) -> None:
         await self._listen()
@@ -210,6 +242,7 @@ class ProjectionRunner:
         for task in late:
             task.cancel()  # a batch cut short rolls back; it is read again next time
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.statistics.stop()
         await self._unlisten()
         _COLLECTOR.resume()  # stopped right after a full batch: the collector must not stay off
 
@@ -334,7 +367,7 @@ class ProjectionRunner:
                         folded += batch
                         position = self.positions[projection.name]
                         if self.statistics.due(projection.name, position - batch, position):
-                            await self.statistics.take(holder, projection, position)
+                            self.statistics.take(projection, position)
                     if not folded:  # an empty look (the fallback timer's) holds back no one
                         began = -LIVE_BATCH_INTERVAL
                 except SupersededError as superseded:  # switched to a newer version: stand by

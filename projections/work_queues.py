@@ -238,16 +238,20 @@ QUEUE_CONTENTS = "SELECT queue, case_id, priority, reason, due_at, enqueued_at, 
 
 async def write_queues(conn: asyncpg.Connection, files: list[CaseFile]) -> None:
     """Put each case in the queues its file now says, and free the hold of a case that waits again."""
-    await conn.execute("DELETE FROM queue_items WHERE case_id = ANY($1::uuid[])", [f.view.case_id for f in files])
     waiting = [f for f in files if f.view.assignee is None and f.view.status == "open"]
     # A released or reopened case is claimable again: drop the hold its last claim left, the one taken
     # before the release. A rebuild or a new version's build folds old releases: a hold taken after them
     # belongs to a claim of today, which the served queue still needs until it drops the case.
+    # In one round trip with the batch's queue rows going, and after them (the count is computed before
+    # the holds are looked at): a claim locks a queue row, then its hold, so a batch doing the same in
+    # the same order never waits for a claim that waits for it.
     await conn.execute(
-        "DELETE FROM claim_holds h USING unnest($1::uuid[], $2::timestamptz[]) AS w(case_id, at)"
-        " WHERE h.case_id = w.case_id AND h.until > now() + interval '60 s'"
-        " AND h.until - $3 * interval '1 second' <= w.at",
-        [f.view.case_id for f in waiting], [f.view.updated_at for f in waiting], CLAIM_HOLD_SECONDS)
+        "WITH gone AS (DELETE FROM queue_items WHERE case_id = ANY($1::uuid[]) RETURNING 1)"
+        " DELETE FROM claim_holds h USING unnest($2::uuid[], $3::timestamptz[]) AS w(case_id, at)"
+        " WHERE (SELECT count(*) FROM gone) >= 0 AND h.case_id = w.case_id"
+        " AND h.until > now() + interval '60 s' AND h.until - $4 * interval '1 second' <= w.at",
+        [f.view.case_id for f in files], [f.view.case_id for f in waiting], [f.view.updated_at for f in waiting],
+        CLAIM_HOLD_SECONDS)
     rows = [r for f in files for r in queue_rows(f.view)]
     if rows:  # one statement of arrays, not a row per round trip
         await conn.execute(
@@ -345,9 +349,15 @@ async def hold_next(conn: Any, queue: str, agent_id: str, seconds: float) -> asy
 
 
 async def hold_briefly(conn: Any, case_id: UUID, agent_id: str, seconds: float) -> None:
-    """Shorten the agent's hold on a case to `seconds` from now (a claim that did not assign it)."""
+    """Shorten the agent's hold on a case, and its mark on the queue row, to `seconds` from now (a claim
+    that did not assign it; 0: claimable at once).
+
+    The queue rows first, then the hold, as a claim (hold_next) and a projection batch (write_queues)
+    take them: in the other order this waited for a batch that was waiting for it (a deadlock)."""
     await conn.execute(
-        "WITH shortened AS (UPDATE claim_holds SET until = now() + $2 * interval '1 second'"
-        " WHERE case_id = $1 AND agent_id = $3 RETURNING case_id, until)"
-        " UPDATE queue_items q SET held_until = nullif(s.until, now()) FROM shortened s"
-        " WHERE q.case_id = s.case_id AND q.held_until IS NOT NULL", case_id, seconds, agent_id)
+        "WITH unmarked AS (UPDATE queue_items q SET held_until = nullif(now() + $2 * interval '1 second', now())"
+        " WHERE q.case_id = $1 AND q.held_until IS NOT NULL"
+        " AND EXISTS (SELECT 1 FROM claim_holds h WHERE h.case_id = $1 AND h.agent_id = $3) RETURNING 1)"
+        " UPDATE claim_holds SET until = now() + $2 * interval '1 second'"
+        " WHERE (SELECT count(*) FROM unmarked) >= 0 AND case_id = $1 AND agent_id = $3",
+        case_id, seconds, agent_id)

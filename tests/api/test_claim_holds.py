@@ -148,3 +148,26 @@ async def test_claims_racing_for_the_head_of_a_queue_move_on_in_their_own_statem
         await pool.execute("DELETE FROM claim_holds WHERE case_id = ANY($1::uuid[])", cases)
     assert sorted(held) == sorted(cases)
     assert lost == 0
+
+
+async def test_letting_a_hold_go_waits_for_a_batch_on_its_queue_row_without_a_deadlock(pool) -> None:
+    """Given a case held by a claim whose assignment failed, and a projection batch that has reached the
+    case's queue rows (locked) and will drop its hold next, when the claim lets its hold go meanwhile,
+    then it waits for the batch, which goes on and commits: neither meets a deadlock (in the other
+    order, holds first, each waited for the other)."""
+    queue, case_id = f"d_{uuid.uuid4().hex[:8]}", uuid.uuid4()
+    await pool.execute("INSERT INTO queue_items (queue, case_id, priority, reason, due_at, enqueued_at)"
+                       " VALUES ($1, $2, 3, 'escalated', NULL, now())", queue, case_id)
+    assert (await hold_next(pool, queue, "agent-a", 600))["held"] == case_id
+    try:
+        async with pool.acquire() as batch, pool.acquire() as claim:
+            async with batch.transaction():
+                await batch.execute("SELECT 1 FROM queue_items WHERE case_id = $1 FOR UPDATE", case_id)
+                letting_go = asyncio.create_task(hold_briefly(claim, case_id, "agent-a", 0))
+                await asyncio.sleep(0.3)
+                assert not letting_go.done()  # waiting for the batch's row
+                await batch.execute("DELETE FROM claim_holds WHERE case_id = $1", case_id)  # not blocked
+            await asyncio.wait_for(letting_go, 10)
+    finally:
+        await pool.execute("DELETE FROM queue_items WHERE case_id = $1", case_id)
+        await pool.execute("DELETE FROM claim_holds WHERE case_id = $1", case_id)

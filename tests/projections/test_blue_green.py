@@ -134,6 +134,11 @@ async def test_a_new_version_is_built_beside_and_switched_to_under_load(
                         " AND table_name = 'case_files' AND column_name = 'served_by_v2'") == 1
                     assert new.positions["case_files"] == head
                     assert old.positions["case_files"] < head
+                    # The new tables were analyzed before the switch (a never-analyzed table has
+                    # reltuples -1 from PostgreSQL 14 on): plans are made from what they hold.
+                    if await empty_pool.fetchval("SELECT current_setting('server_version_num')::int") >= 140000:
+                        assert await empty_pool.fetchval(
+                            "SELECT reltuples FROM pg_class WHERE oid = 'case_files'::regclass") > 0
         finally:
             stop.set()
             for task in load:
