@@ -38,6 +38,7 @@ from casedesk.projections.runner import (
     READ_MODELS_CHANNEL,
     REBUILD_BATCH,
     Projection,
+    analyze_sql,
     version_of,
 )
 from casedesk.projections.served_versions import serve, stop_serving
@@ -139,7 +140,7 @@ async def build_and_switch(runner: ProjectionRunner, projection: Projection, hol
             pass
         # Filled from empty: their statistics, before any connection plans a statement on them after
         # the switch (a plan made on empty-table statistics stays until autovacuum comes round).
-        await holder.execute(f"ANALYZE {', '.join(f'{nxt}.{table}' for table in projection.tables)}")
+        await holder.execute(analyze_sql(projection.tables, nxt))
         # Stop the old version's workers (the batch in hand finishes first): from here the served
         # tables stand still, and the new ones catch up past them in committed batches.
         await stop_serving(holder, projection.name, version_of(projection))

@@ -152,6 +152,11 @@ class BuildParts:
     workers: int
 
 
+def analyze_sql(tables: Sequence[str], schema: str | None = None) -> str:
+    """ANALYZE of these tables (in `schema`, else as the search path finds them)."""
+    return "ANALYZE " + ", ".join(f"{schema}.{t}" if schema else t for t in tables)
+
+
 class TableStatistics:
     """When to take the planner's statistics of a projection's tables again, by the log's growth, and
     taking them beside the fold: in a task of its own, on a connection of its own, a table at a time,
@@ -187,7 +192,7 @@ class TableStatistics:
                     try:
                         async with conn.transaction():
                             await conn.execute(f"SET LOCAL lock_timeout = {ANALYZE_LOCK_TIMEOUT_MS}")
-                            await conn.execute(f"ANALYZE {table}")
+                            await conn.execute(analyze_sql((table,)))
                     except asyncpg.LockNotAvailableError:
                         busy.append(table)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:

@@ -20,6 +20,7 @@ from casedesk.projections.runner import (
     UNLOCK,
     Projection,
     ProjectionRunner,
+    analyze_sql,
     rebuild,
     version_lock_key,
 )
@@ -80,6 +81,8 @@ async def rebuild_projections(pool: asyncpg.Pool, names: list[str],
                         progress.update(task, completed=done)
                     progress.update(task, completed=total)
                     if mine:
+                        # Filled from empty: plans are to be made from what the tables now hold.
+                        await holder.execute(analyze_sql(projection.tables))
                         await holder.execute(UNLOCK, version_lock_key(projection))
                 rates[projection.name] = total / max(time.perf_counter() - started, 1e-9)
     finally:
