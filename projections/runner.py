@@ -188,13 +188,18 @@ class TableStatistics:
         busy: list[str] = []
         try:
             async with self._pool.acquire() as conn:
-                for table in tables:
-                    try:
-                        async with conn.transaction():
-                            await conn.execute(f"SET LOCAL lock_timeout = {ANALYZE_LOCK_TIMEOUT_MS}")
-                            await conn.execute(analyze_sql((table,)))
-                    except asyncpg.LockNotAvailableError:
-                        busy.append(table)
+                try:
+                    for table in tables:
+                        try:
+                            async with conn.transaction():
+                                await conn.execute(f"SET LOCAL lock_timeout = {ANALYZE_LOCK_TIMEOUT_MS}")
+                                await conn.execute(analyze_sql((table,)))
+                        except asyncpg.LockNotAvailableError:
+                            busy.append(table)
+                finally:
+                    # The pool opened a connection for this, now and then: it is not kept open for
+                    # minutes beside the worker's own (the pool opens another when one is wanted).
+                    await conn.close()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.warning("projection_tables_not_analyzed", projection=name, error=repr(error))
             return
