@@ -26,7 +26,7 @@ from eventsourcing.persistence import IntegrityError
 
 from casedesk.domain.events import CaseEvent
 from casedesk.projections.served_versions import served_version, served_version_held_sql
-from casedesk.services.store.database import keeps_session_state
+from casedesk.services.store.database import ASYNCHRONOUS_COMMIT, keeps_session_state
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import CHANNEL, EventStore
 from casedesk.services.store.tracking import forget_position, move_position_sql, read_position
@@ -42,16 +42,14 @@ READ_MODELS_CHANNEL = "read_models_moved"
 FALLBACK_POLL_SECONDS = 1.0
 
 
-ASYNCHRONOUS_COMMIT = "SET LOCAL synchronous_commit TO off"
 # A batch's first and last statements, a round trip each (a live batch is a score of them; each one
 # fewer is CPU on both sides of the socket). First: the served version, held FOR SHARE, and no flush
 # to wait for at commit: read tables and their position commit together, so a crash that loses this
 # batch loses its position too and the batch is redone. Last: the position moved (no row: it was
 # already there, a replayed batch) and a notification, delivered on commit, by which live dashboards
 # in any process refresh.
-_ASYNCHRONOUS = "set_config('synchronous_commit', 'off', true)"
-_BATCH_BEGUN = f"SELECT {served_version_held_sql(1)}, {_ASYNCHRONOUS}"
-_BATCH_BEGUN_UNCHECKED = f"SELECT NULL::integer, {_ASYNCHRONOUS}"
+_BATCH_BEGUN = f"SELECT {served_version_held_sql(1)}, {ASYNCHRONOUS_COMMIT}"
+_BATCH_BEGUN_UNCHECKED = f"SELECT NULL::integer, {ASYNCHRONOUS_COMMIT}"
 _BATCH_DONE = (f"WITH moved AS ({move_position_sql(1, 2)})"
                f" SELECT (SELECT notification_id FROM moved), pg_notify('{READ_MODELS_CHANNEL}', '')")
 

@@ -42,6 +42,7 @@ import msgspec
 from casedesk.domain.values import Money
 from casedesk.projections.timeline.rows import case_file_row_sql
 from casedesk.projections.timeline.shapes import CaseFile, CaseView
+from casedesk.services.store.database import ASYNCHRONOUS_COMMIT
 from casedesk.services.store.event_store import stream_after_sql
 from casedesk.services.store.snapshots import latest_snapshot_sql
 
@@ -328,7 +329,7 @@ SELECT (SELECT case_id FROM candidate) AS candidate, (SELECT case_id FROM held) 
     CASE WHEN NOT EXISTS (SELECT 1 FROM candidate) THEN EXISTS (
         SELECT 1 FROM queue_items q WHERE q.queue = $1 AND {WAITING} AND {NOT_HELD})
     END AS only_locked,
-    set_config('synchronous_commit', 'off', true) AS asynchronous_commit,
+    {ASYNCHRONOUS_COMMIT} AS asynchronous_commit,
     (SELECT originator_version FROM snapshot) AS snapshot_version, (SELECT state FROM snapshot) AS snapshot,
     (SELECT version FROM case_file) AS version, (SELECT view FROM case_file) AS view,
     (SELECT file FROM case_file) AS file, (SELECT timeline_head FROM case_file) AS timeline_head,

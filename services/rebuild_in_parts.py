@@ -53,7 +53,8 @@ from casedesk.domain import events as ev
 from casedesk.domain.clock_policies import policy_named
 from casedesk.domain.merchants import MerchantFlagged
 from casedesk.projections.case_files import CaseFiles
-from casedesk.projections.runner import ASYNCHRONOUS_COMMIT, READ_MODELS_CHANNEL, REBUILD_BATCH
+from casedesk.projections.runner import READ_MODELS_CHANNEL, REBUILD_BATCH
+from casedesk.services.store.database import ASYNCHRONOUS_COMMIT
 from casedesk.services.store.event_mapper import CaseEventMapper, topic_of
 from casedesk.services.store.event_store import log_head, positions_of_topics, read_notifications_of_part
 from casedesk.services.store.tracking import record_position
@@ -88,7 +89,7 @@ async def _fold_stretch(conn: asyncpg.Connection, projection: CaseFiles, mapper:
     while notifications := await read_notifications_of_part(conn, after, upto, part, parts, REBUILD_BATCH,
                                                               leave_out=leave_out):
         async with conn.transaction():
-            await conn.execute(ASYNCHRONOUS_COMMIT)
+            await conn.execute(f"SELECT {ASYNCHRONOUS_COMMIT}")
             await projection.apply(conn, [mapper.to_domain_event(n) for n in notifications])
         after, done = notifications[-1].id, done + len(notifications)
     return done

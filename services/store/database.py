@@ -34,6 +34,12 @@ def direct_database_url(settings: Settings) -> str:
 _SESSION_STATE: set[int] = set()
 
 
+# A transaction's commit that does not wait for the WAL flush, as an SQL expression, so that a statement
+# doing other work sets it in the same round trip (a projection batch's first statement, a claim's hold):
+# for writes a crash may lose because they are redone or worthless after it.
+ASYNCHRONOUS_COMMIT = "set_config('synchronous_commit', 'off', true)"
+
+
 def keeps_session_state(conn: Any) -> None:
     """Mark a pooled connection about to take a session advisory lock or LISTEN:
     its release then runs asyncpg's full reset (unlock all, UNLISTEN, RESET ALL)."""

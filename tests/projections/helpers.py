@@ -105,6 +105,21 @@ async def wait_until_caught_up(runner: ProjectionRunner, name: str, within: floa
             await asyncio.sleep(0.01)
 
 
+async def row_estimates(pool: asyncpg.Pool, tables: tuple[str, ...]) -> dict[str, float] | None:
+    """Each table's row estimate (pg_class.reltuples): -1 until ANALYZE (or VACUUM) has looked at it.
+    None before PostgreSQL 14, where a table never analyzed shows 0, as an empty one does."""
+    if await pool.fetchval("SELECT current_setting('server_version_num')::int") < 140000:
+        return None
+    rows = await pool.fetch("SELECT relname, reltuples FROM pg_class WHERE oid = ANY($1::regclass[])", list(tables))
+    return {r["relname"]: r["reltuples"] for r in rows}
+
+
+async def analyzed_with_rows(pool: asyncpg.Pool, table: str) -> bool:
+    """Whether ANALYZE has found rows in the table (taken as so before PostgreSQL 14: it cannot be told)."""
+    estimates = await row_estimates(pool, (table,))
+    return estimates is None or estimates[table] > 0
+
+
 def contents_of(table: str) -> str:
     """A query of what `table` holds, the same however batches split the work (see CaseFiles.contents)."""
     return CaseFiles.contents.get(table, f"SELECT * FROM {table}")

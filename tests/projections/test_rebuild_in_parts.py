@@ -29,7 +29,14 @@ from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
 from casedesk.services.store.tracking import read_position
 from tests.number_settings import check_number_setting
-from tests.projections.helpers import AGENT, REGISTERED, SUPERVISOR, all_rows, write_mixed_cases
+from tests.projections.helpers import (
+    AGENT,
+    REGISTERED,
+    SUPERVISOR,
+    all_rows,
+    analyzed_with_rows,
+    write_mixed_cases,
+)
 from tests.projections.test_merge_rebuild import write_merges
 
 MERCHANT = "SHADY ONLINE GAMES"
@@ -78,9 +85,7 @@ async def test_two_processes_rebuild_what_one_worker_rebuilds(empty_pool: asyncp
     # When the case files are rebuilt by one worker, and then by two processes split by case
     await rebuild_projections(empty_pool, ["case_files"], [CaseFiles()])
     one = await everything(empty_pool, ids)
-    if await empty_pool.fetchval("SELECT current_setting('server_version_num')::int") >= 140000:
-        # analyzed once filled (a table never analyzed has reltuples -1 from PostgreSQL 14 on)
-        assert await empty_pool.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'case_files'::regclass") > 0
+    assert await analyzed_with_rows(empty_pool, "case_files")  # analyzed once filled
     await rebuild_projections(empty_pool, ["case_files"], [CaseFiles()], workers=2, dsn=database_dsn, schema=schema)
     two = await everything(empty_pool, ids)
 
@@ -109,9 +114,7 @@ async def test_merges_across_parts_carry_what_the_absorbed_case_owed_at_the_merg
     # When the case files are rebuilt by one worker, and then by two processes split by case
     await rebuild_projections(empty_pool, ["case_files"], [CaseFiles()])
     one = await everything(empty_pool, ids)
-    if await empty_pool.fetchval("SELECT current_setting('server_version_num')::int") >= 140000:
-        # analyzed once filled (a table never analyzed has reltuples -1 from PostgreSQL 14 on)
-        assert await empty_pool.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'case_files'::regclass") > 0
+    assert await analyzed_with_rows(empty_pool, "case_files")  # analyzed once filled
     await rebuild_projections(empty_pool, ["case_files"], [CaseFiles()], workers=2, dsn=database_dsn, schema=schema)
 
     # Then every survivor carries the same owed disputes and callbacks, row for row

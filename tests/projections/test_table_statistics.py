@@ -13,7 +13,7 @@ from casedesk.projections.runner import ProjectionRunner, TableStatistics
 from casedesk.services.case_service import CaseService
 from casedesk.services.store.event_mapper import CaseEventMapper
 from casedesk.services.store.event_store import EventStore
-from tests.projections.helpers import running, wait_until_caught_up, write_mixed_cases
+from tests.projections.helpers import row_estimates, running, wait_until_caught_up, write_mixed_cases
 
 
 def test_statistics_are_due_by_the_logs_growth_not_by_every_batch() -> None:
@@ -33,13 +33,11 @@ def test_statistics_are_due_by_the_logs_growth_not_by_every_batch() -> None:
 
 
 async def _analyzed(pool: asyncpg.Pool, tables: tuple[str, ...]) -> dict[str, float]:
-    """Each table's row estimate: -1 until ANALYZE (or VACUUM) has looked at the table (PostgreSQL 14 on;
-    before, 0 as for an empty table, so these tests skip there)."""
-    if await pool.fetchval("SELECT current_setting('server_version_num')::int") < 140000:
+    """Each table's row estimate: -1 until ANALYZE has looked at it (these tests skip before PostgreSQL 14)."""
+    estimates = await row_estimates(pool, tables)
+    if estimates is None:
         pytest.skip("a table never analyzed shows reltuples -1 from PostgreSQL 14 on")
-    rows = await pool.fetch("SELECT relname, reltuples FROM pg_class WHERE oid = ANY($1::regclass[])",
-                            list(tables))
-    return {r["relname"]: r["reltuples"] for r in rows}
+    return estimates
 
 
 async def test_a_live_projection_analyzes_its_tables_once_the_log_has_grown(
