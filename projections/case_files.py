@@ -114,6 +114,8 @@ class CaseFiles:
             files = await self._files(conn, ids)
             new = {i for i in ids if i not in files}  # no case_files row yet: no clock rows either
             customers = await customer_rows(conn, ids)
+            # Written again only when the batch changed them (a note or a claim changes no customer row).
+            stored = {case_id: _encode(row) for case_id, row in customers.items()}
             merchants = await MerchantBook.load(conn, list(events))
             # (no collector passes meanwhile: the runner pauses it around the whole batch)
             changed, outbound, activity = self._fold(events, files, customers, merchants)
@@ -121,7 +123,8 @@ class CaseFiles:
             await write_files(conn, changed)
             await write_queues(conn, changed)
             await write_clocks(conn, changed, new)
-            await write_lookup(conn, list(customers.values()), outbound)
+            await write_lookup(conn, [row for case_id, row in customers.items() if _encode(row) != stored.get(case_id)],
+                               outbound)
             if erased:  # lookup no longer finds an erased customer: their digests go (issue 21)
                 await forget_cases(conn, list(erased))
             await write_activity(conn, activity)

@@ -37,6 +37,8 @@ class MerchantBook:
     @classmethod
     async def load(cls, conn: Any, events: list[Any]) -> MerchantBook:
         keys = sorted({merchant_key(m) for e in events for m in merchants_named(e)})
+        if not keys:  # most batches name no merchant: no round trip for them
+            return cls({})
         rows = await conn.fetch("SELECT merchant_key, merchant FROM merchant_flags WHERE merchant_key = ANY($1)", keys)
         return cls({r[0]: r[1] for r in rows})
 

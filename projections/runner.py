@@ -22,14 +22,14 @@ from typing import Protocol
 
 import asyncpg
 import structlog
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Notification
 
 from casedesk.domain.events import CaseEvent
-from casedesk.projections.served_versions import served_version, served_version_held_sql
-from casedesk.services.store.database import ASYNCHRONOUS_COMMIT, keeps_session_state
+from casedesk.projections.served_versions import served_version, served_version_held_sql, served_version_sql
+from casedesk.services.store.database import ASYNCHRONOUS_COMMIT, keeps_session_state, sql_literal
 from casedesk.services.store.event_mapper import CaseEventMapper
-from casedesk.services.store.event_store import CHANNEL, EventStore
-from casedesk.services.store.tracking import forget_position, move_position_sql, read_position
+from casedesk.services.store.event_store import CHANNEL, EventStore, notification_of, notifications_after_sql
+from casedesk.services.store.tracking import forget_position, move_position_sql, position_sql
 
 log = structlog.get_logger("casedesk.projections")
 
@@ -42,16 +42,51 @@ READ_MODELS_CHANNEL = "read_models_moved"
 FALLBACK_POLL_SECONDS = 1.0
 
 
-# A batch's first and last statements, a round trip each (a live batch is a score of them; each one
-# fewer is CPU on both sides of the socket). First: the served version, held FOR SHARE, and no flush
-# to wait for at commit: read tables and their position commit together, so a crash that loses this
-# batch loses its position too and the batch is redone. Last: the position moved (no row: it was
-# already there, a replayed batch) and a notification, delivered on commit, by which live dashboards
-# in any process refresh.
-_BATCH_BEGUN = f"SELECT {served_version_held_sql(1)}, {ASYNCHRONOUS_COMMIT}"
-_BATCH_BEGUN_UNCHECKED = f"SELECT NULL::integer, {ASYNCHRONOUS_COMMIT}"
-_BATCH_DONE = (f"WITH moved AS ({move_position_sql(1, 2)})"
-               f" SELECT (SELECT notification_id FROM moved), pg_notify('{READ_MODELS_CHANNEL}', '')")
+# A batch in as few round trips as it can take: each is a wake-up of this process and of its
+# PostgreSQL backend, either of which may wait for a core on a busy machine (in
+# `python -m tests.bench claims` the worker's CPU was mostly round trips, a score per batch):
+# - the look: where the projection stands, the version its tables hold and the log after it, one
+#   statement (all that a wake-up with nothing new costs);
+# - the start: BEGIN, no flush to wait for at commit (read tables and their position commit
+#   together, so a crash that loses this batch loses its position too and the batch is redone), and
+#   the served version held FOR SHARE (a switch to a newer version waits for the batch in hand);
+#   several statements in one simple-protocol message;
+# - the projection's own statements;
+# - the end: the position moved, the version checked again under the lock, a notification (delivered
+#   on commit, by which live dashboards in any process refresh) and COMMIT, one message. A position
+#   already there (a replayed batch) or another version served fails the statement through
+#   casedesk_refuse (migration 022), so its COMMIT is never reached and the batch rolls back.
+# (The look's rows come in the inner query's order: its one outer row is joined to it as it is. An
+# outer ORDER BY sorted a rebuild's 20,000 rows, states and all, on disk: ten times the plain scan.)
+_LOOK = (f"SELECT p.after, p.served, n.* FROM (SELECT {position_sql('$1')} AS after,"
+         f" {served_version_sql('$1')} AS served) p"
+         f" LEFT JOIN LATERAL ({notifications_after_sql('p.after', '$2')}) n ON true")
+REPLAYED, SUPERSEDED = "CD002", "CD003"
+
+
+def _not_served(served: str, name: str, folds: int) -> str:
+    """An SQL expression refusing the batch (SQLSTATE SUPERSEDED) when `served`, the served version,
+    is another than `folds`."""
+    return (f"CASE WHEN {served} <> {folds} THEN casedesk_refuse('{SUPERSEDED}', {sql_literal(name)}"
+            f" || ': the tables hold version ' || {served} || ', this worker folds version {folds}') END")
+
+
+def _batch_begun(name: str, folds: int | None) -> str:
+    # The version is checked as it is taken FOR SHARE: a batch begun just after a switch began
+    # (stop_serving) stops before its fold, and holds no table the switch waits for.
+    held = "" if folds is None else f", {_not_served(served_version_held_sql(sql_literal(name)), name, folds)}"
+    return f"BEGIN; SELECT {ASYNCHRONOUS_COMMIT}{held}"
+
+
+def _batch_done(name: str, position: int, folds: int | None) -> str:
+    named = sql_literal(name)
+    replayed = sql_literal(f"{name} is already at or past notification {position}")
+    # Checked again at the end: the batch's own statements may not change the version it folds.
+    checked = "" if folds is None else f", {_not_served(served_version_sql(named), name, folds)}"
+    return (f"WITH moved AS ({move_position_sql(named, str(int(position)))})"
+            f" SELECT coalesce((SELECT notification_id FROM moved), casedesk_refuse('{REPLAYED}', {replayed}))"
+            f"{checked},"
+            f" pg_notify('{READ_MODELS_CHANNEL}', ''); COMMIT")
 
 # The planner's statistics of a projection's tables are taken again (ANALYZE) once the log has grown
 # by ANALYZE_GROWTH of what it was at the last ANALYZE, and by at least ANALYZE_AFTER_EVENTS.
@@ -85,6 +120,8 @@ class Projection(Protocol):
     name: str
     tables: tuple[str, ...]
 
+    # `apply` runs inside the batch's transaction, begun by a BEGIN of the runner's own: it may not open
+    # one with conn.transaction() (asyncpg refuses that in a transaction it did not begin).
     async def apply(self, conn: asyncpg.Connection, events: Sequence[CaseEvent]) -> None: ...
 
 
@@ -211,6 +248,35 @@ class TableStatistics:
         self._taking.clear()
 
 
+async def _fold_in_one_transaction(conn: asyncpg.Connection, projection: Projection, events: Sequence[object],
+                                   position: int, folds: int | None) -> None:
+    """Apply a batch and move the projection's position to `position`, in one transaction begun and
+    ended by one message each (the version `folds` checked, unless None: a builder of the next one)."""
+    try:
+        await conn.execute(_batch_begun(projection.name, folds))
+        await projection.apply(conn, events)  # type: ignore[arg-type]
+        await conn.execute(_batch_done(projection.name, position, folds))
+    except BaseException as error:
+        # Not committed: roll back here, whatever asyncpg believes the state is. A message cancelled in
+        # flight (a worker stopped while its BEGIN waited for the version's row lock) left asyncpg
+        # with the state from before it, while the server went on and began the transaction; a
+        # ROLLBACK with none open is only a warning. (A connection that cannot take it, one cut off
+        # mid-statement, is reset or closed by its pool when released.)
+        with contextlib.suppress(Exception):
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+        sqlstate = getattr(error, "sqlstate", None)
+        if sqlstate == REPLAYED:
+            raise IntegrityError(str(error)) from error
+        if sqlstate == SUPERSEDED:
+            raise SupersededError(str(error)) from error
+        raise
+
+
+def _position_of(notification: Notification) -> int:
+    return notification.id
+
+
 class ProjectionRunner:
     """Runs projections from the store's log into tables reached through `pool`."""
 
@@ -234,6 +300,7 @@ class ProjectionRunner:
         self._listener: asyncpg.Connection | None = None
         self._stopping = False
         self._superseded: set[str] = set()
+        self._behind: dict[str, bool] = {}  # per projection: whether its last look came back full
         self.statistics = TableStatistics(pool)
 
     async def start(self) -> None:
@@ -297,33 +364,30 @@ class ProjectionRunner:
         """
         # On the lock holder's connection when there is one: a worker needs no other connection than
         # the one it holds, so the pool's other connections stay free for requests however many run.
-        position = await read_position(holder or self.pool, projection.name) or 0
         _COLLECTOR.pause()
         behind = False
+        limit = self.batch  # as looked with: a blue/green build changes the runner's batch meanwhile
         try:
-            notifications = await self.store.read_notifications(
-                position, self.batch, inclusive_of_start=False, conn=holder
-            )
-            if not notifications:
+            rows = await (holder or self.pool).fetch(_LOOK, projection.name, limit)
+            position, served = rows[0][0], rows[0][1]
+            folds = version_of(projection) if checks_version else None
+            if rows[0][2] is None:
                 self.positions[projection.name] = position
                 return 0
+            if folds is not None and served is not None and served != folds:
+                raise SupersededError(f"{projection.name}: the tables hold version {served},"
+                                      f" this worker folds version {folds}")
+            # Sorted in case a plan ever yields them otherwise (already in order: a pass over them).
+            notifications = sorted((notification_of(r, 2) for r in rows), key=_position_of)
             # The audit seal reads the stored bytes themselves; read models read events.
             events = (notifications if getattr(projection, "reads_stored_events", False)
                       else [self.mapper.to_domain_event(n) for n in notifications])
             async with contextlib.AsyncExitStack() as stack:
                 conn = holder if holder is not None else await stack.enter_async_context(self.pool.acquire())
-                await stack.enter_async_context(conn.transaction())
-                served = await conn.fetchval(_BATCH_BEGUN if checks_version else _BATCH_BEGUN_UNCHECKED,
-                                             *((projection.name,) if checks_version else ()))
-                if served is not None and served != version_of(projection):
-                    raise SupersededError(f"{projection.name}: the tables hold version {served},"
-                                          f" this worker folds version {version_of(projection)}")
-                await projection.apply(conn, events)
-                if await conn.fetchval(_BATCH_DONE, projection.name, notifications[-1].id) is None:
-                    raise IntegrityError(f"{projection.name} is already at or past notification"
-                                         f" {notifications[-1].id}")
-            behind = len(notifications) == self.batch
+                await _fold_in_one_transaction(conn, projection, events, notifications[-1].id, folds)
+            behind = len(notifications) == limit
         finally:
+            self._behind[projection.name] = behind
             if not behind:
                 _COLLECTOR.resume()
         self.positions[projection.name] = notifications[-1].id
@@ -368,6 +432,8 @@ class ProjectionRunner:
             wake = self._wake[projection.name]
             loop = asyncio.get_running_loop()
             while not self._stopping:
+                if not self._listening():  # lost alone (an idle-session timeout): appends wake us again
+                    await self._listen()
                 wake.clear()
                 try:
                     began, folded = loop.time(), 0
@@ -376,6 +442,10 @@ class ProjectionRunner:
                         position = self.positions[projection.name]
                         if self.statistics.due(projection.name, position - batch, position):
                             self.statistics.take(projection, position)
+                        if not self._behind[projection.name]:
+                            # A short batch took all the log held when it looked: a look now would find
+                            # nothing (an append since then has woken us, and we look again after the wait).
+                            break
                     if not folded:  # an empty look (the fallback timer's) holds back no one
                         began = -LIVE_BATCH_INTERVAL
                 except SupersededError as superseded:  # switched to a newer version: stand by

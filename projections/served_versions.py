@@ -18,12 +18,18 @@ async def served_version(conn: asyncpg.Connection, name: str, version: int) -> i
     return served
 
 
-def served_version_held_sql(name: int) -> str:
-    """A scalar subquery: the served version of the projection named by parameter `$name`, held FOR SHARE
-    in the caller's transaction: a switch to a newer version (which updates the row) waits for the batch
-    in hand, and every batch after it sees the new one. For a statement that does more in its round trip
+def served_version_sql(name: str) -> str:
+    """A scalar subquery: the served version of the projection named by the SQL expression `name` (a
+    parameter or a literal), NULL when it was never versioned. For a statement that does more in its
+    round trip (the runner's look at the log, its batch's last statement)."""
+    return f"(SELECT version FROM projection_versions WHERE name = {name})"
+
+
+def served_version_held_sql(name: str) -> str:
+    """As served_version_sql, held FOR SHARE in the caller's transaction: a switch to a newer version
+    (which updates the row) waits for the batch in hand, and every batch after it sees the new one
     (the runner's start of a batch)."""
-    return f"(SELECT version FROM projection_versions WHERE name = ${name} FOR SHARE)"
+    return f"(SELECT version FROM projection_versions WHERE name = {name} FOR SHARE)"
 
 
 async def stop_serving(conn: asyncpg.Connection, name: str, next_version: int) -> None:

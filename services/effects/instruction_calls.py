@@ -23,7 +23,7 @@ _RECORD = (
     "WITH calls AS (INSERT INTO processor_instructions (token, case_id, card_id, instruction, path, body, position,"
     " seq, requested_at) SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
     " $6::bytea[], $7::bigint[], $8::smallint[], $9::timestamptz[]) ON CONFLICT (token) DO NOTHING)"
-    f" {move_position_sql(10, 11)}")
+    f" {move_position_sql('$10', '$11')}")
 
 # What the dashboard and /metrics show: instructions not yet answered, and the oldest one's age.
 _IN_FLIGHT = """

@@ -125,23 +125,42 @@ class AuditSeal:
 
     def __init__(self, key: bytes, heads: HeadsFile | None) -> None:
         self._key, self._heads = key, heads
+        # The last seal this sealer wrote (position, seal): the next batch links to it without reading
+        # it first. A batch that rolled back after writing it, or another process sealing meanwhile,
+        # leaves it wrong; the insert checks it against the table and writes nothing then.
+        self._last: tuple[int, bytes] | None = None
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[Notification]) -> None:  # type: ignore[override]
-        last = await conn.fetchrow(
-            "SELECT notification_id, seal FROM audit_seals ORDER BY notification_id DESC LIMIT 1")
-        position, previous = (last[0], bytes(last[1])) if last else (0, ZERO_SEAL)
+        if self._last is None or not await self._seal(conn, events, *self._last):
+            last = await conn.fetchrow(
+                "SELECT notification_id, seal FROM audit_seals ORDER BY notification_id DESC LIMIT 1")
+            if not await self._seal(conn, events, *((last[0], bytes(last[1])) if last else (0, ZERO_SEAL))):
+                raise RuntimeError("audit seals changed while the sealer held its lock")
+
+    async def _seal(self, conn: asyncpg.Connection, events: Sequence[Notification], after: int,
+                    seal: bytes) -> bool:
+        """Seal `events` after the seal `seal` at position `after` (0 and ZERO_SEAL: the log's start), in
+        one statement, if that is the last seal stored; False (nothing written) if it is not."""
         rows = []
+        position, previous = after, seal
         for n in events:
             sealed = seal_link(self._key, previous, n.id, n.originator_id, n.originator_version, n.topic, n.state)
             rows.append((n.id, n.originator_id, n.originator_version, position, sealed))
             position, previous = n.id, sealed
-        await conn.executemany(
+        status = await conn.execute(
             "INSERT INTO audit_seals (notification_id, originator_id, originator_version, previous_position, seal)"
-            " VALUES ($1, $2, $3, $4, $5)", rows)
+            " SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bytea[])"
+            " WHERE (SELECT seal FROM audit_seals WHERE notification_id = $6) IS NOT DISTINCT FROM $7"
+            " AND NOT EXISTS (SELECT 1 FROM audit_seals WHERE notification_id > $6)",
+            *(list(column) for column in zip(*rows, strict=True)), after, None if after == 0 else seal)
+        if status != f"INSERT 0 {len(rows)}":
+            return False
+        self._last = (position, previous)
         # Written before the batch commits: if it rolls back, the batch is sealed again
         # from the same events and the same previous seal, so the head stays true.
         if self._heads is not None:
             self._heads.append(position, previous)
+        return True
 
 
 class SealCheck(msgspec.Struct, frozen=True, kw_only=True):

@@ -40,6 +40,13 @@ _SESSION_STATE: set[int] = set()
 ASYNCHRONOUS_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
 
+def sql_literal(text: str) -> str:
+    """`text` as an SQL string literal (standard_conforming_strings, PostgreSQL's default since 9.1).
+    For the few statements sent by the simple query protocol, which takes no parameters: a message
+    holding several statements (a projection batch's "BEGIN; ..." and "...; COMMIT") is one round trip."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def keeps_session_state(conn: Any) -> None:
     """Mark a pooled connection about to take a session advisory lock or LISTEN:
     its release then runs asyncpg's full reset (unlock all, UNLISTEN, RESET ALL)."""

@@ -446,6 +446,22 @@ async def read_notifications_of_part(conn: asyncpg.Connection, after: int, upto:
             for r in rows]
 
 
+# The log after a position, as a statement's part: a reader's look at the log in the statement that
+# also reads where it stands (projections/runner.py). `after` and `limit` are SQL expressions.
+NOTIFICATION_COLUMNS = "notification_id, originator_id, originator_version, topic, state"
+
+
+def notifications_after_sql(after: str, limit: str) -> str:
+    return (f"SELECT {NOTIFICATION_COLUMNS} FROM case_events WHERE notification_id > {after}"
+            f" ORDER BY notification_id LIMIT {limit}")
+
+
+def notification_of(row: asyncpg.Record, at: int = 0) -> Notification:
+    """A log row read with NOTIFICATION_COLUMNS, its columns from `at` on."""
+    return Notification(id=row[at], originator_id=row[at + 1], originator_version=row[at + 2], topic=row[at + 3],
+                        state=bytes(row[at + 4]))
+
+
 # The log's head as a statement's part, read in the statement that uses it (a subscription's start).
 LOG_HEAD_SQL = "(SELECT coalesce(max(notification_id), 0) FROM case_events)"
 

@@ -7,6 +7,7 @@ dashboard read those positions here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import asyncpg
@@ -21,13 +22,21 @@ _MOVE = (
     " RETURNING notification_id")
 
 
-def move_position_sql(name: int, position: int) -> str:
-    """The upsert that moves a position, with its parameters numbered `$name` and `$position`.
+def move_position_sql(name: str, position: str) -> str:
+    """The upsert that moves a position, with the reader's name and the new position given as SQL
+    expressions (parameters such as "$10", or literals).
 
-    For a statement that writes other rows with it in one round trip (the
-    processor follower's calls): it returns the new position, or no row.
+    For a statement that writes other rows with it in one round trip (the processor follower's
+    calls, a projection batch's last statement): it returns the new position, or no row.
     """
-    return _MOVE.replace("$1", f"${name}").replace("$2", f"${position}")
+    # In one pass: replacing one placeholder and then the other would rewrite what the first put in.
+    return re.sub(r"\$([12])\b", lambda m: name if m[1] == "1" else position, _MOVE)
+
+
+def position_sql(name: str) -> str:
+    """A scalar expression: the position of the reader named by the SQL expression `name`, 0 for none
+    (for a statement that reads the log after it in the same round trip)."""
+    return f"coalesce((SELECT notification_id FROM projection_tracking WHERE application_name = {name}), 0)"
 
 
 async def record_position(conn: asyncpg.Connection, name: str, notification_id: int) -> None:

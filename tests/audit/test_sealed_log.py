@@ -145,3 +145,36 @@ async def test_audit_verify_names_a_rechained_edit(database_dsn: str, schema: st
     assert tampered.returncode == 1, tampered.stdout + tampered.stderr
     assert "0 with a broken hash chain" in tampered.stdout  # the plain chains all pass ...
     assert f"position {position} (case {streams[1]} v2) is not the event sealed there" in tampered.stdout
+
+
+async def test_a_seal_batch_rolled_back_after_sealing_leaves_a_chain_that_verifies(
+        empty_pool: asyncpg.Pool, tmp_path: Path) -> None:
+    # Given a sealer that remembers its last seal instead of reading it each batch
+    heads = HeadsFile(tmp_path / "heads.jsonl", KEY)
+    store = EventStore(empty_pool)
+    seal = AuditSeal(KEY, heads)
+    runner = ProjectionRunner(store, empty_pool, [seal])
+    streams = [uuid.uuid4(), uuid.uuid4()]
+    for s in streams:
+        await store.append([StoredEvent(s, 1, TOPIC, b'{"v": 1}')])
+    while await runner.catch_up(seal):
+        pass
+    # when its next batch seals and then rolls back (its memory is now ahead of the table),
+    for s in streams:
+        await store.append([StoredEvent(s, 2, TOPIC, b'{"v": 2}')])
+    notifications = await store.read_notifications(await empty_pool.fetchval(
+        "SELECT max(notification_id) FROM audit_seals"), 10, inclusive_of_start=False)
+    async with empty_pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        await seal.apply(conn, notifications)
+        await transaction.rollback()
+    # and more events come before the next batch, which is committed
+    await store.append([StoredEvent(streams[0], 3, TOPIC, b'{"v": 3}')])
+    while await runner.catch_up(seal):
+        pass
+    # then every event is sealed once, in a chain the check (and every exported head) holds.
+    async with empty_pool.acquire() as conn:
+        found = await check_seal(conn, KEY, heads)
+    assert found.ok and found.events_checked == 5, found
+    await store.close()
