@@ -150,9 +150,12 @@ class AuditSeal:
         status = await conn.execute(
             "INSERT INTO audit_seals (notification_id, originator_id, originator_version, previous_position, seal)"
             " SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bytea[])"
-            " WHERE (SELECT seal FROM audit_seals WHERE notification_id = $6) IS NOT DISTINCT FROM $7"
-            " AND NOT EXISTS (SELECT 1 FROM audit_seals WHERE notification_id > $6)",
-            *(list(column) for column in zip(*rows, strict=True)), after, None if after == 0 else seal)
+            # The last seal stored, found as the first read found it (the key's index, backwards, one row):
+            # "no seal after $6" as NOT EXISTS (id > $6) was a generic plan scanning the whole table,
+            # 2 ms a batch in `python -m tests.bench claims`.
+            " WHERE coalesce((SELECT notification_id = $6 AND seal = $7 FROM audit_seals"
+            " ORDER BY notification_id DESC LIMIT 1), $6 = 0)",
+            *(list(column) for column in zip(*rows, strict=True)), after, seal)
         if status != f"INSERT 0 {len(rows)}":
             return False
         self._last = (position, previous)
