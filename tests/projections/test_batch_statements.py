@@ -189,3 +189,24 @@ async def test_a_batch_cancelled_while_its_start_waits_leaves_no_transaction_ope
         assert not holder.is_in_transaction()  # as the server said it after that statement
         assert await runner.catch_up(CaseFiles(), holder) > 0
     await store.close()
+
+
+async def test_a_session_that_lost_one_of_the_batch_statements_prepares_it_again(empty_pool: asyncpg.Pool) -> None:
+    store = EventStore(empty_pool)
+    cases = CaseService(store, CaseEventMapper())
+    [case_id] = await write_mixed_cases(cases, 1)
+    runner = ProjectionRunner(store, empty_pool, [CaseFiles()])
+    prepared = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'casedesk_batch_%'"
+    async with empty_pool.acquire() as holder:
+        # Given a session whose first batch prepared the start and the end, and which then lost the
+        # start (a DEALLOCATE, as a pooler's reset would do)
+        assert await runner.catch_up(CaseFiles(), holder) > 0
+        assert await holder.fetchval(prepared) == 2
+        await holder.execute("DEALLOCATE casedesk_batch_begun")
+        # when its next batch begins, then it prepares what it lacks and folds.
+        await cases.change(AGENT, case_id, partial(d.add_handoff_note, note_id=uuid.uuid4(), text="after",
+                                                   for_department=None, pinned=False))
+        assert await runner.catch_up(CaseFiles(), holder) == 1
+        assert await holder.fetchval(prepared) == 2
+        assert not holder.is_in_transaction()
+    await store.close()
