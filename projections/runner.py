@@ -467,9 +467,14 @@ class ProjectionRunner:
                         if self.statistics.due(projection.name, position - batch, position):
                             self.statistics.take(projection, position)
                         if not self._behind[projection.name]:
-                            # A short batch took all the log held when it looked: a look now would find
-                            # nothing (an append since then has woken us, and we look again after the wait).
-                            break
+                            if not wake.is_set():
+                                # A short batch took all the log held when it looked, and no append has
+                                # woken us since: a look now would find nothing.
+                                break
+                            # Appended to meanwhile: look again at once, as under a steady stream a
+                            # worker keeps folding (waiting out LIVE_BATCH_INTERVAL after every batch
+                            # doubled the projection lag's median in `python -m tests.bench http`).
+                            wake.clear()
                     if not folded:  # an empty look (the fallback timer's) holds back no one
                         began = -LIVE_BATCH_INTERVAL
                 except SupersededError as superseded:  # switched to a newer version: stand by
