@@ -69,22 +69,22 @@ _LOOK = (f"SELECT p.after, p.served, n.* FROM (SELECT {position_sql('$1')} AS af
 REPLAYED, SUPERSEDED = "CD002", "CD003"
 
 
-def _not_served(served: str) -> str:
+def _not_served(served: str, folds: str) -> str:
     """An SQL expression refusing the batch (SQLSTATE SUPERSEDED) when `served`, the served version of
-    the projection named by $1, is another than $n, the version the worker folds (NULL: no check)."""
-    return (f"CASE WHEN {served} <> $n THEN casedesk_refuse('{SUPERSEDED}', $1"
-            f" || ': the tables hold version ' || {served} || ', this worker folds version ' || $n) END")
+    the projection named by $1, is another than `folds`, the version the worker folds (NULL: no check)."""
+    return (f"CASE WHEN {served} <> {folds} THEN casedesk_refuse('{SUPERSEDED}', $1"
+            f" || ': the tables hold version ' || {served} || ', this worker folds version ' || {folds}) END")
 
 
 # (name, parameter types, statement) of the statements a batch's start and end EXECUTE.
 _PREPARED = (
     ("casedesk_batch_begun", "text, integer",
-     f"SELECT {ASYNCHRONOUS_COMMIT}, {_not_served(served_version_held_sql('$1')).replace('$n', '$2')}"),
+     f"SELECT {ASYNCHRONOUS_COMMIT}, {_not_served(served_version_held_sql('$1'), '$2')}"),
     ("casedesk_batch_done", "text, bigint, integer",
      f"WITH moved AS ({move_position_sql('$1', '$2')})"
      f" SELECT coalesce((SELECT notification_id FROM moved),"
      f" casedesk_refuse('{REPLAYED}', $1 || ' is already at or past notification ' || $2)),"
-     f" {_not_served(served_version_sql('$1')).replace('$n', '$3')}, pg_notify('{READ_MODELS_CHANNEL}', '')"),
+     f" {_not_served(served_version_sql('$1'), '$3')}, pg_notify('{READ_MODELS_CHANNEL}', '')"),
 )
 
 

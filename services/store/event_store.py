@@ -383,7 +383,7 @@ class EventStore:
         """The log after `start`; on `conn` when given (a reader's own connection, not one more from the pool)."""
         after = 0 if start is None else (start - 1 if inclusive_of_start else start)
         rows = await (conn or self.pool).fetch(
-            "SELECT notification_id, originator_id, originator_version, topic, state"
+            f"SELECT {NOTIFICATION_COLUMNS}"
             " FROM case_events WHERE notification_id > $1 AND notification_id <= $2"
             " AND (cardinality($3::text[]) = 0 OR topic = ANY($3::text[]))"
             " ORDER BY notification_id LIMIT $4",
@@ -392,12 +392,7 @@ class EventStore:
             list(topics),
             limit,
         )
-        return [
-            Notification(
-                id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4])
-            )
-            for r in rows
-        ]
+        return [notification_of(r) for r in rows]
 
     async def max_notification_id(self) -> int | None:
         value: int | None = await self.pool.fetchval("SELECT max(notification_id) FROM case_events")
@@ -429,23 +424,6 @@ class EventStore:
         await self.writer.close()
 
 
-async def read_notifications_of_part(conn: asyncpg.Connection, after: int, upto: int, part: int, parts: int,
-                                     limit: int, leave_out: Sequence[str] = ()) -> list[Notification]:
-    """The log in (after, upto] of the cases whose id hashes to `part` of `parts`, in order.
-
-    For a rebuild in parts: one case's events all fall in one part. `leave_out`
-    names topics the caller folds on its own (merchant flags).
-    """
-    rows = await conn.fetch(
-        "SELECT notification_id, originator_id, originator_version, topic, state FROM case_events"
-        " WHERE notification_id > $1 AND notification_id <= $2"
-        " AND (hashtext(originator_id::text) & 2147483647) % $3 = $4 AND topic <> ALL($5::text[])"
-        " ORDER BY notification_id LIMIT $6",
-        after, upto, parts, part, list(leave_out), limit)
-    return [Notification(id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3], state=bytes(r[4]))
-            for r in rows]
-
-
 # The log after a position, as a statement's part: a reader's look at the log in the statement that
 # also reads where it stands (projections/runner.py). `after` and `limit` are SQL expressions.
 NOTIFICATION_COLUMNS = "notification_id, originator_id, originator_version, topic, state"
@@ -460,6 +438,23 @@ def notification_of(row: asyncpg.Record, at: int = 0) -> Notification:
     """A log row read with NOTIFICATION_COLUMNS, its columns from `at` on."""
     return Notification(id=row[at], originator_id=row[at + 1], originator_version=row[at + 2], topic=row[at + 3],
                         state=bytes(row[at + 4]))
+
+
+
+async def read_notifications_of_part(conn: asyncpg.Connection, after: int, upto: int, part: int, parts: int,
+                                     limit: int, leave_out: Sequence[str] = ()) -> list[Notification]:
+    """The log in (after, upto] of the cases whose id hashes to `part` of `parts`, in order.
+
+    For a rebuild in parts: one case's events all fall in one part. `leave_out`
+    names topics the caller folds on its own (merchant flags).
+    """
+    rows = await conn.fetch(
+        f"SELECT {NOTIFICATION_COLUMNS} FROM case_events"
+        " WHERE notification_id > $1 AND notification_id <= $2"
+        " AND (hashtext(originator_id::text) & 2147483647) % $3 = $4 AND topic <> ALL($5::text[])"
+        " ORDER BY notification_id LIMIT $6",
+        after, upto, parts, part, list(leave_out), limit)
+    return [notification_of(r) for r in rows]
 
 
 # The log's head as a statement's part, read in the statement that uses it (a subscription's start).

@@ -7,7 +7,6 @@ dashboard read those positions here.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import asyncpg
@@ -15,8 +14,8 @@ from eventsourcing.persistence import IntegrityError
 
 Reader = asyncpg.Connection | asyncpg.Pool
 
-_MOVE = (
-    "INSERT INTO projection_tracking (application_name, notification_id) VALUES ($1, $2)"
+_MOVE_TO = (
+    "INSERT INTO projection_tracking (application_name, notification_id) VALUES ({name}, {position})"
     " ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id"
     " WHERE projection_tracking.notification_id < excluded.notification_id"
     " RETURNING notification_id")
@@ -29,8 +28,10 @@ def move_position_sql(name: str, position: str) -> str:
     For a statement that writes other rows with it in one round trip (the processor follower's
     calls, a projection batch's last statement): it returns the new position, or no row.
     """
-    # In one pass: replacing one placeholder and then the other would rewrite what the first put in.
-    return re.sub(r"\$([12])\b", lambda m: name if m[1] == "1" else position, _MOVE)
+    return _MOVE_TO.format(name=name, position=position)
+
+
+_MOVE = move_position_sql("$1", "$2")
 
 
 def position_sql(name: str) -> str:

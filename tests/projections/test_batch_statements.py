@@ -80,6 +80,18 @@ async def test_a_live_batch_of_one_note_takes_eight_statements_and_a_quiet_wake_
         await store.close()
 
 
+async def marked_log(pool: asyncpg.Pool, cases: int) -> EventStore:
+    """A store over a log of `cases` mixed cases, and a table `batch_marks` the batches below write to."""
+    store = EventStore(pool)
+    await write_mixed_cases(CaseService(store, CaseEventMapper()), cases)
+    await pool.execute("CREATE TABLE batch_marks (folder text)")
+    return store
+
+
+async def mark(conn: asyncpg.Connection, folder: str) -> None:
+    await conn.execute("INSERT INTO batch_marks (folder) VALUES ($1)", folder)
+
+
 class Gated(CaseFiles):
     """Case files whose batch waits, inside its transaction, until the test opens the gate."""
 
@@ -88,21 +100,19 @@ class Gated(CaseFiles):
         self.inside, self.gate = asyncio.Event(), asyncio.Event()
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[object]) -> None:  # type: ignore[override]
-        await conn.execute("INSERT INTO batch_marks (folder) VALUES ('gated')")
+        await mark(conn, "gated")
         self.inside.set()
         await self.gate.wait()
 
 
 class Marking(CaseFiles):
     async def apply(self, conn: asyncpg.Connection, events: Sequence[object]) -> None:  # type: ignore[override]
-        await conn.execute("INSERT INTO batch_marks (folder) VALUES ('other')")
+        await mark(conn, "other")
 
 
 async def test_a_batch_whose_position_another_batch_took_meanwhile_is_refused_and_changes_nothing(
         empty_pool: asyncpg.Pool) -> None:
-    store = EventStore(empty_pool)
-    await write_mixed_cases(CaseService(store, CaseEventMapper()), 2)
-    await empty_pool.execute("CREATE TABLE batch_marks (folder text)")
+    store = await marked_log(empty_pool, 2)
     gated = Gated()
     first = ProjectionRunner(store, empty_pool, [gated])
     # Given a batch inside its transaction (no advisory lock: two runners called directly, as a bug or
@@ -127,15 +137,13 @@ class SwitchedMidBatch(CaseFiles):
     as no switch can while the batch holds the version: the check under the lock is what is tested)."""
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[object]) -> None:  # type: ignore[override]
-        await conn.execute("INSERT INTO batch_marks (folder) VALUES ('old version')")
+        await mark(conn, "old version")
         await conn.execute("UPDATE projection_versions SET version = 2 WHERE name = 'case_files'")
 
 
 async def test_a_batch_that_finds_another_version_served_at_its_end_is_refused_and_changes_nothing(
         empty_pool: asyncpg.Pool) -> None:
-    store = EventStore(empty_pool)
-    await write_mixed_cases(CaseService(store, CaseEventMapper()), 1)
-    await empty_pool.execute("CREATE TABLE batch_marks (folder text)")
+    store = await marked_log(empty_pool, 1)
     await empty_pool.execute("INSERT INTO projection_versions (name, version) VALUES ('case_files', 1)")
     projection = SwitchedMidBatch()
     with pytest.raises(SupersededError, match="the tables hold version 2, this worker folds version 1"):
@@ -148,9 +156,7 @@ async def test_a_batch_that_finds_another_version_served_at_its_end_is_refused_a
 
 async def test_a_batch_begun_when_another_version_is_served_stops_before_its_fold(
         empty_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = EventStore(empty_pool)
-    await write_mixed_cases(CaseService(store, CaseEventMapper()), 1)
-    await empty_pool.execute("CREATE TABLE batch_marks (folder text)")
+    store = await marked_log(empty_pool, 1)
     await empty_pool.execute("INSERT INTO projection_versions (name, version) VALUES ('case_files', 2)")
     # Given a look that did not see the switch (a switch between the look and the batch's start: the
     # look's own check is left out here to stand for it)
