@@ -146,6 +146,64 @@ async def test_bulk_work_with_a_share_rests_in_proportion_to_each_slice(monkeypa
     assert rests == pytest.approx([0.012, 0.018])
 
 
+async def test_two_tasks_of_one_bulk_request_each_rest_for_their_own_slices(monkeypatch) -> None:
+    # A breach list is checked in one task while its last chunk is written in another: the writing's
+    # slice, a wait for the database, is rested for in full though the checking gave way meanwhile.
+    now, rests = [0.0], []
+    real_sleep = asyncio.sleep
+
+    async def noted_sleep(seconds: float) -> None:
+        if seconds:
+            rests.append((asyncio.current_task().get_name(), round(seconds, 6)))
+        await real_sleep(0)
+
+    monkeypatch.setattr(turn_taking.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(turn_taking.asyncio, "sleep", noted_sleep)
+    committed = asyncio.Event()
+
+    async def check() -> None:
+        await give_way(0.25)
+        for _ in range(5):
+            now[0] += 0.002  # 2 ms of checking lines
+            await give_way(0.25)
+        committed.set()
+
+    async def write() -> None:
+        await give_way(0.25)
+        await committed.wait()  # the chunk's appends committing: 10 ms by the clock
+        await give_way(0.25)
+
+    turns = TurnTaking()
+    with quick_request(turns):
+        pass  # an agent's read just answered
+    with quick_request(turns):
+        await asyncio.gather(asyncio.create_task(write(), name="write"), asyncio.create_task(check(), name="check"))
+    assert sorted(rests) == [("check", 0.006)] * 5 + [("write", 0.03)]
+
+
+async def test_a_hand_over_at_the_full_share_inside_a_bulk_slice_does_not_end_it(monkeypatch) -> None:
+    now, rests = [0.0], []
+    real_sleep = asyncio.sleep
+
+    async def noted_sleep(seconds: float) -> None:
+        if seconds:
+            rests.append(round(seconds, 6))
+        await real_sleep(0)
+
+    monkeypatch.setattr(turn_taking.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(turn_taking.asyncio, "sleep", noted_sleep)
+    turns = TurnTaking()
+    with quick_request(turns):
+        pass
+    with quick_request(turns):
+        await give_way(0.25)
+        now[0] += 0.004
+        await give_way()  # the chunk's customer keys, made a few at a time
+        now[0] += 0.004
+        await give_way(0.25)
+    assert rests == [0.024]  # three times the whole 8 ms slice
+
+
 async def test_a_slice_never_rests_longer_than_the_longest_rest(monkeypatch) -> None:
     rests: list[float] = []
 
@@ -182,7 +240,7 @@ async def test_with_no_agent_about_bulk_work_goes_at_full_speed(monkeypatch) -> 
     assert not turns.agents_about()
 
 
-@pytest.mark.parametrize(("value", "share"), [(None, 0.5), ("", 0.5), ("0.25", 0.25), ("1", 1.0)])
+@pytest.mark.parametrize(("value", "share"), [(None, 0.25), ("", 0.25), ("0.5", 0.5), ("1", 1.0)])
 def test_the_bulk_share_is_read_from_the_environment(tmp_path, value, share) -> None:
     env = {"CASEDESK_DATA_DIR": str(tmp_path)} | ({"CASEDESK_BULK_SHARE": value} if value is not None else {})
     assert load_settings(env).bulk_share == share
