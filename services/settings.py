@@ -26,6 +26,12 @@ _PROJECTION_MODES: dict[str, ProjectionMode] = {
     "off": "off", "false": "off", "0": "off", "no": "off",
 }
 
+# A breach list's share of an API process's time while agents work. Each card it opens costs
+# PostgreSQL and the projection worker about as much CPU again as the intake's own, so its share
+# decides how busy the two cores are: at 0.5 agents' read p99 was 3.4-5.3x quiet during a
+# 40,000-line upload, at 0.25 2.2-3.0x (python -m tests.bench heavy_reads, issue 15).
+BULK_SHARE = 0.25
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """What a casedesk process is configured with."""
@@ -95,7 +101,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The share of the time a breach list's intake may take in an API process while agents are
     # working (0 < share <= 1): it rests the rest, so their reads are not slowed by it
     # (services/turn_taking.py); alone, it goes at full speed.
-    bulk_share: float = 0.5
+    bulk_share: float = BULK_SHARE
     # Where audit histories are made: "process" (a worker process the API starts, what the environment
     # defaults to) or "in-process" (what tests build).
     history: ProjectionMode = "in-process"
@@ -183,9 +189,9 @@ def _number(value: str | None, name: str, kind: Callable[[str], _N], default: _N
 
 
 def _share(value: str | None) -> float:
-    """CASEDESK_BULK_SHARE: above 0, at most 1 (1: bulk work never rests); 0.5 by default."""
-    return _number(value, "CASEDESK_BULK_SHARE", float, 0.5, lambda share: 0.0 < share <= 1.0,
-                   "a number above 0 and at most 1, e.g. 0.5")
+    """CASEDESK_BULK_SHARE: above 0, at most 1 (1: bulk work never rests); BULK_SHARE by default."""
+    return _number(value, "CASEDESK_BULK_SHARE", float, BULK_SHARE, lambda share: 0.0 < share <= 1.0,
+                   "a number above 0 and at most 1, e.g. 0.25")
 
 
 def _niceness(value: str | None, name: str) -> int:

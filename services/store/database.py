@@ -39,6 +39,13 @@ _SESSION_STATE: set[int] = set()
 # for writes a crash may lose because they are redone or worthless after it.
 ASYNCHRONOUS_COMMIT = "set_config('synchronous_commit', 'off', true)"
 
+# How long a pooled connection may stand idle before the pool closes it. A new connection costs its
+# PostgreSQL backend some 80 ms of CPU before it serves at speed (its catalog caches filled, our
+# statements prepared again), and the pool opens them exactly when a burst needs more: with 60 s,
+# each breach list's writing, a minute after the last, paid that on the busy cores while agents read
+# (python -m tests.bench heavy_reads, issue 15). asyncpg's own default.
+POOL_IDLE_SECONDS = 300.0
+
 
 def sql_literal(text: str) -> str:
     """`text` as an SQL string literal (standard_conforming_strings, PostgreSQL's default since 9.1).
@@ -87,7 +94,7 @@ async def create_pool(
         max_size=max_size,
         server_settings=server_settings,
         statement_cache_size=100 if statement_cache else 0,
-        max_inactive_connection_lifetime=60.0,
+        max_inactive_connection_lifetime=POOL_IDLE_SECONDS,
         reset=_reset,
     )
     assert pool is not None
