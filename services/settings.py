@@ -29,7 +29,8 @@ _PROJECTION_MODES: dict[str, ProjectionMode] = {
 # A breach list's share of an API process's time while agents work. Each card it opens costs
 # PostgreSQL and the projection worker about as much CPU again as the intake's own, so its share
 # decides how busy the two cores are: at 0.5 agents' read p99 was 3.4-5.3x quiet during a
-# 40,000-line upload, at 0.25 2.2-3.0x (python -m tests.bench heavy_reads, issue 15).
+# 40,000-line upload, at 0.25, with each task of the upload resting for its own slices, 2.3-3.0x
+# (python -m tests.bench heavy_reads, issue 15).
 BULK_SHARE = 0.25
 
 

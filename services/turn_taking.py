@@ -14,7 +14,8 @@ when it arrived.
 Bulk work (a breach list) can also be given a share of the time, `give_way(share)`: while
 agents are working (a quick request in flight or finished within AGENTS_RECENTLY), after each
 slice it rests in proportion to how long the slice took (share 0.25: three times as long), each
-of its tasks for its own slices, and a slice's waits for the database count, so the
+of its tasks for its own slices. A slice is the time since the task's last hand-over with the
+share, any wait in it included (for the database, for quick requests, for a sibling task), so the
 database and the projection worker it feeds are not run flat out either, and agents' reads
 find a free core. With no agent about, it goes at full speed (CASEDESK_BULK_SHARE, 0.25).
 
@@ -135,4 +136,7 @@ async def give_way(share: float = 1.0) -> None:
     if share < 1.0:
         # A hand-over at the full share inside a bulk slice (its customers' keys made, say) does
         # not end it: the whole slice is rested for at the next hand-over with the share.
+        if task is not None and task not in turn.slice_began:
+            # Forgotten when the task ends: a task holds its context, and so this turn.
+            task.add_done_callback(lambda done: turn.slice_began.pop(done, None))
         turn.slice_began[task] = time.perf_counter()

@@ -181,6 +181,22 @@ async def test_two_tasks_of_one_bulk_request_each_rest_for_their_own_slices(monk
     assert sorted(rests) == [("check", 0.006)] * 5 + [("write", 0.03)]
 
 
+async def test_a_bulk_task_that_ended_is_forgotten_by_its_request() -> None:
+    # A million-line list writes 500 chunks, each in a task of its own: none is kept once written.
+    turns = TurnTaking()
+    with quick_request(turns):
+        turn = turn_taking._TURN.get()
+
+        async def chunk() -> None:
+            await give_way(0.25)
+            await give_way(0.25)
+
+        for _ in range(3):
+            await asyncio.create_task(chunk())
+        await turns_of_the_loop(2)  # done callbacks run on the loop's next turn
+        assert turn.slice_began == {}
+
+
 async def test_a_hand_over_at_the_full_share_inside_a_bulk_slice_does_not_end_it(monkeypatch) -> None:
     now, rests = [0.0], []
     real_sleep = asyncio.sleep
