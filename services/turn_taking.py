@@ -80,19 +80,19 @@ class TurnTaking:
 class _Turn:
     """One request's place: quick until it gives way the first time."""
 
-    __slots__ = ("quick", "slice_began", "turns")
+    __slots__ = ("quick", "turns")
 
     def __init__(self, turns: TurnTaking) -> None:
         self.turns = turns
         self.quick = True
-        # When each of its tasks' bulk slice began (it went on after giving way with a share). Per
-        # task: a breach list is checked in one task while its last chunk is written in another, and
-        # one clock for both measured each from the other's last hand-over, so the writing, which
-        # waits for the database, rested next to nothing.
-        self.slice_began: dict[asyncio.Task[object] | None, float] = {}
 
 
 _TURN: ContextVar[_Turn | None] = ContextVar("casedesk_turn", default=None)
+# When the current task's bulk slice began (it went on after giving way with a share). A context
+# variable, so each task of a request has its own: a breach list is checked in one task while its
+# last chunk is written in another, and one clock for both measured each from the other's last
+# hand-over, so the writing, which waits for the database, rested next to nothing.
+_SLICE_BEGAN: ContextVar[float | None] = ContextVar("casedesk_slice_began", default=None)
 
 
 @contextlib.contextmanager
@@ -100,10 +100,13 @@ def quick_request(turns: TurnTaking) -> Iterator[None]:
     """A request counted as quick while it runs (the HTTP middleware opens one per request)."""
     turn = _Turn(turns)
     token = _TURN.set(turn)
+    # A connection's requests run in one task: the last one's slice is not this one's.
+    began = _SLICE_BEGAN.set(None)
     turns._started()
     try:
         yield
     finally:
+        _SLICE_BEGAN.reset(began)
         _TURN.reset(token)
         # A task the request started carries its turn on: if it gave way later, the request
         # must not be counted off a second time.
@@ -128,15 +131,11 @@ async def give_way(share: float = 1.0) -> None:
         await asyncio.sleep(0)
         return
     not_quick()
-    task = asyncio.current_task()
-    began = turn.slice_began.get(task)
+    began = _SLICE_BEGAN.get()
     if share < 1.0 and began is not None and turn.turns.agents_about():
         await asyncio.sleep(min((time.perf_counter() - began) * (1.0 / share - 1.0), LONGEST_REST))
     await turn.turns._wait_for_quiet()
     if share < 1.0:
         # A hand-over at the full share inside a bulk slice (its customers' keys made, say) does
         # not end it: the whole slice is rested for at the next hand-over with the share.
-        if task is not None and task not in turn.slice_began:
-            # Forgotten when the task ends: a task holds its context, and so this turn.
-            task.add_done_callback(lambda done: turn.slice_began.pop(done, None))
-        turn.slice_began[task] = time.perf_counter()
+        _SLICE_BEGAN.set(time.perf_counter())

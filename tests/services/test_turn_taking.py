@@ -146,25 +146,41 @@ async def test_bulk_work_with_a_share_rests_in_proportion_to_each_slice(monkeypa
     assert rests == pytest.approx([0.012, 0.018])
 
 
-async def test_two_tasks_of_one_bulk_request_each_rest_for_their_own_slices(monkeypatch) -> None:
-    # A breach list is checked in one task while its last chunk is written in another: the writing's
-    # slice, a wait for the database, is rested for in full though the checking gave way meanwhile.
-    now, rests = [0.0], []
+class HandClock:
+    """perf_counter as a test moves it, and every rest taken, by the task that took it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.rests: list[tuple[str, float]] = []
+
+    def rested(self, task: str | None = None) -> list[float]:
+        return [seconds for name, seconds in self.rests if task is None or name == task]
+
+
+@pytest.fixture
+def hand_clock(monkeypatch) -> HandClock:
+    clock = HandClock()
     real_sleep = asyncio.sleep
 
     async def noted_sleep(seconds: float) -> None:
         if seconds:
-            rests.append((asyncio.current_task().get_name(), round(seconds, 6)))
+            clock.rests.append((asyncio.current_task().get_name(), round(seconds, 6)))
         await real_sleep(0)
 
-    monkeypatch.setattr(turn_taking.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(turn_taking.time, "perf_counter", lambda: clock.now)
     monkeypatch.setattr(turn_taking.asyncio, "sleep", noted_sleep)
+    return clock
+
+
+async def test_two_tasks_of_one_bulk_request_each_rest_for_their_own_slices(hand_clock) -> None:
+    # A breach list is checked in one task while its last chunk is written in another: the writing's
+    # slice, a wait for the database, is rested for in full though the checking gave way meanwhile.
     committed = asyncio.Event()
 
     async def check() -> None:
         await give_way(0.25)
         for _ in range(5):
-            now[0] += 0.002  # 2 ms of checking lines
+            hand_clock.now += 0.002  # 2 ms of checking lines
             await give_way(0.25)
         committed.set()
 
@@ -178,46 +194,35 @@ async def test_two_tasks_of_one_bulk_request_each_rest_for_their_own_slices(monk
         pass  # an agent's read just answered
     with quick_request(turns):
         await asyncio.gather(asyncio.create_task(write(), name="write"), asyncio.create_task(check(), name="check"))
-    assert sorted(rests) == [("check", 0.006)] * 5 + [("write", 0.03)]
+    assert sorted(hand_clock.rests) == [("check", 0.006)] * 5 + [("write", 0.03)]
 
 
-async def test_a_bulk_task_that_ended_is_forgotten_by_its_request() -> None:
-    # A million-line list writes 500 chunks, each in a task of its own: none is kept once written.
+async def test_a_request_does_not_rest_for_the_last_request_on_its_connection(hand_clock) -> None:
+    # A connection's requests are served one after another in one task.
     turns = TurnTaking()
     with quick_request(turns):
-        turn = turn_taking._TURN.get()
+        pass
+    with quick_request(turns):
+        await give_way(0.25)  # an upload ends here
+    hand_clock.now += 10.0
+    with quick_request(turns):
+        await give_way(0.25)  # the next upload's first hand-over: its slice's start is not known
+        hand_clock.now += 0.004
+        await give_way(0.25)
+    assert hand_clock.rested() == [0.012]
 
-        async def chunk() -> None:
-            await give_way(0.25)
-            await give_way(0.25)
 
-        for _ in range(3):
-            await asyncio.create_task(chunk())
-        await turns_of_the_loop(2)  # done callbacks run on the loop's next turn
-        assert turn.slice_began == {}
-
-
-async def test_a_hand_over_at_the_full_share_inside_a_bulk_slice_does_not_end_it(monkeypatch) -> None:
-    now, rests = [0.0], []
-    real_sleep = asyncio.sleep
-
-    async def noted_sleep(seconds: float) -> None:
-        if seconds:
-            rests.append(round(seconds, 6))
-        await real_sleep(0)
-
-    monkeypatch.setattr(turn_taking.time, "perf_counter", lambda: now[0])
-    monkeypatch.setattr(turn_taking.asyncio, "sleep", noted_sleep)
+async def test_a_hand_over_at_the_full_share_inside_a_bulk_slice_does_not_end_it(hand_clock) -> None:
     turns = TurnTaking()
     with quick_request(turns):
         pass
     with quick_request(turns):
         await give_way(0.25)
-        now[0] += 0.004
+        hand_clock.now += 0.004
         await give_way()  # the chunk's customer keys, made a few at a time
-        now[0] += 0.004
+        hand_clock.now += 0.004
         await give_way(0.25)
-    assert rests == [0.024]  # three times the whole 8 ms slice
+    assert hand_clock.rested() == [0.024]  # three times the whole 8 ms slice
 
 
 async def test_a_slice_never_rests_longer_than_the_longest_rest(monkeypatch) -> None:
